@@ -1,0 +1,241 @@
+//! Request and response bodies of the REST API (`/v1`), shared by the control plane (which
+//! serves them and derives the OpenAPI document from them) and the client crate (which sends
+//! them), so the two cannot drift apart.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::{BucketName, HomeDirectory, Permissions, Username};
+
+/// Shortest and longest generated password.
+pub const PASSWORD_LENGTH_RANGE: std::ops::RangeInclusive<u32> = 16..=128;
+/// Length of a generated password when none is asked for.
+pub const DEFAULT_PASSWORD_LENGTH: u32 = 16;
+
+/// How to generate a password.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PasswordOptions {
+    /// Length of the generated password, 16 to 128 (default 16).
+    #[schema(minimum = 16, maximum = 128)]
+    pub length: Option<u32>,
+}
+
+/// `POST /v1/users`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateUserRequest {
+    /// What this user is for, e.g. "Trading partner Alice". Not empty, at most 1024 characters.
+    pub description: String,
+    /// The user's home directory; created if missing. `/` makes a root user.
+    pub home_directory: HomeDirectory,
+    /// Login name; generated (8 upper-case letters and digits) when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<Username>,
+    /// Bucket the home directory is in; the default bucket when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket_name: Option<BucketName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_options: Option<PasswordOptions>,
+    /// OpenSSH public key lines accepted for this user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_keys: Option<Vec<String>>,
+    /// Default `read-write`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<Permissions>,
+}
+
+/// `PATCH /v1/users/{username}`: only the fields present change.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateUserRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// A new home directory; created if missing. Files in the old one stay where they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home_directory: Option<HomeDirectory>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<Permissions>,
+    /// Replaces the whole list of public keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_keys: Option<Vec<String>>,
+    /// A disabled user cannot log in; its sessions are refused from the next login on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+}
+
+/// A user as the API shows it. The password is never shown here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    pub username: Username,
+    pub description: String,
+    pub home_directory: HomeDirectory,
+    pub bucket_name: BucketName,
+    /// Host name partners connect to.
+    pub endpoint: String,
+    pub permissions: Permissions,
+    pub public_keys: Vec<String>,
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Last successful login over any protocol; absent if the user never connected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_connected_at: Option<DateTime<Utc>>,
+}
+
+/// `201` reply to `POST /v1/users`: the user plus its password, shown this once only.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedUser {
+    /// The generated password. Only its hash is stored: it cannot be shown again.
+    pub password: String,
+    #[serde(flatten)]
+    pub user: User,
+}
+
+/// One page of users.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserList {
+    pub items: Vec<User>,
+    /// Pass as `pageToken` to get the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_page_token: Option<String>,
+}
+
+/// `POST /v1/users/{username}/password` body (optional).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResetPasswordRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_options: Option<PasswordOptions>,
+}
+
+/// A newly generated password, shown this once only.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NewPassword {
+    pub password: String,
+}
+
+/// A bucket: where users' home directories live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Bucket {
+    pub bucket_name: BucketName,
+    /// The storage URL without credentials (`file:///…`, `s3://…`, …).
+    pub storage_url: String,
+    /// Users created without a `bucketName` go here.
+    pub is_default: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The list of buckets.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BucketList {
+    pub items: Vec<Bucket>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_page_token: Option<String>,
+}
+
+/// A host key partners will see, to check on first connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HostKey {
+    /// e.g. `ssh-ed25519`.
+    pub algorithm: String,
+    /// `SHA256:…`, as `ssh-keygen -l` prints it.
+    pub fingerprint: String,
+}
+
+/// `GET /v1/server`: how partners reach this installation.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerInfo {
+    pub version: String,
+    /// Host name partners connect to.
+    pub endpoint: String,
+    pub sftp_port: u16,
+    pub ftps_port: u16,
+    pub ftps_implicit_port: u16,
+    pub host_keys: Vec<HostKey>,
+}
+
+/// One offending field in a problem document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldError {
+    /// JSON path of the field (`homeDirectory`, `passwordOptions.length`, `publicKeys[1]`).
+    pub field: String,
+    pub message: String,
+}
+
+/// An RFC 9457 problem document (`application/problem+json`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Problem {
+    /// A stable URI naming the kind of problem.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    /// Equal to the HTTP status.
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The offending fields, when the request body or query was at fault.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_user_rejects_unknown_fields_and_bad_home() {
+        let ok: CreateUserRequest =
+            serde_json::from_str(r#"{"description":"A","homeDirectory":"/a"}"#).unwrap();
+        assert_eq!(ok.home_directory.as_str(), "/a");
+        assert!(
+            serde_json::from_str::<CreateUserRequest>(
+                r#"{"description":"A","homeDirectory":"/a","bogus":1}"#
+            )
+            .is_err()
+        );
+        assert!(
+            serde_json::from_str::<CreateUserRequest>(
+                r#"{"description":"A","homeDirectory":"/a/../b"}"#
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn created_user_flattens() {
+        let now = Utc::now();
+        let created = CreatedUser {
+            password: "secret".into(),
+            user: User {
+                username: Username::parse("WL9F11A9").unwrap(),
+                description: "d".into(),
+                home_directory: HomeDirectory::parse("/a").unwrap(),
+                bucket_name: BucketName::default_bucket(),
+                endpoint: "localhost".into(),
+                permissions: Permissions::ReadWrite,
+                public_keys: vec![],
+                disabled: false,
+                created_at: now,
+                updated_at: now,
+                last_connected_at: None,
+            },
+        };
+        let v = serde_json::to_value(&created).unwrap();
+        assert_eq!(v["password"], "secret");
+        assert_eq!(v["username"], "WL9F11A9");
+        assert_eq!(v["homeDirectory"], "/a");
+        assert!(v.get("lastConnectedAt").is_none());
+    }
+}

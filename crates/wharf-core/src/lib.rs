@@ -1,0 +1,48 @@
+//! Wharf's shared domain types.
+//!
+//! Everything here is plain data with validation at construction: a [`HomeDirectory`] or a
+//! [`Username`] that exists has already been checked, so the VFS, the control plane and the
+//! gateways never re-validate strings. This crate does no I/O.
+
+pub mod api;
+mod home;
+pub mod login;
+mod names;
+mod permissions;
+mod public_key;
+
+pub use home::{HomeDirectory, HomeDirectoryError, MAX_HOME_DIRECTORY_BYTES};
+pub use login::{
+    BucketStorage, LoginError, LoginGrant, LoginProvider, LoginRequest, LoginSecret,
+};
+pub use public_key::{PublicKey, PublicKeyError};
+pub use names::{BucketName, NameError, Username, generate_password, generate_username};
+pub use permissions::Permissions;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// The protocol a session or an event came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Sftp,
+    Ftps,
+    Api,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Sftp => "sftp",
+            Protocol::Ftps => "ftps",
+            Protocol::Api => "api",
+        }
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

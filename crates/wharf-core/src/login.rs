@@ -1,0 +1,104 @@
+//! The gateway login contract: what a gateway sends to the control plane when a partner logs in,
+//! and what it gets back. [`LoginProvider`] is implemented in-process by the control plane (for
+//! `wharf serve`) and over HTTP by the client crate (for `wharf sftp-gateway`), so both paths
+//! run the same checks.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::{BucketName, HomeDirectory, Permissions, Protocol, Username};
+
+/// The secret a partner presented.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum LoginSecret {
+    /// A password, checked against the stored argon2id hash.
+    Password { password: String },
+    /// A public key whose possession the gateway has verified (the SSH signature checked out),
+    /// as an OpenSSH public key line (`ssh-ed25519 AAAA…`).
+    PublicKey {
+        #[serde(rename = "publicKey")]
+        public_key: String,
+    },
+}
+
+impl std::fmt::Debug for LoginSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoginSecret::Password { .. } => f.write_str("Password(<redacted>)"),
+            LoginSecret::PublicKey { public_key } => {
+                f.debug_tuple("PublicKey").field(public_key).finish()
+            }
+        }
+    }
+}
+
+/// `POST /internal/v1/login`: one login attempt seen by a gateway.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LoginRequest {
+    pub protocol: Protocol,
+    /// The user name as typed by the partner (not yet validated).
+    pub username: String,
+    pub secret: LoginSecret,
+    /// The partner's address (from PROXY protocol when behind a load balancer).
+    pub client_ip: String,
+    /// The gateway's id for this connection, for logs and events.
+    pub session_id: String,
+    /// Check the credentials without recording a login (SSH's public-key query comes before
+    /// the signature that proves possession).
+    #[serde(default)]
+    pub probe: bool,
+}
+
+/// Where a bucket's objects live: an object_store URL plus options (credentials, endpoint, ...).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BucketStorage {
+    pub name: BucketName,
+    /// `file:///…`, `s3://…`, `gs://…` or `az://…`.
+    pub url: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for BucketStorage {
+    // Options may carry credentials: never log them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BucketStorage")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("options", &self.options.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// What a gateway needs to serve a logged-in user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginGrant {
+    pub username: Username,
+    pub bucket: BucketStorage,
+    pub home_directory: HomeDirectory,
+    pub permissions: Permissions,
+}
+
+/// Why a login did not succeed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LoginError {
+    /// Unknown user, wrong secret or disabled user: deliberately one case, so a gateway cannot
+    /// tell (or leak) which.
+    #[error("access denied")]
+    Denied,
+    /// The control plane could not be asked (network, overload): the partner should retry.
+    #[error("login service unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Decides who may log in. See the module documentation.
+#[async_trait::async_trait]
+pub trait LoginProvider: Send + Sync + 'static {
+    async fn login(&self, request: LoginRequest) -> Result<LoginGrant, LoginError>;
+}

@@ -1,0 +1,193 @@
+//! Validated names: [`Username`], [`BucketName`], and the generators for usernames and passwords.
+
+use std::fmt;
+
+use rand::RngExt;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Why a string is not a valid name. The message is shown to API users as is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NameError(&'static str);
+
+macro_rules! string_newtype {
+    ($name:ident, $example:literal, $desc:literal) => {
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({:?})", stringify!($name), self.0)
+            }
+        }
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                $name::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .description(Some($desc))
+                    .examples([$example])
+                    .into()
+            }
+        }
+        impl utoipa::ToSchema for $name {}
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+/// A login name: 1 to 64 characters of `A-Z a-z 0-9 . _ -`, starting with a letter or digit.
+/// Generated ones are 8 upper-case letters and digits (`WL9F11A9`).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Username(String);
+
+impl Username {
+    pub fn parse(input: &str) -> Result<Self, NameError> {
+        if input.is_empty() {
+            return Err(NameError("must not be empty"));
+        }
+        if input.len() > 64 {
+            return Err(NameError("must be at most 64 characters long"));
+        }
+        if !input
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        {
+            return Err(NameError(
+                "may contain only letters, digits, '.', '_' and '-'",
+            ));
+        }
+        if !input.as_bytes()[0].is_ascii_alphanumeric() {
+            return Err(NameError("must start with a letter or a digit"));
+        }
+        Ok(Username(input.to_owned()))
+    }
+}
+
+string_newtype!(
+    Username,
+    "WL9F11A9",
+    "Login name: 1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit."
+);
+
+/// A bucket name: 3 to 63 characters of `a-z 0-9 -`, starting and ending with a letter or digit
+/// (the S3 rules, so a name is valid on every store).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BucketName(String);
+
+impl BucketName {
+    pub fn parse(input: &str) -> Result<Self, NameError> {
+        if input.len() < 3 || input.len() > 63 {
+            return Err(NameError("must be 3 to 63 characters long"));
+        }
+        if !input
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(NameError(
+                "may contain only lower-case letters, digits and '-'",
+            ));
+        }
+        let bytes = input.as_bytes();
+        if bytes[0] == b'-' || bytes[bytes.len() - 1] == b'-' {
+            return Err(NameError("must start and end with a letter or a digit"));
+        }
+        Ok(BucketName(input.to_owned()))
+    }
+
+    /// The bucket every installation has from its first start.
+    pub fn default_bucket() -> Self {
+        BucketName("default".to_owned())
+    }
+}
+
+string_newtype!(
+    BucketName,
+    "default",
+    "Bucket name: 3-63 of a-z 0-9 -, starting and ending with a letter or digit."
+);
+
+const USERNAME_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+// No look-alikes (0/O, 1/l/I): passwords are read off screens and typed by partners.
+const PASSWORD_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+
+/// A new random username: 8 upper-case letters and digits, like `WL9F11A9`.
+pub fn generate_username() -> Username {
+    let mut rng = rand::rng();
+    let s: String = (0..8)
+        .map(|_| USERNAME_ALPHABET[rng.random_range(0..USERNAME_ALPHABET.len())] as char)
+        .collect();
+    Username(s)
+}
+
+/// A new random password of `length` characters (letters and digits without look-alikes:
+/// about 5.8 bits each, so the 16-character default carries over 90 bits).
+pub fn generate_password(length: usize) -> String {
+    let mut rng = rand::rng();
+    (0..length)
+        .map(|_| PASSWORD_ALPHABET[rng.random_range(0..PASSWORD_ALPHABET.len())] as char)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames() {
+        assert!(Username::parse("alice").is_ok());
+        assert!(Username::parse("WL9F11A9").is_ok());
+        assert!(Username::parse("a.b_c-d").is_ok());
+        for bad in ["", ".x", "-x", "a b", "a/b", "a\0", "ä", &"a".repeat(65)] {
+            assert!(Username::parse(bad).is_err(), "{bad:?}");
+        }
+        for _ in 0..100 {
+            let u = generate_username();
+            assert_eq!(u.as_str().len(), 8);
+            assert!(
+                u.as_str()
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+            );
+            assert!(Username::parse(u.as_str()).is_ok());
+        }
+    }
+
+    #[test]
+    fn passwords_are_random_and_sized() {
+        let a = generate_password(16);
+        let b = generate_password(16);
+        assert_eq!(a.len(), 16);
+        assert_ne!(a, b);
+        assert_eq!(generate_password(128).len(), 128);
+    }
+
+    #[test]
+    fn bucket_names() {
+        assert!(BucketName::parse("default").is_ok());
+        assert!(BucketName::parse("acme-2024").is_ok());
+        for bad in ["ab", "-abc", "abc-", "ABC", "a_b", "a.b", &"a".repeat(64)] {
+            assert!(BucketName::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! Wharf's virtual file system: one user's jailed view of an object_store bucket.
+//!
+//! Both protocol front ends (SFTP, FTPS) and the control plane go through this crate, so they can
+//! never disagree on what a path means, what a permission allows, or when an upload becomes
+//! visible. It knows nothing of SSH, FTP, HTTP or SQL.
+//!
+//! - [`VirtualPath`]: a path as the partner sees it (`/in/x.edi`), normalised and jailed: no
+//!   input can name anything above `/`.
+//! - [`Vfs`]: a session's view: bucket store + home directory + permissions. It maps a
+//!   [`VirtualPath`] to a bucket key (home + path) and is the only place that does.
+//! - [`Upload`]: a file being written; nothing is visible until [`Upload::commit`]; dropping it
+//!   or [`Upload::abort`] leaves the previous version (or nothing) in place.
+//! - [`Download`]: a file being read, streamed with read-ahead.
+//! - Directories: real prefixes plus a hidden marker object ([`DIRECTORY_MARKER`]) so that empty
+//!   directories persist on object stores.
+
+mod error;
+mod path;
+mod store;
+mod transfer;
+mod vfs;
+
+pub use error::VfsError;
+pub use path::{MAX_NAME_BYTES, MAX_PATH_BYTES, VirtualPath};
+pub use store::{StoreCache, create_home, open_bucket};
+pub use transfer::{Download, Upload, UploadSummary};
+pub use vfs::{CreateOptions, Entry, EntryKind, SessionIdentity, Vfs};
+
+/// Name of the hidden object that marks a directory on stores that have no directories.
+/// It never appears in listings and cannot be addressed by users.
+pub const DIRECTORY_MARKER: &str = ".wharf-dir";
