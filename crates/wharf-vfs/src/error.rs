@@ -36,7 +36,25 @@ impl From<object_store::Error> for VfsError {
         match e {
             object_store::Error::NotFound { .. } => VfsError::NotFound,
             object_store::Error::AlreadyExists { .. } => VfsError::AlreadyExists,
-            other => VfsError::Storage(other),
+            other => match io_error_kind(&other) {
+                // LocalFileSystem reports a path below a file, or a file where a directory is,
+                // only as a generic error wrapping the OS error; name it like POSIX does.
+                Some(std::io::ErrorKind::NotADirectory) => VfsError::NotADirectory,
+                Some(std::io::ErrorKind::IsADirectory) => VfsError::IsADirectory,
+                _ => VfsError::Storage(other),
+            },
         }
     }
+}
+
+/// The kind of the first [`std::io::Error`] in `e`'s source chain, if any.
+fn io_error_kind(e: &object_store::Error) -> Option<std::io::ErrorKind> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        source = s.source();
+    }
+    None
 }

@@ -20,11 +20,19 @@ mod store;
 mod transfer;
 mod vfs;
 
+#[cfg(test)]
+mod tests;
+
 pub use error::VfsError;
 pub use path::{MAX_NAME_BYTES, MAX_PATH_BYTES, VirtualPath};
 pub use store::{StoreCache, create_home, open_bucket};
-pub use transfer::{Download, Upload, UploadSummary};
-pub use vfs::{CreateOptions, Entry, EntryKind, SessionIdentity, Vfs};
+pub use transfer::{
+    Download, MAX_PARTS, MAX_PARTS_IN_FLIGHT, MAX_UPLOAD_SIZE, PART_SIZE, REORDER_WINDOW, Upload,
+    UploadSummary,
+};
+pub use vfs::{
+    CreateOptions, Entry, EntryKind, MAX_DIRECTORY_RENAME_OBJECTS, SessionIdentity, Vfs,
+};
 
 /// Name of the hidden object that marks a directory on stores that have no directories.
 /// It never appears in listings and cannot be addressed by users.

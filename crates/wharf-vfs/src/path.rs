@@ -109,7 +109,9 @@ impl VirtualPath {
     /// This path with one more segment, which must be a single valid name.
     pub fn join(&self, name: &str) -> Result<VirtualPath, VfsError> {
         if name.is_empty() || name == "." || name == ".." || name.contains('/') {
-            return Err(VfsError::InvalidPath(format!("'{name}' is not a file name")));
+            return Err(VfsError::InvalidPath(format!(
+                "'{name}' is not a file name"
+            )));
         }
         Self::resolve(self, name)
     }
@@ -124,7 +126,11 @@ impl VirtualPath {
     }
 
     fn byte_len(&self) -> usize {
-        self.segments.iter().map(|s| s.len() + 1).sum::<usize>().max(1)
+        self.segments
+            .iter()
+            .map(|s| s.len() + 1)
+            .sum::<usize>()
+            .max(1)
     }
 }
 
@@ -175,10 +181,15 @@ mod tests {
         assert_eq!(p("..%2f..%2fetc"), "/..%2f..%2fetc");
         let cwd = VirtualPath::parse("/in").unwrap();
         assert_eq!(
-            VirtualPath::resolve(&cwd, "../../../x").unwrap().to_string(),
+            VirtualPath::resolve(&cwd, "../../../x")
+                .unwrap()
+                .to_string(),
             "/x"
         );
-        assert_eq!(VirtualPath::resolve(&cwd, "y").unwrap().to_string(), "/in/y");
+        assert_eq!(
+            VirtualPath::resolve(&cwd, "y").unwrap().to_string(),
+            "/in/y"
+        );
     }
 
     #[test]

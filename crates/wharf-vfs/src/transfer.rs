@@ -1,8 +1,54 @@
 //! [`Upload`] and [`Download`]: one open file.
+//!
+//! Object stores write whole objects: a small file is one `PUT`, a large one a multipart upload
+//! whose byte positions are fixed by the order of `put_part` calls. SFTP and FTP clients write
+//! at offsets, mostly in order but pipelined (slightly out of order). [`Upload`] bridges the two
+//! with an in-order buffer, a bounded reorder window and a bounded number of parts in flight, so
+//! each upload's memory is bounded whatever the client sends:
+//! `PART_SIZE × (MAX_PARTS_IN_FLIGHT + 1) + REORDER_WINDOW` = 56 MiB at most.
 
-use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use crate::VfsError;
+use bytes::{Buf, Bytes, BytesMut};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use object_store::path::Path;
+use object_store::{
+    GetOptions, GetRange, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload,
+};
+use sha2::{Digest, Sha256};
+use tokio::task::JoinSet;
+
+use crate::{VfsError, VirtualPath};
+
+/// Size of every multipart part but the last, and the size below which a file is sent in one
+/// `PUT` when it is committed. 8 MiB is above S3's 5 MiB minimum part size, and all parts are
+/// equal as Cloudflare R2 requires.
+///
+/// With S3's limit of [`MAX_PARTS`] parts this caps a file at [`MAX_UPLOAD_SIZE`] (about
+/// 78 GiB). Issue #3 will lift the cap by growing the part size as a file grows.
+pub const PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// Parts of one upload sent to the store at once: enough to keep a fast link busy while the
+/// client keeps writing, few enough to bound memory (each part in flight holds [`PART_SIZE`]).
+pub const MAX_PARTS_IN_FLIGHT: usize = 4;
+
+/// Most parts in one multipart upload (S3's limit, the strictest of the supported stores).
+pub const MAX_PARTS: u64 = 10_000;
+
+/// Largest file an [`Upload`] accepts: [`MAX_PARTS`] × [`PART_SIZE`] (78.125 GiB).
+pub const MAX_UPLOAD_SIZE: u64 = MAX_PARTS * PART_SIZE as u64;
+
+/// How far ahead of the end of the contiguous data a write may reach and be held until the gap
+/// before it is filled. Pipelining clients (OpenSSH sends up to 64 × 32 KiB requests at once,
+/// rclone and WinSCP more) reorder writes only slightly; 16 MiB covers them with room to spare
+/// and bounds the memory held for out-of-order data.
+pub const REORDER_WINDOW: u64 = 16 * 1024 * 1024;
+
+/// A forward jump in reads up to this far is served by reading on in the current stream rather
+/// than opening a new one: cheaper than a round trip, and it absorbs slightly reordered reads.
+const MAX_READ_SKIP: u64 = 1024 * 1024;
 
 /// What a committed upload wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,55 +59,518 @@ pub struct UploadSummary {
     pub sha256: String,
 }
 
+/// Where an [`Upload`] stands.
+enum UploadState {
+    Open,
+    /// A store call failed and the upload was aborted; the message says why.
+    Failed(String),
+    /// Committed or aborted: nothing for `Drop` to clean up.
+    Finished,
+}
+
 /// A file being written. Nothing is visible to readers until [`Upload::commit`] returns; on
 /// [`Upload::abort`], on error, or when dropped uncommitted, the previous version (or nothing)
 /// stays in place and no multipart parts are left behind.
-pub struct Upload {}
+///
+/// A file smaller than [`PART_SIZE`] is sent in one `PUT` at commit. A larger one becomes a
+/// multipart upload as soon as the first [`PART_SIZE`] bytes have arrived, and each further
+/// part is sent in the background while the client keeps writing. Parts are spawned onto the
+/// current tokio runtime, so an upload must be written from inside one.
+pub struct Upload {
+    store: Arc<dyn ObjectStore>,
+    path: VirtualPath,
+    key: Path,
+    /// Length of the contiguous data accepted from offset 0.
+    written: u64,
+    /// The tail of the contiguous data not yet sent as a part (at most [`PART_SIZE`]).
+    buffer: BytesMut,
+    /// Writes that arrived ahead of `written`, by offset. They never overlap each other or the
+    /// contiguous data, and all lie within [`REORDER_WINDOW`] of `written`.
+    held: BTreeMap<u64, Bytes>,
+    /// SHA-256 of the contiguous data, so the checksum costs no second read.
+    hasher: Sha256,
+    /// The multipart upload, once the file reached [`PART_SIZE`].
+    multipart: Exclusive<Option<Box<dyn MultipartUpload>>>,
+    parts_sent: u64,
+    /// Parts being sent. Spawned, because a part's future only makes progress while polled and
+    /// the client's next write must not wait for it.
+    in_flight: JoinSet<object_store::Result<()>>,
+    state: UploadState,
+}
 
 impl Upload {
+    pub(crate) fn new(store: Arc<dyn ObjectStore>, path: VirtualPath, key: Path) -> Self {
+        Upload {
+            store,
+            path,
+            key,
+            written: 0,
+            buffer: BytesMut::new(),
+            held: BTreeMap::new(),
+            hasher: Sha256::new(),
+            multipart: Exclusive::new(None),
+            parts_sent: 0,
+            in_flight: JoinSet::new(),
+            state: UploadState::Open,
+        }
+    }
+
+    /// The file being written.
+    pub fn path(&self) -> &VirtualPath {
+        &self.path
+    }
+
     /// Writes `data` at `offset`. Writes must arrive in order, except that writes ahead of the
     /// current end are held in a bounded reorder window (pipelining clients send them slightly
     /// out of order); a write before the end already sent, or beyond the window, fails with
     /// [`VfsError::Unsupported`] and a message saying why.
+    ///
+    /// Overlapping writes (including an exact repeat of data already written) are not
+    /// supported. Such a refusal leaves the upload usable; a storage failure aborts it, and
+    /// every later call fails.
     pub async fn write(&mut self, offset: u64, data: Bytes) -> Result<(), VfsError> {
-        let _ = (offset, data);
-        todo!()
+        self.check_open()?;
+        if data.is_empty() {
+            return Ok(());
+        }
+        let end = offset
+            .checked_add(data.len() as u64)
+            .filter(|end| *end <= MAX_UPLOAD_SIZE)
+            .ok_or_else(too_large)?;
+        if offset < self.written {
+            return Err(VfsError::Unsupported(format!(
+                "a write at offset {offset} overlaps the {} bytes already written; overwriting \
+                 or rewriting data is not supported on object storage; upload files \
+                 sequentially",
+                self.written
+            )));
+        }
+        if offset > self.written {
+            return self.hold(offset, end, data);
+        }
+        if let Some((&next, _)) = self.held.first_key_value()
+            && next < end
+        {
+            return Err(overlapping(offset, end));
+        }
+        let result = self.append_contiguous(data).await;
+        self.fail_on_error(result).await
     }
 
     /// Bytes accepted so far, counting the contiguous prefix only.
     pub fn len(&self) -> u64 {
-        todo!()
+        self.written
     }
 
+    /// `true` until contiguous data from offset 0 has been written.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Makes the file visible (atomically replacing any previous version). Fails if there is a
     /// gap in the written data.
-    pub async fn commit(self) -> Result<UploadSummary, VfsError> {
-        todo!()
+    ///
+    /// On any failure the upload is aborted: the previous version stays in place.
+    pub async fn commit(mut self) -> Result<UploadSummary, VfsError> {
+        self.check_open()?;
+        if let Some((&offset, _)) = self.held.first_key_value() {
+            let gap = VfsError::Unsupported(format!(
+                "the file has a gap: bytes {}..{offset} were never written; upload files \
+                 sequentially",
+                self.written
+            ));
+            self.discard().await;
+            return Err(gap);
+        }
+        let result = self.finish().await;
+        match result {
+            Ok(summary) => {
+                self.state = UploadState::Finished;
+                tracing::debug!(
+                    path = %self.path,
+                    size = summary.size,
+                    parts = self.parts_sent,
+                    "upload committed"
+                );
+                Ok(summary)
+            }
+            Err(e) => {
+                tracing::warn!(path = %self.path, error = %e, "upload failed at commit; aborted");
+                self.discard().await;
+                Err(e)
+            }
+        }
     }
 
     /// Throws the upload away.
-    pub async fn abort(self) -> Result<(), VfsError> {
-        todo!()
+    pub async fn abort(mut self) -> Result<(), VfsError> {
+        tracing::debug!(path = %self.path, "upload aborted");
+        self.state = UploadState::Finished;
+        self.in_flight.shutdown().await;
+        if let Some(mut multipart) = self.multipart.get_mut().take() {
+            multipart.abort().await?;
+        }
+        Ok(())
     }
+
+    fn check_open(&self) -> Result<(), VfsError> {
+        match &self.state {
+            UploadState::Open => Ok(()),
+            UploadState::Failed(why) => Err(storage_error(format!(
+                "the upload was aborted after an earlier error: {why}"
+            ))),
+            // `commit` and `abort` consume the upload, so no call can see this state.
+            UploadState::Finished => Err(storage_error("the upload is finished".to_owned())),
+        }
+    }
+
+    /// Holds a write that starts beyond the contiguous end.
+    fn hold(&mut self, offset: u64, end: u64, data: Bytes) -> Result<(), VfsError> {
+        if end - self.written > REORDER_WINDOW {
+            return Err(VfsError::Unsupported(format!(
+                "a write at offset {offset} is too far ahead of the {} bytes written so far; \
+                 random-access writes are not supported on object storage; upload files \
+                 sequentially",
+                self.written
+            )));
+        }
+        let overlaps_before = self
+            .held
+            .range(..offset)
+            .next_back()
+            .is_some_and(|(&start, held)| start + held.len() as u64 > offset);
+        let overlaps_after = self
+            .held
+            .range(offset..)
+            .next()
+            .is_some_and(|(&start, _)| start < end);
+        if overlaps_before || overlaps_after {
+            return Err(overlapping(offset, end));
+        }
+        // Copied: the caller's buffer may be a slice of a much larger one that holding it would
+        // keep alive, and the window's memory bound counts only these bytes.
+        self.held.insert(offset, Bytes::copy_from_slice(&data));
+        Ok(())
+    }
+
+    /// Appends data that starts exactly at the contiguous end, then any held writes it reaches.
+    async fn append_contiguous(&mut self, data: Bytes) -> Result<(), VfsError> {
+        self.accept(data).await?;
+        while let Some(entry) = self.held.first_entry() {
+            if *entry.key() != self.written {
+                break;
+            }
+            let data = entry.remove();
+            self.accept(data).await?;
+        }
+        Ok(())
+    }
+
+    /// Adds contiguous data to the checksum and the buffer, sending each full part.
+    async fn accept(&mut self, mut data: Bytes) -> Result<(), VfsError> {
+        self.hasher.update(&data);
+        self.written += data.len() as u64;
+        while !data.is_empty() {
+            let take = (PART_SIZE - self.buffer.len()).min(data.len());
+            self.reserve(take);
+            self.buffer.extend_from_slice(&data.split_to(take));
+            if self.buffer.len() == PART_SIZE {
+                let part = std::mem::replace(&mut self.buffer, BytesMut::with_capacity(PART_SIZE));
+                self.send_part(part.freeze()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Grows the buffer by doubling, but never beyond [`PART_SIZE`] (`BytesMut` alone could
+    /// double an almost full part buffer to twice the size).
+    fn reserve(&mut self, additional: usize) {
+        let needed = self.buffer.len() + additional;
+        if needed <= self.buffer.capacity() {
+            return;
+        }
+        let capacity = needed.max((self.buffer.capacity() * 2).min(PART_SIZE));
+        let mut grown = BytesMut::with_capacity(capacity);
+        grown.extend_from_slice(&self.buffer);
+        self.buffer = grown;
+    }
+
+    /// Sends one part, starting the multipart upload first if needed. Parts are numbered by the
+    /// order of these calls; at most [`MAX_PARTS_IN_FLIGHT`] are outstanding.
+    async fn send_part(&mut self, part: Bytes) -> Result<(), VfsError> {
+        if self.parts_sent >= MAX_PARTS {
+            return Err(too_large());
+        }
+        while self.in_flight.len() >= MAX_PARTS_IN_FLIGHT {
+            if let Some(result) = self.in_flight.join_next().await {
+                part_result(result)?;
+            }
+        }
+        let multipart = match self.multipart.get_mut() {
+            Some(multipart) => multipart,
+            None => {
+                tracing::debug!(path = %self.path, "starting a multipart upload");
+                let started = self.store.put_multipart(&self.key).await?;
+                self.multipart.get_mut().insert(started)
+            }
+        };
+        self.in_flight
+            .spawn(multipart.put_part(PutPayload::from(part)));
+        self.parts_sent += 1;
+        // Surface failures of earlier parts now rather than at commit.
+        while let Some(result) = self.in_flight.try_join_next() {
+            part_result(result)?;
+        }
+        Ok(())
+    }
+
+    /// Sends what remains and makes the object visible.
+    async fn finish(&mut self) -> Result<UploadSummary, VfsError> {
+        let sha256 = hex::encode(std::mem::take(&mut self.hasher).finalize());
+        let rest = std::mem::take(&mut self.buffer).freeze();
+        if self.multipart.get_mut().is_none() {
+            // Small file: one round trip.
+            self.store.put(&self.key, PutPayload::from(rest)).await?;
+        } else {
+            if !rest.is_empty() {
+                self.send_part(rest).await?;
+            }
+            while let Some(result) = self.in_flight.join_next().await {
+                part_result(result)?;
+            }
+            if let Some(multipart) = self.multipart.get_mut() {
+                multipart.complete().await?;
+            }
+            // Completed: there is nothing left to abort.
+            *self.multipart.get_mut() = None;
+        }
+        Ok(UploadSummary {
+            size: self.written,
+            sha256,
+        })
+    }
+
+    /// Turns a storage failure into an aborted upload, so no parts are left behind and later
+    /// calls fail. Refusals of a write (overlap, too far ahead) leave the upload open.
+    async fn fail_on_error(&mut self, result: Result<(), VfsError>) -> Result<(), VfsError> {
+        if let Err(e) = &result
+            && !matches!(e, VfsError::Unsupported(_))
+        {
+            tracing::warn!(path = %self.path, error = %e, "upload failed; aborting it");
+            self.discard().await;
+            self.state = UploadState::Failed(e.to_string());
+        }
+        result
+    }
+
+    /// Stops the parts in flight and aborts the multipart upload, logging a failure to abort
+    /// (the bucket's lifecycle rule for incomplete uploads is the backstop).
+    async fn discard(&mut self) {
+        self.state = UploadState::Finished;
+        self.held.clear();
+        self.buffer = BytesMut::new();
+        self.in_flight.shutdown().await;
+        if let Some(mut multipart) = self.multipart.get_mut().take()
+            && let Err(e) = multipart.abort().await
+        {
+            tracing::warn!(path = %self.path, error = %e, "could not abort a multipart upload");
+        }
+    }
+}
+
+impl Drop for Upload {
+    /// An upload dropped before commit (a client that disconnected, a session that ended) is
+    /// aborted in the background: its previous version stays and its parts are removed.
+    fn drop(&mut self) {
+        if !matches!(self.state, UploadState::Open) {
+            return;
+        }
+        let Some(mut multipart) = self.multipart.get_mut().take() else {
+            // Nothing was sent yet: dropping the buffers is all there is to do.
+            return;
+        };
+        let mut in_flight = std::mem::take(&mut self.in_flight);
+        let path = self.path.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                tracing::debug!(%path, "upload dropped before commit; aborting it");
+                handle.spawn(async move {
+                    in_flight.shutdown().await;
+                    if let Err(e) = multipart.abort().await {
+                        tracing::warn!(%path, error = %e, "could not abort a multipart upload");
+                    }
+                });
+            }
+            Err(_) => tracing::warn!(
+                %path,
+                "upload dropped outside a tokio runtime; its multipart upload is left to the \
+                 bucket's lifecycle rule"
+            ),
+        }
+    }
+}
+
+fn part_result(
+    result: Result<object_store::Result<()>, tokio::task::JoinError>,
+) -> Result<(), VfsError> {
+    match result {
+        Ok(sent) => Ok(sent?),
+        Err(e) => Err(storage_error(format!("a part upload did not finish: {e}"))),
+    }
+}
+
+fn storage_error(message: String) -> VfsError {
+    VfsError::Storage(object_store::Error::Generic {
+        store: "wharf-vfs",
+        source: message.into(),
+    })
+}
+
+fn too_large() -> VfsError {
+    VfsError::Unsupported(format!(
+        "files larger than {MAX_UPLOAD_SIZE} bytes ({} GiB) are not supported",
+        MAX_UPLOAD_SIZE as f64 / (1u64 << 30) as f64
+    ))
+}
+
+fn overlapping(offset: u64, end: u64) -> VfsError {
+    VfsError::Unsupported(format!(
+        "the write of bytes {offset}..{end} overlaps data already written; overlapping writes \
+         are not supported on object storage; upload files sequentially"
+    ))
 }
 
 /// A file being read: a ranged GET stream with read-ahead, re-opened only when a read does not
 /// continue where the previous one ended.
-pub struct Download {}
+///
+/// Every GET is conditional on the entity tag seen at open, so a file replaced while being read
+/// fails the read instead of mixing two versions.
+pub struct Download {
+    store: Arc<dyn ObjectStore>,
+    path: VirtualPath,
+    key: Path,
+    size: u64,
+    e_tag: Option<String>,
+    /// File offset of the first byte of `buffer`: where the next sequential read starts.
+    position: u64,
+    /// Bytes received from `stream` and not yet returned.
+    buffer: BytesMut,
+    /// The open GET, delivering the bytes after `buffer`.
+    stream: Exclusive<Option<BoxStream<'static, object_store::Result<Bytes>>>>,
+}
 
 impl Download {
+    pub(crate) fn new(store: Arc<dyn ObjectStore>, path: VirtualPath, meta: ObjectMeta) -> Self {
+        Download {
+            store,
+            path,
+            key: meta.location,
+            size: meta.size,
+            e_tag: meta.e_tag,
+            position: 0,
+            buffer: BytesMut::new(),
+            stream: Exclusive::new(None),
+        }
+    }
+
+    /// The file being read.
+    pub fn path(&self) -> &VirtualPath {
+        &self.path
+    }
+
     /// Size of the file when it was opened.
     pub fn size(&self) -> u64 {
-        todo!()
+        self.size
     }
 
     /// Up to `len` bytes at `offset`; fewer only at the end of the file, empty at or past it.
     pub async fn read(&mut self, offset: u64, len: u32) -> Result<Bytes, VfsError> {
-        let _ = (offset, len);
-        todo!()
+        if offset >= self.size || len == 0 {
+            return Ok(Bytes::new());
+        }
+        let wanted = u64::from(len).min(self.size - offset) as usize;
+        match offset.checked_sub(self.position) {
+            Some(0) => {}
+            // Worth it only while a stream is open: otherwise the next GET can start at
+            // `offset` for free.
+            Some(skip)
+                if skip <= MAX_READ_SKIP
+                    && (self.stream.get_mut().is_some() || !self.buffer.is_empty()) =>
+            {
+                // A short jump forward: read on and drop the bytes in between.
+                self.fill(skip as usize).await?;
+                let skip = (skip as usize).min(self.buffer.len());
+                self.buffer.advance(skip);
+                self.position += skip as u64;
+                if self.position != offset {
+                    self.seek(offset);
+                }
+            }
+            _ => self.seek(offset),
+        }
+        self.fill(wanted).await?;
+        let n = wanted.min(self.buffer.len());
+        self.position += n as u64;
+        Ok(self.buffer.split_to(n).freeze())
+    }
+
+    /// Drops the stream and the buffer; the next fill opens a GET at `offset`.
+    fn seek(&mut self, offset: u64) {
+        tracing::trace!(path = %self.path, from = self.position, to = offset, "seek");
+        *self.stream.get_mut() = None;
+        self.buffer.clear();
+        self.position = offset;
+    }
+
+    /// Reads from the stream until `buffer` holds `n` bytes or the file ends.
+    async fn fill(&mut self, n: usize) -> Result<(), VfsError> {
+        while self.buffer.len() < n {
+            let stream = match self.stream.get_mut() {
+                Some(stream) => stream,
+                None => {
+                    let start = self.position + self.buffer.len() as u64;
+                    if start >= self.size {
+                        return Ok(());
+                    }
+                    let options = GetOptions::new()
+                        .with_range(Some(GetRange::Offset(start)))
+                        .with_if_match(self.e_tag.clone());
+                    let result = self.store.get_opts(&self.key, options).await?;
+                    self.stream.get_mut().insert(result.into_stream())
+                }
+            };
+            match stream.next().await {
+                Some(Ok(chunk)) => self.buffer.extend_from_slice(&chunk),
+                Some(Err(e)) => {
+                    *self.stream.get_mut() = None;
+                    return Err(e.into());
+                }
+                None => {
+                    *self.stream.get_mut() = None;
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A value reachable only through `&mut self`, which makes it `Sync` whenever it is `Send`
+/// (a shared reference gives no access at all). Multipart uploads and GET streams are `Send`
+/// but not `Sync`; wrapping them keeps [`Upload`] and [`Download`] `Sync`, so protocol code can
+/// keep them in state that tasks share by reference. A `Mutex` that is never locked provides
+/// this without `unsafe`.
+struct Exclusive<T>(std::sync::Mutex<T>);
+
+impl<T> Exclusive<T> {
+    fn new(value: T) -> Self {
+        Exclusive(std::sync::Mutex::new(value))
+    }
+
+    fn get_mut(&mut self) -> &mut T {
+        // Never locked, so never poisoned; recover anyway rather than panic.
+        self.0
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }

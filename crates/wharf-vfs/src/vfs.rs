@@ -1,25 +1,49 @@
 //! [`Vfs`]: one session's view of a bucket.
+//!
+//! This module is the only place that turns a [`VirtualPath`] into a bucket key
+//! ([`object_key`]) and a listed key back into a name ([`visible_name`]), and the only place that
+//! decides what a directory is on a store that has none.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use object_store::ObjectStore;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::{Path, PathPart};
+use object_store::{ListResult, ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
+use percent_encoding::percent_decode_str;
 use wharf_core::{HomeDirectory, Permissions, Protocol, Username};
 
-use crate::{Download, Upload, VfsError, VirtualPath};
+use crate::{DIRECTORY_MARKER, Download, Upload, VfsError, VirtualPath};
+
+/// Most objects a directory rename moves. Object stores have no directory rename: every object
+/// below the directory is copied and deleted one by one, so a rename of a huge tree would run for
+/// minutes while the client waits on one request and could stop halfway. Above this the rename
+/// is refused with [`VfsError::Unsupported`].
+pub const MAX_DIRECTORY_RENAME_OBJECTS: usize = 10_000;
+
+/// Copies or deletes running at once during a directory rename: enough to hide round trips,
+/// few enough not to hog the connection pool shared with other sessions.
+const RENAME_CONCURRENCY: usize = 8;
 
 /// Who is acting, for logs and (later) events.
 #[derive(Debug, Clone)]
 pub struct SessionIdentity {
+    /// The logged-in user.
     pub username: Username,
+    /// The protocol the session arrived by.
     pub protocol: Protocol,
+    /// The client's address as the gateway saw it (after the PROXY protocol, if any).
     pub client_ip: String,
+    /// Identifies the session in logs and events.
     pub session_id: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Whether an [`Entry`] is a file or a directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum EntryKind {
+    /// An object.
     File,
+    /// A directory marker or a prefix with objects below it.
     Directory,
 }
 
@@ -28,6 +52,7 @@ pub enum EntryKind {
 pub struct Entry {
     /// The last path segment (`/` for the home itself).
     pub name: String,
+    /// File or directory.
     pub kind: EntryKind,
     /// Bytes; 0 for directories.
     pub size: u64,
@@ -39,78 +64,290 @@ pub struct Entry {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CreateOptions {
     /// Fail with [`VfsError::AlreadyExists`] if the file exists (SFTP `EXCL`).
+    ///
+    /// Checked when the file is opened, not again at commit: object stores cannot make a
+    /// multipart upload conditional, so two exclusive uploads racing for one name both succeed
+    /// and the last commit wins.
     pub exclusive: bool,
 }
 
 /// One logged-in user's view of its bucket: everything is relative to its home directory and
 /// checked against its permissions here, once for every protocol.
+///
+/// Cloning is cheap (one reference count): every clone shares the store and the session.
 #[derive(Clone)]
-pub struct Vfs {}
+pub struct Vfs {
+    inner: Arc<Session>,
+}
+
+/// What a [`Vfs`] shares between its clones.
+struct Session {
+    store: Arc<dyn ObjectStore>,
+    home: HomeDirectory,
+    permissions: Permissions,
+    identity: SessionIdentity,
+}
+
+/// What a key turned out to be.
+enum Found {
+    File(ObjectMeta),
+    /// A directory: its marker's modification time, `None` if it exists only as a prefix.
+    Directory(Option<DateTime<Utc>>),
+}
 
 impl Vfs {
+    /// A session for the user `identity`, jailed to `home` in `store`. The home need not exist
+    /// in the store: `/` is always a directory (see [`crate::create_home`] to make it visible
+    /// from above).
     pub fn new(
         store: Arc<dyn ObjectStore>,
         home: HomeDirectory,
         permissions: Permissions,
         identity: SessionIdentity,
     ) -> Self {
-        let _ = (store, home, permissions, identity);
-        todo!()
+        Vfs {
+            inner: Arc::new(Session {
+                store,
+                home,
+                permissions,
+                identity,
+            }),
+        }
     }
 
+    /// Who this session is, for logs and events.
     pub fn identity(&self) -> &SessionIdentity {
-        todo!()
+        &self.inner.identity
     }
 
+    /// What this session may do; every operation checks it.
     pub fn permissions(&self) -> Permissions {
-        todo!()
+        self.inner.permissions
+    }
+
+    /// The home directory this session is jailed to.
+    pub fn home(&self) -> &HomeDirectory {
+        &self.inner.home
     }
 
     /// File or directory at `path`. `/` is always a directory.
     pub async fn stat(&self, path: &VirtualPath) -> Result<Entry, VfsError> {
-        let _ = path;
-        todo!()
+        self.log("stat", path);
+        let key = self.key(path);
+        if path.is_root() {
+            let modified = head(self.store(), &marker_key(&key))
+                .await?
+                .map(|m| m.last_modified);
+            return Ok(directory_entry("/".to_owned(), modified));
+        }
+        let name = path.file_name().unwrap_or("/").to_owned();
+        match lookup(self.store(), &key).await? {
+            Some(Found::File(meta)) => Ok(file_entry(name, &meta)),
+            Some(Found::Directory(modified)) => Ok(directory_entry(name, modified)),
+            None => Err(VfsError::NotFound),
+        }
     }
 
     /// The entries of a directory, sorted by name, without the directory marker.
+    ///
+    /// Subdirectories carry no modification time (finding it would cost one request each).
+    /// Keys written by other tools whose names cannot be a file name (`.`, `..`, or containing
+    /// `/` once decoded) are left out, as are LocalFileSystem's in-progress upload files.
     pub async fn list(&self, path: &VirtualPath) -> Result<Vec<Entry>, VfsError> {
-        let _ = path;
-        todo!()
+        self.log("list", path);
+        let key = self.key(path);
+        let listing = list_children(self.store(), &key).await?;
+        if listing.objects.is_empty() && listing.common_prefixes.is_empty() && !path.is_root() {
+            // Nothing below it and no marker: a file, or nothing at all.
+            return Err(match head(self.store(), &key).await? {
+                Some(_) => VfsError::NotADirectory,
+                None => VfsError::NotFound,
+            });
+        }
+        let mut entries = Vec::with_capacity(listing.objects.len() + listing.common_prefixes.len());
+        for prefix in &listing.common_prefixes {
+            if let Some(name) = prefix.filename().and_then(visible_name) {
+                entries.push(directory_entry(name, None));
+            }
+        }
+        for meta in &listing.objects {
+            if let Some(name) = meta.location.filename().and_then(visible_name) {
+                entries.push(file_entry(name, meta));
+            }
+        }
+        entries.sort_by(|a, b| a.name.cmp(&b.name).then(a.kind.cmp(&b.kind)));
+        Ok(entries)
     }
 
     /// Creates a directory whose parent exists.
     pub async fn mkdir(&self, path: &VirtualPath) -> Result<(), VfsError> {
-        let _ = path;
-        todo!()
+        self.log("mkdir", path);
+        self.require(
+            self.permissions().can_write(),
+            "this user may not create directories",
+        )?;
+        if path.is_root() {
+            return Err(VfsError::AlreadyExists);
+        }
+        let key = self.key(path);
+        let (parent, existing) = futures::join!(
+            self.require_parent_directory(path),
+            lookup(self.store(), &key)
+        );
+        parent?;
+        if existing?.is_some() {
+            return Err(VfsError::AlreadyExists);
+        }
+        self.store()
+            .put(&marker_key(&key), PutPayload::new())
+            .await?;
+        Ok(())
     }
 
     /// Removes an empty directory (not `/`).
     pub async fn rmdir(&self, path: &VirtualPath) -> Result<(), VfsError> {
-        let _ = path;
-        todo!()
+        self.log("rmdir", path);
+        self.require(self.permissions().can_delete(), "this user may not delete")?;
+        if path.is_root() {
+            return Err(VfsError::PermissionDenied(
+                "the home directory cannot be removed",
+            ));
+        }
+        let key = self.key(path);
+        let listing = list_children(self.store(), &key).await?;
+        let mut has_marker = false;
+        for meta in &listing.objects {
+            if meta.location.filename() == Some(DIRECTORY_MARKER) {
+                has_marker = true;
+            } else {
+                return Err(VfsError::DirectoryNotEmpty);
+            }
+        }
+        if !listing.common_prefixes.is_empty() {
+            return Err(VfsError::DirectoryNotEmpty);
+        }
+        if !has_marker {
+            return Err(match head(self.store(), &key).await? {
+                Some(_) => VfsError::NotADirectory,
+                None => VfsError::NotFound,
+            });
+        }
+        // On LocalFileSystem, automatic cleanup removes the now empty directory from disk too.
+        self.store().delete(&marker_key(&key)).await?;
+        Ok(())
     }
 
     /// Deletes a file.
     pub async fn remove(&self, path: &VirtualPath) -> Result<(), VfsError> {
-        let _ = path;
-        todo!()
+        self.log("remove", path);
+        self.require(self.permissions().can_delete(), "this user may not delete")?;
+        if path.is_root() {
+            return Err(VfsError::IsADirectory);
+        }
+        let key = self.key(path);
+        match lookup(self.store(), &key).await? {
+            Some(Found::File(_)) => {
+                self.store().delete(&key).await?;
+                Ok(())
+            }
+            Some(Found::Directory(_)) => Err(VfsError::IsADirectory),
+            None => Err(VfsError::NotFound),
+        }
     }
 
     /// Renames a file or a directory. With `overwrite` false the target must not exist.
+    ///
+    /// A file is renamed with one store call (an atomic `rename(2)` on local disk, copy and
+    /// delete on cloud stores). A directory is moved object by object (at most
+    /// [`MAX_DIRECTORY_RENAME_OBJECTS`]): all copies first, then the deletes, so an interrupted
+    /// rename leaves the source complete (and some copies at the target). With `overwrite`, a
+    /// file replaces a file and a directory replaces an empty directory, as POSIX `rename`
+    /// does. On S3, objects over 5 GiB cannot be renamed (object_store copies in one request).
     pub async fn rename(
         &self,
         from: &VirtualPath,
         to: &VirtualPath,
         overwrite: bool,
     ) -> Result<(), VfsError> {
-        let _ = (from, to, overwrite);
-        todo!()
+        tracing::debug!(
+            user = %self.identity().username,
+            session = %self.identity().session_id,
+            %from,
+            %to,
+            overwrite,
+            "rename"
+        );
+        self.require(self.permissions().can_write(), "this user may not rename")?;
+        if from.is_root() {
+            return Err(VfsError::PermissionDenied(
+                "the home directory cannot be renamed",
+            ));
+        }
+        let from_key = self.key(from);
+        let to_key = self.key(to);
+        let source = lookup(self.store(), &from_key)
+            .await?
+            .ok_or(VfsError::NotFound)?;
+        if from == to {
+            return Ok(());
+        }
+        if to.is_root() {
+            return Err(VfsError::AlreadyExists);
+        }
+        if matches!(source, Found::Directory(_)) && to.starts_with(from) {
+            return Err(VfsError::InvalidPath(
+                "a directory cannot be moved inside itself".into(),
+            ));
+        }
+        let (parent, target) = futures::join!(
+            self.require_parent_directory(to),
+            lookup(self.store(), &to_key)
+        );
+        parent?;
+        let target = target?;
+        if target.is_some() && !overwrite {
+            return Err(VfsError::AlreadyExists);
+        }
+        match (source, target) {
+            (Found::File(_), None) => self.rename_file(&from_key, &to_key, false).await,
+            (Found::File(_), Some(Found::File(_))) => {
+                self.rename_file(&from_key, &to_key, true).await
+            }
+            (Found::File(_), Some(Found::Directory(_))) => Err(VfsError::IsADirectory),
+            (Found::Directory(_), Some(Found::File(_))) => Err(VfsError::NotADirectory),
+            (Found::Directory(_), Some(Found::Directory(_))) => {
+                if !is_empty_directory(self.store(), &to_key).await? {
+                    return Err(VfsError::DirectoryNotEmpty);
+                }
+                self.rename_directory(&from_key, &to_key).await
+            }
+            (Found::Directory(_), None) => self.rename_directory(&from_key, &to_key).await,
+        }
     }
 
     /// Opens a file for reading.
     pub async fn open_read(&self, path: &VirtualPath) -> Result<Download, VfsError> {
-        let _ = path;
-        todo!()
+        self.log("open_read", path);
+        self.require(
+            self.permissions().can_read(),
+            "this user may not download files",
+        )?;
+        if path.is_root() {
+            return Err(VfsError::IsADirectory);
+        }
+        let key = self.key(path);
+        match head(self.store(), &key).await? {
+            Some(meta) => Ok(Download::new(
+                Arc::clone(&self.inner.store),
+                path.clone(),
+                meta,
+            )),
+            None => match lookup(self.store(), &key).await? {
+                Some(Found::Directory(_)) => Err(VfsError::IsADirectory),
+                // A file that appeared between the two calls: report what the first one saw.
+                _ => Err(VfsError::NotFound),
+            },
+        }
     }
 
     /// Opens a file for writing from offset 0 (replacing any previous version on commit).
@@ -119,7 +356,343 @@ impl Vfs {
         path: &VirtualPath,
         options: CreateOptions,
     ) -> Result<Upload, VfsError> {
-        let _ = (path, options);
-        todo!()
+        tracing::debug!(
+            user = %self.identity().username,
+            session = %self.identity().session_id,
+            %path,
+            exclusive = options.exclusive,
+            "create"
+        );
+        self.require(
+            self.permissions().can_write(),
+            "this user may not upload files",
+        )?;
+        if path.is_root() {
+            return Err(VfsError::IsADirectory);
+        }
+        let key = self.key(path);
+        let (parent, existing) = futures::join!(
+            self.require_parent_directory(path),
+            lookup(self.store(), &key)
+        );
+        parent?;
+        match existing? {
+            Some(Found::Directory(_)) => return Err(VfsError::IsADirectory),
+            Some(Found::File(_)) if options.exclusive => return Err(VfsError::AlreadyExists),
+            _ => {}
+        }
+        Ok(Upload::new(
+            Arc::clone(&self.inner.store),
+            path.clone(),
+            key,
+        ))
+    }
+
+    fn store(&self) -> &dyn ObjectStore {
+        self.inner.store.as_ref()
+    }
+
+    /// The bucket key of `path`: home segments, then the path's segments.
+    fn key(&self, path: &VirtualPath) -> Path {
+        object_key(self.inner.home.segments(), path.segments())
+    }
+
+    fn require(&self, allowed: bool, why: &'static str) -> Result<(), VfsError> {
+        if allowed {
+            Ok(())
+        } else {
+            tracing::debug!(
+                user = %self.identity().username,
+                session = %self.identity().session_id,
+                why,
+                "permission denied"
+            );
+            Err(VfsError::PermissionDenied(why))
+        }
+    }
+
+    fn log(&self, operation: &'static str, path: &VirtualPath) {
+        tracing::debug!(
+            user = %self.identity().username,
+            session = %self.identity().session_id,
+            %path,
+            operation
+        );
+    }
+
+    /// Fails unless `path`'s parent is a directory: [`VfsError::NotADirectory`] if it is a file,
+    /// [`VfsError::NotFound`] if it does not exist.
+    async fn require_parent_directory(&self, path: &VirtualPath) -> Result<(), VfsError> {
+        let Some(parent) = path.parent() else {
+            return Ok(());
+        };
+        if parent.is_root() {
+            return Ok(());
+        }
+        match lookup(self.store(), &self.key(&parent)).await? {
+            Some(Found::Directory(_)) => Ok(()),
+            Some(Found::File(_)) => Err(VfsError::NotADirectory),
+            None => Err(VfsError::NotFound),
+        }
+    }
+
+    async fn rename_file(&self, from: &Path, to: &Path, overwrite: bool) -> Result<(), VfsError> {
+        if overwrite {
+            self.store().rename(from, to).await?;
+            return Ok(());
+        }
+        match self.store().rename_if_not_exists(from, to).await {
+            Ok(()) => Ok(()),
+            // S3 needs extra configuration for conditional copies; the target was checked to be
+            // absent just before, so a plain rename only loses the guard against a racing writer.
+            Err(
+                object_store::Error::NotSupported { .. }
+                | object_store::Error::NotImplemented { .. },
+            ) => {
+                tracing::debug!(%from, %to, "store has no conditional rename; renaming plainly");
+                self.store().rename(from, to).await?;
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn rename_directory(&self, from: &Path, to: &Path) -> Result<(), VfsError> {
+        let store = self.store();
+        let sources: Vec<Path> = store
+            .list(Some(from))
+            .map_ok(|meta| meta.location)
+            .take(MAX_DIRECTORY_RENAME_OBJECTS + 1)
+            .try_collect()
+            .await?;
+        if sources.len() > MAX_DIRECTORY_RENAME_OBJECTS {
+            return Err(VfsError::Unsupported(format!(
+                "directories with more than {MAX_DIRECTORY_RENAME_OBJECTS} files cannot be \
+                 renamed; move their contents in smaller batches"
+            )));
+        }
+        let source_marker = marker_key(from);
+        let had_marker = sources.contains(&source_marker);
+        // Copy everything first: if a copy fails, the source is still whole.
+        let moves: Vec<(Path, Path)> = sources
+            .iter()
+            .map(|source| (source.clone(), rebase(source, from, to)))
+            .collect();
+        // Owned pairs and an owned store handle: futures borrowing from a closure argument
+        // would not be `Send` (a higher-ranked lifetime the compiler cannot prove).
+        futures::stream::iter(moves)
+            .map(|(source, target)| {
+                let store = Arc::clone(&self.inner.store);
+                async move { store.copy(&source, &target).await }
+            })
+            .buffer_unordered(RENAME_CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+        if !had_marker {
+            // The source existed only through its contents; keep the target a directory even
+            // once it is emptied.
+            store.put(&marker_key(to), PutPayload::new()).await?;
+        }
+        let deletes = futures::stream::iter(sources.into_iter().map(Ok)).boxed();
+        store
+            .delete_stream(deletes)
+            .try_collect::<Vec<Path>>()
+            .await?;
+        Ok(())
+    }
+}
+
+/// The bucket key for `path` inside the home whose segments are `home`.
+///
+/// Each segment becomes one [`PathPart`], which percent-encodes what object stores handle badly
+/// (`#`, `%`, `*`, …); the parts are never joined into a string and re-split, so a name can
+/// neither add a level nor escape its directory.
+pub(crate) fn object_key<'a>(
+    home: impl IntoIterator<Item = &'a str>,
+    path: impl IntoIterator<Item = &'a str>,
+) -> Path {
+    Path::from_iter(home.into_iter().chain(path).map(PathPart::from))
+}
+
+/// The key of the marker object of the directory at `dir`.
+pub(crate) fn marker_key(dir: &Path) -> Path {
+    dir.clone().join(DIRECTORY_MARKER)
+}
+
+/// The name a user sees for a key whose last part is `raw`, or `None` for objects that are
+/// never shown: the directory marker, LocalFileSystem's staging files (`name#123`, a literal
+/// `#` that [`PathPart`] never produces because it encodes `#` as `%23`), and names from other
+/// tools that no [`VirtualPath`] could address.
+fn visible_name(raw: &str) -> Option<String> {
+    if raw == DIRECTORY_MARKER || is_staging_name(raw) {
+        return None;
+    }
+    let name = percent_decode_str(raw).decode_utf8_lossy().into_owned();
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+        tracing::debug!(
+            key_part = raw,
+            "skipping a key that is not a valid file name"
+        );
+        return None;
+    }
+    Some(name)
+}
+
+/// LocalFileSystem's reserved pattern `.*#\d+` (see its `is_valid_file_path`).
+fn is_staging_name(raw: &str) -> bool {
+    match raw.split_once('#') {
+        Some((_, suffix)) => !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()),
+        None => false,
+    }
+}
+
+/// `location` moved from below `from` to below `to`, keeping its (already encoded) parts.
+fn rebase(location: &Path, from: &Path, to: &Path) -> Path {
+    match location.prefix_match(from) {
+        Some(rest) => Path::from_iter(to.parts().chain(rest)),
+        None => to.clone(),
+    }
+}
+
+fn file_entry(name: String, meta: &ObjectMeta) -> Entry {
+    Entry {
+        name,
+        kind: EntryKind::File,
+        size: meta.size,
+        modified: Some(meta.last_modified),
+    }
+}
+
+fn directory_entry(name: String, modified: Option<DateTime<Utc>>) -> Entry {
+    Entry {
+        name,
+        kind: EntryKind::Directory,
+        size: 0,
+        modified,
+    }
+}
+
+/// The object at `key`, or `None`. A key below a file counts as absent (LocalFileSystem reports
+/// it as "not a directory", in-memory and cloud stores as not found).
+pub(crate) async fn head(
+    store: &dyn ObjectStore,
+    key: &Path,
+) -> Result<Option<ObjectMeta>, VfsError> {
+    match store.head(key).await.map_err(VfsError::from) {
+        Ok(meta) => Ok(Some(meta)),
+        Err(VfsError::NotFound | VfsError::NotADirectory | VfsError::IsADirectory) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// One level of the tree below `dir` (the whole bucket for the root key).
+async fn list_children(store: &dyn ObjectStore, dir: &Path) -> Result<ListResult, VfsError> {
+    let prefix = if dir.is_root() { None } else { Some(dir) };
+    match store
+        .list_with_delimiter(prefix)
+        .await
+        .map_err(VfsError::from)
+    {
+        Ok(listing) => Ok(listing),
+        // Listing below a file on local disk.
+        Err(VfsError::NotFound | VfsError::NotADirectory) => Ok(ListResult {
+            common_prefixes: Vec::new(),
+            objects: Vec::new(),
+            extensions: Default::default(),
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+/// What `key` (not the root key) is: a file, a directory (its marker exists, or anything below
+/// it), or nothing. One round trip for files and marked directories, two otherwise.
+async fn lookup(store: &dyn ObjectStore, key: &Path) -> Result<Option<Found>, VfsError> {
+    let marker = marker_key(key);
+    let (file, marker) = futures::join!(head(store, key), head(store, &marker));
+    if let Some(meta) = file? {
+        return Ok(Some(Found::File(meta)));
+    }
+    if let Some(meta) = marker? {
+        return Ok(Some(Found::Directory(Some(meta.last_modified))));
+    }
+    let listing = list_children(store, key).await?;
+    if listing.objects.is_empty() && listing.common_prefixes.is_empty() {
+        Ok(None)
+    } else {
+        Ok(Some(Found::Directory(None)))
+    }
+}
+
+/// `true` if nothing but the marker is below `dir`.
+async fn is_empty_directory(store: &dyn ObjectStore, dir: &Path) -> Result<bool, VfsError> {
+    let listing = list_children(store, dir).await?;
+    Ok(listing.common_prefixes.is_empty()
+        && listing
+            .objects
+            .iter()
+            .all(|meta| meta.location.filename() == Some(DIRECTORY_MARKER)))
+}
+
+/// Makes `dir` a directory that persists while empty, unless it already has a marker.
+/// Fails with [`VfsError::NotADirectory`] if a file has that name.
+pub(crate) async fn ensure_directory(store: &dyn ObjectStore, dir: &Path) -> Result<(), VfsError> {
+    let marker = marker_key(dir);
+    let (file, existing) = futures::join!(head(store, dir), head(store, &marker));
+    if file?.is_some() {
+        return Err(VfsError::NotADirectory);
+    }
+    if existing?.is_none() {
+        store.put(&marker, PutPayload::new()).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_built_part_by_part() {
+        let key = object_key(["partners", "acme"], ["in", "a b#1%.txt"]);
+        assert_eq!(key.as_ref(), "partners/acme/in/a b%231%25.txt");
+        // A name can never add a level, whatever it contains.
+        assert_eq!(object_key([], ["a/b"]).parts().count(), 1);
+        assert_eq!(object_key([], ["..", "."]).as_ref(), "%2E%2E/%2E");
+        assert_eq!(object_key([], []).as_ref(), "");
+    }
+
+    #[test]
+    fn names_round_trip_and_hidden_ones_stay_hidden() {
+        for name in [
+            "plain.txt",
+            "with space",
+            "#1",
+            "100%",
+            "%41",
+            "ü",
+            "[x]",
+            "a*b?c",
+        ] {
+            let key = object_key([], [name]);
+            assert_eq!(
+                visible_name(key.filename().unwrap()).as_deref(),
+                Some(name),
+                "{name}"
+            );
+        }
+        assert_eq!(visible_name(DIRECTORY_MARKER), None);
+        assert_eq!(visible_name("file.txt#12"), None);
+        assert_eq!(visible_name("%2E%2E"), None);
+        assert_eq!(visible_name("a%2Fb"), None);
+        assert!(visible_name("file.txt#x1").is_some());
+        assert!(visible_name("file.txt#").is_some());
+    }
+
+    #[test]
+    fn rebase_keeps_encoded_parts() {
+        let from = object_key(["h"], ["d"]);
+        let to = object_key(["h"], ["e #"]);
+        let location = object_key(["h"], ["d", "sub", "x%y"]);
+        assert_eq!(rebase(&location, &from, &to).as_ref(), "h/e %23/sub/x%25y");
     }
 }

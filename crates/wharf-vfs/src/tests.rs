@@ -1,0 +1,1275 @@
+//! Behaviour tests of the whole crate. Each behaviour is one test body run against both
+//! LocalFileSystem (real directories, staging files, hard links) and InMemory (no directories
+//! at all, like S3), so the VFS cannot rely on either store's quirks.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
+    UploadPart,
+};
+use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+use wharf_core::{BucketName, BucketStorage, HomeDirectory, Permissions, Protocol, Username};
+
+use crate::{
+    CreateOptions, EntryKind, PART_SIZE, REORDER_WINDOW, SessionIdentity, StoreCache,
+    UploadSummary, Vfs, VfsError, VirtualPath, create_home, open_bucket,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+
+/// Counts the calls that matter for round trips, and forwards everything.
+#[derive(Debug)]
+struct Counting {
+    inner: Arc<dyn ObjectStore>,
+    puts: AtomicUsize,
+    multiparts: AtomicUsize,
+    /// GETs of content (HEADs excluded).
+    gets: AtomicUsize,
+    /// Part uploads running now, and the most seen at once.
+    parts_active: Arc<AtomicUsize>,
+    parts_max: Arc<AtomicUsize>,
+    /// Makes every part upload fail.
+    fail_parts: Arc<AtomicBool>,
+    /// How long each part upload takes, in milliseconds (so overlapping parts show).
+    part_delay_ms: Arc<AtomicU64>,
+}
+
+/// A multipart upload whose parts take a while (so concurrency shows) and can be made to fail.
+#[derive(Debug)]
+struct SlowParts {
+    inner: Box<dyn MultipartUpload>,
+    active: Arc<AtomicUsize>,
+    max: Arc<AtomicUsize>,
+    fail: Arc<AtomicBool>,
+    delay_ms: Arc<AtomicU64>,
+}
+
+#[async_trait]
+impl MultipartUpload for SlowParts {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        let part = self.inner.put_part(data);
+        let (active, max, fail) = (
+            Arc::clone(&self.active),
+            Arc::clone(&self.max),
+            Arc::clone(&self.fail),
+        );
+        let delay = Duration::from_millis(self.delay_ms.load(Ordering::SeqCst));
+        Box::pin(async move {
+            let now = active.fetch_add(1, Ordering::SeqCst) + 1;
+            max.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(delay).await;
+            let result = if fail.load(Ordering::SeqCst) {
+                Err(object_store::Error::Generic {
+                    store: "test",
+                    source: "injected part failure".into(),
+                })
+            } else {
+                part.await
+            };
+            active.fetch_sub(1, Ordering::SeqCst);
+            result
+        })
+    }
+
+    async fn complete(&mut self) -> object_store::Result<PutResult> {
+        self.inner.complete().await
+    }
+
+    async fn abort(&mut self) -> object_store::Result<()> {
+        self.inner.abort().await
+    }
+}
+
+impl std::fmt::Display for Counting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Counting({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for Counting {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        self.puts.fetch_add(1, Ordering::SeqCst);
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.multiparts.fetch_add(1, Ordering::SeqCst);
+        let inner = self.inner.put_multipart_opts(location, opts).await?;
+        Ok(Box::new(SlowParts {
+            inner,
+            active: Arc::clone(&self.parts_active),
+            max: Arc::clone(&self.parts_max),
+            fail: Arc::clone(&self.fail_parts),
+            delay_ms: Arc::clone(&self.part_delay_ms),
+        }))
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        if !options.head {
+            self.gets.fetch_add(1, Ordering::SeqCst);
+        }
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[Range<u64>],
+    ) -> object_store::Result<Vec<Bytes>> {
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+
+    async fn rename_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: RenameOptions,
+    ) -> object_store::Result<()> {
+        self.inner.rename_opts(from, to, options).await
+    }
+}
+
+/// One store to run a test body against.
+struct Fixture {
+    name: &'static str,
+    counting: Arc<Counting>,
+    /// The bucket's directory for LocalFileSystem (kept alive for the test's duration).
+    dir: Option<TempDir>,
+}
+
+impl Fixture {
+    fn local() -> Self {
+        let dir = TempDir::new().unwrap();
+        // Through open_bucket, so the test covers the store Wharf really opens (automatic
+        // cleanup on) and the creation of a missing bucket directory.
+        let storage = storage(&format!("file://{}/bucket", dir.path().display()));
+        Self::wrap("LocalFileSystem", open_bucket(&storage).unwrap(), Some(dir))
+    }
+
+    fn memory() -> Self {
+        Self::wrap("InMemory", Arc::new(InMemory::new()), None)
+    }
+
+    fn wrap(name: &'static str, inner: Arc<dyn ObjectStore>, dir: Option<TempDir>) -> Self {
+        Fixture {
+            name,
+            counting: Arc::new(Counting {
+                inner,
+                puts: AtomicUsize::new(0),
+                multiparts: AtomicUsize::new(0),
+                gets: AtomicUsize::new(0),
+                parts_active: Arc::default(),
+                parts_max: Arc::default(),
+                fail_parts: Arc::default(),
+                part_delay_ms: Arc::default(),
+            }),
+            dir,
+        }
+    }
+
+    fn store(&self) -> Arc<dyn ObjectStore> {
+        Arc::clone(&self.counting) as Arc<dyn ObjectStore>
+    }
+
+    fn vfs(&self, home: &str, permissions: Permissions) -> Vfs {
+        Vfs::new(
+            self.store(),
+            HomeDirectory::parse(home).unwrap(),
+            permissions,
+            SessionIdentity {
+                username: Username::parse("tester").unwrap(),
+                protocol: Protocol::Sftp,
+                client_ip: "127.0.0.1".into(),
+                session_id: "s1".into(),
+            },
+        )
+    }
+
+    fn puts(&self) -> usize {
+        self.counting.puts.load(Ordering::SeqCst)
+    }
+
+    fn multiparts(&self) -> usize {
+        self.counting.multiparts.load(Ordering::SeqCst)
+    }
+
+    fn gets(&self) -> usize {
+        self.counting.gets.load(Ordering::SeqCst)
+    }
+
+    /// Files on disk whose name contains `#` (LocalFileSystem's staging files). Waits up to
+    /// five seconds for them to go: aborts on drop run in the background.
+    async fn staging_files_settled(&self) -> Vec<String> {
+        let Some(dir) = &self.dir else {
+            return Vec::new();
+        };
+        let mut found = Vec::new();
+        for _ in 0..50 {
+            found = files_with_hash(dir.path());
+            if found.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        found
+    }
+
+    /// The bucket directory on disk, for LocalFileSystem.
+    fn disk(&self) -> Option<std::path::PathBuf> {
+        self.dir.as_ref().map(|d| d.path().join("bucket"))
+    }
+}
+
+fn files_with_hash(dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_with_hash(&path));
+        } else if entry.file_name().to_string_lossy().contains('#') {
+            found.push(path.display().to_string());
+        }
+    }
+    found
+}
+
+/// Runs `body` once on LocalFileSystem and once on InMemory.
+async fn on_both<F, Fut>(body: F)
+where
+    F: Fn(Fixture) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    for fixture in [Fixture::local(), Fixture::memory()] {
+        eprintln!("--- on {}", fixture.name);
+        body(fixture).await;
+    }
+}
+
+fn storage(url: &str) -> BucketStorage {
+    BucketStorage {
+        name: BucketName::parse("test-bucket").unwrap(),
+        url: url.to_owned(),
+        options: BTreeMap::new(),
+    }
+}
+
+fn p(path: &str) -> VirtualPath {
+    VirtualPath::parse(path).unwrap()
+}
+
+/// Deterministic bytes with no short period (a part boundary mix-up shows).
+fn pattern(len: usize) -> Vec<u8> {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 32) as u8
+        })
+        .collect()
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// Uploads `data` in `chunk`-sized sequential writes.
+async fn upload(vfs: &Vfs, path: &str, data: &[u8], chunk: usize) -> UploadSummary {
+    let mut upload = vfs
+        .create(&p(path), CreateOptions::default())
+        .await
+        .unwrap();
+    for (i, piece) in data.chunks(chunk).enumerate() {
+        upload
+            .write((i * chunk) as u64, Bytes::copy_from_slice(piece))
+            .await
+            .unwrap();
+    }
+    upload.commit().await.unwrap()
+}
+
+async fn read_all(vfs: &Vfs, path: &str) -> Vec<u8> {
+    let mut download = vfs.open_read(&p(path)).await.unwrap();
+    let mut out = Vec::new();
+    loop {
+        let chunk = download.read(out.len() as u64, 32 * 1024).await.unwrap();
+        if chunk.is_empty() {
+            break;
+        }
+        out.extend_from_slice(&chunk);
+    }
+    out
+}
+
+async fn names(vfs: &Vfs, path: &str) -> Vec<(String, EntryKind)> {
+    vfs.list(&p(path))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.name, e.kind))
+        .collect()
+}
+
+fn file(name: &str) -> (String, EntryKind) {
+    (name.to_owned(), EntryKind::File)
+}
+
+fn dir(name: &str) -> (String, EntryKind) {
+    (name.to_owned(), EntryKind::Directory)
+}
+
+macro_rules! assert_err {
+    ($result:expr, $pattern:pat) => {
+        match $result {
+            Err($pattern) => {}
+            Err(other) => panic!("expected {}, got error {other:?}", stringify!($pattern)),
+            Ok(_) => panic!("expected {}, got Ok", stringify!($pattern)),
+        }
+    };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Directories
+
+#[tokio::test]
+async fn directories_are_created_listed_and_removed() {
+    on_both(|fx| async move {
+        let vfs = fx.vfs("/", Permissions::ReadWrite);
+        assert!(names(&vfs, "/").await.is_empty());
+        let root = vfs.stat(&p("/")).await.unwrap();
+        assert_eq!((root.name.as_str(), root.kind), ("/", EntryKind::Directory));
+
+        vfs.mkdir(&p("/a")).await.unwrap();
+        assert_err!(vfs.mkdir(&p("/a")).await, VfsError::AlreadyExists);
+        vfs.mkdir(&p("/a/b")).await.unwrap();
+        vfs.mkdir(&p("/a/b/c")).await.unwrap();
+        // An empty directory persists and is listed.
+        assert_eq!(names(&vfs, "/").await, vec![dir("a")]);
+        assert_eq!(names(&vfs, "/a").await, vec![dir("b")]);
+        assert!(names(&vfs, "/a/b/c").await.is_empty());
+        let c = vfs.stat(&p("/a/b/c")).await.unwrap();
+        assert_eq!(
+            (c.name.as_str(), c.kind, c.size),
+            ("c", EntryKind::Directory, 0)
+        );
+        assert!(
+            c.modified.is_some(),
+            "a marked directory has its marker's time"
+        );
+
+        assert_err!(vfs.rmdir(&p("/a")).await, VfsError::DirectoryNotEmpty);
+        upload(&vfs, "/a/b/c/f", b"x", 1024).await;
+        assert_err!(vfs.rmdir(&p("/a/b/c")).await, VfsError::DirectoryNotEmpty);
+        vfs.remove(&p("/a/b/c/f")).await.unwrap();
+        // Removing its last file leaves the directory in place.
+        assert!(names(&vfs, "/a/b/c").await.is_empty());
+        vfs.rmdir(&p("/a/b/c")).await.unwrap();
+        assert_err!(vfs.stat(&p("/a/b/c")).await, VfsError::NotFound);
+        assert_err!(vfs.list(&p("/a/b/c")).await, VfsError::NotFound);
+        assert_err!(vfs.rmdir(&p("/a/b/c")).await, VfsError::NotFound);
+        vfs.rmdir(&p("/a/b")).await.unwrap();
+        vfs.rmdir(&p("/a")).await.unwrap();
+        assert!(names(&vfs, "/").await.is_empty());
+        if let Some(disk) = fx.disk() {
+            assert!(
+                !disk.join("a").exists(),
+                "rmdir removes the directory from disk"
+            );
+        }
+        assert_err!(vfs.rmdir(&p("/")).await, VfsError::PermissionDenied(_));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn directory_preconditions() {
+    on_both(|fx| async move {
+        let vfs = fx.vfs("/", Permissions::ReadWrite);
+        assert_err!(vfs.mkdir(&p("/missing/child")).await, VfsError::NotFound);
+        assert_err!(vfs.mkdir(&p("/")).await, VfsError::AlreadyExists);
+        upload(&vfs, "/f", b"file", 1024).await;
+        assert_err!(vfs.mkdir(&p("/f")).await, VfsError::AlreadyExists);
+        assert_err!(vfs.mkdir(&p("/f/g")).await, VfsError::NotADirectory);
+        assert_err!(
+            vfs.create(&p("/f/g"), CreateOptions::default()).await,
+            VfsError::NotADirectory
+        );
+        assert_err!(vfs.list(&p("/f")).await, VfsError::NotADirectory);
+        assert_err!(vfs.rmdir(&p("/f")).await, VfsError::NotADirectory);
+        assert_err!(vfs.stat(&p("/f/g")).await, VfsError::NotFound);
+        vfs.mkdir(&p("/d")).await.unwrap();
+        assert_err!(vfs.remove(&p("/d")).await, VfsError::IsADirectory);
+        assert_err!(vfs.remove(&p("/")).await, VfsError::IsADirectory);
+        assert_err!(vfs.remove(&p("/nope")).await, VfsError::NotFound);
+        assert_err!(
+            vfs.create(&p("/d"), CreateOptions::default()).await,
+            VfsError::IsADirectory
+        );
+        assert_err!(vfs.open_read(&p("/d")).await, VfsError::IsADirectory);
+        assert_err!(vfs.open_read(&p("/")).await, VfsError::IsADirectory);
+        assert_err!(vfs.open_read(&p("/nope")).await, VfsError::NotFound);
+        assert_err!(
+            vfs.create(&p("/nope/x"), CreateOptions::default()).await,
+            VfsError::NotFound
+        );
+        assert_err!(
+            vfs.create(&p("/f"), CreateOptions { exclusive: true })
+                .await,
+            VfsError::AlreadyExists
+        );
+        // Without `exclusive`, an existing file is replaced.
+        upload(&vfs, "/f", b"new", 1024).await;
+        assert_eq!(read_all(&vfs, "/f").await, b"new");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn directories_implied_by_objects_exist_without_markers() {
+    on_both(|fx| async move {
+        // Written by another tool: no markers anywhere.
+        let key = Path::from_iter(["d1", "d2", "f.txt"]);
+        fx.store()
+            .put(&key, PutPayload::from_static(b"hi"))
+            .await
+            .unwrap();
+        let vfs = fx.vfs("/", Permissions::ReadWrite);
+        let d1 = vfs.stat(&p("/d1")).await.unwrap();
+        assert_eq!((d1.kind, d1.modified), (EntryKind::Directory, None));
+        assert_eq!(names(&vfs, "/").await, vec![dir("d1")]);
+        assert_eq!(names(&vfs, "/d1").await, vec![dir("d2")]);
+        assert_eq!(names(&vfs, "/d1/d2").await, vec![file("f.txt")]);
+        assert_err!(vfs.rmdir(&p("/d1/d2")).await, VfsError::DirectoryNotEmpty);
+        // Uploads into an implied directory work.
+        upload(&vfs, "/d1/d2/g.txt", b"g", 1024).await;
+        assert_eq!(read_all(&vfs, "/d1/d2/g.txt").await, b"g");
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Uploads and downloads
+
+#[tokio::test]
+async fn small_upload_is_one_put() {
+    on_both(|fx| async move {
+        let vfs = fx.vfs("/", Permissions::ReadWrite);
+        let data = pattern(100_000);
+        let puts = fx.puts();
+        let summary = upload(&vfs, "/small.bin", &data, 32 * 1024).await;
+        assert_eq!(fx.puts() - puts, 1, "one round trip");
+        assert_eq!(fx.multiparts(), 0);
+        assert_eq!(summary.size, data.len() as u64);
+        assert_eq!(summary.sha256, sha256_hex(&data));
+        let entry = vfs.stat(&p("/small.bin")).await.unwrap();
+        assert_eq!(
+            (entry.kind, entry.size),
+            (EntryKind::File, data.len() as u64)
+        );
+        assert_eq!(read_all(&vfs, "/small.bin").await, data);
+
+        // An empty file is a file too.
+        let empty = vfs
+            .create(&p("/empty"), CreateOptions::default())
+            .await
+            .unwrap();
+        assert!(empty.is_empty());
+        let summary = empty.commit().await.unwrap();
+        assert_eq!(summary.size, 0);
+        assert_eq!(summary.sha256, sha256_hex(b""));
+        assert_eq!(vfs.stat(&p("/empty")).await.unwrap().size, 0);
+        let mut download = vfs.open_read(&p("/empty")).await.unwrap();
+        assert!(download.read(0, 10).await.unwrap().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn large_upload_is_multipart_and_reads_back_at_any_offset() {
+    on_both(|fx| async move {
+        let vfs = fx.vfs("/", Permissions::ReadWrite);
+        let data = pattern(2 * PART_SIZE + 123_457);
+        let summary = upload(&vfs, "/large.bin", &data, 255 * 1024).await;
+        assert_eq!(fx.multiparts(), 1);
+        assert_eq!(summary.size, data.len() as u64);
+        assert_eq!(summary.sha256, sha256_hex(&data));
+        assert_eq!(
+            vfs.stat(&p("/large.bin")).await.unwrap().size,
+            data.len() as u64
+        );
+
+        // Sequential reads use one GET.
+        let gets = fx.gets();
+        assert_eq!(read_all(&vfs, "/large.bin").await, data);
+        assert_eq!(fx.gets() - gets, 1, "sequential reads share one stream");
+
+        let mut download = vfs.open_read(&p("/large.bin")).await.unwrap();
+        assert_eq!(download.size(), data.len() as u64);
+        let size = data.len() as u64;
+        let cases: &[(u64, u32)] = &[
+            (0, 10),
+            (10, 100_000),              // continues the stream
+            (PART_SIZE as u64 - 7, 64), // crosses a part boundary
+            (5, 3),                     // backward seek
+            (8, 70_000),                // continues after the seek
+            (200_000, 1),               // short jump forward, within the skip distance
+            (3 * 1024 * 1024, 1000),    // long jump forward
+            (size - 100, 32 * 1024),    // short read at the end
+            (size - 1, 1),
+        ];
+        for &(offset, len) in cases {
+            let got = download.read(offset, len).await.unwrap();
+            let end = (offset + u64::from(len)).min(size);
+            assert_eq!(
+                &got[..],
+                &data[offset as usize..end as usize],
+                "read({offset}, {len})"
+            );
+        }
+        assert!(download.read(size, 10).await.unwrap().is_empty());
+        assert!(download.read(size + 1000, 10).await.unwrap().is_empty());
+        assert!(download.read(0, 0).await.unwrap().is_empty());
+        assert_eq!(download.read(0, 4).await.unwrap(), &data[..4]);
+        assert_eq!(fx.staging_files_settled().await, Vec::<String>::new());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn uploads_are_invisible_until_commit() {
+    on_both(|fx| async move {
+        let vfs = fx.vfs("/", Permissions::ReadWrite);
+        upload(&vfs, "/f", b"old", 1024).await;
+
+        let mut new = vfs
+            .create(&p("/f"), CreateOptions::default())
+            .await
+            .unwrap();
+        let data = pattern(PART_SIZE + 1000);
+        new.write(0, Bytes::from(data.clone())).await.unwrap();
+        assert_eq!(new.len(), data.len() as u64);
+        assert_eq!(vfs.stat(&p("/f")).await.unwrap().size, 3);
+        assert_eq!(read_all(&vfs, "/f").await, b"old");
+        assert_eq!(
+            names(&vfs, "/").await,
+            vec![file("f")],
+            "no staging file is listed"
+        );
+        if let Some(disk) = fx.disk() {
+            // The check for leftover staging files elsewhere is not vacuous.
+            assert!(
+                !files_with_hash(&disk).is_empty(),
+                "LocalFileSystem stages on disk"
+            );
+        }
+
+        let mut fresh = vfs
+            .create(&p("/fresh"), CreateOptions::default())
+            .await
+            .unwrap();
+        fresh.write(0, Bytes::from_static(b"abc")).await.unwrap();
+        assert_err!(vfs.stat(&p("/fresh")).await, VfsError::NotFound);
+
+        new.commit().await.unwrap();
+        fresh.commit().await.unwrap();
+        assert_eq!(read_all(&vfs, "/f").await, data);
+        assert_eq!(read_all(&vfs, "/fresh").await, b"abc");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn abort_and_drop_leave_the_previous_version() {
+    on_both(|fx| async move {
+        let vfs = fx.vfs("/", Permissions::ReadWrite);
+        upload(&vfs, "/f", b"old", 1024).await;
+        let big = Bytes::from(pattern(PART_SIZE + 1000));
+
+        // Aborted multipart upload.
+        let mut aborted = vfs
+            .create(&p("/f"), CreateOptions::default())
+            .await
+            .unwrap();
+        aborted.write(0, big.clone()).await.unwrap();
+        aborted.abort().await.unwrap();
+        assert_eq!(read_all(&vfs, "/f").await, b"old");
+        assert_eq!(fx.staging_files_settled().await, Vec::<String>::new());
+
+        // Dropped multipart upload.
+        let mut dropped = vfs
+            .create(&p("/f"), CreateOptions::default())
+            .await
+            .unwrap();
+        dropped.write(0, big.clone()).await.unwrap();
+        dropped.write(big.len() as u64, big.clone()).await.unwrap();
+        drop(dropped);
+        assert_eq!(fx.staging_files_settled().await, Vec::<String>::new());
+        assert_eq!(read_all(&vfs, "/f").await, b"old");
+
+        // Dropped and aborted small uploads never reach the store.
+        let mut small = vfs
+            .create(&p("/g"), CreateOptions::default())
+            .await
+            .unwrap();
+        small.write(0, Bytes::from_static(b"tiny")).await.unwrap();
+        drop(small);
+        let small = vfs
+            .create(&p("/g"), CreateOptions::default())
+            .await
+            .unwrap();
+        small.abort().await.unwrap();
+        assert_err!(vfs.stat(&p("/g")).await, VfsError::NotFound);
+        assert_eq!(names(&vfs, "/").await, vec![file("f")]);
+        assert_eq!(fx.staging_files_settled().await, Vec::<String>::new());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn parts_are_sent_in_the_background_four_at_a_time() {
+    on_both(|fx| async move {
+        let vfs = fx.vfs("/", Permissions::ReadWrite);
+        // Parts slow enough that the client's writes always outpace them.
+        fx.counting.part_delay_ms.store(300, Ordering::SeqCst);
+        let data = pattern(7 * PART_SIZE + 1);
+        let summary = upload(&vfs, "/seven", &data, 1024 * 1024).await;
+        assert_eq!(summary.sha256, sha256_hex(&data));
+        let max = fx.counting.parts_max.load(Ordering::SeqCst);
+        assert_eq!(
+            max,
+            crate::MAX_PARTS_IN_FLIGHT,
+            "parts overlap, and no more than the limit"
+        );
+        assert_eq!(read_all(&vfs, "/seven").await, data);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_failed_part_aborts_the_upload() {
+    on_both(|fx| async move {
+        let vfs = fx.vfs("/", Permissions::ReadWrite);
+        upload(&vfs, "/f", b"old", 1024).await;
+        fx.counting.fail_parts.store(true, Ordering::SeqCst);
+        let mut upload = vfs
+            .create(&p("/f"), CreateOptions::default())
+            .await
+            .unwrap();
+        let part = Bytes::from(pattern(PART_SIZE));
+        let mut failed = None;
+        for i in 0..8u64 {
+            if let Err(e) = upload.write(i * PART_SIZE as u64, part.clone()).await {
+                failed = Some(e);
+                break;
+            }
+        }
+        assert!(matches!(failed, Some(VfsError::Storage(_))), "{failed:?}");
+        // Every later call fails: the upload was aborted.
+        assert_err!(
+            upload.write(upload.len(), part.clone()).await,
+            VfsError::Storage(_)
+        );
+        assert_err!(upload.commit().await, VfsError::Storage(_));
+        assert_eq!(read_all(&vfs, "/f").await, b"old");
+        assert_eq!(fx.staging_files_settled().await, Vec::<String>::new());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn out_of_order_writes_within_the_window_are_reassembled() {
+    on_both(|fx| async move {
+        let vfs = fx.vfs("/", Permissions::ReadWrite);
+        // Groups of four 256 KiB writes arrive in reverse order, across a part boundary.
+        let data = pattern(PART_SIZE + 3 * 1024 * 1024 + 5);
+        let chunk = 256 * 1024;
+        let pieces: Vec<(usize, &[u8])> = data
+            .chunks(chunk)
+            .enumerate()
+            .map(|(i, c)| (i * chunk, c))
+            .collect();
+        let mut upload = vfs
+            .create(&p("/ooo"), CreateOptions::default())
+            .await
+            .unwrap();
+        for group in pieces.chunks(4) {
+            for &(offset, piece) in group.iter().rev() {
+                upload
+                    .write(offset as u64, Bytes::copy_from_slice(piece))
+                    .await
+                    .unwrap();
+            }
+        }
+        assert_eq!(upload.len(), data.len() as u64);
+        let summary = upload.commit().await.unwrap();
+        assert_eq!(summary.sha256, sha256_hex(&data));
+        assert_eq!(read_all(&vfs, "/ooo").await, data);
+
+        // A write just inside the window is held; one beyond it is refused, and the upload
+        // stays usable.
+        let mut upload = vfs
+            .create(&p("/w"), CreateOptions::default())
+            .await
+            .unwrap();
+        upload
+            .write(0, Bytes::from_static(b"0123456789"))
+            .await
+            .unwrap();
+        let near = 10 + REORDER_WINDOW - 4;
+        upload
+            .write(near, Bytes::from_static(b"near"))
+            .await
+            .unwrap();
+        match upload
+            .write(REORDER_WINDOW * 4, Bytes::from_static(b"far"))
+            .await
+        {
+            Err(VfsError::Unsupported(message)) => {
+                assert!(
+                    message.contains("random-access writes are not supported"),
+                    "{message}"
+                )
+            }
+            other => panic!("expected Unsupported, got {other:?}"),
+        }
+        // Overlaps are refused too: with the contiguous data, and with held data.
+        assert_err!(
+            upload.write(5, Bytes::from_static(b"xx")).await,
+            VfsError::Unsupported(_)
+        );
+        assert_err!(
+            upload.write(0, Bytes::from_static(b"0123456789")).await,
+            VfsError::Unsupported(_)
+        );
+        assert_err!(
+            upload.write(near - 2, Bytes::from_static(b"xxx")).await,
+            VfsError::Unsupported(_)
+        );
+        assert_err!(
+            upload.write(near + 2, Bytes::from_static(b"xxx")).await,
+            VfsError::Unsupported(_)
+        );
+        let filler = Bytes::from(vec![b'-'; (near - 10) as usize]);
+        upload.write(10, filler).await.unwrap();
+        assert_eq!(upload.len(), near + 4);
+        upload.commit().await.unwrap();
+        let mut download = vfs.open_read(&p("/w")).await.unwrap();
+        assert_eq!(download.read(near, 100).await.unwrap(), &b"near"[..]);
+        assert_eq!(download.read(0, 11).await.unwrap(), &b"0123456789-"[..]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn commit_with_a_gap_fails_and_leaves_nothing() {
+    on_both(|fx| async move {
+        let vfs = fx.vfs("/", Permissions::ReadWrite);
+        let mut upload = vfs
+            .create(&p("/gap"), CreateOptions::default())
+            .await
+            .unwrap();
+        upload
+            .write(0, Bytes::from_static(b"0123456789"))
+            .await
+            .unwrap();
+        upload.write(20, Bytes::from_static(b"abc")).await.unwrap();
+        assert_eq!(upload.len(), 10);
+        assert_err!(upload.commit().await, VfsError::Unsupported(_));
+        assert_err!(vfs.stat(&p("/gap")).await, VfsError::NotFound);
+
+        // The same with a multipart upload under way.
+        let mut upload = vfs
+            .create(&p("/gap"), CreateOptions::default())
+            .await
+            .unwrap();
+        upload
+            .write(0, Bytes::from(pattern(PART_SIZE + 1)))
+            .await
+            .unwrap();
+        upload
+            .write(PART_SIZE as u64 + 10, Bytes::from_static(b"abc"))
+            .await
+            .unwrap();
+        assert_err!(upload.commit().await, VfsError::Unsupported(_));
+        assert_err!(vfs.stat(&p("/gap")).await, VfsError::NotFound);
+        assert_eq!(fx.staging_files_settled().await, Vec::<String>::new());
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Homes, jails and permissions
+
+#[tokio::test]
+async fn users_are_jailed_to_their_homes() {
+    on_both(|fx| async move {
+        let store = fx.store();
+        create_home(store.as_ref(), &HomeDirectory::parse("/alice").unwrap())
+            .await
+            .unwrap();
+        create_home(store.as_ref(), &HomeDirectory::parse("/bob").unwrap())
+            .await
+            .unwrap();
+        let alice = fx.vfs("/alice", Permissions::ReadWrite);
+        let bob = fx.vfs("/bob", Permissions::ReadWrite);
+        let root = fx.vfs("/", Permissions::ReadWrite);
+
+        assert!(
+            names(&alice, "/").await.is_empty(),
+            "a new home exists and is empty"
+        );
+        upload(&alice, "/a.txt", b"alice", 1024).await;
+        upload(&bob, "/b.txt", b"bob", 1024).await;
+        assert_eq!(names(&alice, "/").await, vec![file("a.txt")]);
+        assert_eq!(names(&bob, "/").await, vec![file("b.txt")]);
+        assert_err!(alice.stat(&p("/b.txt")).await, VfsError::NotFound);
+
+        for escape in [
+            "../bob/b.txt",
+            "/../../bob/b.txt",
+            "/x/../../bob/b.txt",
+            "..//bob/b.txt",
+        ] {
+            let path = VirtualPath::parse(escape).unwrap();
+            assert_eq!(path.to_string(), "/bob/b.txt");
+            assert_err!(alice.stat(&path).await, VfsError::NotFound);
+            assert_err!(alice.open_read(&path).await, VfsError::NotFound);
+            assert_err!(alice.remove(&path).await, VfsError::NotFound);
+            // The jailed path's parent (/bob inside alice's home) does not exist.
+            assert_err!(
+                alice.create(&path, CreateOptions::default()).await,
+                VfsError::NotFound
+            );
+        }
+        assert_eq!(names(&alice, "../..").await, vec![file("a.txt")]);
+
+        // The root user sees both homes.
+        assert_eq!(names(&root, "/").await, vec![dir("alice"), dir("bob")]);
+        assert_eq!(names(&root, "/alice").await, vec![file("a.txt")]);
+        assert_eq!(read_all(&root, "/bob/b.txt").await, b"bob");
+        assert_eq!(read_all(&bob, "/b.txt").await, b"bob");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn read_only_users_cannot_change_anything() {
+    on_both(|fx| async move {
+        let admin = fx.vfs("/", Permissions::ReadWrite);
+        upload(&admin, "/f", b"data", 1024).await;
+        admin.mkdir(&p("/d")).await.unwrap();
+        let ro = fx.vfs("/", Permissions::ReadOnly);
+        assert_err!(
+            ro.create(&p("/new"), CreateOptions::default()).await,
+            VfsError::PermissionDenied(_)
+        );
+        assert_err!(
+            ro.create(&p("/f"), CreateOptions::default()).await,
+            VfsError::PermissionDenied(_)
+        );
+        assert_err!(ro.mkdir(&p("/e")).await, VfsError::PermissionDenied(_));
+        assert_err!(ro.rmdir(&p("/d")).await, VfsError::PermissionDenied(_));
+        assert_err!(ro.remove(&p("/f")).await, VfsError::PermissionDenied(_));
+        assert_err!(
+            ro.rename(&p("/f"), &p("/g"), false).await,
+            VfsError::PermissionDenied(_)
+        );
+        // Reading is what it may do.
+        assert_eq!(read_all(&ro, "/f").await, b"data");
+        assert_eq!(names(&ro, "/").await, vec![dir("d"), file("f")]);
+        assert_eq!(ro.stat(&p("/f")).await.unwrap().size, 4);
+        assert_eq!(names(&admin, "/").await, vec![dir("d"), file("f")]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn write_only_users_deliver_but_cannot_read_or_delete() {
+    on_both(|fx| async move {
+        let wo = fx.vfs("/", Permissions::WriteOnly);
+        upload(&wo, "/drop.edi", b"order", 1024).await;
+        wo.mkdir(&p("/in")).await.unwrap();
+        wo.rename(&p("/drop.edi"), &p("/in/drop.edi"), false)
+            .await
+            .unwrap();
+        assert_eq!(names(&wo, "/in").await, vec![file("drop.edi")]);
+        assert_eq!(wo.stat(&p("/in/drop.edi")).await.unwrap().size, 5);
+        assert_err!(
+            wo.open_read(&p("/in/drop.edi")).await,
+            VfsError::PermissionDenied(_)
+        );
+        assert_err!(
+            wo.remove(&p("/in/drop.edi")).await,
+            VfsError::PermissionDenied(_)
+        );
+        assert_err!(wo.rmdir(&p("/in")).await, VfsError::PermissionDenied(_));
+        let admin = fx.vfs("/", Permissions::ReadWrite);
+        assert_eq!(read_all(&admin, "/in/drop.edi").await, b"order");
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rename
+
+#[tokio::test]
+async fn files_are_renamed() {
+    on_both(|fx| async move {
+        let vfs = fx.vfs("/", Permissions::ReadWrite);
+        upload(&vfs, "/a", b"A", 1024).await;
+        upload(&vfs, "/b", b"B", 1024).await;
+        vfs.mkdir(&p("/d")).await.unwrap();
+
+        vfs.rename(&p("/a"), &p("/d/a2"), false).await.unwrap();
+        assert_err!(vfs.stat(&p("/a")).await, VfsError::NotFound);
+        assert_eq!(read_all(&vfs, "/d/a2").await, b"A");
+
+        assert_err!(
+            vfs.rename(&p("/b"), &p("/d/a2"), false).await,
+            VfsError::AlreadyExists
+        );
+        assert_eq!(read_all(&vfs, "/b").await, b"B");
+        vfs.rename(&p("/b"), &p("/d/a2"), true).await.unwrap();
+        assert_eq!(read_all(&vfs, "/d/a2").await, b"B");
+        assert_err!(vfs.stat(&p("/b")).await, VfsError::NotFound);
+
+        // Renaming onto itself changes nothing.
+        vfs.rename(&p("/d/a2"), &p("/d/a2"), false).await.unwrap();
+        assert_eq!(read_all(&vfs, "/d/a2").await, b"B");
+
+        assert_err!(
+            vfs.rename(&p("/nope"), &p("/x"), false).await,
+            VfsError::NotFound
+        );
+        assert_err!(
+            vfs.rename(&p("/d/a2"), &p("/no/x"), false).await,
+            VfsError::NotFound
+        );
+        assert_err!(
+            vfs.rename(&p("/d/a2"), &p("/d/a2/x"), false).await,
+            VfsError::NotADirectory
+        );
+        assert_err!(
+            vfs.rename(&p("/d/a2"), &p("/d"), true).await,
+            VfsError::IsADirectory
+        );
+        assert_err!(
+            vfs.rename(&p("/d/a2"), &p("/d"), false).await,
+            VfsError::AlreadyExists
+        );
+        assert_err!(
+            vfs.rename(&p("/"), &p("/x"), false).await,
+            VfsError::PermissionDenied(_)
+        );
+        assert_err!(
+            vfs.rename(&p("/d/a2"), &p("/"), true).await,
+            VfsError::AlreadyExists
+        );
+        // The directory the file left is still there.
+        vfs.rename(&p("/d/a2"), &p("/top"), false).await.unwrap();
+        assert_eq!(names(&vfs, "/").await, vec![dir("d"), file("top")]);
+        assert!(names(&vfs, "/d").await.is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn directories_are_renamed_with_their_contents() {
+    on_both(|fx| async move {
+        let vfs = fx.vfs("/", Permissions::ReadWrite);
+        vfs.mkdir(&p("/d")).await.unwrap();
+        vfs.mkdir(&p("/d/sub")).await.unwrap();
+        vfs.mkdir(&p("/d/empty")).await.unwrap();
+        upload(&vfs, "/d/x", b"x", 1024).await;
+        upload(&vfs, "/d/sub/y #1", b"y", 1024).await;
+
+        assert_err!(
+            vfs.rename(&p("/d"), &p("/d/sub/inside"), false).await,
+            VfsError::InvalidPath(_)
+        );
+        vfs.rename(&p("/d"), &p("/e"), false).await.unwrap();
+        assert_err!(vfs.stat(&p("/d")).await, VfsError::NotFound);
+        assert_eq!(names(&vfs, "/").await, vec![dir("e")]);
+        assert_eq!(
+            names(&vfs, "/e").await,
+            vec![dir("empty"), dir("sub"), file("x")]
+        );
+        assert_eq!(names(&vfs, "/e/sub").await, vec![file("y #1")]);
+        assert!(names(&vfs, "/e/empty").await.is_empty());
+        assert_eq!(read_all(&vfs, "/e/sub/y #1").await, b"y");
+        if let Some(disk) = fx.disk() {
+            assert!(
+                !disk.join("d").exists(),
+                "the source directory is gone from disk"
+            );
+        }
+
+        // Onto a non-empty directory: refused; onto an empty one with overwrite: replaces it.
+        vfs.mkdir(&p("/f")).await.unwrap();
+        upload(&vfs, "/f/keep", b"k", 1024).await;
+        assert_err!(
+            vfs.rename(&p("/e"), &p("/f"), true).await,
+            VfsError::DirectoryNotEmpty
+        );
+        assert_err!(
+            vfs.rename(&p("/e"), &p("/f"), false).await,
+            VfsError::AlreadyExists
+        );
+        vfs.mkdir(&p("/g")).await.unwrap();
+        vfs.rename(&p("/e/empty"), &p("/g"), true).await.unwrap();
+        assert_eq!(names(&vfs, "/").await, vec![dir("e"), dir("f"), dir("g")]);
+        upload(&vfs, "/h", b"h", 1024).await;
+        assert_err!(
+            vfs.rename(&p("/e"), &p("/h"), true).await,
+            VfsError::NotADirectory
+        );
+
+        // A directory that exists only through its contents gets a marker at the target, so it
+        // survives being emptied.
+        let key = Path::from_iter(["implied", "z"]);
+        fx.store()
+            .put(&key, PutPayload::from_static(b"z"))
+            .await
+            .unwrap();
+        vfs.rename(&p("/implied"), &p("/moved"), false)
+            .await
+            .unwrap();
+        vfs.remove(&p("/moved/z")).await.unwrap();
+        assert_eq!(
+            vfs.stat(&p("/moved")).await.unwrap().kind,
+            EntryKind::Directory
+        );
+        assert_err!(vfs.stat(&p("/implied")).await, VfsError::NotFound);
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Names
+
+#[tokio::test]
+async fn special_characters_round_trip() {
+    on_both(|fx| async move {
+        let vfs = fx.vfs("/", Permissions::ReadWrite);
+        let special = [
+            "with space",
+            "#1",
+            "x#12",
+            "100%",
+            "%41",
+            "%2e%2e",
+            "ü-ñ-漢字",
+            "[x]",
+            "a*b?c",
+            "{curly}^~`|\"<>",
+            "semi;colon,=&+$@!'()",
+        ];
+        vfs.mkdir(&p("/dir #1 %")).await.unwrap();
+        for name in special {
+            upload(&vfs, &format!("/dir #1 %/{name}"), name.as_bytes(), 1024).await;
+        }
+        let mut expected: Vec<_> = special.iter().map(|n| file(n)).collect();
+        expected.sort();
+        assert_eq!(names(&vfs, "/dir #1 %").await, expected);
+        assert_eq!(names(&vfs, "/").await, vec![dir("dir #1 %")]);
+        for name in special {
+            let path = format!("/dir #1 %/{name}");
+            let entry = vfs.stat(&p(&path)).await.unwrap();
+            assert_eq!(entry.name, name);
+            assert_eq!(read_all(&vfs, &path).await, name.as_bytes());
+        }
+        assert_eq!(
+            fx.staging_files_settled().await,
+            Vec::<String>::new(),
+            "no '#' on disk"
+        );
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stores
+
+#[tokio::test]
+async fn create_home_makes_nested_homes_idempotently() {
+    on_both(|fx| async move {
+        let store = fx.store();
+        let home = HomeDirectory::parse("/partners/acme/inbound").unwrap();
+        create_home(store.as_ref(), &home).await.unwrap();
+        create_home(store.as_ref(), &home).await.unwrap();
+        create_home(store.as_ref(), &HomeDirectory::root())
+            .await
+            .unwrap();
+        let root = fx.vfs("/", Permissions::ReadWrite);
+        assert_eq!(names(&root, "/").await, vec![dir("partners")]);
+        assert_eq!(names(&root, "/partners").await, vec![dir("acme")]);
+        assert_eq!(names(&root, "/partners/acme").await, vec![dir("inbound")]);
+        let user = fx.vfs("/partners/acme/inbound", Permissions::ReadWrite);
+        assert!(names(&user, "/").await.is_empty());
+        upload(&root, "/partners/file", b"f", 1024).await;
+        assert_err!(
+            create_home(
+                store.as_ref(),
+                &HomeDirectory::parse("/partners/file/x").unwrap()
+            )
+            .await,
+            VfsError::NotADirectory
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn store_cache_shares_stores() {
+    let dir = TempDir::new().unwrap();
+    let cache = StoreCache::new();
+    let a = storage(&format!("file://{}/a", dir.path().display()));
+    let b = storage(&format!("file://{}/b", dir.path().display()));
+    let first = cache.get(&a).unwrap();
+    assert!(Arc::ptr_eq(&first, &cache.get(&a).unwrap()));
+    assert!(!Arc::ptr_eq(&first, &cache.get(&b).unwrap()));
+    assert!(
+        dir.path().join("a").is_dir(),
+        "a missing bucket directory is created"
+    );
+    let memory = storage("memory://");
+    assert!(Arc::ptr_eq(
+        &cache.get(&memory).unwrap(),
+        &cache.get(&memory).unwrap()
+    ));
+}
+
+#[tokio::test]
+async fn bad_bucket_configurations_are_config_errors() {
+    let config_error = |url: &str, options: &[(&str, &str)]| {
+        let mut storage = storage(url);
+        storage.options = options
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        match open_bucket(&storage) {
+            Err(VfsError::Config(message)) => message,
+            Err(other) => panic!("{url}: expected Config, got {other:?}"),
+            Ok(_) => panic!("{url}: expected Config, got a store"),
+        }
+    };
+    let message = config_error("ftp://host/bucket", &[]);
+    assert!(
+        message.contains("unsupported storage URL scheme 'ftp'"),
+        "{message}"
+    );
+    assert!(message.contains("test-bucket"), "{message}");
+    config_error("not a url", &[]);
+    let message = config_error("file://host/dir", &[]);
+    assert!(message.contains("file:///"), "{message}");
+    config_error("s3:///no-bucket", &[]);
+    config_error("https://example.com/bucket", &[]);
+    let message = config_error("s3://bucket", &[("aws_endpointt", "secret-value")]);
+    assert!(message.contains("aws_endpointt"), "{message}");
+    assert!(
+        !message.contains("secret-value"),
+        "option values are never echoed: {message}"
+    );
+    config_error("file:///tmp/x", &[("fsync", "true")]);
+
+    // Good cloud configurations open without a network round trip.
+    let mut s3 = storage("s3://bucket/prefix/");
+    s3.options = [
+        ("aws_endpoint", "http://127.0.0.1:9"),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("aws_region", "us-east-1"),
+        ("aws_access_key_id", "id"),
+        ("aws_secret_access_key", "secret"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    open_bucket(&s3).unwrap();
+}
+
+/// The protocol crates hold these across awaits in spawned tasks.
+#[test]
+fn handles_and_futures_are_send() {
+    fn send<T: Send>(_: &T) {}
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Vfs>();
+    send_sync::<StoreCache>();
+    send_sync::<crate::Upload>();
+    send_sync::<crate::Download>();
+    let fx = Fixture::memory();
+    let vfs = fx.vfs("/", Permissions::ReadWrite);
+    let path = p("/x");
+    send(&vfs.stat(&path));
+    send(&vfs.list(&path));
+    send(&vfs.mkdir(&path));
+    send(&vfs.rmdir(&path));
+    send(&vfs.remove(&path));
+    send(&vfs.rename(&path, &path, true));
+    send(&vfs.open_read(&path));
+    send(&vfs.create(&path, CreateOptions::default()));
+    send(&create_home(fx.counting.as_ref(), &HomeDirectory::root()));
+    fn upload_futures(mut upload: crate::Upload) {
+        send(&upload.write(0, Bytes::new()));
+        send(&upload.commit());
+    }
+    fn download_futures(mut download: crate::Download) {
+        send(&download.read(0, 1));
+    }
+    let _ = (upload_futures, download_futures);
+}
