@@ -1,0 +1,382 @@
+//! The SSH side: accepting connections, authenticating through the [`LoginProvider`], and
+//! starting the SFTP subsystem on a session channel. Shells, exec (legacy scp), port
+//! forwarding and agent forwarding are refused.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use russh::keys::PublicKey as SshPublicKey;
+use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
+use russh::{Channel, ChannelId, MethodKind, MethodSet, Preferred, SshId};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tracing::{Instrument, info_span};
+use wharf_core::{LoginError, LoginGrant, LoginProvider, LoginRequest, LoginSecret, Protocol};
+use wharf_vfs::{SessionIdentity, StoreCache, Vfs};
+
+use crate::HostKeys;
+use crate::sftp::SftpSession;
+
+/// Settings of an SFTP gateway.
+#[derive(Clone)]
+pub struct SftpConfig {
+    pub host_keys: HostKeys,
+    /// Most connections served at once; further ones wait in the accept queue.
+    pub max_connections: usize,
+    /// A connection that has not finished key exchange and authentication by then is closed.
+    pub login_timeout: Duration,
+    /// A connection with no traffic for this long is closed.
+    pub idle_timeout: Duration,
+    /// Authentication attempts per connection.
+    pub max_auth_attempts: usize,
+}
+
+impl SftpConfig {
+    pub fn new(host_keys: HostKeys) -> Self {
+        SftpConfig {
+            host_keys,
+            max_connections: 1024,
+            login_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(600),
+            max_auth_attempts: 6,
+        }
+    }
+
+    fn russh_config(&self) -> russh::server::Config {
+        let mut methods = MethodSet::empty();
+        methods.push(MethodKind::PublicKey);
+        methods.push(MethodKind::Password);
+        russh::server::Config {
+            server_id: SshId::Standard(concat!("SSH-2.0-Wharf_", env!("CARGO_PKG_VERSION")).into()),
+            methods,
+            // Failed logins take at least this long, so guessing is slow and timing says nothing.
+            auth_rejection_time: Duration::from_millis(500),
+            // OpenSSH's first "none" probe is not a guess: answer it at once.
+            auth_rejection_time_initial: Some(Duration::ZERO),
+            keys: self.host_keys.keys().to_vec(),
+            max_auth_attempts: self.max_auth_attempts,
+            inactivity_timeout: Some(self.idle_timeout),
+            keepalive_interval: Some(Duration::from_secs(30)),
+            keepalive_max: 4,
+            // Large windows and packets keep bulk transfers from stalling on flow control.
+            window_size: 16 * 1024 * 1024,
+            maximum_packet_size: 65535,
+            channel_buffer_size: 256,
+            nodelay: true,
+            preferred: Preferred::default(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Why the gateway stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("accepting connections failed: {0}")]
+    Accept(#[from] std::io::Error),
+}
+
+/// Serves SFTP on `listener` until `shutdown` turns true, then stops accepting and waits up to
+/// `drain` for the sessions in progress to end (a rolling deploy must not cut uploads), and
+/// returns. Sessions still running after that are cut when the process exits; their uploads
+/// are never committed half-way.
+pub async fn serve(
+    listener: TcpListener,
+    config: SftpConfig,
+    login: Arc<dyn LoginProvider>,
+    stores: Arc<StoreCache>,
+    mut shutdown: watch::Receiver<bool>,
+    drain: Duration,
+) -> Result<(), ServeError> {
+    let russh_config = Arc::new(config.russh_config());
+    let limit = Arc::new(Semaphore::new(config.max_connections));
+    let stopping = async |limit: Arc<Semaphore>| {
+        let all = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
+        let in_flight = config.max_connections - limit.available_permits();
+        if in_flight > 0 {
+            tracing::info!(sessions = in_flight, "waiting for SFTP sessions to end");
+        }
+        if tokio::time::timeout(drain, limit.acquire_many(all)).await.is_err() {
+            tracing::warn!("SFTP sessions still running after the drain period; stopping anyway");
+        }
+        Ok(())
+    };
+    loop {
+        let permit = tokio::select! {
+            permit = limit.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => return Ok(()),
+            },
+            _ = stopped(&mut shutdown) => return stopping(limit).await,
+        };
+        let (socket, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut shutdown) => {
+                drop(permit);
+                return stopping(limit).await;
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        let session_id = new_session_id();
+        let handler = Connection {
+            login: login.clone(),
+            stores: stores.clone(),
+            peer,
+            session_id: session_id.clone(),
+            grant: None,
+            offered_key: None,
+            channels: HashMap::new(),
+        };
+        let russh_config = russh_config.clone();
+        let login_timeout = config.login_timeout;
+        let span = info_span!("sftp", session = %session_id, client = %peer);
+        tokio::spawn(
+            async move {
+                let _permit = permit;
+                tracing::debug!("connection accepted");
+                let session =
+                    match tokio::time::timeout(login_timeout, russh::server::run_stream(russh_config, socket, handler)).await {
+                        Ok(Ok(session)) => session,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::info!("handshake timed out");
+                            return;
+                        }
+                    };
+                match session.await {
+                    Ok(()) => tracing::debug!("connection closed"),
+                    Err(e) => tracing::debug!(error = %e, "connection ended with an error"),
+                }
+            }
+            .instrument(span),
+        );
+    }
+}
+
+/// Resolves once `shutdown` is true (or its sender is gone).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+fn new_session_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
+/// Errors that end an SSH connection.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error(transparent)]
+    Ssh(#[from] russh::Error),
+}
+
+/// One SSH connection.
+struct Connection {
+    login: Arc<dyn LoginProvider>,
+    stores: Arc<StoreCache>,
+    peer: SocketAddr,
+    session_id: String,
+    /// Set once authentication succeeded.
+    grant: Option<LoginGrant>,
+    /// A key the control plane accepted in the pre-signature query, with its grant.
+    offered_key: Option<(SshPublicKey, LoginGrant)>,
+    /// Session channels opened but not yet given a subsystem.
+    channels: HashMap<ChannelId, Channel<Msg>>,
+}
+
+impl Connection {
+    async fn check(&self, user: &str, secret: LoginSecret, probe: bool) -> Option<LoginGrant> {
+        let request = LoginRequest {
+            protocol: Protocol::Sftp,
+            username: user.to_owned(),
+            secret,
+            client_ip: self.peer.ip().to_string(),
+            session_id: self.session_id.clone(),
+            probe,
+        };
+        match self.login.login(request).await {
+            Ok(grant) => Some(grant),
+            Err(LoginError::Denied) => None,
+            Err(e @ LoginError::Unavailable(_)) => {
+                tracing::warn!(error = %e, "login service unavailable");
+                None
+            }
+        }
+    }
+
+    fn accept(&mut self, grant: LoginGrant) -> Auth {
+        tracing::info!(user = %grant.username, home = %grant.home_directory, "login succeeded");
+        self.grant = Some(grant);
+        Auth::Accept
+    }
+
+    fn reject(user: &str, method: &str) -> Auth {
+        tracing::info!(user = %user, method, "login failed");
+        Auth::reject()
+    }
+
+    /// Refuses a channel request with a message the partner's client prints.
+    fn refuse(channel: ChannelId, session: &mut Session, what: &str) -> Result<(), russh::Error> {
+        let message = format!(
+            "This service allows SFTP only ({what} is not available). Use an SFTP client, \
+             e.g. `sftp` or `scp`.\r\n"
+        );
+        session.channel_success(channel)?;
+        session.extended_data(channel, 1, message.into_bytes())?;
+        session.exit_status_request(channel, 1)?;
+        session.eof(channel)?;
+        session.close(channel)?;
+        Ok(())
+    }
+}
+
+impl russh::server::Handler for Connection {
+    type Error = ConnectionError;
+
+    async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        let secret = LoginSecret::Password {
+            password: password.to_owned(),
+        };
+        Ok(match self.check(user, secret, false).await {
+            Some(grant) => self.accept(grant),
+            None => Self::reject(user, "password"),
+        })
+    }
+
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        offer: PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        let Ok(line) = offer.public_key.to_openssh() else {
+            return Ok(Auth::reject());
+        };
+        let secret = LoginSecret::PublicKey { public_key: line };
+        Ok(match self.check(user, secret, true).await {
+            Some(grant) => {
+                self.offered_key = Some((offer.public_key.clone(), grant));
+                Auth::Accept
+            }
+            None => Auth::reject(),
+        })
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        // The signature is verified now: record the login for real (this also re-checks the
+        // user, which may have been disabled since the query).
+        let Ok(line) = key.public_key.to_openssh() else {
+            return Ok(Self::reject(user, "publickey"));
+        };
+        self.offered_key = None;
+        let secret = LoginSecret::PublicKey { public_key: line };
+        Ok(match self.check(user, secret, false).await {
+            Some(grant) => self.accept(grant),
+            None => Self::reject(user, "publickey"),
+        })
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if self.grant.is_none() || self.channels.len() >= 16 {
+            reply.reject(russh::ChannelOpenFailure::AdministrativelyProhibited).await;
+            return Ok(());
+        }
+        self.channels.insert(channel.id(), channel);
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel_id: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let (Some(grant), true) = (self.grant.clone(), name == "sftp") else {
+            tracing::info!(subsystem = name, "subsystem refused");
+            session.channel_failure(channel_id)?;
+            return Ok(());
+        };
+        let Some(channel) = self.channels.remove(&channel_id) else {
+            session.channel_failure(channel_id)?;
+            return Ok(());
+        };
+        let store = match self.stores.get(&grant.bucket) {
+            Ok(store) => store,
+            Err(e) => {
+                tracing::error!(error = %e, bucket = %grant.bucket.name, "cannot open bucket");
+                session.channel_failure(channel_id)?;
+                return Ok(());
+            }
+        };
+        session.channel_success(channel_id)?;
+        let identity = SessionIdentity {
+            username: grant.username.clone(),
+            protocol: Protocol::Sftp,
+            client_ip: self.peer.ip().to_string(),
+            session_id: self.session_id.clone(),
+        };
+        let vfs = Vfs::new(store, grant.home_directory.clone(), grant.permissions, identity);
+        let handle = session.handle();
+        let span = tracing::Span::current();
+        tokio::spawn(
+            async move {
+                tracing::debug!("sftp subsystem started");
+                let code = match SftpSession::new(vfs).run(channel.into_stream()).await {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        tracing::info!(error = %e, "sftp session failed");
+                        1
+                    }
+                };
+                // scp (over SFTP) checks the exit status; then close the channel cleanly.
+                let _ = handle.exit_status_request(channel_id, code).await;
+                let _ = handle.eof(channel_id).await;
+                let _ = handle.close(channel_id).await;
+                tracing::debug!(code, "sftp subsystem ended");
+            }
+            .instrument(span),
+        );
+        Ok(())
+    }
+
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        Self::refuse(channel, session, "a shell")?;
+        Ok(())
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        _data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // Legacy `scp -O` arrives here as "scp -t …"; modern scp uses the SFTP subsystem.
+        Self::refuse(channel, session, "command execution")?;
+        Ok(())
+    }
+}
