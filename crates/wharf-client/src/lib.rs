@@ -142,8 +142,12 @@ impl Client {
     }
 
     /// Creates a user; the reply carries its password, shown this once.
-    pub async fn create_user(&self, request: &CreateUserRequest) -> Result<CreatedUser, ClientError> {
-        self.send(Method::POST, self.url("v1/users")?, Some(request)).await
+    pub async fn create_user(
+        &self,
+        request: &CreateUserRequest,
+    ) -> Result<CreatedUser, ClientError> {
+        self.send(Method::POST, self.url("v1/users")?, Some(request))
+            .await
     }
 
     /// One page of users.
@@ -216,7 +220,8 @@ impl Client {
     }
 
     pub async fn list_buckets(&self) -> Result<BucketList, ClientError> {
-        self.send::<(), _>(Method::GET, self.url("v1/buckets")?, None).await
+        self.send::<(), _>(Method::GET, self.url("v1/buckets")?, None)
+            .await
     }
 
     pub async fn get_bucket(&self, name: &str) -> Result<Bucket, ClientError> {
@@ -229,7 +234,8 @@ impl Client {
 
     /// How partners reach this installation (host, ports, host-key fingerprints).
     pub async fn server_info(&self) -> Result<ServerInfo, ClientError> {
-        self.send::<(), _>(Method::GET, self.url("v1/server")?, None).await
+        self.send::<(), _>(Method::GET, self.url("v1/server")?, None)
+            .await
     }
 
     fn user_url(&self, username: &str, suffix: &str) -> Result<Url, ClientError> {

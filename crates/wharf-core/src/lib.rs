@@ -12,12 +12,10 @@ mod permissions;
 mod public_key;
 
 pub use home::{HomeDirectory, HomeDirectoryError, MAX_HOME_DIRECTORY_BYTES};
-pub use login::{
-    BucketStorage, LoginError, LoginGrant, LoginProvider, LoginRequest, LoginSecret,
-};
-pub use public_key::{PublicKey, PublicKeyError};
+pub use login::{BucketStorage, LoginError, LoginGrant, LoginProvider, LoginRequest, LoginSecret};
 pub use names::{BucketName, NameError, Username, generate_password, generate_username};
 pub use permissions::Permissions;
+pub use public_key::{PublicKey, PublicKeyError};
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

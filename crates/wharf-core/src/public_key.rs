@@ -48,7 +48,9 @@ impl PublicKey {
             return Err(PublicKeyError::Format);
         };
         if !ALGORITHMS.contains(&algorithm) {
-            return Err(PublicKeyError::Algorithm(algorithm.chars().take(64).collect()));
+            return Err(PublicKeyError::Algorithm(
+                algorithm.chars().take(64).collect(),
+            ));
         }
         let blob = STANDARD
             .decode(data)
@@ -121,7 +123,10 @@ mod tests {
     #[test]
     fn rejects_garbage() {
         assert_eq!(PublicKey::parse("").unwrap_err(), PublicKeyError::Format);
-        assert_eq!(PublicKey::parse("ssh-ed25519").unwrap_err(), PublicKeyError::Format);
+        assert_eq!(
+            PublicKey::parse("ssh-ed25519").unwrap_err(),
+            PublicKeyError::Format
+        );
         assert!(matches!(
             PublicKey::parse("ssh-dss AAAA").unwrap_err(),
             PublicKeyError::Algorithm(_)
@@ -136,8 +141,10 @@ mod tests {
             PublicKeyError::Mismatch
         );
         assert_eq!(
-            PublicKey::parse("ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIOg1F+/tvgtP97Py6h1YOqMj6LRkMYLb8zXrFmMDp1kZ")
-                .unwrap_err(),
+            PublicKey::parse(
+                "ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIOg1F+/tvgtP97Py6h1YOqMj6LRkMYLb8zXrFmMDp1kZ"
+            )
+            .unwrap_err(),
             PublicKeyError::Mismatch
         );
     }

@@ -146,10 +146,13 @@ fn store(path: &Path, key: &PrivateKey) -> Result<(), HostKeyError> {
     file.write_all(text.as_bytes()).map_err(io)?;
     file.sync_all().map_err(io)?;
     fs::rename(&tmp, path).map_err(io)?;
-    let public = key.public_key().to_openssh().map_err(|e| HostKeyError::Invalid {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })?;
+    let public = key
+        .public_key()
+        .to_openssh()
+        .map_err(|e| HostKeyError::Invalid {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
     fs::write(path.with_extension("pub"), format!("{public}\n")).map_err(io)?;
     Ok(())
 }

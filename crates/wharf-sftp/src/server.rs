@@ -98,7 +98,10 @@ pub async fn serve(
         if in_flight > 0 {
             tracing::info!(sessions = in_flight, "waiting for SFTP sessions to end");
         }
-        if tokio::time::timeout(drain, limit.acquire_many(all)).await.is_err() {
+        if tokio::time::timeout(drain, limit.acquire_many(all))
+            .await
+            .is_err()
+        {
             tracing::warn!("SFTP sessions still running after the drain period; stopping anyway");
         }
         Ok(())
@@ -144,18 +147,22 @@ pub async fn serve(
             async move {
                 let _permit = permit;
                 tracing::debug!("connection accepted");
-                let session =
-                    match tokio::time::timeout(login_timeout, russh::server::run_stream(russh_config, socket, handler)).await {
-                        Ok(Ok(session)) => session,
-                        Ok(Err(e)) => {
-                            tracing::debug!(error = %e, "handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::info!("handshake timed out");
-                            return;
-                        }
-                    };
+                let session = match tokio::time::timeout(
+                    login_timeout,
+                    russh::server::run_stream(russh_config, socket, handler),
+                )
+                .await
+                {
+                    Ok(Ok(session)) => session,
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::info!("handshake timed out");
+                        return;
+                    }
+                };
                 match session.await {
                     Ok(()) => tracing::debug!("connection closed"),
                     Err(e) => tracing::debug!(error = %e, "connection ended with an error"),
@@ -298,7 +305,9 @@ impl russh::server::Handler for Connection {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         if self.grant.is_none() || self.channels.len() >= 16 {
-            reply.reject(russh::ChannelOpenFailure::AdministrativelyProhibited).await;
+            reply
+                .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
             return Ok(());
         }
         self.channels.insert(channel.id(), channel);
@@ -336,7 +345,12 @@ impl russh::server::Handler for Connection {
             client_ip: self.peer.ip().to_string(),
             session_id: self.session_id.clone(),
         };
-        let vfs = Vfs::new(store, grant.home_directory.clone(), grant.permissions, identity);
+        let vfs = Vfs::new(
+            store,
+            grant.home_directory.clone(),
+            grant.permissions,
+            identity,
+        );
         let handle = session.handle();
         let span = tracing::Span::current();
         tokio::spawn(

@@ -16,9 +16,7 @@ use russh_sftp::protocol::{
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use wharf_core::Permissions;
-use wharf_vfs::{
-    CreateOptions, Download, Entry, EntryKind, Upload, Vfs, VfsError, VirtualPath,
-};
+use wharf_vfs::{CreateOptions, Download, Entry, EntryKind, Upload, Vfs, VfsError, VirtualPath};
 
 /// Largest packet a client may send: a 256 KiB write plus headers (OpenSSH's own limit).
 pub const MAX_PACKET_LEN: u32 = 256 * 1024 + 1024;
@@ -196,10 +194,7 @@ impl SftpSession {
             }
             Packet::Open(p) => self.open(p.id, &p.filename, p.pflags).await,
             Packet::Close(p) => {
-                let handle = self
-                    .handles
-                    .remove(&p.handle)
-                    .ok_or(Reply::BadHandle)?;
+                let handle = self.handles.remove(&p.handle).ok_or(Reply::BadHandle)?;
                 if let OpenHandle::Write { path, upload } = handle {
                     let summary = upload.commit().await?;
                     tracing::info!(path = %path, size = summary.size, sha256 = %summary.sha256, "upload committed");
@@ -208,10 +203,8 @@ impl SftpSession {
             }
             Packet::Read(p) => {
                 let len = p.len.min(MAX_IO_LEN);
-                let OpenHandle::Read { download, .. } = self
-                    .handles
-                    .get_mut(&p.handle)
-                    .ok_or(Reply::BadHandle)?
+                let OpenHandle::Read { download, .. } =
+                    self.handles.get_mut(&p.handle).ok_or(Reply::BadHandle)?
                 else {
                     return Err(Reply::Status(
                         StatusCode::Failure,
@@ -229,10 +222,8 @@ impl SftpSession {
                 .into())
             }
             Packet::Write(p) => {
-                let OpenHandle::Write { upload, .. } = self
-                    .handles
-                    .get_mut(&p.handle)
-                    .ok_or(Reply::BadHandle)?
+                let OpenHandle::Write { upload, .. } =
+                    self.handles.get_mut(&p.handle).ok_or(Reply::BadHandle)?
                 else {
                     return Err(Reply::Status(
                         StatusCode::Failure,
@@ -352,7 +343,9 @@ impl SftpSession {
         if pending.is_none() {
             *pending = Some(self.vfs.list(path).await?.into_iter());
         }
-        let entries = pending.as_mut().map(|it| it.by_ref().take(READDIR_BATCH).collect::<Vec<_>>());
+        let entries = pending
+            .as_mut()
+            .map(|it| it.by_ref().take(READDIR_BATCH).collect::<Vec<_>>());
         let files: Vec<File> = entries
             .unwrap_or_default()
             .iter()
@@ -518,7 +511,9 @@ fn check_setstat(attrs: &FileAttributes, current_size: Option<u64>) -> Result<()
 }
 
 fn entry_attrs(entry: &Entry, permissions: Permissions) -> FileAttributes {
-    let mtime = entry.modified.map(|t| t.timestamp().clamp(0, u32::MAX as i64) as u32);
+    let mtime = entry
+        .modified
+        .map(|t| t.timestamp().clamp(0, u32::MAX as i64) as u32);
     match entry.kind {
         EntryKind::Directory => dir_attrs(mtime, permissions),
         EntryKind::File => file_attrs(entry.size, mtime, permissions),

@@ -1,1 +1,78 @@
-fn main() {}
+//! `wharf`: one binary for every part of Wharf. See `wharf --help`.
+
+mod cli;
+mod commands;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use cli::{Cli, Command, LogArgs, LogFormat};
+
+fn init_tracing(log: Option<&LogArgs>) {
+    // WHARF_LOG or RUST_LOG set the filter, e.g. WHARF_LOG=wharf_sftp=debug.
+    let filter = std::env::var("WHARF_LOG")
+        .ok()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .or_else(|| EnvFilter::try_from_default_env().ok())
+        .unwrap_or_else(|| EnvFilter::new(if log.is_some() { "info" } else { "warn" }));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match log.map(|l| l.log_format) {
+        Some(LogFormat::Json) => builder.json().init(),
+        _ => builder.init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // One TLS crypto provider for the whole process (rustls panics if it has to guess).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => {
+                init_tracing(Some(&args.log));
+                run::serve(args).await
+            }
+            Command::ControlPlane(args) => {
+                init_tracing(Some(&args.log));
+                run::control_plane(args).await
+            }
+            Command::SftpGateway(args) => {
+                init_tracing(Some(&args.log));
+                run::sftp_gateway(args).await
+            }
+            Command::Users(command) => {
+                init_tracing(None);
+                commands::users(command).await
+            }
+            Command::Buckets(command) => {
+                init_tracing(None);
+                commands::buckets(command).await
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if let Some(hint) = commands::explain(&e) {
+                eprintln!("hint: {hint}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! [`ApiError`]: every error the HTTP API answers with, as an RFC 9457 problem document.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use wharf_core::api::{FieldError, Problem};
+
+use crate::store::StoreError;
+
+/// Where the problem `type` URIs live; each kind of problem has a stable slug under it.
+const PROBLEM_BASE: &str = "https://wharf.dev/problems/";
+
+/// The media type of error bodies.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An error answer. Bad input is always a 4xx that names the field; internal failures are
+/// logged where they happen and answered with a 500 that reveals nothing.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400: the request could not be read (syntax, wrong type, unknown field, bad parameter).
+    InvalidRequest {
+        detail: String,
+        errors: Vec<FieldError>,
+    },
+    /// 422: a readable request that breaks a rule.
+    Validation(Vec<FieldError>),
+    /// 401: no API key (or gateway token), or a wrong one.
+    Unauthorized(&'static str),
+    /// 403: a gateway login that is refused (unknown user, wrong secret, disabled).
+    LoginDenied,
+    /// 404.
+    NotFound(String),
+    /// 405.
+    MethodNotAllowed,
+    /// 409.
+    Conflict(String),
+    /// 413.
+    PayloadTooLarge,
+    /// 415.
+    UnsupportedMediaType,
+    /// 503: the bucket's storage could not be used.
+    StorageUnavailable(String),
+    /// 503: the database (or another dependency) is not answering.
+    ServiceUnavailable(String),
+    /// 500: a bug or an unexpected failure, already logged.
+    Internal,
+}
+
+impl ApiError {
+    /// Logs `error` (with `context`) and returns the opaque 500.
+    pub fn internal(context: &str, error: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %error, "{context}");
+        ApiError::Internal
+    }
+
+    /// A 400 about one field or parameter.
+    pub fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let field = field.into();
+        let message = message.into();
+        ApiError::InvalidRequest {
+            detail: format!("{field}: {message}"),
+            errors: vec![FieldError { field, message }],
+        }
+    }
+
+    fn kind(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            ApiError::InvalidRequest { .. } => (
+                StatusCode::BAD_REQUEST,
+                "invalid-request",
+                "Invalid request",
+            ),
+            ApiError::Validation(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation",
+                "Validation failed",
+            ),
+            ApiError::Unauthorized(_) => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Authentication required",
+            ),
+            ApiError::LoginDenied => (StatusCode::FORBIDDEN, "login-denied", "Access denied"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+            ),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
+            ApiError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Request body too large",
+            ),
+            ApiError::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+            ),
+            ApiError::StorageUnavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage-unavailable",
+                "Storage unavailable",
+            ),
+            ApiError::ServiceUnavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service-unavailable",
+                "Service unavailable",
+            ),
+            ApiError::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal server error",
+            ),
+        }
+    }
+
+    /// The problem document for this error.
+    pub fn problem(&self) -> Problem {
+        let (status, slug, title) = self.kind();
+        let (detail, errors) = match self {
+            ApiError::InvalidRequest { detail, errors } => (Some(detail.clone()), errors.clone()),
+            ApiError::Validation(errors) => {
+                let detail = errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.field, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                (Some(detail), errors.clone())
+            }
+            ApiError::Unauthorized(detail) => (Some((*detail).to_owned()), vec![]),
+            ApiError::LoginDenied => (
+                Some("unknown user, wrong credentials or disabled user".to_owned()),
+                vec![],
+            ),
+            ApiError::NotFound(detail)
+            | ApiError::Conflict(detail)
+            | ApiError::StorageUnavailable(detail)
+            | ApiError::ServiceUnavailable(detail) => (Some(detail.clone()), vec![]),
+            ApiError::MethodNotAllowed => (
+                Some("this resource does not support the request method".to_owned()),
+                vec![],
+            ),
+            ApiError::PayloadTooLarge => (
+                Some(format!(
+                    "request bodies are limited to {} bytes",
+                    super::MAX_BODY_BYTES
+                )),
+                vec![],
+            ),
+            ApiError::UnsupportedMediaType => (
+                Some("send the body as JSON, with Content-Type: application/json".to_owned()),
+                vec![],
+            ),
+            ApiError::Internal => (
+                Some("the server failed; the cause is in its log".to_owned()),
+                vec![],
+            ),
+        };
+        Problem {
+            kind: format!("{PROBLEM_BASE}{slug}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail,
+            errors,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, _, _) = self.kind();
+        let body = serde_json::to_vec(&self.problem()).expect("a problem serialises");
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if status == StatusCode::UNAUTHORIZED {
+            headers.append(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"wharf\""),
+            );
+            headers.append(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Key realm=\"wharf\""),
+            );
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match &e {
+            StoreError::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
+            ) => {
+                tracing::error!(error = %e, "the database is not answering");
+                ApiError::ServiceUnavailable("the database is not answering; try again".into())
+            }
+            _ => ApiError::internal("database operation failed", e),
+        }
+    }
+}
+
+impl From<FieldError> for ApiError {
+    fn from(e: FieldError) -> Self {
+        ApiError::Validation(vec![e])
+    }
+}

@@ -1,0 +1,78 @@
+//! The committed OpenAPI document matches the code.
+
+use std::path::PathBuf;
+
+use wharf_control::ControlPlane;
+
+fn committed_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../openapi/openapi.json")
+}
+
+fn generated() -> String {
+    let mut json = serde_json::to_string_pretty(&ControlPlane::openapi()).unwrap();
+    json.push('\n');
+    json
+}
+
+/// `openapi/openapi.json` is what the code generates. Regenerate it with
+/// `WHARF_UPDATE_OPENAPI=1 cargo test -p wharf-control openapi_document_is_up_to_date`.
+#[test]
+fn openapi_document_is_up_to_date() {
+    let path = committed_path();
+    let generated = generated();
+    if std::env::var("WHARF_UPDATE_OPENAPI").as_deref() == Ok("1") {
+        std::fs::write(&path, &generated).unwrap();
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "{} is out of date with the code. Regenerate it with\n\n    \
+         WHARF_UPDATE_OPENAPI=1 cargo test -p wharf-control openapi_document_is_up_to_date\n\n\
+         (or `just openapi`) and commit the result.",
+        path.display()
+    );
+}
+
+#[test]
+fn openapi_document_describes_the_api() {
+    let doc = serde_json::to_value(ControlPlane::openapi()).unwrap();
+    assert_eq!(doc["info"]["title"], "Wharf API");
+    assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+    for path in [
+        "/v1/users",
+        "/v1/users/{username}",
+        "/v1/users/{username}/password",
+        "/v1/buckets",
+        "/v1/buckets/{bucketName}",
+        "/v1/server",
+        "/internal/v1/login",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} is missing");
+    }
+    let schemes = &doc["components"]["securitySchemes"];
+    assert!(schemes.get("bearer").is_some() && schemes.get("key").is_some());
+    assert!(schemes.get("gatewayToken").is_some());
+    let create = &doc["paths"]["/v1/users"]["post"];
+    assert_eq!(
+        create["security"],
+        serde_json::json!([{"bearer": []}, {"key": []}])
+    );
+    assert!(create["responses"]["422"]["content"]["application/problem+json"].is_object());
+    for schema in [
+        "CreateUserRequest",
+        "CreatedUser",
+        "User",
+        "UserList",
+        "Problem",
+        "LoginGrant",
+    ] {
+        assert!(
+            doc["components"]["schemas"].get(schema).is_some(),
+            "schema {schema} is missing"
+        );
+    }
+}

@@ -1,0 +1,286 @@
+//! Command-line interface: every flag also reads `WHARF_<FLAG>` from the environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "wharf",
+    version,
+    about = "Wharf: self-hostable managed SFTP and FTPS for exchanging files with trading partners.",
+    long_about = None,
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run everything in one process: control plane (API) and SFTP gateway, on SQLite and a
+    /// local-disk bucket by default.
+    Serve(ServeArgs),
+    /// Run the control plane (REST API, database) alone.
+    ControlPlane(ControlPlaneArgs),
+    /// Run an SFTP gateway alone; it asks the control plane who may log in.
+    SftpGateway(SftpGatewayArgs),
+    /// Manage users (trading partners).
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Inspect buckets.
+    #[command(subcommand)]
+    Buckets(BucketsCommand),
+}
+
+#[derive(Args, Clone)]
+pub struct LogArgs {
+    /// Log format.
+    #[arg(long, env = "WHARF_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(ValueEnum, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Clone)]
+pub struct DataDirArgs {
+    /// Where Wharf keeps its state: database, local bucket, host keys, admin API key.
+    #[arg(long, env = "WHARF_DATA_DIR", default_value = "./wharf-data")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Args, Clone)]
+pub struct ControlPlaneOptions {
+    /// Database URL [default: sqlite://<data-dir>/wharf.db]; postgres://… for PostgreSQL.
+    #[arg(long, env = "WHARF_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Storage of the default bucket [default: file://<data-dir>/buckets]; s3://, gs://, az://.
+    #[arg(long, env = "WHARF_BUCKET_URL")]
+    pub bucket_url: Option<String>,
+    /// Address of the REST API (and, later, the web console).
+    #[arg(long, env = "WHARF_API_ADDR", default_value = "127.0.0.1:8080")]
+    pub api_addr: SocketAddr,
+    /// Host name partners connect to, shown in user details and connection hints.
+    #[arg(long, env = "WHARF_PUBLIC_HOST", default_value = "localhost")]
+    pub public_host: String,
+}
+
+#[derive(Args, Clone)]
+pub struct SftpOptions {
+    /// Address of the SFTP gateway.
+    #[arg(long, env = "WHARF_SFTP_ADDR", default_value = "0.0.0.0:2222")]
+    pub sftp_addr: SocketAddr,
+    /// Directory of the SSH host keys [default: <data-dir>/host-keys]; missing keys are
+    /// generated there once. Gateways behind one load balancer must share it.
+    #[arg(long, env = "WHARF_HOST_KEY_DIR")]
+    pub host_key_dir: Option<PathBuf>,
+    /// Most SFTP connections served at once.
+    #[arg(long, env = "WHARF_SFTP_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub sftp_max_connections: usize,
+    /// Seconds without traffic after which an SFTP connection is closed.
+    #[arg(long, env = "WHARF_SFTP_IDLE_TIMEOUT", default_value_t = 600)]
+    pub sftp_idle_timeout: u64,
+}
+
+#[derive(Args, Clone)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub data: DataDirArgs,
+    #[command(flatten)]
+    pub control: ControlPlaneOptions,
+    #[command(flatten)]
+    pub sftp: SftpOptions,
+    /// Token gateways started separately use to reach this control plane
+    /// [default: generated into <data-dir>/gateway-token].
+    #[arg(long, env = "WHARF_GATEWAY_TOKEN", hide_env_values = true)]
+    pub gateway_token: Option<String>,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Args, Clone)]
+pub struct ControlPlaneArgs {
+    #[command(flatten)]
+    pub data: DataDirArgs,
+    #[command(flatten)]
+    pub control: ControlPlaneOptions,
+    /// Token gateways must present [default: generated into <data-dir>/gateway-token].
+    /// Every control-plane replica needs the same one.
+    #[arg(long, env = "WHARF_GATEWAY_TOKEN", hide_env_values = true)]
+    pub gateway_token: Option<String>,
+    /// SFTP port partners connect to (shown in connection hints).
+    #[arg(long, env = "WHARF_PUBLIC_SFTP_PORT", default_value_t = 2222)]
+    pub public_sftp_port: u16,
+    /// Host key directory whose fingerprints the API shows [default: <data-dir>/host-keys].
+    #[arg(long, env = "WHARF_HOST_KEY_DIR")]
+    pub host_key_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Args, Clone)]
+pub struct SftpGatewayArgs {
+    #[command(flatten)]
+    pub data: DataDirArgs,
+    #[command(flatten)]
+    pub sftp: SftpOptions,
+    /// URL of the control plane, e.g. http://10.0.0.5:8080.
+    #[arg(
+        long,
+        env = "WHARF_CONTROL_PLANE_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub control_plane_url: String,
+    /// The control plane's gateway token.
+    #[arg(long, env = "WHARF_GATEWAY_TOKEN", hide_env_values = true)]
+    pub gateway_token: String,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Args, Clone)]
+pub struct ApiArgs {
+    /// URL of the Wharf API.
+    #[arg(
+        long,
+        env = "WHARF_API_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub api_url: String,
+    /// API key [default: the contents of <data-dir>/admin-api-key].
+    #[arg(long, env = "WHARF_API_KEY", hide_env_values = true, global = true)]
+    pub api_key: Option<String>,
+    /// Data directory to find the admin API key in when no key is given.
+    #[arg(
+        long,
+        env = "WHARF_DATA_DIR",
+        default_value = "./wharf-data",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+    /// Print the API's JSON response instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy)]
+pub enum PermissionsArg {
+    ReadWrite,
+    ReadOnly,
+    WriteOnly,
+}
+
+impl From<PermissionsArg> for wharf_core::Permissions {
+    fn from(p: PermissionsArg) -> Self {
+        match p {
+            PermissionsArg::ReadWrite => wharf_core::Permissions::ReadWrite,
+            PermissionsArg::ReadOnly => wharf_core::Permissions::ReadOnly,
+            PermissionsArg::WriteOnly => wharf_core::Permissions::WriteOnly,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum UsersCommand {
+    /// Create a user; prints its username and password (shown only once).
+    Create {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// What the user is for, e.g. "Trading partner Alice".
+        #[arg(long)]
+        description: String,
+        /// Home directory inside the bucket, e.g. /alice; / for a root user.
+        #[arg(long = "home")]
+        home: String,
+        /// Username [default: generated, 8 upper-case letters and digits].
+        #[arg(long)]
+        username: Option<String>,
+        /// Bucket [default: the default bucket].
+        #[arg(long)]
+        bucket: Option<String>,
+        #[arg(long, value_enum)]
+        permissions: Option<PermissionsArg>,
+        /// An OpenSSH public key line the user may log in with (repeatable), or @file.
+        #[arg(long = "public-key")]
+        public_keys: Vec<String>,
+        /// Length of the generated password (16-128).
+        #[arg(long)]
+        password_length: Option<u32>,
+    },
+    /// List users.
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Users per page; without --page-token every page is fetched.
+        #[arg(long)]
+        page_size: Option<u32>,
+        /// Fetch only the page this token names (from a previous --json listing).
+        #[arg(long)]
+        page_token: Option<String>,
+    },
+    /// Show one user.
+    Get {
+        #[command(flatten)]
+        api: ApiArgs,
+        username: String,
+    },
+    /// Change a user.
+    Update {
+        #[command(flatten)]
+        api: ApiArgs,
+        username: String,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long = "home")]
+        home: Option<String>,
+        #[arg(long, value_enum)]
+        permissions: Option<PermissionsArg>,
+        /// Replace the user's public keys with these (repeatable), or @file.
+        #[arg(long = "public-key")]
+        public_keys: Vec<String>,
+        /// Remove all public keys.
+        #[arg(long, conflicts_with = "public_keys")]
+        clear_public_keys: bool,
+        /// Stop the user from logging in.
+        #[arg(long, conflicts_with = "enable")]
+        disable: bool,
+        /// Allow a disabled user to log in again.
+        #[arg(long)]
+        enable: bool,
+    },
+    /// Delete a user (its files stay in the bucket).
+    Delete {
+        #[command(flatten)]
+        api: ApiArgs,
+        username: String,
+    },
+    /// Generate a new password for a user; the old one stops working at once.
+    ResetPassword {
+        #[command(flatten)]
+        api: ApiArgs,
+        username: String,
+        #[arg(long)]
+        password_length: Option<u32>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum BucketsCommand {
+    /// List buckets.
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Show one bucket.
+    Get {
+        #[command(flatten)]
+        api: ApiArgs,
+        bucket_name: String,
+    },
+}

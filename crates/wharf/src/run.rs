@@ -1,0 +1,312 @@
+//! The long-running modes: `serve` (all in one), `control-plane`, `sftp-gateway`.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use wharf_control::{AdminKeySource, ControlPlane, ControlPlaneConfig};
+use wharf_core::LoginProvider;
+use wharf_core::api::HostKey;
+use wharf_sftp::{HostKeys, SftpConfig};
+use wharf_vfs::StoreCache;
+
+use crate::cli::{ControlPlaneArgs, ControlPlaneOptions, ServeArgs, SftpGatewayArgs, SftpOptions};
+
+/// How long a stopping gateway waits for transfers in progress before it exits anyway.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub async fn serve(args: ServeArgs) -> Result<()> {
+    let data_dir = prepare_data_dir(&args.data.data_dir)?;
+    let host_keys = load_host_keys(&data_dir, &args.sftp)?;
+    let gateway_token = gateway_token(&data_dir, args.gateway_token)?;
+    let control = open_control_plane(
+        &data_dir,
+        &args.control,
+        gateway_token,
+        args.sftp.sftp_addr.port(),
+        &host_keys,
+    )
+    .await?;
+
+    let api = bind(args.control.api_addr, "API").await?;
+    let sftp = bind(args.sftp.sftp_addr, "SFTP").await?;
+    println!("Wharf is running.");
+    println!(
+        "  API:        http://{}  (docs at /docs)",
+        api.local_addr()?
+    );
+    println!("  SFTP:       {}", sftp.local_addr()?);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stores = Arc::new(StoreCache::new());
+    let login = control.login_provider();
+    let api_task = tokio::spawn(serve_api(api, control.router(), stop_rx.clone()));
+    let sftp_task = tokio::spawn(serve_sftp(
+        sftp,
+        sftp_config(host_keys, &args.sftp),
+        login,
+        stores,
+        stop_rx,
+    ));
+    wait_for_signal().await;
+    tracing::info!("stopping: no new connections; waiting for transfers in progress");
+    let _ = stop_tx.send(true);
+    sftp_task.await??;
+    api_task.await??;
+    Ok(())
+}
+
+pub async fn control_plane(args: ControlPlaneArgs) -> Result<()> {
+    let data_dir = prepare_data_dir(&args.data.data_dir)?;
+    let gateway_token = gateway_token(&data_dir, args.gateway_token)?;
+    // The control plane only shows host-key fingerprints; it never generates keys.
+    let key_dir = args
+        .host_key_dir
+        .clone()
+        .unwrap_or_else(|| data_dir.join("host-keys"));
+    let host_keys = host_key_files(&key_dir)
+        .and_then(|files| HostKeys::load(&files).ok())
+        .map(|k| fingerprints(&k))
+        .unwrap_or_default();
+    let control = open_control_plane_with(
+        &data_dir,
+        &args.control,
+        gateway_token,
+        args.public_sftp_port,
+        host_keys,
+    )
+    .await?;
+    let api = bind(args.control.api_addr, "API").await?;
+    println!("Wharf control plane is running.");
+    println!(
+        "  API:        http://{}  (docs at /docs)",
+        api.local_addr()?
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let api_task = tokio::spawn(serve_api(api, control.router(), stop_rx));
+    wait_for_signal().await;
+    let _ = stop_tx.send(true);
+    api_task.await??;
+    Ok(())
+}
+
+pub async fn sftp_gateway(args: SftpGatewayArgs) -> Result<()> {
+    let host_keys = load_host_keys(&args.data.data_dir, &args.sftp)?;
+    let login: Arc<dyn LoginProvider> = Arc::new(
+        wharf_client::HttpLoginProvider::new(&args.control_plane_url, args.gateway_token.clone())
+            .context("invalid --control-plane-url")?,
+    );
+    let sftp = bind(args.sftp.sftp_addr, "SFTP").await?;
+    println!("Wharf SFTP gateway is running.");
+    println!("  SFTP:          {}", sftp.local_addr()?);
+    println!("  Control plane: {}", args.control_plane_url);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stores = Arc::new(StoreCache::new());
+    let task = tokio::spawn(serve_sftp(
+        sftp,
+        sftp_config(host_keys, &args.sftp),
+        login,
+        stores,
+        stop_rx,
+    ));
+    wait_for_signal().await;
+    let _ = stop_tx.send(true);
+    task.await??;
+    Ok(())
+}
+
+fn prepare_data_dir(dir: &Path) -> Result<PathBuf> {
+    fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve the data directory {}", dir.display()))?;
+    Ok(dir)
+}
+
+fn load_host_keys(data_dir: &Path, sftp: &SftpOptions) -> Result<HostKeys> {
+    let dir = sftp
+        .host_key_dir
+        .clone()
+        .unwrap_or_else(|| data_dir.join("host-keys"));
+    let (keys, generated) = HostKeys::load_or_generate(&dir)?;
+    for path in generated {
+        println!("Generated SSH host key {}", path.display());
+    }
+    for (algorithm, fingerprint) in keys.fingerprints() {
+        println!("  Host key:   {algorithm} {fingerprint}");
+    }
+    Ok(keys)
+}
+
+fn host_key_files(dir: &Path) -> Option<Vec<PathBuf>> {
+    let files: Vec<PathBuf> = ["ssh_host_ed25519_key", "ssh_host_rsa_key"]
+        .iter()
+        .map(|f| dir.join(f))
+        .filter(|p| p.exists())
+        .collect();
+    (!files.is_empty()).then_some(files)
+}
+
+fn fingerprints(keys: &HostKeys) -> Vec<HostKey> {
+    keys.fingerprints()
+        .into_iter()
+        .map(|(algorithm, fingerprint)| HostKey {
+            algorithm,
+            fingerprint,
+        })
+        .collect()
+}
+
+/// The token gateways authenticate with: given, or generated once into the data directory.
+fn gateway_token(data_dir: &Path, given: Option<String>) -> Result<String> {
+    if let Some(token) = given {
+        return Ok(token);
+    }
+    let path = data_dir.join("gateway-token");
+    match fs::read_to_string(&path) {
+        Ok(token) if !token.trim().is_empty() => return Ok(token.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+    let token = format!("wgt_{}", uuid::Uuid::new_v4().simple());
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    writeln!(file, "{token}")?;
+    Ok(token)
+}
+
+async fn open_control_plane(
+    data_dir: &Path,
+    options: &ControlPlaneOptions,
+    gateway_token: String,
+    sftp_port: u16,
+    host_keys: &HostKeys,
+) -> Result<ControlPlane> {
+    open_control_plane_with(
+        data_dir,
+        options,
+        gateway_token,
+        sftp_port,
+        fingerprints(host_keys),
+    )
+    .await
+}
+
+async fn open_control_plane_with(
+    data_dir: &Path,
+    options: &ControlPlaneOptions,
+    gateway_token: String,
+    sftp_port: u16,
+    host_keys: Vec<HostKey>,
+) -> Result<ControlPlane> {
+    let database_url = options
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("wharf.db").display()));
+    let bucket_url = match &options.bucket_url {
+        Some(url) => url.clone(),
+        None => {
+            let dir = data_dir.join("buckets");
+            fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            format!("file://{}", dir.display())
+        }
+    };
+    let config = ControlPlaneConfig {
+        database_url,
+        data_dir: data_dir.to_owned(),
+        default_bucket_url: bucket_url,
+        public_host: options.public_host.clone(),
+        sftp_port,
+        ftps_port: 2121,
+        ftps_implicit_port: 2990,
+        gateway_token,
+        host_keys,
+    };
+    let control = ControlPlane::open(config)
+        .await
+        .context("cannot open the control plane's database")?;
+    let env_key = std::env::var("WHARF_ADMIN_API_KEY").ok();
+    match control.bootstrap_admin_key(env_key.as_deref()).await? {
+        AdminKeySource::FromEnvironment => {
+            println!("Admin API key: from WHARF_ADMIN_API_KEY");
+        }
+        AdminKeySource::Generated { path, .. } => {
+            println!("Generated the admin API key into {}", path.display());
+            println!(
+                "  Use it with: export WHARF_API_KEY=$(cat {})",
+                path.display()
+            );
+        }
+        AdminKeySource::ExistingFile { path } => {
+            println!("Admin API key: {}", path.display());
+        }
+        AdminKeySource::AlreadyProvisioned => {}
+    }
+    Ok(control)
+}
+
+fn sftp_config(host_keys: HostKeys, options: &SftpOptions) -> SftpConfig {
+    let mut config = SftpConfig::new(host_keys);
+    config.max_connections = options.sftp_max_connections.max(1);
+    config.idle_timeout = Duration::from_secs(options.sftp_idle_timeout.max(1));
+    config
+}
+
+async fn bind(addr: std::net::SocketAddr, what: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for {what} on {addr}"))
+}
+
+async fn serve_api(
+    listener: TcpListener,
+    router: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await
+        .context("the API server failed")
+}
+
+async fn serve_sftp(
+    listener: TcpListener,
+    config: SftpConfig,
+    login: Arc<dyn LoginProvider>,
+    stores: Arc<StoreCache>,
+    stop: watch::Receiver<bool>,
+) -> Result<()> {
+    wharf_sftp::serve(listener, config, login, stores, stop, DRAIN_TIMEOUT)
+        .await
+        .context("the SFTP gateway failed")
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; stop with Ctrl-C");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

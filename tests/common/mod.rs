@@ -1,0 +1,620 @@
+//! Test harness for the end-to-end tests: starts the real `wharf` binary on free loopback ports
+//! with a throw-away data directory, and drives it with real clients (the REST API over HTTP,
+//! the `wharf` CLI, OpenSSH's `sftp`/`scp`/`ssh`, and a Rust SSH client).
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use russh::client;
+use russh::keys::PrivateKeyWithHashAlg;
+use russh_sftp::client::SftpSession;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::process::{Child, Command};
+
+pub const ADMIN_KEY: &str = "wharf_test_admin_key_0123456789abcdefghij";
+pub const GATEWAY_TOKEN: &str = "wgt_test_gateway_token";
+
+pub fn wharf_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_wharf")
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+/// Host keys generated once per test binary and shared by every server it starts (RSA key
+/// generation is the slowest part of a first start). One test checks generation itself.
+pub fn shared_host_keys() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let status = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(dir.path().join("ssh_host_ed25519_key"))
+            .status()
+            .expect("ssh-keygen is required (Debian package openssh-client)");
+        assert!(status.success());
+        let status = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "rsa", "-b", "2048", "-N", "", "-f"])
+            .arg(dir.path().join("ssh_host_rsa_key"))
+            .status()
+            .expect("ssh-keygen");
+        assert!(status.success());
+        dir
+    })
+    .path()
+}
+
+/// Which database a server under test uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// A PostgreSQL database created for one test and dropped after it.
+pub struct PgDatabase {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl PgDatabase {
+    pub async fn create() -> PgDatabase {
+        let admin_url = std::env::var("WHARF_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!("wharf_e2e_{}", uuid_like());
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "PostgreSQL is required for these tests and was not reachable at {admin_url} \
+                     (set WHARF_TEST_POSTGRES_URL): {e}"
+                )
+            });
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        let url = match admin_url.rfind('/') {
+            Some(i) => format!("{}/{name}", &admin_url[..i]),
+            None => panic!("bad WHARF_TEST_POSTGRES_URL"),
+        };
+        PgDatabase {
+            url,
+            admin_url,
+            name,
+        }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let admin_url = self.admin_url.clone();
+        let name = self.name.clone();
+        // Best effort, on a thread of its own: Drop may run inside a runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url)
+                    .await
+                    .ok()?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut conn)
+                .await
+                .ok()
+            })
+        })
+        .join();
+    }
+}
+
+pub fn uuid_like() -> String {
+    let mut bytes = [0u8; 8];
+    getrandom(&mut bytes);
+    hex::encode(bytes)
+}
+
+fn getrandom(buf: &mut [u8]) {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(buf))
+        .expect("/dev/urandom");
+}
+
+/// Random bytes of the given length.
+pub fn random_bytes(len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    getrandom(&mut v);
+    v
+}
+
+pub fn sha256(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// A running `wharf` process.
+pub struct Wharf {
+    pub data_dir: tempfile::TempDir,
+    pub api_port: u16,
+    pub sftp_port: u16,
+    pub http: reqwest::Client,
+    child: Option<Child>,
+    pub pg: Option<PgDatabase>,
+    pub log: PathBuf,
+}
+
+pub struct StartOptions {
+    pub db: Db,
+    /// Use the shared, pre-generated host keys (fast) instead of generating.
+    pub shared_host_keys: bool,
+    pub data_dir: Option<tempfile::TempDir>,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        StartOptions {
+            db: Db::Sqlite,
+            shared_host_keys: true,
+            data_dir: None,
+        }
+    }
+}
+
+impl Wharf {
+    /// `wharf serve` on SQLite with shared host keys.
+    pub async fn start() -> Wharf {
+        Self::start_with(StartOptions::default()).await
+    }
+
+    pub async fn start_with(options: StartOptions) -> Wharf {
+        let data_dir = options
+            .data_dir
+            .unwrap_or_else(|| tempfile::tempdir().expect("tempdir"));
+        let pg = match options.db {
+            Db::Sqlite => None,
+            Db::Postgres => Some(PgDatabase::create().await),
+        };
+        let api_port = free_port();
+        let sftp_port = free_port();
+        let log = data_dir.path().join("wharf.log");
+        let mut cmd = Command::new(wharf_bin());
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir.path())
+            .arg("--api-addr")
+            .arg(format!("127.0.0.1:{api_port}"))
+            .arg("--sftp-addr")
+            .arg(format!("127.0.0.1:{sftp_port}"))
+            .env("WHARF_ADMIN_API_KEY", ADMIN_KEY)
+            .env("WHARF_LOG", "info,wharf_sftp=debug")
+            .env_remove("WHARF_DATABASE_URL")
+            .env_remove("WHARF_BUCKET_URL");
+        if options.shared_host_keys {
+            cmd.arg("--host-key-dir").arg(shared_host_keys());
+        }
+        if let Some(pg) = &pg {
+            cmd.arg("--database-url").arg(&pg.url);
+        }
+        let child = spawn_logged(cmd, &log);
+        let wharf = Wharf {
+            data_dir,
+            api_port,
+            sftp_port,
+            http: reqwest::Client::new(),
+            child: Some(child),
+            pg,
+            log,
+        };
+        wharf.wait_ready(&[api_port, sftp_port]).await;
+        wharf
+    }
+
+    pub async fn wait_ready(&self, ports: &[u16]) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for port in ports {
+            loop {
+                if tokio::net::TcpStream::connect(("127.0.0.1", *port))
+                    .await
+                    .is_ok()
+                {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    panic!(
+                        "wharf did not open port {port} within 60 s; log:\n{}",
+                        self.log_text()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn api_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.api_port)
+    }
+
+    /// Stops the process (SIGTERM, then SIGKILL) and keeps the data directory.
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Some(pid) = child.id() {
+                let _ = std::process::Command::new("kill")
+                    .arg("-TERM")
+                    .arg(pid.to_string())
+                    .status();
+            }
+            if tokio::time::timeout(Duration::from_secs(15), child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.kill().await;
+            }
+        }
+    }
+
+    /// Calls the REST API with the admin key.
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.api_url()))
+            .header("Authorization", format!("Key {ADMIN_KEY}"));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("API request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("API body");
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, value)
+    }
+
+    /// Creates a user through the API; returns (username, password).
+    pub async fn create_user(&self, home: &str, extra: Value) -> (String, String) {
+        let mut body = json!({"description": format!("user for {home}"), "homeDirectory": home});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        let (status, v) = self
+            .api(reqwest::Method::POST, "/v1/users", Some(body))
+            .await;
+        assert_eq!(status, 201, "create user failed: {v}");
+        (
+            v["username"].as_str().expect("username").to_owned(),
+            v["password"].as_str().expect("password").to_owned(),
+        )
+    }
+
+    /// Runs `wharf <args>` as a CLI against this server.
+    pub async fn cli(&self, args: &[&str]) -> Output {
+        Command::new(wharf_bin())
+            .args(args)
+            .env("WHARF_API_URL", self.api_url())
+            .env("WHARF_API_KEY", ADMIN_KEY)
+            .env_remove("WHARF_DATA_DIR")
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .expect("run wharf CLI")
+    }
+
+    /// The local bucket's directory on disk.
+    pub fn bucket_dir(&self) -> PathBuf {
+        self.data_dir.path().join("buckets")
+    }
+}
+
+impl Drop for Wharf {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+    }
+}
+
+pub fn spawn_logged(mut cmd: Command, log: &Path) -> Child {
+    let out = std::fs::File::create(log).expect("log file");
+    let err = out.try_clone().expect("log file");
+    cmd.stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start wharf")
+}
+
+/// How an OpenSSH client authenticates.
+pub enum Auth<'a> {
+    Password(&'a str),
+    Key(&'a Path),
+}
+
+/// Common OpenSSH client options: no known_hosts, no agent, no config files.
+fn ssh_options(port: u16, auth: &Auth<'_>, dir: &Path) -> Vec<String> {
+    let mut o: Vec<String> = [
+        "-F",
+        "/dev/null",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+        "-o",
+        "ConnectTimeout=20",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "ControlMaster=no",
+        "-o",
+        "ControlPath=none",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    o.push("-P".into());
+    o.push(port.to_string());
+    match auth {
+        Auth::Password(_) => {
+            // `sftp -b` implies BatchMode=yes, which forbids passwords; the first -o wins.
+            for s in [
+                "-o",
+                "BatchMode=no",
+                "-o",
+                "PreferredAuthentications=password,keyboard-interactive",
+                "-o",
+                "PubkeyAuthentication=no",
+                "-o",
+                "NumberOfPasswordPrompts=1",
+            ] {
+                o.push(s.into());
+            }
+            let _ = dir;
+        }
+        Auth::Key(path) => {
+            o.push("-o".into());
+            o.push("PreferredAuthentications=publickey".into());
+            o.push("-i".into());
+            o.push(path.display().to_string());
+        }
+    }
+    o
+}
+
+/// Writes an SSH_ASKPASS script that answers with `password`.
+fn askpass(dir: &Path, password: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(format!("askpass-{}", uuid_like()));
+    let escaped = password.replace('\'', "'\\''");
+    std::fs::write(&path, format!("#!/bin/sh\nprintf '%s\\n' '{escaped}'\n")).expect("askpass");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    path
+}
+
+fn with_auth_env(cmd: &mut Command, auth: &Auth<'_>, dir: &Path) {
+    cmd.env_remove("SSH_AUTH_SOCK");
+    if let Auth::Password(pw) = auth {
+        cmd.env("SSH_ASKPASS", askpass(dir, pw))
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .env("DISPLAY", ":0");
+    }
+}
+
+/// Runs OpenSSH `sftp -b` with the given batch commands (one per line; a leading `-` lets a
+/// command fail without stopping the batch). Runs in `cwd`, so local paths can be relative.
+pub async fn sftp_batch(port: u16, user: &str, auth: Auth<'_>, cwd: &Path, batch: &str) -> Output {
+    let file = cwd.join(format!("batch-{}", uuid_like()));
+    std::fs::write(&file, batch).expect("batch file");
+    let mut cmd = Command::new("sftp");
+    cmd.args(ssh_options(port, &auth, cwd))
+        .arg("-b")
+        .arg(&file)
+        .arg(format!("{user}@127.0.0.1"))
+        .current_dir(cwd)
+        .stdin(Stdio::null());
+    with_auth_env(&mut cmd, &auth, cwd);
+    tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .expect("sftp timed out")
+        .expect("sftp is required (Debian package openssh-client)")
+}
+
+/// Runs OpenSSH `scp` (which speaks SFTP in current OpenSSH) with `args` after the options.
+pub async fn scp(port: u16, auth: Auth<'_>, cwd: &Path, args: &[String]) -> Output {
+    let mut cmd = Command::new("scp");
+    cmd.args(ssh_options(port, &auth, cwd))
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null());
+    with_auth_env(&mut cmd, &auth, cwd);
+    tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .expect("scp timed out")
+        .expect("scp is required (Debian package openssh-client)")
+}
+
+/// Runs OpenSSH `ssh` with a remote command.
+pub async fn ssh(port: u16, user: &str, auth: Auth<'_>, cwd: &Path, extra: &[&str]) -> Output {
+    let mut opts = ssh_options(port, &auth, cwd);
+    // ssh takes -p, not -P.
+    if let Some(i) = opts.iter().position(|o| o == "-P") {
+        opts[i] = "-p".into();
+    }
+    let mut cmd = Command::new("ssh");
+    cmd.args(opts)
+        .arg(format!("{user}@127.0.0.1"))
+        .args(extra)
+        .current_dir(cwd)
+        .stdin(Stdio::null());
+    with_auth_env(&mut cmd, &auth, cwd);
+    tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .expect("ssh timed out")
+        .expect("ssh is required (Debian package openssh-client)")
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "status: {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Generates an ed25519 key pair in `dir`; returns (private key path, public key line).
+pub fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
+    let path = dir.join(name);
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&path)
+        .status()
+        .expect("ssh-keygen");
+    assert!(status.success());
+    let public = std::fs::read_to_string(path.with_extension("pub")).expect("public key");
+    (path, public.trim().to_owned())
+}
+
+pub struct AcceptAnyHostKey;
+
+impl client::Handler for AcceptAnyHostKey {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        _key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
+}
+
+/// A Rust SFTP client session (russh + russh-sftp) and the SSH connection under it.
+pub struct RustSftp {
+    pub sftp: SftpSession,
+    _ssh: client::Handle<AcceptAnyHostKey>,
+}
+
+impl std::ops::Deref for RustSftp {
+    type Target = SftpSession;
+    fn deref(&self) -> &SftpSession {
+        &self.sftp
+    }
+}
+
+impl RustSftp {
+    /// Uploads `data` to `path`, creating or replacing the file (what `put` does).
+    pub async fn put(
+        &self,
+        path: &str,
+        data: &[u8],
+    ) -> Result<(), russh_sftp::client::error::Error> {
+        use tokio::io::AsyncWriteExt;
+        let mut file = self.sftp.create(path).await?;
+        file.write_all(data).await?;
+        file.shutdown().await?;
+        Ok(())
+    }
+}
+
+/// Logs in with a password and starts SFTP.
+pub async fn rust_sftp(port: u16, user: &str, password: &str) -> Result<RustSftp, String> {
+    let config = Arc::new(client::Config::default());
+    let mut session = client::connect(config, ("127.0.0.1", port), AcceptAnyHostKey)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let auth = session
+        .authenticate_password(user, password)
+        .await
+        .map_err(|e| format!("auth: {e}"))?;
+    if !auth.success() {
+        return Err("authentication rejected".into());
+    }
+    let channel = session
+        .channel_open_session()
+        .await
+        .map_err(|e| format!("channel: {e}"))?;
+    channel
+        .request_subsystem(true, "sftp")
+        .await
+        .map_err(|e| format!("subsystem: {e}"))?;
+    let sftp = SftpSession::new(channel.into_stream())
+        .await
+        .map_err(|e| format!("sftp init: {e}"))?;
+    Ok(RustSftp {
+        sftp,
+        _ssh: session,
+    })
+}
+
+/// A Rust SSH client session with public-key auth, returning whether it was accepted.
+pub async fn rust_key_login(port: u16, user: &str, key_path: &Path) -> bool {
+    let key = russh::keys::load_secret_key(key_path, None).expect("load key");
+    let config = Arc::new(client::Config::default());
+    let Ok(mut session) = client::connect(config, ("127.0.0.1", port), AcceptAnyHostKey).await
+    else {
+        return false;
+    };
+    let key = PrivateKeyWithHashAlg::new(Arc::new(key), None);
+    session
+        .authenticate_publickey(user, key)
+        .await
+        .map(|r| r.success())
+        .unwrap_or(false)
+}
+
+/// A raw SFTP subsystem channel (no SFTP client on top), for sending malformed packets.
+pub struct RawSftp {
+    pub stream: russh::ChannelStream<russh::client::Msg>,
+    _ssh: client::Handle<AcceptAnyHostKey>,
+}
+
+pub async fn raw_sftp(port: u16, user: &str, password: &str) -> RawSftp {
+    let config = Arc::new(client::Config::default());
+    let mut session = client::connect(config, ("127.0.0.1", port), AcceptAnyHostKey)
+        .await
+        .expect("connect");
+    let auth = session
+        .authenticate_password(user, password)
+        .await
+        .expect("auth");
+    assert!(auth.success(), "login failed");
+    let channel = session.channel_open_session().await.expect("channel");
+    channel
+        .request_subsystem(true, "sftp")
+        .await
+        .expect("subsystem");
+    RawSftp {
+        stream: channel.into_stream(),
+        _ssh: session,
+    }
+}

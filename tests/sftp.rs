@@ -1,0 +1,932 @@
+//! End to end: the real `wharf serve` binary, users made through the CLI and the API, and real
+//! SFTP clients (OpenSSH `sftp`, `scp`, `ssh`, and russh + russh-sftp).
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use reqwest::Method;
+use russh_sftp::protocol::OpenFlags;
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+
+fn write_file(dir: &Path, name: &str, data: &[u8]) {
+    std::fs::write(dir.join(name), data).expect("write local file");
+}
+
+fn read_file(dir: &Path, name: &str) -> Vec<u8> {
+    std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("read {name}: {e}"))
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn cli_user_and_openssh_round_trip() {
+    let wharf = Wharf::start().await;
+    let out = wharf
+        .cli(&[
+            "users",
+            "create",
+            "--description",
+            "Trading partner Alice",
+            "--home",
+            "/alice",
+            "--json",
+        ])
+        .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let created: Value = serde_json::from_slice(&out.stdout).expect("CLI prints JSON");
+    let user = created["username"].as_str().unwrap().to_owned();
+    let password = created["password"].as_str().unwrap().to_owned();
+    assert!(
+        user.len() == 8
+            && user
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    );
+    assert!(password.len() >= 16);
+    assert_eq!(created["homeDirectory"], "/alice");
+
+    let work = tempfile::tempdir().unwrap();
+    let small = random_bytes(1024);
+    let big = random_bytes(5 * 1024 * 1024 + 123);
+    write_file(work.path(), "small.bin", &small);
+    write_file(work.path(), "big.bin", &big);
+    let batch = "\
+put small.bin
+put big.bin
+ls -l
+mkdir in
+rename big.bin in/big.bin
+get in/big.bin big.back
+get small.bin small.back
+rm small.bin
+ls -l in
+pwd
+";
+    let out = sftp_batch(
+        wharf.sftp_port,
+        &user,
+        Auth::Password(&password),
+        work.path(),
+        batch,
+    )
+    .await;
+    assert!(out.status.success(), "{}\n{}", text(&out), wharf.log_text());
+    assert_eq!(sha256(&read_file(work.path(), "big.back")), sha256(&big));
+    assert_eq!(read_file(work.path(), "small.back"), small);
+    let listing = stdout(&out);
+    // ls -l shows sizes and regular-file permission bits.
+    assert!(
+        listing.contains(&format!("{} ", big.len())) && listing.contains("-rw-r--r--"),
+        "{listing}"
+    );
+    assert!(listing.contains("Remote working directory: /"), "{listing}");
+
+    // The files are in Alice's home inside the bucket, and nothing else is.
+    let home = wharf.bucket_dir().join("alice");
+    assert_eq!(std::fs::read(home.join("in/big.bin")).unwrap(), big);
+    assert!(!home.join("small.bin").exists());
+    assert!(!home.join("big.bin").exists());
+}
+
+#[tokio::test]
+async fn cli_prints_credentials_and_manages_users() {
+    let wharf = Wharf::start().await;
+    let out = wharf
+        .cli(&[
+            "users",
+            "create",
+            "--description",
+            "Trading partner Bob",
+            "--home",
+            "/bob",
+        ])
+        .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let printed = stdout(&out);
+    let field = |name: &str| -> String {
+        printed
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| panic!("no {name} in:\n{printed}"))
+    };
+    let user = field("Username:");
+    let password = field("Password:");
+    assert!(
+        printed.contains(&format!("sftp -P {} {user}@localhost", wharf.sftp_port)),
+        "{printed}"
+    );
+    assert!(printed.contains("ssh-ed25519 SHA256:"), "{printed}");
+
+    // The password printed works.
+    let sftp = rust_sftp(wharf.sftp_port, &user, &password)
+        .await
+        .expect("login");
+    assert_eq!(sftp.canonicalize(".").await.unwrap(), "/");
+
+    let out = wharf.cli(&["users", "list"]).await;
+    assert!(
+        out.status.success() && stdout(&out).contains(&user),
+        "{}",
+        text(&out)
+    );
+
+    let out = wharf
+        .cli(&[
+            "users",
+            "update",
+            &user,
+            "--description",
+            "Bob (read only)",
+            "--permissions",
+            "read-only",
+            "--json",
+        ])
+        .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let updated: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(updated["permissions"], "read-only");
+    assert_eq!(updated["description"], "Bob (read only)");
+
+    let out = wharf.cli(&["users", "get", &user, "--json"]).await;
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(got["lastConnectedAt"].is_string(), "login recorded: {got}");
+
+    let out = wharf
+        .cli(&["users", "reset-password", &user, "--json"])
+        .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let new_password = serde_json::from_slice::<Value>(&out.stdout).unwrap()["password"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        rust_sftp(wharf.sftp_port, &user, &password).await.is_err(),
+        "old password still works"
+    );
+    assert!(
+        rust_sftp(wharf.sftp_port, &user, &new_password)
+            .await
+            .is_ok()
+    );
+
+    let out = wharf.cli(&["users", "delete", &user]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let out = wharf.cli(&["users", "get", &user]).await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("404"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        rust_sftp(wharf.sftp_port, &user, &new_password)
+            .await
+            .is_err()
+    );
+
+    // Bad input is refused by the API with the field named, and the CLI says so.
+    let out = wharf
+        .cli(&["users", "create", "--description", "", "--home", "/x"])
+        .await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("description"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[tokio::test]
+async fn users_are_jailed_to_their_homes() {
+    let wharf = Wharf::start().await;
+    let (alice, alice_pw) = wharf.create_user("/alice", json!({})).await;
+    let (bob, bob_pw) = wharf.create_user("/bob", json!({})).await;
+    let (root, root_pw) = wharf.create_user("/", json!({})).await;
+    let work = tempfile::tempdir().unwrap();
+    write_file(work.path(), "secret.txt", b"alice's secret");
+
+    let out = sftp_batch(
+        wharf.sftp_port,
+        &alice,
+        Auth::Password(&alice_pw),
+        work.path(),
+        "put secret.txt\n",
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+
+    // Bob sees only his (empty) home and cannot reach Alice's file by any path.
+    for path in [
+        "/../alice/secret.txt",
+        "../alice/secret.txt",
+        "/alice/secret.txt",
+        "../../alice/secret.txt",
+    ] {
+        let out = sftp_batch(
+            wharf.sftp_port,
+            &bob,
+            Auth::Password(&bob_pw),
+            work.path(),
+            &format!("get {path} stolen.txt\n"),
+        )
+        .await;
+        assert!(!out.status.success(), "bob got {path}: {}", text(&out));
+        assert!(!work.path().join("stolen.txt").exists());
+    }
+    let out = sftp_batch(
+        wharf.sftp_port,
+        &bob,
+        Auth::Password(&bob_pw),
+        work.path(),
+        "cd ..\npwd\nls -la /\n",
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout(&out).contains("Remote working directory: /"));
+    assert!(!stdout(&out).contains("secret"), "{}", text(&out));
+
+    // Bob cannot write into Alice's home either: `..` resolves inside his own home.
+    let out = sftp_batch(
+        wharf.sftp_port,
+        &bob,
+        Auth::Password(&bob_pw),
+        work.path(),
+        "put secret.txt ../alice/planted.txt\n",
+    )
+    .await;
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(!wharf.bucket_dir().join("alice/planted.txt").exists());
+    let out = sftp_batch(
+        wharf.sftp_port,
+        &bob,
+        Auth::Password(&bob_pw),
+        work.path(),
+        "put secret.txt ../../planted.txt\n",
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!wharf.bucket_dir().join("planted.txt").exists());
+    assert!(
+        wharf.bucket_dir().join("bob/planted.txt").exists(),
+        "'..' resolves inside bob's home"
+    );
+
+    // The root user sees every home.
+    let out = sftp_batch(
+        wharf.sftp_port,
+        &root,
+        Auth::Password(&root_pw),
+        work.path(),
+        "ls /\nls /alice\nget /alice/secret.txt root-copy.txt\n",
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let listing = stdout(&out);
+    assert!(
+        listing.contains("alice") && listing.contains("bob"),
+        "{listing}"
+    );
+    assert_eq!(read_file(work.path(), "root-copy.txt"), b"alice's secret");
+}
+
+#[tokio::test]
+async fn hostile_paths_fail_cleanly() {
+    let wharf = Wharf::start().await;
+    let (user, pw) = wharf.create_user("/jail", json!({})).await;
+    let (other, other_pw) = wharf.create_user("/other", json!({})).await;
+    let other_sftp = rust_sftp(wharf.sftp_port, &other, &other_pw).await.unwrap();
+    other_sftp
+        .put("/target.txt", b"do not touch")
+        .await
+        .unwrap();
+
+    let sftp = rust_sftp(wharf.sftp_port, &user, &pw).await.unwrap();
+    // Traversal collapses at the home root.
+    for path in ["..", "/../..", "../../..", "/a/../../.."] {
+        assert_eq!(sftp.canonicalize(path).await.unwrap(), "/", "{path}");
+    }
+    for path in [
+        "/../other/target.txt",
+        "../../other/target.txt",
+        "%2e%2e/other/target.txt",
+        "..%2fother%2ftarget.txt",
+        "..\\other\\target.txt",
+        "/..\\..\\other/target.txt",
+        "ok\0/../../other/target.txt",
+    ] {
+        assert!(sftp.read(path).await.is_err(), "read {path:?} succeeded");
+        assert!(
+            sftp.metadata(path).await.is_err(),
+            "stat {path:?} succeeded"
+        );
+    }
+    // Names that are illegal or absurd are refused, not stored.
+    let long_name = "n".repeat(300);
+    let long_path = "/d".repeat(3000);
+    for path in [
+        "a\0b",
+        "tab\there",
+        "back\\slash",
+        long_name.as_str(),
+        long_path.as_str(),
+        "/.wharf-dir",
+    ] {
+        assert!(
+            sftp.put(path, b"x").await.is_err(),
+            "write {:?} succeeded",
+            &path[..path.len().min(40)]
+        );
+    }
+    // Percent signs are just characters: a file called %2e%2e stays inside the home.
+    sftp.put("/%2e%2e", b"literal").await.unwrap();
+    assert_eq!(sftp.read("/%2e%2e").await.unwrap(), b"literal");
+    assert_eq!(
+        other_sftp.read("/target.txt").await.unwrap(),
+        b"do not touch"
+    );
+    // And the session is still healthy after all that.
+    sftp.put("/fine.txt", b"fine").await.unwrap();
+    assert_eq!(sftp.read("/fine.txt").await.unwrap(), b"fine");
+    let names: Vec<String> = sftp
+        .read_dir("/")
+        .await
+        .unwrap()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        names.contains(&"fine.txt".to_owned()) && names.contains(&"%2e%2e".to_owned()),
+        "{names:?}"
+    );
+}
+
+#[tokio::test]
+async fn upload_is_visible_only_after_close_and_a_dropped_upload_leaves_nothing() {
+    let wharf = Wharf::start().await;
+    let (user, pw) = wharf.create_user("/drop", json!({})).await;
+    let writer = rust_sftp(wharf.sftp_port, &user, &pw).await.unwrap();
+    let reader = rust_sftp(wharf.sftp_port, &user, &pw).await.unwrap();
+
+    writer.put("/report.csv", b"version 1").await.unwrap();
+    let mut file = writer
+        .open_with_flags(
+            "/report.csv",
+            OpenFlags::CREATE | OpenFlags::TRUNCATE | OpenFlags::WRITE,
+        )
+        .await
+        .unwrap();
+    let data = random_bytes(3 * 1024 * 1024);
+    file.write_all(&data).await.unwrap();
+    file.flush().await.unwrap();
+    // Mid-upload, readers still see the previous version.
+    assert_eq!(reader.read("/report.csv").await.unwrap(), b"version 1");
+    file.shutdown().await.unwrap();
+    drop(file);
+    // After close, the new version.
+    let mut seen = Vec::new();
+    for _ in 0..50 {
+        seen = reader.read("/report.csv").await.unwrap();
+        if seen.len() == data.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(sha256(&seen), sha256(&data));
+
+    // A connection that drops mid-upload leaves the previous version and no staging files.
+    {
+        let dropper = rust_sftp(wharf.sftp_port, &user, &pw).await.unwrap();
+        let mut file = dropper
+            .open_with_flags(
+                "/report.csv",
+                OpenFlags::CREATE | OpenFlags::TRUNCATE | OpenFlags::WRITE,
+            )
+            .await
+            .unwrap();
+        file.write_all(&random_bytes(1024 * 1024)).await.unwrap();
+        file.flush().await.unwrap();
+        std::mem::forget(file); // no CLOSE is ever sent
+        drop(dropper);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        sha256(&reader.read("/report.csv").await.unwrap()),
+        sha256(&data)
+    );
+    let leftovers: Vec<_> = walk(&wharf.bucket_dir())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains('#'))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "staging files left behind: {leftovers:?}"
+    );
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            }
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn public_key_login_with_openssh_and_russh() {
+    let wharf = Wharf::start().await;
+    let keys = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(keys.path(), "partner_key");
+    let (stranger_key, _) = keygen(keys.path(), "stranger_key");
+    let (user, _) = wharf
+        .create_user("/keyed", json!({"publicKeys": [public]}))
+        .await;
+    let work = tempfile::tempdir().unwrap();
+    write_file(work.path(), "k.txt", b"key auth works");
+    let out = sftp_batch(
+        wharf.sftp_port,
+        &user,
+        Auth::Key(&key),
+        work.path(),
+        "put k.txt\nget k.txt back.txt\n",
+    )
+    .await;
+    assert!(out.status.success(), "{}\n{}", text(&out), wharf.log_text());
+    assert_eq!(read_file(work.path(), "back.txt"), b"key auth works");
+
+    let out = sftp_batch(
+        wharf.sftp_port,
+        &user,
+        Auth::Key(&stranger_key),
+        work.path(),
+        "ls\n",
+    )
+    .await;
+    assert!(!out.status.success(), "a key not on file was accepted");
+
+    assert!(rust_key_login(wharf.sftp_port, &user, &key).await);
+    assert!(!rust_key_login(wharf.sftp_port, &user, &stranger_key).await);
+
+    // Removing the key locks it out at the next login.
+    let (status, _) = wharf
+        .api(
+            Method::PATCH,
+            &format!("/v1/users/{user}"),
+            Some(json!({"publicKeys": []})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(!rust_key_login(wharf.sftp_port, &user, &key).await);
+}
+
+#[tokio::test]
+async fn wrong_credentials_and_disabled_users_are_refused() {
+    let wharf = Wharf::start().await;
+    let (user, pw) = wharf.create_user("/carol", json!({})).await;
+    let work = tempfile::tempdir().unwrap();
+    let out = sftp_batch(
+        wharf.sftp_port,
+        &user,
+        Auth::Password("wrong-password-123"),
+        work.path(),
+        "ls\n",
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(rust_sftp(wharf.sftp_port, "NOSUCHUSER", &pw).await.is_err());
+    assert!(rust_sftp(wharf.sftp_port, &user, "").await.is_err());
+
+    let (status, _) = wharf
+        .api(
+            Method::PATCH,
+            &format!("/v1/users/{user}"),
+            Some(json!({"disabled": true})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        rust_sftp(wharf.sftp_port, &user, &pw).await.is_err(),
+        "disabled user logged in"
+    );
+    let (status, _) = wharf
+        .api(
+            Method::PATCH,
+            &format!("/v1/users/{user}"),
+            Some(json!({"disabled": false})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(rust_sftp(wharf.sftp_port, &user, &pw).await.is_ok());
+}
+
+#[tokio::test]
+async fn read_only_and_write_only_permissions() {
+    let wharf = Wharf::start().await;
+    let (root, root_pw) = wharf.create_user("/", json!({})).await;
+    let (reader, reader_pw) = wharf
+        .create_user("/shared", json!({"permissions": "read-only"}))
+        .await;
+    let (dropbox, dropbox_pw) = wharf
+        .create_user("/inbox", json!({"permissions": "write-only"}))
+        .await;
+    let admin = rust_sftp(wharf.sftp_port, &root, &root_pw).await.unwrap();
+    admin.put("/shared/catalog.txt", b"prices").await.unwrap();
+
+    let ro = rust_sftp(wharf.sftp_port, &reader, &reader_pw)
+        .await
+        .unwrap();
+    assert_eq!(ro.read("/catalog.txt").await.unwrap(), b"prices");
+    assert!(ro.put("/new.txt", b"x").await.is_err());
+    assert!(ro.remove_file("/catalog.txt").await.is_err());
+    assert!(ro.create_dir("/d").await.is_err());
+    assert!(ro.rename("/catalog.txt", "/renamed.txt").await.is_err());
+    assert_eq!(admin.read("/shared/catalog.txt").await.unwrap(), b"prices");
+
+    let wo = rust_sftp(wharf.sftp_port, &dropbox, &dropbox_pw)
+        .await
+        .unwrap();
+    wo.put("/order.edi", b"ISA*00").await.unwrap();
+    let names: Vec<String> = wo
+        .read_dir("/")
+        .await
+        .unwrap()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(names, ["order.edi"]);
+    assert!(
+        wo.read("/order.edi").await.is_err(),
+        "write-only user downloaded"
+    );
+    assert!(
+        wo.remove_file("/order.edi").await.is_err(),
+        "write-only user deleted"
+    );
+    wo.rename("/order.edi", "/order-1.edi").await.unwrap();
+    assert_eq!(admin.read("/inbox/order-1.edi").await.unwrap(), b"ISA*00");
+
+    // OpenSSH shows the permission bits that say so.
+    let work = tempfile::tempdir().unwrap();
+    let out = sftp_batch(
+        wharf.sftp_port,
+        &reader,
+        Auth::Password(&reader_pw),
+        work.path(),
+        "ls -l\n",
+    )
+    .await;
+    assert!(stdout(&out).contains("-r--r--r--"), "{}", text(&out));
+}
+
+#[tokio::test]
+async fn directories_rename_and_scp() {
+    let wharf = Wharf::start().await;
+    let (user, pw) = wharf.create_user("/partners/acme/inbound", json!({})).await;
+    assert!(
+        wharf.bucket_dir().join("partners/acme/inbound").is_dir(),
+        "nested home created"
+    );
+    let work = tempfile::tempdir().unwrap();
+    write_file(work.path(), "a.txt", b"A");
+    let out = sftp_batch(
+        wharf.sftp_port,
+        &user,
+        Auth::Password(&pw),
+        work.path(),
+        "mkdir empty\nmkdir full\nput a.txt full/a.txt\nrename full moved\nls -l\nls moved\n-rmdir moved\nrmdir empty\nls\n",
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let listing = stdout(&out);
+    assert!(listing.contains("drwxr-xr-x"), "{listing}");
+    assert!(
+        listing.contains("moved/a.txt") || listing.contains("a.txt"),
+        "{listing}"
+    );
+    let home = wharf.bucket_dir().join("partners/acme/inbound");
+    assert_eq!(std::fs::read(home.join("moved/a.txt")).unwrap(), b"A");
+    assert!(!home.join("full").exists());
+    assert!(!home.join("empty").exists(), "rmdir left the directory");
+
+    // An empty directory persists and is listed.
+    let sftp = rust_sftp(wharf.sftp_port, &user, &pw).await.unwrap();
+    sftp.create_dir("/keep").await.unwrap();
+    let names: Vec<String> = sftp
+        .read_dir("/")
+        .await
+        .unwrap()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(names.contains(&"keep".to_owned()), "{names:?}");
+    assert!(sftp.create_dir("/no/such/parent").await.is_err());
+
+    // scp (the SFTP protocol in current OpenSSH) both ways.
+    let payload = random_bytes(300 * 1024);
+    write_file(work.path(), "scp.bin", &payload);
+    let target = format!("{user}@127.0.0.1:/keep/scp.bin");
+    let out = scp(
+        wharf.sftp_port,
+        Auth::Password(&pw),
+        work.path(),
+        &["scp.bin".into(), target.clone()],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let out = scp(
+        wharf.sftp_port,
+        Auth::Password(&pw),
+        work.path(),
+        &[target, "scp.back".into()],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(read_file(work.path(), "scp.back"), payload);
+}
+
+#[tokio::test]
+async fn shell_and_exec_are_refused_with_a_message() {
+    let wharf = Wharf::start().await;
+    let (user, pw) = wharf.create_user("/dave", json!({})).await;
+    let work = tempfile::tempdir().unwrap();
+    let out = ssh(
+        wharf.sftp_port,
+        &user,
+        Auth::Password(&pw),
+        work.path(),
+        &["ls", "/"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("SFTP only"),
+        "{}",
+        text(&out)
+    );
+    // Legacy scp (exec "scp -t") is refused the same way, and the server is unharmed.
+    write_file(work.path(), "x.txt", b"x");
+    let out = scp(
+        wharf.sftp_port,
+        Auth::Password(&pw),
+        work.path(),
+        &[
+            "-O".into(),
+            "x.txt".into(),
+            format!("{user}@127.0.0.1:/x.txt"),
+        ],
+    )
+    .await;
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(rust_sftp(wharf.sftp_port, &user, &pw).await.is_ok());
+}
+
+#[tokio::test]
+async fn host_keys_are_generated_once_and_stable() {
+    let mut wharf = Wharf::start_with(StartOptions {
+        shared_host_keys: false,
+        ..Default::default()
+    })
+    .await;
+    let (_, info) = wharf.api(Method::GET, "/v1/server", None).await;
+    let fingerprints = info["hostKeys"].clone();
+    assert_eq!(fingerprints.as_array().map(Vec::len), Some(2), "{info}");
+    let scanned = keyscan(wharf.sftp_port).await;
+    let ed25519 = fingerprints[0]["fingerprint"].as_str().unwrap();
+    assert!(
+        scanned.contains(ed25519),
+        "server presents {scanned}, API says {ed25519}"
+    );
+
+    wharf.stop().await;
+    let data_dir = std::mem::replace(&mut wharf.data_dir, tempfile::tempdir().unwrap());
+    let restarted = Wharf::start_with(StartOptions {
+        shared_host_keys: false,
+        data_dir: Some(data_dir),
+        ..Default::default()
+    })
+    .await;
+    let (_, info) = restarted.api(Method::GET, "/v1/server", None).await;
+    assert_eq!(
+        info["hostKeys"], fingerprints,
+        "fingerprints changed across restart"
+    );
+    assert!(keyscan(restarted.sftp_port).await.contains(ed25519));
+}
+
+async fn keyscan(port: u16) -> String {
+    let out = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ssh-keyscan -t ed25519 -p {port} 127.0.0.1 2>/dev/null | ssh-keygen -lf -"
+        ))
+        .output()
+        .await
+        .expect("ssh-keyscan");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn postgres_backed_serve_round_trip() {
+    let wharf = Wharf::start_with(StartOptions {
+        db: Db::Postgres,
+        ..Default::default()
+    })
+    .await;
+    let (user, pw) = wharf.create_user("/pg", json!({})).await;
+    let sftp = rust_sftp(wharf.sftp_port, &user, &pw)
+        .await
+        .expect("login on PostgreSQL");
+    let data = random_bytes(200_000);
+    sftp.put("/on-postgres.bin", &data).await.unwrap();
+    assert_eq!(sftp.read("/on-postgres.bin").await.unwrap(), data);
+    let (_, got) = wharf
+        .api(Method::GET, &format!("/v1/users/{user}"), None)
+        .await;
+    assert!(got["lastConnectedAt"].is_string(), "{got}");
+}
+
+#[tokio::test]
+async fn separate_control_plane_and_sftp_gateway() {
+    let data = tempfile::tempdir().unwrap();
+    let api_port = free_port();
+    let sftp_port = free_port();
+    let mut cp = tokio::process::Command::new(wharf_bin());
+    cp.arg("control-plane")
+        .arg("--data-dir")
+        .arg(data.path())
+        .arg("--api-addr")
+        .arg(format!("127.0.0.1:{api_port}"))
+        .arg("--public-sftp-port")
+        .arg(sftp_port.to_string())
+        .env("WHARF_ADMIN_API_KEY", ADMIN_KEY)
+        .env("WHARF_GATEWAY_TOKEN", GATEWAY_TOKEN);
+    let cp_log = data.path().join("cp.log");
+    let _cp = spawn_logged(cp, &cp_log);
+    wait_port(api_port, &cp_log).await;
+
+    let gw_dir = tempfile::tempdir().unwrap();
+    let gw_log = gw_dir.path().join("gw.log");
+    let mut gw = tokio::process::Command::new(wharf_bin());
+    gw.arg("sftp-gateway")
+        .arg("--data-dir")
+        .arg(gw_dir.path())
+        .arg("--host-key-dir")
+        .arg(shared_host_keys())
+        .arg("--sftp-addr")
+        .arg(format!("127.0.0.1:{sftp_port}"))
+        .arg("--control-plane-url")
+        .arg(format!("http://127.0.0.1:{api_port}"))
+        .env("WHARF_GATEWAY_TOKEN", GATEWAY_TOKEN);
+    let _gw = spawn_logged(gw, &gw_log);
+    wait_port(sftp_port, &gw_log).await;
+
+    let http = reqwest::Client::new();
+    let created: Value = http
+        .post(format!("http://127.0.0.1:{api_port}/v1/users"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"description": "via gateway", "homeDirectory": "/gw"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let user = created["username"].as_str().unwrap();
+    let pw = created["password"].as_str().unwrap();
+    let sftp = rust_sftp(sftp_port, user, pw).await.unwrap_or_else(|e| {
+        panic!(
+            "login through the gateway failed: {e}\n{}",
+            std::fs::read_to_string(&gw_log).unwrap_or_default()
+        )
+    });
+    sftp.put("/through-gateway.txt", b"stateless")
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(data.path().join("buckets/gw/through-gateway.txt")).unwrap(),
+        b"stateless"
+    );
+    assert!(rust_sftp(sftp_port, user, "wrong").await.is_err());
+
+    // The login endpoint refuses anyone without the gateway token.
+    let resp = http
+        .post(format!("http://127.0.0.1:{api_port}/internal/v1/login"))
+        .bearer_auth("not-the-token")
+        .json(&json!({"protocol": "sftp", "username": user, "secret": {"type": "password", "password": pw}, "clientIp": "127.0.0.1", "sessionId": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+}
+
+async fn wait_port(port: u16, log: &Path) {
+    for _ in 0..600 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "port {port} never opened:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+/// Reads one SFTP packet: (type, body after the type byte). `None` when the channel ended.
+async fn read_packet(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> Option<(u8, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    let len = tokio::time::timeout(Duration::from_secs(10), stream.read_u32())
+        .await
+        .expect("server did not answer within 10 s")
+        .ok()?;
+    let mut body = vec![0u8; len as usize];
+    stream.read_exact(&mut body).await.ok()?;
+    let kind = body.remove(0);
+    Some((kind, body))
+}
+
+fn packet(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut p = ((body.len() + 1) as u32).to_be_bytes().to_vec();
+    p.push(kind);
+    p.extend_from_slice(body);
+    p
+}
+
+#[tokio::test]
+async fn malformed_sftp_packets_get_errors_not_crashes() {
+    const SSH_FXP_INIT: u8 = 1;
+    const SSH_FXP_VERSION: u8 = 2;
+    const SSH_FXP_OPEN: u8 = 3;
+    const SSH_FXP_STATUS: u8 = 101;
+    const BAD_MESSAGE: u32 = 5;
+    let wharf = Wharf::start().await;
+    let (user, pw) = wharf.create_user("/fuzz", json!({})).await;
+
+    let mut raw = raw_sftp(wharf.sftp_port, &user, &pw).await;
+    // A request before INIT is refused with the request id echoed.
+    raw.stream
+        .write_all(&packet(17, &[0, 0, 0, 9, 0, 0, 0, 1, b'/']))
+        .await
+        .unwrap();
+    let (kind, body) = read_packet(&mut raw.stream).await.expect("reply");
+    assert_eq!(kind, SSH_FXP_STATUS);
+    assert_eq!(&body[..4], &[0, 0, 0, 9]);
+    assert_eq!(
+        u32::from_be_bytes([body[4], body[5], body[6], body[7]]),
+        BAD_MESSAGE
+    );
+
+    raw.stream
+        .write_all(&packet(SSH_FXP_INIT, &[0, 0, 0, 3]))
+        .await
+        .unwrap();
+    let (kind, _) = read_packet(&mut raw.stream).await.expect("version");
+    assert_eq!(kind, SSH_FXP_VERSION);
+
+    // Unknown packet type, then a truncated OPEN: each gets BAD_MESSAGE, the session goes on.
+    for (kind, body) in [
+        (250u8, vec![0, 0, 0, 7]),
+        (SSH_FXP_OPEN, vec![0, 0, 0, 8, 0, 0, 0, 200, b'x']),
+        (
+            SSH_FXP_OPEN,
+            vec![0, 0, 0, 9, 0, 0, 0, 2, 0xff, 0xfe, 0, 0, 0, 1, 0, 0, 0, 0],
+        ),
+    ] {
+        raw.stream.write_all(&packet(kind, &body)).await.unwrap();
+        let (reply, rbody) = read_packet(&mut raw.stream).await.expect("reply");
+        assert_eq!(reply, SSH_FXP_STATUS, "type {kind}");
+        assert_eq!(&rbody[..4], &body[..4], "request id echoed");
+        assert_ne!(
+            u32::from_be_bytes([rbody[4], rbody[5], rbody[6], rbody[7]]),
+            0,
+            "not OK"
+        );
+    }
+
+    // An absurd length cannot be resynchronised: the server ends the channel.
+    raw.stream
+        .write_all(&[0xff, 0xff, 0xff, 0xf0, 1, 2, 3])
+        .await
+        .unwrap();
+    assert!(
+        read_packet(&mut raw.stream).await.is_none(),
+        "channel should end"
+    );
+
+    // The server is unharmed.
+    let sftp = rust_sftp(wharf.sftp_port, &user, &pw).await.unwrap();
+    sftp.put("/after.txt", b"still fine").await.unwrap();
+    assert_eq!(sftp.read("/after.txt").await.unwrap(), b"still fine");
+}
