@@ -4,6 +4,7 @@ mod cli;
 mod commands;
 mod run;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -20,6 +21,7 @@ fn init_tracing(log: Option<&LogArgs>) {
         .unwrap_or_else(|| EnvFilter::new(if log.is_some() { "info" } else { "warn" }));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match log.map(|l| l.log_format) {
         Some(LogFormat::Json) => builder.json().init(),

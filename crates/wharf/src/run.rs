@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -122,8 +122,14 @@ pub async fn sftp_gateway(args: SftpGatewayArgs) -> Result<()> {
 }
 
 fn prepare_data_dir(dir: &Path) -> Result<PathBuf> {
-    fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    if !dir.exists() {
+        // The database holds password hashes and the directory holds keys: owner only.
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    }
     let dir = dir
         .canonicalize()
         .with_context(|| format!("cannot resolve the data directory {}", dir.display()))?;

@@ -160,10 +160,7 @@ impl TestApp {
             key,
             // No connection reuse: a server that answers 413 before reading a body closes that
             // connection, and a pooled client would send the next request into it.
-            http: Client::builder()
-                .pool_max_idle_per_host(0)
-                .build()
-                .unwrap(),
+            http: Client::builder().pool_max_idle_per_host(0).build().unwrap(),
             control,
             data_dir,
             server,
