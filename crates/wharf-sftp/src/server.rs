@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use russh::keys::PublicKey as SshPublicKey;
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
-use russh::{Channel, ChannelId, MethodKind, MethodSet, Preferred, SshId};
+use russh::{Channel, ChannelId, MethodKind, MethodSet, Preferred, SshId, cipher};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tracing::{Instrument, info_span};
@@ -65,7 +65,19 @@ impl SftpConfig {
             maximum_packet_size: 65535,
             channel_buffer_size: 256,
             nodelay: true,
-            preferred: Preferred::default(),
+            preferred: Preferred {
+                // russh's defaults plus aes128-gcm, the fastest cipher on AES-NI machines and
+                // the one throughput-minded clients ask for.
+                cipher: std::borrow::Cow::Borrowed(&[
+                    cipher::CHACHA20_POLY1305,
+                    cipher::AES_128_GCM,
+                    cipher::AES_256_GCM,
+                    cipher::AES_128_CTR,
+                    cipher::AES_192_CTR,
+                    cipher::AES_256_CTR,
+                ]),
+                ..Preferred::default()
+            },
             ..Default::default()
         }
     }
@@ -356,7 +368,8 @@ impl russh::server::Handler for Connection {
         tokio::spawn(
             async move {
                 tracing::debug!("sftp subsystem started");
-                let code = match SftpSession::new(vfs).run(channel.into_stream()).await {
+                let mut stream = channel.into_stream();
+                let code = match SftpSession::new(vfs).run(&mut stream).await {
                     Ok(()) => 0,
                     Err(e) => {
                         tracing::info!(error = %e, "sftp session failed");
@@ -367,6 +380,7 @@ impl russh::server::Handler for Connection {
                 let _ = handle.exit_status_request(channel_id, code).await;
                 let _ = handle.eof(channel_id).await;
                 let _ = handle.close(channel_id).await;
+                drop(stream);
                 tracing::debug!(code, "sftp subsystem ended");
             }
             .instrument(span),
