@@ -930,3 +930,143 @@ async fn malformed_sftp_packets_get_errors_not_crashes() {
     sftp.put("/after.txt", b"still fine").await.unwrap();
     assert_eq!(sftp.read("/after.txt").await.unwrap(), b"still fine");
 }
+
+#[tokio::test]
+async fn twenty_concurrent_sessions_and_concurrent_handles() {
+    let wharf = Wharf::start().await;
+    let (user, pw) = wharf.create_user("/busy", json!({})).await;
+    let port = wharf.sftp_port;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (user, pw) = (user.clone(), pw.clone());
+        tasks.push(tokio::spawn(async move {
+            let sftp = rust_sftp(port, &user, &pw).await.expect("login");
+            let data = random_bytes(512 * 1024 + i);
+            let path = format!("/session-{i}.bin");
+            sftp.put(&path, &data).await.expect("upload");
+            assert_eq!(
+                sha256(&sftp.read(&path).await.expect("download")),
+                sha256(&data)
+            );
+        }));
+    }
+    for t in tasks {
+        t.await.expect("session task");
+    }
+    // One session, several files written at the same time over one channel.
+    let sftp = rust_sftp(port, &user, &pw).await.unwrap();
+    let files: Vec<(String, Vec<u8>)> = (0..4)
+        .map(|i| (format!("/parallel-{i}.bin"), random_bytes(700_000 + i)))
+        .collect();
+    let uploads = files.iter().map(|(path, data)| sftp.put(path, data));
+    for result in futures::future::join_all(uploads).await {
+        result.expect("parallel upload");
+    }
+    let names: Vec<String> = sftp
+        .read_dir("/")
+        .await
+        .unwrap()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(names.len(), 24, "{names:?}");
+    for (path, data) in &files {
+        assert_eq!(
+            sha256(&sftp.read(path).await.unwrap()),
+            sha256(data),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn resume_with_openssh_reput_and_append() {
+    let wharf = Wharf::start().await;
+    let (user, pw) = wharf.create_user("/resume", json!({})).await;
+    let work = tempfile::tempdir().unwrap();
+    // Larger than one upload part, so the resumed object is assembled from several parts.
+    let full = random_bytes(9 * 1024 * 1024 + 321);
+    write_file(work.path(), "full.bin", &full);
+    write_file(work.path(), "part.bin", &full[..3 * 1024 * 1024 + 17]);
+    // An interrupted upload left the first part; reput sends only the rest.
+    let out = sftp_batch(
+        wharf.sftp_port,
+        &user,
+        Auth::Password(&pw),
+        work.path(),
+        "put part.bin big.bin\nreput full.bin big.bin\n",
+    )
+    .await;
+    assert!(out.status.success(), "{}\n{}", text(&out), wharf.log_text());
+    let stored = std::fs::read(wharf.bucket_dir().join("resume/big.bin")).unwrap();
+    assert_eq!(stored.len(), full.len());
+    assert_eq!(sha256(&stored), sha256(&full));
+
+    // Writing with the APPEND flag continues the file, whatever offset the client sends.
+    let sftp = rust_sftp(wharf.sftp_port, &user, &pw).await.unwrap();
+    let mut file = sftp
+        .open_with_flags("/big.bin", OpenFlags::WRITE | OpenFlags::APPEND)
+        .await
+        .unwrap();
+    file.write_all(b"-tail").await.unwrap();
+    file.shutdown().await.unwrap();
+    drop(file);
+    let mut expected = full.clone();
+    expected.extend_from_slice(b"-tail");
+    assert_eq!(
+        sha256(&sftp.read("/big.bin").await.unwrap()),
+        sha256(&expected)
+    );
+
+    // A write in the middle of an existing file cannot be honoured on object storage: it is
+    // refused and the file stays as it was.
+    let mut file = sftp
+        .open_with_flags("/big.bin", OpenFlags::WRITE)
+        .await
+        .unwrap();
+    use tokio::io::AsyncSeekExt;
+    file.seek(std::io::SeekFrom::Start(1000)).await.unwrap();
+    let refused = async {
+        file.write_all(b"middle").await?;
+        file.shutdown().await
+    }
+    .await;
+    assert!(
+        refused.is_err(),
+        "a write in the middle of the file was accepted"
+    );
+    drop(file);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        sha256(&sftp.read("/big.bin").await.unwrap()),
+        sha256(&expected)
+    );
+}
+
+#[tokio::test]
+async fn paramiko_round_trip_append_and_jail() {
+    let wharf = Wharf::start().await;
+    let (user, pw) = wharf.create_user("/py", json!({})).await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/clients/paramiko_client.py"
+    );
+    let out = tokio::process::Command::new("python3")
+        .arg(script)
+        .arg(wharf.sftp_port.to_string())
+        .arg(&user)
+        .arg(&pw)
+        .output()
+        .await
+        .expect("python3 is required");
+    assert!(
+        out.status.success(),
+        "paramiko (pip install paramiko) failed:\n{}\n{}",
+        text(&out),
+        wharf.log_text()
+    );
+    assert!(stdout(&out).contains("paramiko: ok"));
+    assert_eq!(
+        std::fs::read(wharf.bucket_dir().join("py/log.txt")).unwrap(),
+        b"line 1\nline 2\n"
+    );
+}

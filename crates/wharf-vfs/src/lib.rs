@@ -31,7 +31,7 @@ pub use transfer::{
     UploadSummary,
 };
 pub use vfs::{
-    CreateOptions, Entry, EntryKind, MAX_DIRECTORY_RENAME_OBJECTS, SessionIdentity, Vfs,
+    CreateOptions, Entry, EntryKind, MAX_DIRECTORY_RENAME_OBJECTS, SessionIdentity, Vfs, WriteMode,
 };
 
 /// Name of the hidden object that marks a directory on stores that have no directories.

@@ -24,8 +24,8 @@ use tempfile::TempDir;
 use wharf_core::{BucketName, BucketStorage, HomeDirectory, Permissions, Protocol, Username};
 
 use crate::{
-    CreateOptions, EntryKind, PART_SIZE, REORDER_WINDOW, SessionIdentity, StoreCache,
-    UploadSummary, Vfs, VfsError, VirtualPath, create_home, open_bucket,
+    CreateOptions, EntryKind, PART_SIZE, REORDER_WINDOW, SessionIdentity, StoreCache, Upload,
+    UploadSummary, Vfs, VfsError, VirtualPath, WriteMode, create_home, open_bucket,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -46,6 +46,9 @@ struct Counting {
     fail_parts: Arc<AtomicBool>,
     /// How long each part upload takes, in milliseconds (so overlapping parts show).
     part_delay_ms: Arc<AtomicU64>,
+    /// `(n, content)`: just before the content GET that makes [`Counting::gets`] reach `n`,
+    /// the object it reads is replaced by `content` (another writer, racing the reader).
+    replace_before_get: std::sync::Mutex<Option<(usize, Bytes)>>,
 }
 
 /// A multipart upload whose parts take a while (so concurrency shows) and can be made to fail.
@@ -134,7 +137,20 @@ impl ObjectStore for Counting {
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
         if !options.head {
-            self.gets.fetch_add(1, Ordering::SeqCst);
+            let n = self.gets.fetch_add(1, Ordering::SeqCst) + 1;
+            let replacement = {
+                let mut armed = self.replace_before_get.lock().unwrap();
+                match armed.take() {
+                    Some((at, content)) if at == n => Some(content),
+                    other => {
+                        *armed = other;
+                        None
+                    }
+                }
+            };
+            if let Some(content) = replacement {
+                self.inner.put(location, PutPayload::from(content)).await?;
+            }
         }
         self.inner.get_opts(location, options).await
     }
@@ -214,6 +230,7 @@ impl Fixture {
                 parts_max: Arc::default(),
                 fail_parts: Arc::default(),
                 part_delay_ms: Arc::default(),
+                replace_before_get: std::sync::Mutex::default(),
             }),
             dir,
         }
@@ -469,8 +486,14 @@ async fn directory_preconditions() {
             VfsError::NotFound
         );
         assert_err!(
-            vfs.create(&p("/f"), CreateOptions { exclusive: true })
-                .await,
+            vfs.create(
+                &p("/f"),
+                CreateOptions {
+                    exclusive: true,
+                    ..Default::default()
+                }
+            )
+            .await,
             VfsError::AlreadyExists
         );
         // Without `exclusive`, an existing file is replaced.
@@ -848,6 +871,419 @@ async fn commit_with_a_gap_fails_and_leaves_nothing() {
             .unwrap();
         assert_err!(upload.commit().await, VfsError::Unsupported(_));
         assert_err!(vfs.stat(&p("/gap")).await, VfsError::NotFound);
+        assert_eq!(fx.staging_files_settled().await, Vec::<String>::new());
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resumed and appended uploads
+
+fn with_mode(mode: WriteMode) -> CreateOptions {
+    CreateOptions {
+        mode,
+        ..Default::default()
+    }
+}
+
+async fn resume(vfs: &Vfs, path: &str) -> Upload {
+    vfs.create(&p(path), with_mode(WriteMode::Resume))
+        .await
+        .unwrap()
+}
+
+/// Writes `data` from file offset `start` in `chunk`-sized sequential writes.
+async fn write_from(upload: &mut Upload, start: u64, data: &[u8], chunk: usize) {
+    for (i, piece) in data.chunks(chunk).enumerate() {
+        upload
+            .write(start + (i * chunk) as u64, Bytes::copy_from_slice(piece))
+            .await
+            .unwrap();
+    }
+}
+
+/// Bytes unlike any prefix of [`pattern`], so a copy placed at the wrong offset shows.
+fn other_pattern(len: usize) -> Vec<u8> {
+    pattern(len).into_iter().map(|b| b ^ 0x5A).collect()
+}
+
+fn unsupported_message<T>(result: Result<T, VfsError>) -> String {
+    match result {
+        Err(VfsError::Unsupported(message)) => message,
+        Err(other) => panic!("expected Unsupported, got error {other:?}"),
+        Ok(_) => panic!("expected Unsupported, got Ok"),
+    }
+}
+
+fn storage_message<T>(result: Result<T, VfsError>) -> String {
+    match result {
+        Err(VfsError::Storage(e)) => e.to_string(),
+        Err(other) => panic!("expected Storage, got error {other:?}"),
+        Ok(_) => panic!("expected Storage, got Ok"),
+    }
+}
+
+#[tokio::test]
+async fn resume_continues_a_small_file() {
+    on_both(|fx| async move {
+        let vfs = fx.vfs("/", Permissions::ReadWrite);
+        upload(&vfs, "/f", b"hello ", 1024).await;
+
+        let mut up = resume(&vfs, "/f").await;
+        assert_eq!((up.start_offset(), up.len()), (6, 6));
+        let puts = fx.puts();
+        up.write(6, Bytes::from_static(b"world")).await.unwrap();
+        assert_eq!(up.len(), 11);
+        assert_eq!(
+            read_all(&vfs, "/f").await,
+            b"hello ",
+            "the old version stays visible until commit"
+        );
+        let summary = up.commit().await.unwrap();
+        assert_eq!(
+            summary,
+            UploadSummary {
+                size: 11,
+                sha256: sha256_hex(b"hello world")
+            }
+        );
+        assert_eq!(fx.puts() - puts, 1, "small + small is still one PUT");
+        assert_eq!(fx.multiparts(), 0);
+        assert_eq!(read_all(&vfs, "/f").await, b"hello world");
+
+        // A small file continued past a part: the existing bytes lead the first part.
+        let more = other_pattern(PART_SIZE + 5000);
+        let mut expected = b"hello world".to_vec();
+        expected.extend_from_slice(&more);
+        let mut up = resume(&vfs, "/f").await;
+        assert_eq!(up.start_offset(), 11);
+        write_from(&mut up, 11, &more, 64 * 1024).await;
+        let summary = up.commit().await.unwrap();
+        assert_eq!(fx.multiparts(), 1);
+        assert_eq!(summary.size, expected.len() as u64);
+        assert_eq!(summary.sha256, sha256_hex(&expected));
+        assert_eq!(read_all(&vfs, "/f").await, expected);
+
+        // A resume committed without a write leaves the file as it is.
+        let before = vfs.stat(&p("/f")).await.unwrap();
+        let (puts, multiparts) = (fx.puts(), fx.multiparts());
+        let summary = resume(&vfs, "/f").await.commit().await.unwrap();
+        assert_eq!(summary.size, expected.len() as u64);
+        assert_eq!(summary.sha256, sha256_hex(&expected));
+        assert_eq!((fx.puts(), fx.multiparts()), (puts, multiparts));
+        assert_eq!(vfs.stat(&p("/f")).await.unwrap(), before);
+        assert_eq!(fx.staging_files_settled().await, Vec::<String>::new());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn resume_of_a_file_larger_than_two_parts_streams_it() {
+    on_both(|fx| async move {
+        let vfs = fx.vfs("/", Permissions::ReadWrite);
+        let existing = pattern(2 * PART_SIZE + 12_345);
+        upload(&vfs, "/big", &existing, 1024 * 1024).await;
+        let start = existing.len() as u64;
+
+        let mut up = resume(&vfs, "/big").await;
+        assert_eq!((up.start_offset(), up.len()), (start, start));
+        let (gets, multiparts) = (fx.gets(), fx.multiparts());
+        let tail = other_pattern(PART_SIZE / 2 + 7);
+        write_from(&mut up, start, &tail, 32 * 1024).await;
+        assert_eq!(
+            fx.gets() - gets,
+            3,
+            "the existing content is read in ranged GETs of one part each"
+        );
+        assert_eq!(up.len(), start + tail.len() as u64);
+        assert_eq!(
+            read_all(&vfs, "/big").await,
+            existing,
+            "invisible until commit"
+        );
+        let summary = up.commit().await.unwrap();
+        assert_eq!(fx.multiparts() - multiparts, 1);
+
+        let mut expected = existing.clone();
+        expected.extend_from_slice(&tail);
+        assert_eq!(summary.size, expected.len() as u64);
+        assert_eq!(summary.sha256, sha256_hex(&expected));
+        assert_eq!(
+            vfs.stat(&p("/big")).await.unwrap().size,
+            expected.len() as u64
+        );
+        assert_eq!(read_all(&vfs, "/big").await, expected);
+        assert_eq!(fx.staging_files_settled().await, Vec::<String>::new());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn append_ignores_the_offsets_sent() {
+    on_both(|fx| async move {
+        let vfs = fx.vfs("/", Permissions::ReadWrite);
+        upload(&vfs, "/log", b"abc", 1024).await;
+        let mut up = vfs.open_append(&p("/log")).await.unwrap();
+        assert_eq!((up.start_offset(), up.len()), (3, 3));
+        up.write(0, Bytes::from_static(b"def")).await.unwrap();
+        up.write(1_000_000_000, Bytes::from_static(b"gh"))
+            .await
+            .unwrap();
+        up.write(3, Bytes::from_static(b"ij")).await.unwrap();
+        assert_eq!(up.len(), 10);
+        let summary = up.commit().await.unwrap();
+        assert_eq!(summary.sha256, sha256_hex(b"abcdefghij"));
+        assert_eq!(read_all(&vfs, "/log").await, b"abcdefghij");
+
+        // Appending to a large file, through CreateOptions.
+        let existing = pattern(PART_SIZE + 3);
+        upload(&vfs, "/big.log", &existing, 1024 * 1024).await;
+        let mut up = vfs
+            .create(&p("/big.log"), with_mode(WriteMode::Append))
+            .await
+            .unwrap();
+        assert_eq!(up.start_offset(), existing.len() as u64);
+        up.write(0, Bytes::from_static(b"line 1\n")).await.unwrap();
+        up.write(0, Bytes::from_static(b"line 2\n")).await.unwrap();
+        let mut expected = existing.clone();
+        expected.extend_from_slice(b"line 1\nline 2\n");
+        assert_eq!(up.commit().await.unwrap().sha256, sha256_hex(&expected));
+        assert_eq!(read_all(&vfs, "/big.log").await, expected);
+        assert_eq!(fx.staging_files_settled().await, Vec::<String>::new());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn resume_from_offset_zero_rewrites_the_file() {
+    on_both(|fx| async move {
+        let vfs = fx.vfs("/", Permissions::ReadWrite);
+        upload(&vfs, "/f", b"old content, longer than the new", 1024).await;
+        let mut up = resume(&vfs, "/f").await;
+        assert_eq!(up.start_offset(), 32);
+        up.write(0, Bytes::from_static(b"new")).await.unwrap();
+        assert_eq!((up.start_offset(), up.len()), (0, 3));
+        up.write(3, Bytes::from_static(b"er")).await.unwrap();
+        let summary = up.commit().await.unwrap();
+        assert_eq!(summary.size, 5);
+        assert_eq!(summary.sha256, sha256_hex(b"newer"));
+        assert_eq!(read_all(&vfs, "/f").await, b"newer");
+
+        // A large file rewritten from 0 is not read at all.
+        let existing = pattern(PART_SIZE + 10);
+        upload(&vfs, "/big", &existing, 1024 * 1024).await;
+        let gets = fx.gets();
+        let mut up = resume(&vfs, "/big").await;
+        let data = other_pattern(1000);
+        write_from(&mut up, 0, &data, 100).await;
+        up.commit().await.unwrap();
+        assert_eq!(fx.gets(), gets);
+        assert_eq!(read_all(&vfs, "/big").await, data);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn resume_at_another_offset_is_refused_with_the_size() {
+    on_both(|fx| async move {
+        let vfs = fx.vfs("/", Permissions::ReadWrite);
+        upload(&vfs, "/f", b"0123456789", 1024).await;
+        let mut up = resume(&vfs, "/f").await;
+        let gets = fx.gets();
+        for offset in [1, 5, 9, 11 + REORDER_WINDOW] {
+            let message = unsupported_message(up.write(offset, Bytes::from_static(b"x")).await);
+            assert!(
+                message.contains("resuming is only possible at the current end of the file")
+                    && message.contains("10 bytes"),
+                "{offset}: {message}"
+            );
+        }
+        assert_eq!(fx.gets(), gets, "a refused resume reads nothing");
+        assert_eq!(up.start_offset(), 10);
+
+        // The upload stays usable: a write a little ahead is held until the gap is filled.
+        up.write(14, Bytes::from_static(b"EF")).await.unwrap();
+        assert_eq!(up.len(), 10);
+        up.write(10, Bytes::from_static(b"abcd")).await.unwrap();
+        assert_eq!(up.len(), 16);
+        up.commit().await.unwrap();
+        assert_eq!(read_all(&vfs, "/f").await, b"0123456789abcdEF");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn abort_or_drop_of_a_resume_leaves_the_file_untouched() {
+    on_both(|fx| async move {
+        let vfs = fx.vfs("/", Permissions::ReadWrite);
+        let small = b"small old".to_vec();
+        let big = pattern(PART_SIZE + 1000);
+        upload(&vfs, "/s", &small, 1024).await;
+        upload(&vfs, "/b", &big, 1024 * 1024).await;
+        // Enough new data that a multipart upload is under way when the upload ends.
+        let more = Bytes::from(other_pattern(PART_SIZE));
+        for (path, old) in [("/s", &small), ("/b", &big)] {
+            let before = vfs.stat(&p(path)).await.unwrap();
+
+            let mut aborted = resume(&vfs, path).await;
+            aborted.write(old.len() as u64, more.clone()).await.unwrap();
+            aborted.abort().await.unwrap();
+            assert_eq!(&read_all(&vfs, path).await, old, "{path} aborted");
+            assert_eq!(fx.staging_files_settled().await, Vec::<String>::new());
+
+            let mut dropped = vfs.open_append(&p(path)).await.unwrap();
+            dropped.write(0, more.clone()).await.unwrap();
+            drop(dropped);
+            assert_eq!(fx.staging_files_settled().await, Vec::<String>::new());
+            assert_eq!(&read_all(&vfs, path).await, old, "{path} dropped");
+
+            // Dropped before any write: nothing was read or sent.
+            drop(resume(&vfs, path).await);
+            assert_eq!(vfs.stat(&p(path)).await.unwrap(), before);
+        }
+        assert_eq!(names(&vfs, "/").await, vec![file("b"), file("s")]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn resume_or_append_of_a_missing_file_creates_it() {
+    on_both(|fx| async move {
+        let vfs = fx.vfs("/", Permissions::ReadWrite);
+        for (path, mode) in [("/r", WriteMode::Resume), ("/a", WriteMode::Append)] {
+            let mut up = vfs.create(&p(path), with_mode(mode)).await.unwrap();
+            assert_eq!((up.start_offset(), up.len()), (0, 0));
+            assert!(up.is_empty());
+            up.write(0, Bytes::from_static(b"fresh")).await.unwrap();
+            let summary = up.commit().await.unwrap();
+            assert_eq!(summary.sha256, sha256_hex(b"fresh"));
+            assert_eq!(read_all(&vfs, path).await, b"fresh");
+        }
+        // An empty file has nothing to continue.
+        upload(&vfs, "/empty", b"", 1024).await;
+        let mut up = resume(&vfs, "/empty").await;
+        assert_eq!(up.start_offset(), 0);
+        up.write(0, Bytes::from_static(b"x")).await.unwrap();
+        up.commit().await.unwrap();
+        assert_eq!(read_all(&vfs, "/empty").await, b"x");
+        // Committed with no write at all: an empty new file.
+        let summary = resume(&vfs, "/nothing").await.commit().await.unwrap();
+        assert_eq!(summary.size, 0);
+        assert_eq!(vfs.stat(&p("/nothing")).await.unwrap().size, 0);
+        // `exclusive` still refuses an existing file.
+        assert_err!(
+            vfs.create(
+                &p("/r"),
+                CreateOptions {
+                    exclusive: true,
+                    mode: WriteMode::Append
+                }
+            )
+            .await,
+            VfsError::AlreadyExists
+        );
+        vfs.mkdir(&p("/d")).await.unwrap();
+        assert_err!(vfs.open_append(&p("/d")).await, VfsError::IsADirectory);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn write_only_users_can_resume_and_read_only_users_cannot() {
+    on_both(|fx| async move {
+        let wo = fx.vfs("/", Permissions::WriteOnly);
+        upload(&wo, "/drop.edi", b"part one, ", 1024).await;
+        let mut up = resume(&wo, "/drop.edi").await;
+        assert_eq!(up.start_offset(), 10);
+        up.write(10, Bytes::from_static(b"part two")).await.unwrap();
+        up.commit().await.unwrap();
+        let mut up = wo.open_append(&p("/drop.edi")).await.unwrap();
+        up.write(0, Bytes::from_static(b".")).await.unwrap();
+        up.commit().await.unwrap();
+        assert_err!(
+            wo.open_read(&p("/drop.edi")).await,
+            VfsError::PermissionDenied(_)
+        );
+        let admin = fx.vfs("/", Permissions::ReadWrite);
+        assert_eq!(read_all(&admin, "/drop.edi").await, b"part one, part two.");
+
+        let ro = fx.vfs("/", Permissions::ReadOnly);
+        assert_err!(
+            ro.create(&p("/drop.edi"), with_mode(WriteMode::Resume))
+                .await,
+            VfsError::PermissionDenied(_)
+        );
+        assert_err!(
+            ro.open_append(&p("/drop.edi")).await,
+            VfsError::PermissionDenied(_)
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_file_replaced_during_a_resume_fails_it() {
+    on_both(|fx| async move {
+        let vfs = fx.vfs("/", Permissions::ReadWrite);
+        let changed = |message: String| {
+            assert!(message.contains("replaced or deleted"), "{message}");
+        };
+
+        // Replaced before the first write: copying the old content fails.
+        upload(&vfs, "/f", b"old", 1024).await;
+        let mut up = resume(&vfs, "/f").await;
+        upload(&vfs, "/f", b"NEW!", 1024).await;
+        changed(storage_message(up.write(3, Bytes::from_static(b"+")).await));
+        assert_err!(up.commit().await, VfsError::Storage(_));
+        assert_eq!(read_all(&vfs, "/f").await, b"NEW!");
+
+        // Replaced after the copy: the commit fails.
+        let mut up = resume(&vfs, "/f").await;
+        up.write(4, Bytes::from_static(b"+")).await.unwrap();
+        upload(&vfs, "/f", b"NEWER", 1024).await;
+        changed(storage_message(up.commit().await));
+        assert_eq!(read_all(&vfs, "/f").await, b"NEWER");
+
+        // Deleted after the copy: the commit fails and does not bring it back.
+        let mut up = vfs.open_append(&p("/f")).await.unwrap();
+        up.write(0, Bytes::from_static(b"+")).await.unwrap();
+        vfs.remove(&p("/f")).await.unwrap();
+        changed(storage_message(up.commit().await));
+        assert_err!(vfs.stat(&p("/f")).await, VfsError::NotFound);
+
+        // Replaced before a commit without writes: the checksum read fails.
+        upload(&vfs, "/f", b"old", 1024).await;
+        let up = resume(&vfs, "/f").await;
+        upload(&vfs, "/f", b"other", 1024).await;
+        changed(storage_message(up.commit().await));
+        assert_eq!(read_all(&vfs, "/f").await, b"other");
+
+        // Replaced in the middle of copying a large file: the next ranged GET fails.
+        let existing = pattern(2 * PART_SIZE + 5);
+        upload(&vfs, "/big", &existing, 1024 * 1024).await;
+        let mut up = resume(&vfs, "/big").await;
+        *fx.counting.replace_before_get.lock().unwrap() =
+            Some((fx.gets() + 2, Bytes::from_static(b"X")));
+        changed(storage_message(
+            up.write(existing.len() as u64, Bytes::from_static(b"tail"))
+                .await,
+        ));
+        assert_err!(
+            up.write(existing.len() as u64, Bytes::from_static(b"tail"))
+                .await,
+            VfsError::Storage(_)
+        );
+        drop(up);
+        assert_eq!(read_all(&vfs, "/big").await, b"X");
+        assert_eq!(fx.staging_files_settled().await, Vec::<String>::new());
+
+        // Replaced after a large copy: the multipart upload is not completed.
+        upload(&vfs, "/big", &existing, 1024 * 1024).await;
+        let mut up = resume(&vfs, "/big").await;
+        write_from(&mut up, existing.len() as u64, &other_pattern(1000), 100).await;
+        upload(&vfs, "/big", b"Y", 1024).await;
+        changed(storage_message(up.commit().await));
+        assert_eq!(read_all(&vfs, "/big").await, b"Y");
         assert_eq!(fx.staging_files_settled().await, Vec::<String>::new());
     })
     .await;
@@ -1263,6 +1699,7 @@ fn handles_and_futures_are_send() {
     send(&vfs.rename(&path, &path, true));
     send(&vfs.open_read(&path));
     send(&vfs.create(&path, CreateOptions::default()));
+    send(&vfs.open_append(&path));
     send(&create_home(fx.counting.as_ref(), &HomeDirectory::root()));
     fn upload_futures(mut upload: crate::Upload) {
         send(&upload.write(0, Bytes::new()));

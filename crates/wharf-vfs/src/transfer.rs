@@ -6,6 +6,10 @@
 //! with an in-order buffer, a bounded reorder window and a bounded number of parts in flight, so
 //! each upload's memory is bounded whatever the client sends:
 //! `PART_SIZE × (MAX_PARTS_IN_FLIGHT + 1) + REORDER_WINDOW` = 56 MiB at most.
+//!
+//! An [`Upload`] can also continue an existing file ([`WriteMode::Resume`],
+//! [`WriteMode::Append`]): the existing bytes are copied from the store into the new object
+//! ahead of the client's data, through the same buffer and parts, so the same bound holds.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,7 +24,7 @@ use object_store::{
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 
-use crate::{VfsError, VirtualPath};
+use crate::{VfsError, VirtualPath, WriteMode};
 
 /// Size of every multipart part but the last, and the size below which a file is sent in one
 /// `PUT` when it is committed. 8 MiB is above S3's 5 MiB minimum part size, and all parts are
@@ -72,6 +76,11 @@ enum UploadState {
 /// [`Upload::abort`], on error, or when dropped uncommitted, the previous version (or nothing)
 /// stays in place and no multipart parts are left behind.
 ///
+/// Opened with [`WriteMode::Resume`] or [`WriteMode::Append`] on an existing file, the upload
+/// continues it: the existing content is copied from the store (pinned to the version seen at
+/// open) when the first write arrives, then the client's data follows, and the commit replaces
+/// the file with the whole. See [`WriteMode`] for the rules and the cost.
+///
 /// A file smaller than [`PART_SIZE`] is sent in one `PUT` at commit. A larger one becomes a
 /// multipart upload as soon as the first [`PART_SIZE`] bytes have arrived, and each further
 /// part is sent in the background while the client keeps writing. Parts are spawned onto the
@@ -80,8 +89,19 @@ pub struct Upload {
     store: Arc<dyn ObjectStore>,
     path: VirtualPath,
     key: Path,
-    /// Length of the contiguous data accepted from offset 0.
+    /// Length of the contiguous data accepted from offset 0 (existing content copied in
+    /// included).
     written: u64,
+    /// Truncate, or how this upload continues the existing file. A resume whose first write is
+    /// at offset 0 becomes a truncate.
+    mode: WriteMode,
+    /// The existing object a resume or append continues, until the first write decides what
+    /// happens to it (copied in, or dropped). Never an empty object.
+    base: Option<ObjectMeta>,
+    /// The version whose content was copied in; the commit checks it is still the current one.
+    pinned: Option<ObjectMeta>,
+    /// Size of the existing content this upload continues from; 0 for a truncate.
+    start_offset: u64,
     /// The tail of the contiguous data not yet sent as a part (at most [`PART_SIZE`]).
     buffer: BytesMut,
     /// Writes that arrived ahead of `written`, by offset. They never overlap each other or the
@@ -99,12 +119,26 @@ pub struct Upload {
 }
 
 impl Upload {
-    pub(crate) fn new(store: Arc<dyn ObjectStore>, path: VirtualPath, key: Path) -> Self {
+    /// An upload to `key`. `base` is the existing object to continue (ignored for
+    /// [`WriteMode::Truncate`]).
+    pub(crate) fn new(
+        store: Arc<dyn ObjectStore>,
+        path: VirtualPath,
+        key: Path,
+        mode: WriteMode,
+        base: Option<ObjectMeta>,
+    ) -> Self {
+        // Continuing nothing, or an empty file, is writing a new file.
+        let base = base.filter(|meta| mode != WriteMode::Truncate && meta.size > 0);
         Upload {
             store,
             path,
             key,
             written: 0,
+            mode,
+            start_offset: base.as_ref().map_or(0, |meta| meta.size),
+            base,
+            pinned: None,
             buffer: BytesMut::new(),
             held: BTreeMap::new(),
             hasher: Sha256::new(),
@@ -120,23 +154,70 @@ impl Upload {
         &self.path
     }
 
+    /// Size of the existing content this upload continues from: where a resuming client's
+    /// data starts (FTP `REST`, SFTP `fstat`). 0 for [`WriteMode::Truncate`], for a file that
+    /// did not exist, and once a [`WriteMode::Resume`] upload's first write at offset 0 turned
+    /// it into a rewrite.
+    pub fn start_offset(&self) -> u64 {
+        self.start_offset
+    }
+
     /// Writes `data` at `offset`. Writes must arrive in order, except that writes ahead of the
     /// current end are held in a bounded reorder window (pipelining clients send them slightly
     /// out of order); a write before the end already sent, or beyond the window, fails with
     /// [`VfsError::Unsupported`] and a message saying why.
     ///
+    /// Offsets are file offsets: a resuming client's first write is at [`Upload::start_offset`].
+    /// With [`WriteMode::Append`] the offset is ignored and `data` goes at the end. The first
+    /// write of a resume or append copies the existing content into the upload first, so it
+    /// may take a while for a large file (see [`WriteMode`]).
+    ///
     /// Overlapping writes (including an exact repeat of data already written) are not
-    /// supported. Such a refusal leaves the upload usable; a storage failure aborts it, and
-    /// every later call fails.
+    /// supported. Such a refusal leaves the upload usable; a storage failure (including the
+    /// existing file changing while it is copied) aborts it, and every later call fails.
     pub async fn write(&mut self, offset: u64, data: Bytes) -> Result<(), VfsError> {
         self.check_open()?;
         if data.is_empty() {
             return Ok(());
         }
+        let offset = match self.mode {
+            WriteMode::Append => self.len(),
+            WriteMode::Truncate | WriteMode::Resume => offset,
+        };
         let end = offset
             .checked_add(data.len() as u64)
             .filter(|end| *end <= MAX_UPLOAD_SIZE)
             .ok_or_else(too_large)?;
+        if let Some(size) = self.base.as_ref().map(|base| base.size) {
+            if offset == 0 && self.mode == WriteMode::Resume {
+                // The client is sending the whole file again: a plain replacement.
+                tracing::debug!(
+                    path = %self.path,
+                    existing = size,
+                    "resume rewrites from offset 0; the existing content is replaced"
+                );
+                self.base = None;
+                self.start_offset = 0;
+                self.mode = WriteMode::Truncate;
+            } else if offset < size || end - size > REORDER_WINDOW {
+                return Err(VfsError::Unsupported(format!(
+                    "cannot write at offset {offset}: resuming is only possible at the current \
+                     end of the file ({size} bytes) or by rewriting it from offset 0"
+                )));
+            } else {
+                let result = self.copy_base().await;
+                if let Err(e) = result {
+                    tracing::warn!(
+                        path = %self.path,
+                        error = %e,
+                        "copying the existing content failed; upload aborted"
+                    );
+                    self.discard().await;
+                    self.state = UploadState::Failed(e.to_string());
+                    return Err(e);
+                }
+            }
+        }
         if offset < self.written {
             return Err(VfsError::Unsupported(format!(
                 "a write at offset {offset} overlaps the {} bytes already written; overwriting \
@@ -157,18 +238,28 @@ impl Upload {
         self.fail_on_error(result).await
     }
 
-    /// Bytes accepted so far, counting the contiguous prefix only.
+    /// Length of the file so far: the contiguous data from offset 0, which for a resume or
+    /// append includes the existing content it continues (even before that is copied in).
+    /// Writes held ahead of a gap are not counted.
     pub fn len(&self) -> u64 {
-        self.written
+        self.base.as_ref().map_or(self.written, |base| base.size)
     }
 
-    /// `true` until contiguous data from offset 0 has been written.
+    /// `true` while [`Upload::len`] is 0.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Makes the file visible (atomically replacing any previous version). Fails if there is a
     /// gap in the written data.
+    ///
+    /// A resume or append whose existing content was copied in fails (with
+    /// [`VfsError::Storage`]) if that content is no longer the current version, so a file
+    /// replaced or deleted during the resume is never overwritten with a mix of versions. This
+    /// check runs just before the final store call; a replacement in the instant between them
+    /// is overwritten (object stores cannot make a multipart commit conditional). A resume or
+    /// append committed without any write leaves the file untouched (the summary describes it,
+    /// which costs one read of its content for the checksum).
     ///
     /// On any failure the upload is aborted: the previous version stays in place.
     pub async fn commit(mut self) -> Result<UploadSummary, VfsError> {
@@ -324,12 +415,124 @@ impl Upload {
         Ok(())
     }
 
+    /// Reads the existing content (`self.base`) from the store, pinned to the version seen at
+    /// open, in ranged GETs of at most [`PART_SIZE`]. With `copy`, every byte goes into the
+    /// upload ahead of the client's data (buffer and parts, hashed as it goes); without, it is
+    /// only hashed. Either way `self.base` is consumed and becomes `self.pinned`.
+    async fn read_base(&mut self, copy: bool) -> Result<(), VfsError> {
+        let Some(base) = self.base.take() else {
+            return Ok(());
+        };
+        let started = std::time::Instant::now();
+        let mut position = 0;
+        while position < base.size {
+            let end = (position + PART_SIZE as u64).min(base.size);
+            let options = GetOptions::new()
+                .with_range(Some(GetRange::Bounded(position..end)))
+                .with_if_match(base.e_tag.clone())
+                // Without an entity tag (no supported store lacks one), pin what there is.
+                .with_if_unmodified_since(base.e_tag.is_none().then_some(base.last_modified));
+            let result = match self.store.get_opts(&self.key, options).await {
+                Ok(result) => result,
+                Err(e) => return Err(self.base_error(e)),
+            };
+            if result.meta.size != base.size || result.meta.e_tag != base.e_tag {
+                return Err(self.changed_during_resume());
+            }
+            let mut stream = result.into_stream();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| self.base_error(e))?;
+                position += chunk.len() as u64;
+                if position > end {
+                    return Err(self.changed_during_resume());
+                }
+                if copy {
+                    self.accept(chunk).await?;
+                } else {
+                    self.hasher.update(&chunk);
+                }
+            }
+            if position != end {
+                return Err(self.changed_during_resume());
+            }
+        }
+        tracing::debug!(
+            path = %self.path,
+            bytes = base.size,
+            copied = copy,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "read the existing content of a resumed upload"
+        );
+        self.pinned = Some(base);
+        Ok(())
+    }
+
+    /// Copies the existing content in, ahead of the client's first write.
+    async fn copy_base(&mut self) -> Result<(), VfsError> {
+        tracing::debug!(
+            path = %self.path,
+            existing = self.start_offset,
+            mode = ?self.mode,
+            "continuing an existing file"
+        );
+        self.read_base(true).await
+    }
+
+    /// A store error while reading the existing content: the file changed or went away, or the
+    /// store failed.
+    fn base_error(&self, e: object_store::Error) -> VfsError {
+        match e {
+            object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. } => {
+                self.changed_during_resume()
+            }
+            other => other.into(),
+        }
+    }
+
+    fn changed_during_resume(&self) -> VfsError {
+        tracing::info!(
+            path = %self.path,
+            "the file changed while an upload was continuing it; upload aborted"
+        );
+        storage_error(format!(
+            "{} was replaced or deleted while this upload was continuing it; nothing was \
+             changed: check the file's size and resume again",
+            self.path
+        ))
+    }
+
+    /// Fails unless the version whose content was copied in is still the current one.
+    async fn check_pinned(&self) -> Result<(), VfsError> {
+        let Some(pinned) = &self.pinned else {
+            return Ok(());
+        };
+        let current = crate::vfs::head(self.store.as_ref(), &self.key).await?;
+        let unchanged = current.is_some_and(|now| match (&now.e_tag, &pinned.e_tag) {
+            (Some(now_tag), Some(pinned_tag)) => now_tag == pinned_tag,
+            _ => now.size == pinned.size && now.last_modified == pinned.last_modified,
+        });
+        if unchanged {
+            Ok(())
+        } else {
+            Err(self.changed_during_resume())
+        }
+    }
+
     /// Sends what remains and makes the object visible.
     async fn finish(&mut self) -> Result<UploadSummary, VfsError> {
+        if let Some(size) = self.base.as_ref().map(|base| base.size) {
+            // A resume or append without a single write: the file stays as it is.
+            self.read_base(false).await?;
+            return Ok(UploadSummary {
+                size,
+                sha256: hex::encode(std::mem::take(&mut self.hasher).finalize()),
+            });
+        }
         let sha256 = hex::encode(std::mem::take(&mut self.hasher).finalize());
         let rest = std::mem::take(&mut self.buffer).freeze();
         if self.multipart.get_mut().is_none() {
             // Small file: one round trip.
+            self.check_pinned().await?;
             self.store.put(&self.key, PutPayload::from(rest)).await?;
         } else {
             if !rest.is_empty() {
@@ -338,6 +541,7 @@ impl Upload {
             while let Some(result) = self.in_flight.join_next().await {
                 part_result(result)?;
             }
+            self.check_pinned().await?;
             if let Some(multipart) = self.multipart.get_mut() {
                 multipart.complete().await?;
             }

@@ -60,7 +60,8 @@ pub struct Entry {
     pub modified: Option<DateTime<Utc>>,
 }
 
-/// How to open a file for writing.
+/// How to open a file for writing. Build it with struct update syntax so that new fields do not
+/// break callers: `CreateOptions { exclusive: true, ..Default::default() }`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CreateOptions {
     /// Fail with [`VfsError::AlreadyExists`] if the file exists (SFTP `EXCL`).
@@ -69,6 +70,53 @@ pub struct CreateOptions {
     /// multipart upload conditional, so two exclusive uploads racing for one name both succeed
     /// and the last commit wins.
     pub exclusive: bool,
+    /// Whether the upload replaces the file or continues it (resume, append).
+    pub mode: WriteMode,
+}
+
+/// What an [`Upload`] does with the file it is opened on.
+///
+/// Object stores cannot append to or modify an object, so [`WriteMode::Resume`] and
+/// [`WriteMode::Append`] write a **new** object made of the existing content followed by the
+/// client's data, and commit it like any upload: the previous version stays visible, untouched,
+/// until the commit; an aborted or dropped upload leaves it as it was. The client never resends
+/// the existing bytes: the gateway copies them from the store.
+///
+/// **Cost.** Continuing a file of `N` bytes reads those `N` bytes from the store and writes
+/// them again (object_store has no server-side part copy such as S3's `UploadPartCopy`). On a
+/// cloud store this traffic runs between the gateway and the bucket, not over the client's
+/// link, but resuming a 10 GiB file still moves 10 GiB each way on that side, and the client's
+/// first write waits until the copy is done. Files below [`crate::PART_SIZE`] are copied with
+/// one GET into the upload's buffer; larger ones are streamed by ranged GETs of
+/// [`crate::PART_SIZE`] straight into the multipart upload (memory stays bounded as for any
+/// upload). Every GET is pinned to the version seen at open (`If-Match` on its entity tag), and
+/// the commit checks that this version is still the current one, so a file replaced during the
+/// resume fails the upload instead of mixing two versions.
+///
+/// [`Upload::start_offset`] tells the protocol where the client continues (FTP `REST`, SFTP
+/// `fstat`). On a path that does not exist (or an empty file), both modes behave like
+/// [`WriteMode::Truncate`] with a start offset of 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum WriteMode {
+    /// The file is replaced by what is written from offset 0 (the default).
+    #[default]
+    Truncate,
+    /// The new file is the existing content followed by what the client writes from offset
+    /// `start_offset` (= the existing size) on: OpenSSH `reput` / `put -a`, WinSCP resume,
+    /// FTP `REST n` + `STOR`.
+    ///
+    /// The first write decides: at the existing size it continues the file (writes a little
+    /// ahead are held in the reorder window as usual); at offset 0 the client is rewriting the
+    /// file from scratch (what OpenSSH does when it opens without `TRUNC` and sends the whole
+    /// file), so the existing content is dropped and the upload becomes a
+    /// [`WriteMode::Truncate`] one. Any other offset fails with [`VfsError::Unsupported`]
+    /// (resuming is only possible at the current end of the file) and leaves the upload open.
+    /// An upload committed without any write leaves the file as it is.
+    Resume,
+    /// Like [`WriteMode::Resume`], but every write continues at the end of the data written so
+    /// far, whatever offset the client sends (SFTP `APPEND` flag, FTP `APPE`, paramiko
+    /// `open(path, 'a')`). Writes are therefore taken in arrival order; nothing is reordered.
+    Append,
 }
 
 /// One logged-in user's view of its bucket: everything is relative to its home directory and
@@ -350,7 +398,13 @@ impl Vfs {
         }
     }
 
-    /// Opens a file for writing from offset 0 (replacing any previous version on commit).
+    /// Opens a file for writing. With the default [`WriteMode::Truncate`] the client writes
+    /// from offset 0 and the commit replaces any previous version; with [`WriteMode::Resume`]
+    /// or [`WriteMode::Append`] the upload continues the existing content (see [`WriteMode`]
+    /// for the semantics and the cost).
+    ///
+    /// Needs write permission only, whatever the mode: a write-only partner may resume its own
+    /// upload (the existing bytes are copied inside the store and never shown to it).
     pub async fn create(
         &self,
         path: &VirtualPath,
@@ -361,6 +415,7 @@ impl Vfs {
             session = %self.identity().session_id,
             %path,
             exclusive = options.exclusive,
+            mode = ?options.mode,
             "create"
         );
         self.require(
@@ -376,16 +431,37 @@ impl Vfs {
             lookup(self.store(), &key)
         );
         parent?;
-        match existing? {
+        let existing = match existing? {
             Some(Found::Directory(_)) => return Err(VfsError::IsADirectory),
             Some(Found::File(_)) if options.exclusive => return Err(VfsError::AlreadyExists),
-            _ => {}
-        }
+            Some(Found::File(meta)) => Some(meta),
+            None => None,
+        };
+        let base = match options.mode {
+            WriteMode::Truncate => None,
+            WriteMode::Resume | WriteMode::Append => existing,
+        };
         Ok(Upload::new(
             Arc::clone(&self.inner.store),
             path.clone(),
             key,
+            options.mode,
+            base,
         ))
+    }
+
+    /// Opens a file for appending: shorthand for [`Vfs::create`] with [`WriteMode::Append`]
+    /// (FTP `APPE`, SFTP `APPEND`). Every write continues at the end whatever its offset; a
+    /// missing file is created. [`Upload::start_offset`] is the size of the existing content.
+    pub async fn open_append(&self, path: &VirtualPath) -> Result<Upload, VfsError> {
+        self.create(
+            path,
+            CreateOptions {
+                mode: WriteMode::Append,
+                ..CreateOptions::default()
+            },
+        )
+        .await
     }
 
     fn store(&self) -> &dyn ObjectStore {

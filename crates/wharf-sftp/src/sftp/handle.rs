@@ -15,7 +15,8 @@ use super::{MAX_IO_LEN, READDIR_BATCH, Replies};
 /// What an open handle is.
 pub(crate) enum HandleState {
     Read(Download),
-    Write(Upload),
+    // Boxed: an upload's state is several times larger than the other variants.
+    Write(Box<Upload>),
     Dir {
         path: VirtualPath,
         /// Entries still to send; `None` until the first READDIR lists the directory.
@@ -74,6 +75,7 @@ async fn close(state: HandleState, id: u32) -> Packet {
     let HandleState::Write(upload) = state else {
         return ok(id);
     };
+    let upload = *upload;
     let path = upload.path().to_string();
     match upload.commit().await {
         Ok(summary) => {
@@ -95,7 +97,8 @@ async fn serve(
     id: u32,
     op: HandleOp,
 ) -> Result<Packet, Reply> {
-    let wrong_kind = |what: &str| Reply::Status(StatusCode::Failure, format!("handle is not {what}"));
+    let wrong_kind =
+        |what: &str| Reply::Status(StatusCode::Failure, format!("handle is not {what}"));
     let packet: Packet = match (op, state) {
         (HandleOp::Close, _) => ok(id),
         (HandleOp::Read { offset, len }, HandleState::Read(download)) => {

@@ -29,7 +29,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
-use wharf_vfs::{CreateOptions, EntryKind, Vfs, VfsError, VirtualPath};
+use wharf_vfs::{CreateOptions, EntryKind, Vfs, VfsError, VirtualPath, WriteMode};
 
 use handle::{HandleOp, HandleState, Queued, run_handle};
 use reply::{Reply, entry_attrs, error_status, extended_reply, ok, status};
@@ -245,14 +245,20 @@ fn version() -> Version {
 fn dispatch(shared: &Arc<Shared>, packet: Packet, permit: OwnedSemaphorePermit) {
     let id = packet.get_request_id();
     let on_handle = match packet {
-        Packet::Read(p) => Some((p.handle, HandleOp::Read {
-            offset: p.offset,
-            len: p.len,
-        })),
-        Packet::Write(p) => Some((p.handle, HandleOp::Write {
-            offset: p.offset,
-            data: p.data,
-        })),
+        Packet::Read(p) => Some((
+            p.handle,
+            HandleOp::Read {
+                offset: p.offset,
+                len: p.len,
+            },
+        )),
+        Packet::Write(p) => Some((
+            p.handle,
+            HandleOp::Write {
+                offset: p.offset,
+                data: p.data,
+            },
+        )),
         Packet::Fstat(p) => Some((p.handle, HandleOp::Fstat)),
         Packet::FSetStat(p) => Some((p.handle, HandleOp::Fsetstat(p.attrs))),
         Packet::ReadDir(p) => Some((p.handle, HandleOp::Readdir)),
@@ -298,7 +304,9 @@ fn dispatch(shared: &Arc<Shared>, packet: Packet, permit: OwnedSemaphorePermit) 
     match queue {
         Some(queue) => {
             if let Err(mpsc::error::SendError(q)) = queue.send(queued) {
-                shared.replies.send(error_status(id, Reply::BadHandle), q.permit);
+                shared
+                    .replies
+                    .send(error_status(id, Reply::BadHandle), q.permit);
             }
         }
         None => shared
@@ -399,12 +407,6 @@ impl Shared {
             }
             (_, false) => HandleState::Read(self.vfs.open_read(&path).await?),
             (false, true) => {
-                if flags.contains(OpenFlags::APPEND) {
-                    return Err(Reply::Status(
-                        StatusCode::OpUnsupported,
-                        "appending to a file is not supported yet".into(),
-                    ));
-                }
                 if !flags.contains(OpenFlags::CREATE) {
                     // Without CREATE the file must exist already.
                     let entry = self.vfs.stat(&path).await?;
@@ -412,10 +414,22 @@ impl Shared {
                         return Err(VfsError::IsADirectory.into());
                     }
                 }
+                // APPEND: every write goes to the end (paramiko "a", some GUI clients).
+                // No TRUNCATE: the client keeps what is there and writes from where it wants;
+                // for a resume (OpenSSH reput, WinSCP) that is the current end of the file,
+                // for a rewrite it is offset 0. The VFS decides from the first write.
+                let mode = if flags.contains(OpenFlags::APPEND) {
+                    WriteMode::Append
+                } else if flags.contains(OpenFlags::TRUNCATE) {
+                    WriteMode::Truncate
+                } else {
+                    WriteMode::Resume
+                };
                 let options = CreateOptions {
                     exclusive: flags.contains(OpenFlags::EXCLUDE),
+                    mode,
                 };
-                HandleState::Write(self.vfs.create(&path, options).await?)
+                HandleState::Write(Box::new(self.vfs.create(&path, options).await?))
             }
         };
         let handle = self.register(state)?;
@@ -437,7 +451,10 @@ impl Shared {
                 .map_err(|_| Reply::Status(StatusCode::Failure, "internal error".into()))?;
             // The session ended while this OPEN was in progress: drop (abort) the state.
             let Some(handles) = handles.as_mut() else {
-                return Err(Reply::Status(StatusCode::NoConnection, "session closed".into()));
+                return Err(Reply::Status(
+                    StatusCode::NoConnection,
+                    "session closed".into(),
+                ));
             };
             if handles.len() >= MAX_OPEN_HANDLES {
                 return Err(Reply::Status(

@@ -66,7 +66,10 @@ pub(crate) fn extended_reply<T: serde::Serialize>(id: u32, value: &T) -> Result<
 
 /// chmod, chown and touch are accepted and ignored (object stores cannot keep them); a size
 /// change (truncate) cannot be honoured and is refused unless it changes nothing.
-pub(crate) fn check_setstat(attrs: &FileAttributes, current_size: Option<u64>) -> Result<(), Reply> {
+pub(crate) fn check_setstat(
+    attrs: &FileAttributes,
+    current_size: Option<u64>,
+) -> Result<(), Reply> {
     match (attrs.size, current_size) {
         (Some(want), Some(have)) if want != have => Err(Reply::Status(
             StatusCode::OpUnsupported,
@@ -91,7 +94,11 @@ const S_IFDIR: u32 = 0o040000;
 
 /// Mode bits that tell the partner what it may do: `ls -l` shows `-r--r--r--` for a read-only
 /// user, `--w-------` for a write-only one.
-pub(crate) fn file_attrs(size: u64, mtime: Option<u32>, permissions: Permissions) -> FileAttributes {
+pub(crate) fn file_attrs(
+    size: u64,
+    mtime: Option<u32>,
+    permissions: Permissions,
+) -> FileAttributes {
     let mode = match permissions {
         Permissions::ReadWrite => 0o644,
         Permissions::ReadOnly => 0o444,
