@@ -59,7 +59,12 @@ impl HomeDirectory {
         let Some(rest) = input.strip_prefix('/') else {
             return Err(HomeDirectoryError::Relative);
         };
-        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        // One trailing '/' is accepted ("/alice/"); "//" is an empty segment, not the root.
+        let rest = if rest.len() > 1 {
+            rest.strip_suffix('/').unwrap_or(rest)
+        } else {
+            rest
+        };
         if rest.is_empty() {
             return Ok(Self::root());
         }
