@@ -1070,3 +1070,32 @@ async fn paramiko_round_trip_append_and_jail() {
         b"line 1\nline 2\n"
     );
 }
+
+#[tokio::test]
+async fn empty_directories_and_files_survive_a_restart() {
+    let mut wharf = Wharf::start().await;
+    let (user, pw) = wharf.create_user("/durable", json!({})).await;
+    {
+        let sftp = rust_sftp(wharf.sftp_port, &user, &pw).await.unwrap();
+        sftp.create_dir("/empty").await.unwrap();
+        sftp.create_dir("/empty/nested").await.unwrap();
+        sftp.put("/file.txt", b"kept").await.unwrap();
+    }
+    wharf.stop().await;
+    let data_dir = std::mem::replace(&mut wharf.data_dir, tempfile::tempdir().unwrap());
+    let restarted = Wharf::start_with(StartOptions {
+        data_dir: Some(data_dir),
+        ..Default::default()
+    })
+    .await;
+    let sftp = rust_sftp(restarted.sftp_port, &user, &pw)
+        .await
+        .expect("the user and its password survive a restart");
+    let mut names: Vec<String> = sftp.read_dir("/").await.unwrap().map(|e| e.file_name()).collect();
+    names.sort();
+    assert_eq!(names, ["empty", "file.txt"]);
+    let nested: Vec<String> = sftp.read_dir("/empty").await.unwrap().map(|e| e.file_name()).collect();
+    assert_eq!(nested, ["nested"]);
+    assert!(sftp.metadata("/empty/nested").await.unwrap().is_dir());
+    assert_eq!(sftp.read("/file.txt").await.unwrap(), b"kept");
+}
