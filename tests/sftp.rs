@@ -1091,10 +1091,20 @@ async fn empty_directories_and_files_survive_a_restart() {
     let sftp = rust_sftp(restarted.sftp_port, &user, &pw)
         .await
         .expect("the user and its password survive a restart");
-    let mut names: Vec<String> = sftp.read_dir("/").await.unwrap().map(|e| e.file_name()).collect();
+    let mut names: Vec<String> = sftp
+        .read_dir("/")
+        .await
+        .unwrap()
+        .map(|e| e.file_name())
+        .collect();
     names.sort();
     assert_eq!(names, ["empty", "file.txt"]);
-    let nested: Vec<String> = sftp.read_dir("/empty").await.unwrap().map(|e| e.file_name()).collect();
+    let nested: Vec<String> = sftp
+        .read_dir("/empty")
+        .await
+        .unwrap()
+        .map(|e| e.file_name())
+        .collect();
     assert_eq!(nested, ["nested"]);
     assert!(sftp.metadata("/empty/nested").await.unwrap().is_dir());
     assert_eq!(sftp.read("/file.txt").await.unwrap(), b"kept");

@@ -164,6 +164,10 @@ pub struct StartOptions {
     /// Use the shared, pre-generated host keys (fast) instead of generating.
     pub shared_host_keys: bool,
     pub data_dir: Option<tempfile::TempDir>,
+    /// `--bucket-url` of the default bucket (default: a directory in the data dir).
+    pub bucket_url: Option<String>,
+    /// Extra environment variables of the server process (e.g. `AWS_ENDPOINT`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for StartOptions {
@@ -172,6 +176,8 @@ impl Default for StartOptions {
             db: Db::Sqlite,
             shared_host_keys: true,
             data_dir: None,
+            bucket_url: None,
+            env: Vec::new(),
         }
     }
 }
@@ -210,6 +216,12 @@ impl Wharf {
         }
         if let Some(pg) = &pg {
             cmd.arg("--database-url").arg(&pg.url);
+        }
+        if let Some(url) = &options.bucket_url {
+            cmd.arg("--bucket-url").arg(url);
+        }
+        for (key, value) in &options.env {
+            cmd.env(key, value);
         }
         let child = spawn_logged(cmd, &log);
         let wharf = Wharf {

@@ -33,8 +33,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 use wharf_core::api::{
-    Bucket, BucketList, CreateUserRequest, CreatedUser, NewPassword, PasswordOptions, Problem,
-    ResetPasswordRequest, ServerInfo, UpdateUserRequest, User, UserList,
+    Bucket, BucketList, CreateBucketRequest, CreateUserRequest, CreatedUser, NewPassword,
+    PasswordOptions, Problem, ResetPasswordRequest, ServerInfo, UpdateUserRequest, User, UserList,
 };
 use wharf_core::{LoginError, LoginGrant, LoginProvider, LoginRequest};
 
@@ -225,11 +225,35 @@ impl Client {
     }
 
     pub async fn get_bucket(&self, name: &str) -> Result<Bucket, ClientError> {
+        let url = self.bucket_url(name)?;
+        self.send::<(), _>(Method::GET, url, None).await
+    }
+
+    /// Registers a bucket that exists in its object store; the server lists it once first and
+    /// answers 422 (with what failed) if it cannot. The options are never shown again.
+    pub async fn create_bucket(
+        &self,
+        request: &CreateBucketRequest,
+    ) -> Result<Bucket, ClientError> {
+        self.send(Method::POST, self.url("v1/buckets")?, Some(request))
+            .await
+    }
+
+    /// Deletes a bucket from Wharf; its objects stay in the store. Refused (409) for the
+    /// default bucket and for buckets users still live in.
+    pub async fn delete_bucket(&self, name: &str) -> Result<(), ClientError> {
+        let url = self.bucket_url(name)?;
+        self.request::<()>(Method::DELETE, url, None).await?;
+        Ok(())
+    }
+
+    fn bucket_url(&self, name: &str) -> Result<Url, ClientError> {
         let mut url = self.url("v1/buckets")?;
+        // push() percent-encodes, so a hostile name cannot change the path.
         url.path_segments_mut()
             .map_err(|_| ClientError::Url(name.into()))?
             .push(name);
-        self.send::<(), _>(Method::GET, url, None).await
+        Ok(url)
     }
 
     /// How partners reach this installation (host, ports, host-key fingerprints).

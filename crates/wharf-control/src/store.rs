@@ -110,6 +110,19 @@ impl std::fmt::Debug for BucketRecord {
     }
 }
 
+/// What [`Store::delete_bucket`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BucketDeletion {
+    Deleted,
+    NotFound,
+    /// The default bucket cannot be deleted (it is configured with `--bucket-url`).
+    IsDefault,
+    /// Users still live in it.
+    InUse {
+        users: i64,
+    },
+}
+
 /// A user as stored.
 #[derive(Clone, PartialEq, Eq)]
 pub struct UserRecord {
@@ -360,6 +373,51 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(bucket_from_row).collect()
+    }
+
+    /// Removes a bucket that is not the default and that no user lives in. The objects in its
+    /// store are not touched.
+    pub async fn delete_bucket(&self, name: &BucketName) -> Result<BucketDeletion, StoreError> {
+        // Deleting only when no user refers to it, in one statement: a user created at the same
+        // moment either lands first (and the statement deletes nothing) or fails on the foreign
+        // key. A delete that loses that race the other way round fails on the key too.
+        for _ in 0..3 {
+            let result = sqlx::query(
+                "DELETE FROM buckets WHERE name = $1 AND is_default = 0 \
+                 AND NOT EXISTS (SELECT 1 FROM users WHERE bucket_name = $1)",
+            )
+            .bind(name.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::from);
+            match result {
+                Ok(done) if done.rows_affected() > 0 => return Ok(BucketDeletion::Deleted),
+                Ok(_) | Err(StoreError::MissingReference) => {}
+                Err(e) => return Err(e),
+            }
+            // Why not?
+            let Some(bucket) = self.get_bucket(name).await? else {
+                return Ok(BucketDeletion::NotFound);
+            };
+            if bucket.is_default {
+                return Ok(BucketDeletion::IsDefault);
+            }
+            let users = self.count_users_in_bucket(name).await?;
+            if users > 0 {
+                return Ok(BucketDeletion::InUse { users });
+            }
+            // Its last user went away meanwhile: try again.
+        }
+        Err(StoreError::Conflict)
+    }
+
+    /// How many users live in the bucket.
+    pub async fn count_users_in_bucket(&self, name: &BucketName) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM users WHERE bucket_name = $1")
+            .bind(name.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>("n")?)
     }
 
     // ---------------------------------------------------------------------------------------

@@ -129,7 +129,47 @@ pub struct Bucket {
     pub storage_url: String,
     /// Users created without a `bucketName` go here.
     pub is_default: bool,
+    /// The names of the bucket's storage options (their values may be credentials and are
+    /// never shown).
+    #[serde(default)]
+    pub option_keys: Vec<String>,
     pub created_at: DateTime<Utc>,
+}
+
+/// Most storage options one bucket may have.
+pub const MAX_BUCKET_OPTIONS: usize = 64;
+
+/// `POST /v1/buckets`: register a bucket that already exists in its object store.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateBucketRequest {
+    /// The bucket's name in Wharf (users refer to it as `bucketName`).
+    pub bucket_name: BucketName,
+    /// Where its objects live: `file:///absolute/dir`, `s3://bucket[/prefix]`,
+    /// `gs://bucket[/prefix]` or `az://container[/prefix]` (also `abfs://`, `azure://`). The
+    /// bucket (container) must exist: Wharf lists it once before recording it.
+    #[schema(example = "s3://acme-partners/wharf")]
+    pub storage_url: String,
+    /// object_store configuration keys and values, e.g. `aws_endpoint`,
+    /// `aws_access_key_id`, `aws_secret_access_key`, `aws_region`,
+    /// `azure_storage_account_name`, `azure_storage_access_key`, `azure_storage_use_emulator`,
+    /// `google_service_account`. Settings missing here come from the server's environment
+    /// (`AWS_*`, `AZURE_*`, `GOOGLE_*`). Values are stored and never shown again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<std::collections::BTreeMap<String, String>>,
+}
+
+impl std::fmt::Debug for CreateBucketRequest {
+    // Option values may be credentials: never log them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateBucketRequest")
+            .field("bucket_name", &self.bucket_name)
+            .field(
+                "options",
+                &self.options.as_ref().map(|o| o.keys().collect::<Vec<_>>()),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 /// The list of buckets.

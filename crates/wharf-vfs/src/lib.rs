@@ -25,7 +25,7 @@ mod tests;
 
 pub use error::VfsError;
 pub use path::{MAX_NAME_BYTES, MAX_PATH_BYTES, VirtualPath};
-pub use store::{StoreCache, create_home, open_bucket};
+pub use store::{BucketError, StoreCache, check_bucket, create_home, open_bucket};
 pub use transfer::{
     Download, MAX_PARTS, MAX_PARTS_IN_FLIGHT, MAX_UPLOAD_SIZE, PART_SIZE, REORDER_WINDOW, Upload,
     UploadSummary,

@@ -1,9 +1,11 @@
-//! Opening bucket stores from their [`BucketStorage`] description.
+//! Opening bucket stores from their [`BucketStorage`] description, and checking that a new
+//! bucket's store answers before the control plane records it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
-use object_store::ObjectStore;
+use futures::StreamExt;
 use object_store::ObjectStoreScheme;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
@@ -12,28 +14,147 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
+use object_store::{BackoffConfig, ClientConfigKey, ObjectStore, RetryConfig};
 use url::Url;
 use wharf_core::{BucketStorage, HomeDirectory};
 
 use crate::VfsError;
 use crate::vfs::{ensure_directory, object_key};
 
+/// The account name of the Azure storage emulator (Azurite).
+const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+/// The well-known, public account key of the Azure storage emulator (Azurite), documented by
+/// Microsoft; used only when an emulator bucket gives no key of its own.
+const AZURITE_ACCOUNT_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// Why a bucket's storage description cannot be used, split by what is at fault so that the
+/// control plane can name the offending field. Messages never contain option values (they may
+/// be credentials) nor the URL's user or password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BucketError {
+    /// The storage URL: unparsable, an unsupported scheme, no bucket named.
+    #[error("{0}")]
+    Url(String),
+    /// An option key this kind of store does not know (or a store that takes no options).
+    #[error("option '{key}': {message}")]
+    Option { key: String, message: String },
+    /// The URL and options are well-formed but the store cannot be built from them (a bad
+    /// option value, a missing credentials file, a directory that cannot be created).
+    #[error("{0}")]
+    Open(String),
+    /// The store was built but did not answer a listing (unreachable endpoint, missing bucket,
+    /// rejected credentials, timeout).
+    #[error("{0}")]
+    Unreachable(String),
+}
+
+/// How the client of a cloud store behaves.
+#[derive(Clone, Copy)]
+enum Tuning {
+    /// object_store's defaults: retries with backoff, for sessions.
+    Serve,
+    /// One attempt, bounded by a deadline: the reachability check.
+    Probe(Duration),
+}
+
 /// Opens the object store a bucket lives in: `file:///abs/dir` (created if missing; empty
 /// parent directories are cleaned up on delete), `s3://bucket`, `gs://bucket`, `az://container`
-/// (options: object_store's configuration keys, e.g. `aws_endpoint`, `aws_access_key_id`,
-/// `aws_allow_http`, `aws_virtual_hosted_style_request`; plus the usual environment).
+/// (also `abfs://`, `azure://`), with object_store's configuration keys as options and the usual
+/// environment variables (`AWS_*`, `GOOGLE_*`, `AZURE_*`) as fallback.
+///
+/// - **S3 and compatible servers** (MinIO, Garage, s3s, R2, …): `aws_endpoint` selects the
+///   server; requests are path-style (`endpoint/bucket/key`) unless
+///   `aws_virtual_hosted_style_request` is `true`. An `http://` endpoint is allowed without
+///   `aws_allow_http` (naming it is consent enough). Credentials come from
+///   `aws_access_key_id`/`aws_secret_access_key` (or `AWS_ACCESS_KEY_ID`/…), else from the
+///   usual AWS chain (web identity, ECS, instance metadata). `AWS_CA_BUNDLE` is **not** read
+///   (object_store uses the system's root certificates), so the variable set for other AWS
+///   tools cannot break Wharf.
+/// - **Azure Blob Storage**: `azure_storage_account_name` and `azure_storage_access_key` (or a
+///   SAS token, a bearer token, a service principal, …); `azure_storage_endpoint` for a
+///   non-standard endpoint. For the Azurite emulator set `azure_storage_use_emulator=true` and,
+///   when it does not listen on `127.0.0.1:10000`, `azure_storage_endpoint=http://host:port`
+///   (the account, default `devstoreaccount1`, and its well-known key are filled in).
+/// - **Google Cloud Storage**: `google_service_account` (path of a service-account JSON file)
+///   or `google_service_account_key` (its content), else application default credentials;
+///   `google_base_url` for another endpoint (an emulator).
 ///
 /// A path after the bucket (`s3://bucket/wharf/`) keeps the bucket's files under that prefix.
 /// `memory://` opens a new, empty in-memory store (tests and demos; share it through a
-/// [`StoreCache`]). `file://` and `memory://` take no options. Errors never echo option values,
-/// which may be credentials.
+/// [`StoreCache`]). `file://` and `memory://` take no options. Opening sends no request.
+/// Errors never echo option values, which may be credentials.
 pub fn open_bucket(storage: &BucketStorage) -> Result<Arc<dyn ObjectStore>, VfsError> {
-    let name = storage.name.as_str();
-    let config_error = |what: String| VfsError::Config(format!("bucket '{name}': {what}"));
-    let url =
-        Url::parse(&storage.url).map_err(|e| config_error(format!("invalid storage URL: {e}")))?;
+    build_store(storage, Tuning::Serve)
+        .map_err(|e| VfsError::Config(format!("bucket '{}': {e}", storage.name)))
+}
+
+/// Checks that `storage` describes a usable bucket: the URL and options are valid and the
+/// store answers one listing request within `timeout` (a single attempt: no retries). Used by
+/// the control plane before it records a new bucket. `memory://` is refused: an in-memory
+/// store lives in one process only, so no gateway could reach it.
+///
+/// The listing reads at most one page and nothing else: the check needs read (list)
+/// permission only, and changes nothing in the store. A `file://` directory is created if
+/// missing, as [`open_bucket`] does.
+pub async fn check_bucket(storage: &BucketStorage, timeout: Duration) -> Result<(), BucketError> {
+    let url = parse_url(storage)?;
+    if url.scheme() == "memory" {
+        return Err(BucketError::Url(
+            "memory:// stores exist inside one process only; use file://, s3://, gs:// or az://"
+                .to_owned(),
+        ));
+    }
+    let store = build_store(storage, Tuning::Probe(timeout))?;
+    let first = tokio::time::timeout(timeout, async { store.list(None).next().await }).await;
+    match first {
+        Ok(None | Some(Ok(_))) => Ok(()),
+        Ok(Some(Err(e))) => {
+            let chain = error_chain(&e);
+            let hint = if matches!(e, object_store::Error::NotFound { .. })
+                || ["NoSuchBucket", "ContainerNotFound", "404 Not Found"]
+                    .iter()
+                    .any(|s| chain.contains(s))
+            {
+                "the bucket does not exist (or these credentials cannot see it); "
+            } else if [
+                "403 Forbidden",
+                "AccessDenied",
+                "SignatureDoesNotMatch",
+                "InvalidAccessKeyId",
+                "AuthenticationFailed",
+                "AuthorizationFailure",
+            ]
+            .iter()
+            .any(|s| chain.contains(s))
+            {
+                "the credentials were refused; "
+            } else {
+                ""
+            };
+            Err(BucketError::Unreachable(redact(
+                &format!("{hint}listing the store failed: {chain}"),
+                storage,
+            )))
+        }
+        Err(_) => Err(BucketError::Unreachable(format!(
+            "the store did not answer a listing within {} s",
+            timeout.as_secs_f32()
+        ))),
+    }
+}
+
+fn parse_url(storage: &BucketStorage) -> Result<Url, BucketError> {
+    Url::parse(&storage.url).map_err(|e| BucketError::Url(format!("invalid storage URL: {e}")))
+}
+
+fn build_store(
+    storage: &BucketStorage,
+    tuning: Tuning,
+) -> Result<Arc<dyn ObjectStore>, BucketError> {
+    let url = parse_url(storage)?;
     let (scheme, prefix) = ObjectStoreScheme::parse(&url).map_err(|_| {
-        config_error(match url.scheme() {
+        BucketError::Url(match url.scheme() {
             "file" => "a file:// URL names no host: file:///absolute/dir".to_owned(),
             "s3" | "s3a" | "gs" | "az" | "adl" | "azure" | "abfs" | "abfss" => {
                 format!("a {}:// URL must name the bucket", url.scheme())
@@ -43,61 +164,230 @@ pub fn open_bucket(storage: &BucketStorage) -> Result<Arc<dyn ObjectStore>, VfsE
             ),
         })
     })?;
-    tracing::debug!(bucket = name, scheme = url.scheme(), "opening bucket store");
+    tracing::debug!(bucket = %storage.name, scheme = url.scheme(), "opening bucket store");
     let options = &storage.options;
+    let open_error = |e: object_store::Error| BucketError::Open(redact(&error_chain(&e), storage));
     let store: Arc<dyn ObjectStore> = match scheme {
         ObjectStoreScheme::Local => {
-            no_options(options).map_err(config_error)?;
-            let dir = url
-                .to_file_path()
-                .map_err(|()| config_error("file:// URL is not an absolute local path".into()))?;
+            no_options(options)?;
+            let dir = url.to_file_path().map_err(|()| {
+                BucketError::Url("file:// URL is not an absolute local path".into())
+            })?;
             std::fs::create_dir_all(&dir).map_err(|e| {
-                config_error(format!("cannot create directory {}: {e}", dir.display()))
+                BucketError::Open(format!("cannot create directory {}: {e}", dir.display()))
             })?;
             let store = LocalFileSystem::new_with_prefix(&dir)
-                .map_err(|e| config_error(format!("cannot open {}: {e}", dir.display())))?
+                .map_err(|e| BucketError::Open(format!("cannot open {}: {e}", dir.display())))?
                 // Deleting a directory's last object (its marker) removes the directory from
                 // disk too, as it disappears from a cloud store.
                 .with_automatic_cleanup(true);
             return Ok(Arc::new(store));
         }
         ObjectStoreScheme::Memory => {
-            no_options(options).map_err(config_error)?;
+            no_options(options)?;
             return Ok(Arc::new(InMemory::new()));
         }
         ObjectStoreScheme::AmazonS3 => {
             let mut builder = AmazonS3Builder::from_env().with_url(url.as_str());
+            let mut allow_http_given = std::env::var_os("AWS_ALLOW_HTTP").is_some();
             for (key, value) in options {
-                let key: AmazonS3ConfigKey = parse_key(key, "s3").map_err(config_error)?;
+                let key: AmazonS3ConfigKey = parse_key(key, "s3")?;
+                allow_http_given |= key == AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp);
                 builder = builder.with_config(key, value);
             }
-            Arc::new(builder.build().map_err(|e| config_error(e.to_string()))?)
+            let endpoint = builder.get_config_value(&AmazonS3ConfigKey::Endpoint);
+            if is_http(endpoint.as_deref()) && !allow_http_given {
+                builder = builder.with_config(
+                    AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp),
+                    "true",
+                );
+            }
+            if let Tuning::Probe(timeout) = tuning {
+                for (key, value) in probe_client_options(timeout) {
+                    builder = builder.with_config(AmazonS3ConfigKey::Client(key), value);
+                }
+                builder = builder.with_retry(probe_retry(timeout));
+            }
+            Arc::new(builder.build().map_err(open_error)?)
         }
         ObjectStoreScheme::GoogleCloudStorage => {
             let mut builder = GoogleCloudStorageBuilder::from_env().with_url(url.as_str());
+            let mut allow_http_given = std::env::var_os("GOOGLE_ALLOW_HTTP").is_some();
             for (key, value) in options {
-                let key: GoogleConfigKey = parse_key(key, "gs").map_err(config_error)?;
+                let key: GoogleConfigKey = parse_key(key, "gs")?;
+                allow_http_given |= key == GoogleConfigKey::Client(ClientConfigKey::AllowHttp);
                 builder = builder.with_config(key, value);
             }
-            Arc::new(builder.build().map_err(|e| config_error(e.to_string()))?)
+            let base_url = builder.get_config_value(&GoogleConfigKey::BaseUrl);
+            if is_http(base_url.as_deref()) && !allow_http_given {
+                builder = builder
+                    .with_config(GoogleConfigKey::Client(ClientConfigKey::AllowHttp), "true");
+            }
+            if let Tuning::Probe(timeout) = tuning {
+                for (key, value) in probe_client_options(timeout) {
+                    builder = builder.with_config(GoogleConfigKey::Client(key), value);
+                }
+                builder = builder.with_retry(probe_retry(timeout));
+            }
+            Arc::new(builder.build().map_err(open_error)?)
         }
         ObjectStoreScheme::MicrosoftAzure => {
             let mut builder = MicrosoftAzureBuilder::from_env().with_url(url.as_str());
+            let mut allow_http_given = std::env::var_os("AZURE_ALLOW_HTTP").is_some();
             for (key, value) in options {
-                let key: AzureConfigKey = parse_key(key, "az").map_err(config_error)?;
+                let key: AzureConfigKey = parse_key(key, "az")?;
+                allow_http_given |= key == AzureConfigKey::Client(ClientConfigKey::AllowHttp);
                 builder = builder.with_config(key, value);
             }
-            Arc::new(builder.build().map_err(|e| config_error(e.to_string()))?)
+            builder = azurite_endpoint(builder);
+            let endpoint = builder.get_config_value(&AzureConfigKey::Endpoint);
+            if is_http(endpoint.as_deref()) && !allow_http_given {
+                builder =
+                    builder.with_config(AzureConfigKey::Client(ClientConfigKey::AllowHttp), "true");
+            }
+            if let Tuning::Probe(timeout) = tuning {
+                for (key, value) in probe_client_options(timeout) {
+                    builder = builder.with_config(AzureConfigKey::Client(key), value);
+                }
+                builder = builder.with_retry(probe_retry(timeout));
+            }
+            Arc::new(builder.build().map_err(open_error)?)
         }
         // Http (a WebDAV server, not a bucket) and any scheme object_store adds later.
         _ => {
-            return Err(config_error(format!(
+            return Err(BucketError::Url(format!(
                 "'{}' URLs cannot hold a bucket; use file://, s3://, gs:// or az://",
                 url.scheme()
             )));
         }
     };
     Ok(with_prefix(store, prefix))
+}
+
+/// object_store sends an emulator bucket to `AZURITE_BLOB_STORAGE_URL` (default
+/// `http://127.0.0.1:10000`) and ignores `azure_storage_endpoint`, a process-wide setting that
+/// cannot differ between buckets. When both are given, the bucket is opened as an ordinary
+/// account at `endpoint/account` (path-style, as Azurite serves it) with the emulator's
+/// account and key unless others are given: the same requests, signed the same way.
+fn azurite_endpoint(builder: MicrosoftAzureBuilder) -> MicrosoftAzureBuilder {
+    let emulator = builder
+        .get_config_value(&AzureConfigKey::UseEmulator)
+        .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
+    let Some(endpoint) = builder.get_config_value(&AzureConfigKey::Endpoint) else {
+        return builder;
+    };
+    if !emulator {
+        return builder;
+    }
+    let account = builder
+        .get_config_value(&AzureConfigKey::AccountName)
+        .unwrap_or_else(|| AZURITE_ACCOUNT.to_owned());
+    let trimmed = endpoint.trim_end_matches('/');
+    let account_url = if trimmed.rsplit('/').next() == Some(account.as_str()) {
+        trimmed.to_owned()
+    } else {
+        format!("{trimmed}/{account}")
+    };
+    let has_credential = [
+        AzureConfigKey::AccessKey,
+        AzureConfigKey::SasKey,
+        AzureConfigKey::Token,
+    ]
+    .iter()
+    .any(|key| builder.get_config_value(key).is_some());
+    let mut builder = builder
+        .with_config(AzureConfigKey::UseEmulator, "false")
+        .with_config(AzureConfigKey::AccountName, &account)
+        .with_config(AzureConfigKey::Endpoint, account_url);
+    if !has_credential {
+        builder = builder.with_config(AzureConfigKey::AccessKey, AZURITE_ACCOUNT_KEY);
+    }
+    builder
+}
+
+fn is_http(endpoint: Option<&str>) -> bool {
+    endpoint.is_some_and(|e| {
+        e.get(..7)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"))
+    })
+}
+
+/// Client settings of the reachability check: fail within `timeout`.
+fn probe_client_options(timeout: Duration) -> [(ClientConfigKey, String); 2] {
+    let secs = format!("{}ms", timeout.as_millis().max(1));
+    [
+        (ClientConfigKey::ConnectTimeout, secs.clone()),
+        (ClientConfigKey::Timeout, secs),
+    ]
+}
+
+/// One attempt only, so the check reports the real cause instead of "timed out" after retries.
+fn probe_retry(timeout: Duration) -> RetryConfig {
+    RetryConfig {
+        backoff: BackoffConfig::default(),
+        max_retries: 0,
+        retry_timeout: timeout,
+    }
+}
+
+/// `e` and its sources, each once: object_store's messages often repeat their source's.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !part.is_empty() && !message.contains(&part) {
+            message.push_str(": ");
+            message.push_str(&part);
+        }
+        source = s.source();
+    }
+    message
+}
+
+/// Whether an option's value is harmless to show (where the store is, not how to get in).
+fn is_public_option(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    [
+        "endpoint",
+        "region",
+        "allow_http",
+        "use_emulator",
+        "account_name",
+        "virtual_hosted",
+    ]
+    .iter()
+    .any(|public| key.contains(public))
+        && !["secret", "token", "key", "password", "credential", "sas"]
+            .iter()
+            .any(|secret| key.contains(secret))
+}
+
+/// `message` without the values of `storage`'s options (but endpoints, regions and such) and
+/// without the URL's password and query (a driver may quote them, e.g. in a parse error).
+fn redact(message: &str, storage: &BucketStorage) -> String {
+    let mut secrets: Vec<String> = storage
+        .options
+        .iter()
+        // Flags ("true") are never secrets, and hiding them would mangle ordinary words.
+        .filter(|(key, value)| {
+            value.len() >= 4
+                && !is_public_option(key)
+                && !["true", "false"].contains(&value.to_ascii_lowercase().as_str())
+        })
+        .map(|(_, value)| value.clone())
+        .collect();
+    if let Ok(url) = Url::parse(&storage.url) {
+        secrets.extend(url.password().map(str::to_owned));
+        secrets.extend(url.query().map(str::to_owned));
+    }
+    // Longest first, so that a secret containing another is removed whole.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut message = message.to_owned();
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        message = message.replace(secret.as_str(), "***");
+    }
+    message
 }
 
 /// `store` restricted to the keys under `prefix` (the path part of a cloud URL).
@@ -109,22 +399,26 @@ fn with_prefix(store: Arc<dyn ObjectStore>, prefix: Path) -> Arc<dyn ObjectStore
     }
 }
 
-fn no_options(options: &BTreeMap<String, String>) -> Result<(), String> {
+fn no_options(options: &BTreeMap<String, String>) -> Result<(), BucketError> {
     match options.keys().next() {
         None => Ok(()),
-        Some(key) => Err(format!(
-            "option '{key}' is not used by this kind of store (it takes no options)"
-        )),
+        Some(key) => Err(BucketError::Option {
+            key: key.clone(),
+            message: "not used by this kind of store (it takes no options)".to_owned(),
+        }),
     }
 }
 
 /// An object_store configuration key, matched case-insensitively as object_store's own URL
 /// parser does. An unknown key is an error rather than ignored: a misspelt endpoint would
 /// otherwise send the bucket's traffic to AWS.
-fn parse_key<K: std::str::FromStr>(key: &str, scheme: &str) -> Result<K, String> {
+fn parse_key<K: std::str::FromStr>(key: &str, scheme: &str) -> Result<K, BucketError> {
     key.to_ascii_lowercase()
         .parse()
-        .map_err(|_| format!("unknown option '{key}' for a {scheme}:// store"))
+        .map_err(|_| BucketError::Option {
+            key: key.to_owned(),
+            message: format!("unknown option for a {scheme}:// store"),
+        })
 }
 
 /// Creates `home` (and its parents) in `store` as directories, so a new user's home exists and
@@ -176,5 +470,162 @@ impl StoreCache {
         let store = open_bucket(storage)?;
         stores.insert(key, Arc::clone(&store));
         Ok(store)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn storage(url: &str, options: &[(&str, &str)]) -> BucketStorage {
+        BucketStorage {
+            name: wharf_core::BucketName::parse("unit").unwrap(),
+            url: url.to_owned(),
+            options: options
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    fn azure(options: &[(&str, &str)]) -> MicrosoftAzureBuilder {
+        let mut builder = MicrosoftAzureBuilder::new().with_url("az://container");
+        for (key, value) in options {
+            builder = builder.with_config(key.parse().unwrap(), *value);
+        }
+        azurite_endpoint(builder)
+    }
+
+    #[test]
+    fn emulator_with_an_endpoint_becomes_a_path_style_account() {
+        let builder = azure(&[
+            ("azure_storage_use_emulator", "true"),
+            ("azure_storage_endpoint", "http://127.0.0.1:10123/"),
+        ]);
+        let get = |key| builder.get_config_value(&key);
+        assert_eq!(get(AzureConfigKey::UseEmulator).as_deref(), Some("false"));
+        assert_eq!(
+            get(AzureConfigKey::Endpoint).as_deref(),
+            Some("http://127.0.0.1:10123/devstoreaccount1")
+        );
+        assert_eq!(
+            get(AzureConfigKey::AccountName).as_deref(),
+            Some(AZURITE_ACCOUNT)
+        );
+        assert_eq!(
+            get(AzureConfigKey::AccessKey).as_deref(),
+            Some(AZURITE_ACCOUNT_KEY)
+        );
+
+        // Own account and key are kept; an endpoint naming the account is not extended.
+        let builder = azure(&[
+            ("use_emulator", "true"),
+            ("account_name", "acct"),
+            ("access_key", "a2V5"),
+            ("endpoint", "http://azurite:10000/acct"),
+        ]);
+        let get = |key| builder.get_config_value(&key);
+        assert_eq!(
+            get(AzureConfigKey::Endpoint).as_deref(),
+            Some("http://azurite:10000/acct")
+        );
+        assert_eq!(get(AzureConfigKey::AccessKey).as_deref(), Some("a2V5"));
+
+        // Without the emulator switch, or without an endpoint, nothing changes.
+        let plain = azure(&[("azure_storage_endpoint", "https://example.test")]);
+        assert_eq!(plain.get_config_value(&AzureConfigKey::AccountName), None);
+        let emulator = azure(&[("azure_storage_use_emulator", "true")]);
+        assert_eq!(
+            emulator
+                .get_config_value(&AzureConfigKey::UseEmulator)
+                .as_deref(),
+            Some("true")
+        );
+        assert_eq!(emulator.get_config_value(&AzureConfigKey::Endpoint), None);
+    }
+
+    #[test]
+    fn every_cloud_opens_without_a_request() {
+        for (url, options) in [
+            (
+                "s3://bucket/prefix",
+                &[
+                    ("aws_endpoint", "http://127.0.0.1:9"),
+                    ("aws_access_key_id", "id"),
+                    ("aws_secret_access_key", "secret"),
+                ][..],
+            ),
+            (
+                "gs://bucket",
+                &[
+                    ("google_base_url", "http://127.0.0.1:9"),
+                    ("google_bearer_token", "token"),
+                ][..],
+            ),
+            (
+                "az://container",
+                &[
+                    ("azure_storage_account_name", "acct"),
+                    ("azure_storage_access_key", "a2V5"),
+                ][..],
+            ),
+            (
+                "abfs://container",
+                &[("azure_storage_use_emulator", "true")][..],
+            ),
+        ] {
+            open_bucket(&storage(url, options)).unwrap_or_else(|e| panic!("{url}: {e}"));
+        }
+    }
+
+    #[test]
+    fn errors_name_what_is_at_fault() {
+        let build = |url: &str, options: &[(&str, &str)]| {
+            build_store(&storage(url, options), Tuning::Serve).map(|_| ())
+        };
+        assert!(matches!(build("ftp://x/y", &[]), Err(BucketError::Url(_))));
+        assert!(matches!(build("gs:///", &[]), Err(BucketError::Url(_))));
+        assert!(matches!(
+            build("s3://b", &[("AWS_Endpointt", "x")]),
+            Err(BucketError::Option { key, .. }) if key == "AWS_Endpointt"
+        ));
+        // Keys are matched case-insensitively, as object_store's URL parser does.
+        build("s3://b", &[("AWS_REGION", "eu-west-1")]).unwrap();
+        let Err(BucketError::Open(message)) = build(
+            "gs://b",
+            &[(
+                "google_service_account",
+                "/nonexistent/very-secret-name.json",
+            )],
+        ) else {
+            panic!("a missing credentials file is an Open error");
+        };
+        assert!(!message.contains("very-secret-name"), "{message}");
+    }
+
+    #[test]
+    fn redaction_keeps_locations_and_hides_credentials() {
+        let storage = storage(
+            "s3://user:pa55word@bucket/p?sig=qu3ry",
+            &[
+                ("aws_endpoint", "http://minio.internal:9000"),
+                ("aws_region", "eu-west-1"),
+                ("aws_secret_access_key", "s3cr3t-value"),
+                ("azure_storage_sas_key", "sv=2020&sig=abcd"),
+                ("aws_skip_signature", "true"),
+            ],
+        );
+        let message = redact(
+            "GET http://minio.internal:9000 eu-west-1 s3cr3t-value sv=2020&sig=abcd pa55word \
+             sig=qu3ry true",
+            &storage,
+        );
+        assert_eq!(
+            message,
+            "GET http://minio.internal:9000 eu-west-1 *** *** *** *** true"
+        );
+        assert!(is_public_option("AWS_ENDPOINT"));
+        assert!(!is_public_option("aws_endpoint_token"));
+        assert!(!is_public_option("azure_storage_account_key"));
     }
 }

@@ -29,7 +29,7 @@ pub enum Command {
     /// Manage users (trading partners).
     #[command(subcommand)]
     Users(UsersCommand),
-    /// Inspect buckets.
+    /// Manage buckets: where home directories live.
     #[command(subcommand)]
     Buckets(BucketsCommand),
 }
@@ -279,6 +279,26 @@ pub enum BucketsCommand {
     },
     /// Show one bucket.
     Get {
+        #[command(flatten)]
+        api: ApiArgs,
+        bucket_name: String,
+    },
+    /// Register a bucket that exists in its object store (it is listed once first).
+    Create {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The bucket's name in Wharf: 3-63 of a-z, 0-9 and '-'.
+        bucket_name: String,
+        /// Where its objects live: file:///dir, s3://bucket[/prefix], gs://bucket, az://container.
+        #[arg(long)]
+        url: String,
+        /// A storage option as key=value (repeatable), e.g. aws_endpoint=https://…,
+        /// aws_access_key_id=…, azure_storage_account_name=…. Values are never shown again.
+        #[arg(long = "option", value_name = "KEY=VALUE")]
+        options: Vec<String>,
+    },
+    /// Delete a bucket from Wharf; its objects stay in the store.
+    Delete {
         #[command(flatten)]
         api: ApiArgs,
         bucket_name: String,

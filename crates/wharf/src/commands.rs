@@ -1,12 +1,15 @@
 //! The CLI commands that talk to the REST API (`wharf users …`, `wharf buckets …`).
 
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::{Context, Result};
 use futures::TryStreamExt;
 use serde::Serialize;
 use wharf_client::{Client, ClientError};
-use wharf_core::api::{CreateUserRequest, PasswordOptions, UpdateUserRequest, User};
+use wharf_core::api::{
+    Bucket, CreateBucketRequest, CreateUserRequest, PasswordOptions, UpdateUserRequest, User,
+};
 use wharf_core::{BucketName, HomeDirectory, Username};
 
 use crate::cli::{ApiArgs, BucketsCommand, UsersCommand};
@@ -242,13 +245,76 @@ pub async fn buckets(command: BucketsCommand) -> Result<()> {
             if api.json {
                 return print_json(&bucket);
             }
-            println!("Bucket:   {}", bucket.bucket_name);
-            println!("Storage:  {}", bucket.storage_url);
-            println!("Default:  {}", bucket.is_default);
-            println!("Created:  {}", bucket.created_at.to_rfc3339());
+            print_bucket(&bucket);
+            Ok(())
+        }
+        BucketsCommand::Create {
+            api,
+            bucket_name,
+            url,
+            options,
+        } => {
+            let request = CreateBucketRequest {
+                bucket_name: BucketName::parse(&bucket_name)
+                    .with_context(|| format!("invalid bucket name '{bucket_name}'"))?,
+                storage_url: url,
+                options: if options.is_empty() {
+                    None
+                } else {
+                    Some(bucket_options(&options)?)
+                },
+            };
+            let bucket = client(&api)?.create_bucket(&request).await?;
+            if api.json {
+                return print_json(&bucket);
+            }
+            println!("Registered bucket {}", bucket.bucket_name);
+            print_bucket(&bucket);
+            Ok(())
+        }
+        BucketsCommand::Delete { api, bucket_name } => {
+            client(&api)?.delete_bucket(&bucket_name).await?;
+            if api.json {
+                return print_json(&serde_json::json!({ "deleted": bucket_name }));
+            }
+            println!("Deleted bucket {bucket_name} (its objects stay in the store)");
             Ok(())
         }
     }
+}
+
+fn print_bucket(bucket: &Bucket) {
+    println!("Bucket:   {}", bucket.bucket_name);
+    println!("Storage:  {}", bucket.storage_url);
+    println!("Default:  {}", bucket.is_default);
+    if !bucket.option_keys.is_empty() {
+        println!(
+            "Options:  {} (values hidden)",
+            bucket.option_keys.join(", ")
+        );
+    }
+    println!("Created:  {}", bucket.created_at.to_rfc3339());
+}
+
+/// `key=value` arguments as a map; a key given twice is an error (one would silently win).
+fn bucket_options(args: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut options = BTreeMap::new();
+    for arg in args {
+        let Some((key, value)) = arg.split_once('=') else {
+            // Never echo the argument: it may be a credential.
+            anyhow::bail!("--option takes key=value (an option without '=' was given)");
+        };
+        let key = key.trim();
+        anyhow::ensure!(
+            !key.is_empty(),
+            "--option takes key=value (an empty key was given)"
+        );
+        anyhow::ensure!(
+            options.insert(key.to_owned(), value.to_owned()).is_none(),
+            "--option {key} is given twice"
+        );
+    }
+    Ok(options)
 }
 
 fn print_user(user: &User) {

@@ -1,13 +1,28 @@
 //! `/v1/buckets` and `/v1/server`.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::extract::State;
-use wharf_core::api::{Bucket, BucketList, Problem, ServerInfo};
+use axum::http::StatusCode;
+use wharf_core::BucketStorage;
+use wharf_core::api::{
+    Bucket, BucketList, CreateBucketRequest, FieldError, MAX_BUCKET_OPTIONS, Problem, ServerInfo,
+};
+use wharf_vfs::BucketError;
 
 use super::SharedState;
 use super::error::ApiError;
-use super::extract::BucketPath;
-use crate::store::BucketRecord;
+use super::extract::{BucketPath, JsonBody};
+use crate::store::{BucketDeletion, BucketRecord, StoreError};
+
+/// How long a new bucket's store may take to answer the listing that proves it reachable.
+pub const BUCKET_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest storage URL accepted.
+const MAX_STORAGE_URL_BYTES: usize = 2048;
+/// Longest option key and value accepted (a service-account key file fits).
+const MAX_OPTION_KEY_BYTES: usize = 128;
+const MAX_OPTION_VALUE_BYTES: usize = 16 * 1024;
 
 /// List buckets
 #[utoipa::path(
@@ -27,6 +42,192 @@ pub async fn list_buckets(State(state): State<SharedState>) -> Result<Json<Bucke
         items: buckets.into_iter().map(bucket_view).collect(),
         next_page_token: None,
     }))
+}
+
+/// Register a bucket
+///
+/// Registers a bucket (or container) that already exists in its object store, so that users
+/// can be created in it with `bucketName`. Wharf first lists it once (within 10 seconds, no
+/// retries) and refuses it with a 422 that says what failed if it cannot. Option values may
+/// be credentials: they are stored, handed to the gateways, and never shown again (a bucket
+/// shows only their keys, `optionKeys`).
+#[utoipa::path(
+    post,
+    path = "/v1/buckets",
+    tag = "buckets",
+    operation_id = "createBucket",
+    request_body = CreateBucketRequest,
+    responses(
+        (status = 201, description = "The bucket (its storage URL without credentials, its option keys without values)", body = Bucket),
+        (status = 400, description = "Malformed body, e.g. a bad bucketName (the field is named)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong API key", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A bucket with this name exists already", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unsupported storage URL, unknown option, or a store that cannot be opened or did not answer (the field is named; the detail says what failed)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("key" = []))
+)]
+pub async fn create_bucket(
+    State(state): State<SharedState>,
+    JsonBody(request): JsonBody<CreateBucketRequest>,
+) -> Result<(StatusCode, Json<Bucket>), ApiError> {
+    let options = request.options.unwrap_or_default();
+    let url = request.storage_url.trim().to_owned();
+    let mut errors = Vec::new();
+    if url.is_empty() {
+        errors.push(field_error("storageUrl", "must not be empty"));
+    } else if url.len() > MAX_STORAGE_URL_BYTES {
+        errors.push(field_error(
+            "storageUrl",
+            format!("must be at most {MAX_STORAGE_URL_BYTES} bytes long"),
+        ));
+    }
+    if options.len() > MAX_BUCKET_OPTIONS {
+        errors.push(field_error(
+            "options",
+            format!("at most {MAX_BUCKET_OPTIONS} options"),
+        ));
+    }
+    for (key, value) in &options {
+        if key.is_empty() || key.len() > MAX_OPTION_KEY_BYTES || key.chars().any(char::is_control) {
+            errors.push(field_error(
+                format!("options.{}", key.escape_default()),
+                format!("keys are 1 to {MAX_OPTION_KEY_BYTES} bytes without control characters"),
+            ));
+        } else if value.len() > MAX_OPTION_VALUE_BYTES {
+            errors.push(field_error(
+                format!("options.{key}"),
+                format!("values are at most {MAX_OPTION_VALUE_BYTES} bytes long"),
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let name = request.bucket_name;
+    // Before the (possibly slow) storage check: a taken name needs no probe.
+    if state.store.get_bucket(&name).await?.is_some() {
+        return Err(bucket_exists(&name));
+    }
+    let storage = BucketStorage {
+        name: name.clone(),
+        url,
+        options,
+    };
+    check_storage(&storage).await?;
+    let record = match state
+        .store
+        .insert_bucket(&name, &storage.url, &storage.options)
+        .await
+    {
+        Ok(record) => record,
+        Err(StoreError::Conflict) => return Err(bucket_exists(&name)),
+        Err(e) => return Err(e.into()),
+    };
+    tracing::info!(bucket = %name, storage = %public_storage_url(&record.url),
+        options = ?record.options.keys().collect::<Vec<_>>(), "bucket registered");
+    Ok((StatusCode::CREATED, Json(bucket_view(record))))
+}
+
+/// Lists the new bucket's store once; any failure is a 422 naming the field at fault.
+async fn check_storage(storage: &BucketStorage) -> Result<(), ApiError> {
+    let task_storage = storage.clone();
+    // A panic in a storage driver must not take the request down with a 500.
+    let outcome =
+        tokio::spawn(
+            async move { wharf_vfs::check_bucket(&task_storage, BUCKET_CHECK_TIMEOUT).await },
+        )
+        .await
+        .unwrap_or_else(|join| {
+            Err(BucketError::Unreachable(format!(
+                "the storage check failed: {join}"
+            )))
+        });
+    let Err(error) = outcome else {
+        return Ok(());
+    };
+    tracing::info!(bucket = %storage.name, error = %error, "bucket refused: its storage check failed");
+    let is_file = storage.url.starts_with("file:");
+    Err(match error {
+        BucketError::Url(message) => field_error("storageUrl", message).into(),
+        BucketError::Option { key, message } => {
+            field_error(format!("options.{key}"), message).into()
+        }
+        // A file:// bucket fails to open on its directory; a cloud bucket on its settings.
+        BucketError::Open(message) if is_file => field_error(
+            "storageUrl",
+            format!("the store cannot be opened: {message}"),
+        )
+        .into(),
+        BucketError::Open(message) => {
+            field_error("options", format!("the store cannot be opened: {message}")).into()
+        }
+        BucketError::Unreachable(message) => {
+            field_error("storageUrl", format!("the storage check failed: {message}")).into()
+        }
+    })
+}
+
+fn field_error(field: impl Into<String>, message: impl Into<String>) -> FieldError {
+    FieldError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+fn bucket_exists(name: &wharf_core::BucketName) -> ApiError {
+    ApiError::Conflict(format!("a bucket named '{name}' exists already"))
+}
+
+/// Delete a bucket
+///
+/// Removes the bucket from Wharf; the objects in its store stay where they are. The default
+/// bucket (set by `--bucket-url`) and buckets that users still live in cannot be deleted (409).
+#[utoipa::path(
+    delete,
+    path = "/v1/buckets/{bucketName}",
+    tag = "buckets",
+    operation_id = "deleteBucket",
+    params(("bucketName" = String, Path, description = "The bucket's name")),
+    responses(
+        (status = 204, description = "Deleted; its objects stay in the store"),
+        (status = 401, description = "Missing or wrong API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such bucket", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The default bucket, or users still live in it", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("key" = []))
+)]
+pub async fn delete_bucket(
+    State(state): State<SharedState>,
+    BucketPath(name): BucketPath,
+) -> Result<StatusCode, ApiError> {
+    let outcome = match state.store.delete_bucket(&name).await {
+        // Users kept coming and going while we tried.
+        Err(StoreError::Conflict) => {
+            return Err(ApiError::Conflict(format!(
+                "bucket '{name}' is in use; try again"
+            )));
+        }
+        other => other?,
+    };
+    match outcome {
+        BucketDeletion::Deleted => {
+            tracing::info!(bucket = %name, "bucket deleted (its objects stay in the store)");
+            Ok(StatusCode::NO_CONTENT)
+        }
+        BucketDeletion::NotFound => Err(ApiError::NotFound(format!("no bucket named '{name}'"))),
+        BucketDeletion::IsDefault => Err(ApiError::Conflict(format!(
+            "'{name}' is the default bucket; it is configured with --bucket-url \
+             (WHARF_BUCKET_URL) and cannot be deleted"
+        ))),
+        BucketDeletion::InUse { users } => Err(ApiError::Conflict(format!(
+            "{users} user{} still live{} in bucket '{name}'; delete {} first",
+            if users == 1 { "" } else { "s" },
+            if users == 1 { "s" } else { "" },
+            if users == 1 { "it" } else { "them" },
+        ))),
+    }
 }
 
 /// Get a bucket
@@ -88,6 +289,7 @@ fn bucket_view(bucket: BucketRecord) -> Bucket {
         storage_url: public_storage_url(&bucket.url),
         bucket_name: bucket.name,
         is_default: bucket.is_default,
+        option_keys: bucket.options.keys().cloned().collect(),
         created_at: bucket.created_at,
     }
 }

@@ -120,8 +120,8 @@ fn v1_routes() -> OpenApiRouter<SharedState> {
             users::delete_user
         ))
         .routes(routes!(users::reset_password))
-        .routes(routes!(buckets::list_buckets))
-        .routes(routes!(buckets::get_bucket))
+        .routes(routes!(buckets::list_buckets, buckets::create_bucket))
+        .routes(routes!(buckets::get_bucket, buckets::delete_bucket))
         .routes(routes!(buckets::server_info))
 }
 

@@ -749,8 +749,12 @@ async fn buckets_and_server(db: TestDb) {
     assert_eq!(items[1]["bucketName"], "default");
     assert_eq!(items[1]["isDefault"], true);
     assert!(list.get("nextPageToken").is_none());
-    assert!(!list.to_string().contains("secret"), "{list}");
+    // Credentials in the URL and option values never show; option names do.
+    assert!(!list.to_string().contains(":secret"), "{list}");
+    assert!(!list.to_string().contains("token=abc"), "{list}");
     assert!(!list.to_string().contains("s3cr3t"), "{list}");
+    assert_eq!(items[0]["optionKeys"], json!(["aws_secret_access_key"]));
+    assert_eq!(items[1]["optionKeys"], json!([]));
 
     let default: Value = app.get("/v1/buckets/default").await.json().await.unwrap();
     assert_eq!(

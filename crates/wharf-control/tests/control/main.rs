@@ -4,6 +4,7 @@
 
 mod admin_key;
 mod api;
+mod buckets;
 mod common;
 mod openapi;
 mod store;
