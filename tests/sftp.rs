@@ -1109,3 +1109,34 @@ async fn empty_directories_and_files_survive_a_restart() {
     assert!(sftp.metadata("/empty/nested").await.unwrap().is_dir());
     assert_eq!(sftp.read("/file.txt").await.unwrap(), b"kept");
 }
+
+#[tokio::test]
+async fn a_directory_of_100000_files_lists_completely() {
+    let wharf = Wharf::start().await;
+    let (user, pw) = wharf.create_user("/bulk", json!({})).await;
+    // Written straight into the bucket directory: the test is about listing, not uploading.
+    let dir = wharf.bucket_dir().join("bulk/inbox");
+    std::fs::create_dir_all(&dir).unwrap();
+    const FILES: usize = 100_000;
+    for i in 0..FILES {
+        std::fs::File::create(dir.join(format!("order-{i:06}.edi"))).unwrap();
+    }
+    let work = tempfile::tempdir().unwrap();
+    let out = sftp_batch(
+        wharf.sftp_port,
+        &user,
+        Auth::Password(&pw),
+        work.path(),
+        "ls -1 inbox\n",
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let listed: Vec<&str> = std::str::from_utf8(&out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("order-"))
+        .collect();
+    assert_eq!(listed.len(), FILES);
+    assert!(listed.iter().any(|l| l.ends_with("order-099999.edi")));
+    assert!(listed.iter().any(|l| l.ends_with("order-000000.edi")));
+}

@@ -342,8 +342,8 @@ impl russh::server::Handler for Connection {
             session.channel_failure(channel_id)?;
             return Ok(());
         };
-        let store = match self.stores.get(&grant.bucket) {
-            Ok(store) => store,
+        let (store, pager) = match self.stores.get_with_pager(&grant.bucket) {
+            Ok(opened) => opened,
             Err(e) => {
                 tracing::error!(error = %e, bucket = %grant.bucket.name, "cannot open bucket");
                 session.channel_failure(channel_id)?;
@@ -362,7 +362,8 @@ impl russh::server::Handler for Connection {
             grant.home_directory.clone(),
             grant.permissions,
             identity,
-        );
+        )
+        .with_list_pager(pager);
         let handle = session.handle();
         let span = tracing::Span::current();
         tokio::spawn(

@@ -25,13 +25,14 @@ mod tests;
 
 pub use error::VfsError;
 pub use path::{MAX_NAME_BYTES, MAX_PATH_BYTES, VirtualPath};
-pub use store::{BucketError, StoreCache, check_bucket, create_home, open_bucket};
+pub use store::{BucketError, ListPager, StoreCache, check_bucket, create_home, open_bucket};
 pub use transfer::{
     Download, MAX_PARTS, MAX_PARTS_IN_FLIGHT, MAX_UPLOAD_SIZE, PART_SIZE, REORDER_WINDOW, Upload,
     UploadSummary,
 };
 pub use vfs::{
-    CreateOptions, Entry, EntryKind, MAX_DIRECTORY_RENAME_OBJECTS, SessionIdentity, Vfs, WriteMode,
+    CreateOptions, Entry, EntryKind, Listing, MAX_DIRECTORY_RENAME_OBJECTS, SessionIdentity, Vfs,
+    WriteMode,
 };
 
 /// Name of the hidden object that marks a directory on stores that have no directories.

@@ -1,6 +1,7 @@
 //! Opening bucket stores from their [`BucketStorage`] description, and checking that a new
 //! bucket's store answers before the control plane records it.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -10,6 +11,7 @@ use object_store::ObjectStoreScheme;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
@@ -85,6 +87,10 @@ enum Tuning {
 /// [`StoreCache`]). `file://` and `memory://` take no options. Opening sends no request.
 /// Errors never echo option values, which may be credentials.
 pub fn open_bucket(storage: &BucketStorage) -> Result<Arc<dyn ObjectStore>, VfsError> {
+    open(storage).map(|opened| opened.store)
+}
+
+fn open(storage: &BucketStorage) -> Result<OpenedStore, VfsError> {
     build_store(storage, Tuning::Serve)
         .map_err(|e| VfsError::Config(format!("bucket '{}': {e}", storage.name)))
 }
@@ -105,7 +111,7 @@ pub async fn check_bucket(storage: &BucketStorage, timeout: Duration) -> Result<
                 .to_owned(),
         ));
     }
-    let store = build_store(storage, Tuning::Probe(timeout))?;
+    let store = build_store(storage, Tuning::Probe(timeout))?.store;
     let first = tokio::time::timeout(timeout, async { store.list(None).next().await }).await;
     match first {
         Ok(None | Some(Ok(_))) => Ok(()),
@@ -148,10 +154,7 @@ fn parse_url(storage: &BucketStorage) -> Result<Url, BucketError> {
     Url::parse(&storage.url).map_err(|e| BucketError::Url(format!("invalid storage URL: {e}")))
 }
 
-fn build_store(
-    storage: &BucketStorage,
-    tuning: Tuning,
-) -> Result<Arc<dyn ObjectStore>, BucketError> {
+fn build_store(storage: &BucketStorage, tuning: Tuning) -> Result<OpenedStore, BucketError> {
     let url = parse_url(storage)?;
     let (scheme, prefix) = ObjectStoreScheme::parse(&url).map_err(|_| {
         BucketError::Url(match url.scheme() {
@@ -167,7 +170,7 @@ fn build_store(
     tracing::debug!(bucket = %storage.name, scheme = url.scheme(), "opening bucket store");
     let options = &storage.options;
     let open_error = |e: object_store::Error| BucketError::Open(redact(&error_chain(&e), storage));
-    let store: Arc<dyn ObjectStore> = match scheme {
+    let opened: OpenedStore = match scheme {
         ObjectStoreScheme::Local => {
             no_options(options)?;
             let dir = url.to_file_path().map_err(|()| {
@@ -181,11 +184,11 @@ fn build_store(
                 // Deleting a directory's last object (its marker) removes the directory from
                 // disk too, as it disappears from a cloud store.
                 .with_automatic_cleanup(true);
-            return Ok(Arc::new(store));
+            return Ok(OpenedStore::unpaged(Arc::new(store)));
         }
         ObjectStoreScheme::Memory => {
             no_options(options)?;
-            return Ok(Arc::new(InMemory::new()));
+            return Ok(OpenedStore::unpaged(Arc::new(InMemory::new())));
         }
         ObjectStoreScheme::AmazonS3 => {
             let mut builder = AmazonS3Builder::from_env().with_url(url.as_str());
@@ -208,7 +211,7 @@ fn build_store(
                 }
                 builder = builder.with_retry(probe_retry(timeout));
             }
-            Arc::new(builder.build().map_err(open_error)?)
+            OpenedStore::paged(Arc::new(builder.build().map_err(open_error)?))
         }
         ObjectStoreScheme::GoogleCloudStorage => {
             let mut builder = GoogleCloudStorageBuilder::from_env().with_url(url.as_str());
@@ -229,7 +232,7 @@ fn build_store(
                 }
                 builder = builder.with_retry(probe_retry(timeout));
             }
-            Arc::new(builder.build().map_err(open_error)?)
+            OpenedStore::paged(Arc::new(builder.build().map_err(open_error)?))
         }
         ObjectStoreScheme::MicrosoftAzure => {
             let mut builder = MicrosoftAzureBuilder::from_env().with_url(url.as_str());
@@ -251,7 +254,7 @@ fn build_store(
                 }
                 builder = builder.with_retry(probe_retry(timeout));
             }
-            Arc::new(builder.build().map_err(open_error)?)
+            OpenedStore::paged(Arc::new(builder.build().map_err(open_error)?))
         }
         // Http (a WebDAV server, not a bucket) and any scheme object_store adds later.
         _ => {
@@ -261,7 +264,84 @@ fn build_store(
             )));
         }
     };
-    Ok(with_prefix(store, prefix))
+    Ok(OpenedStore {
+        store: with_prefix(opened.store, prefix.clone()),
+        pager: opened.pager.map(|p| ListPager { root: prefix, ..p }),
+    })
+}
+
+/// A store as opened, with its paged lister where it has one.
+struct OpenedStore {
+    store: Arc<dyn ObjectStore>,
+    pager: Option<ListPager>,
+}
+
+impl OpenedStore {
+    fn unpaged(store: Arc<dyn ObjectStore>) -> Self {
+        OpenedStore { store, pager: None }
+    }
+
+    fn paged<S: ObjectStore + PaginatedListStore>(store: Arc<S>) -> Self {
+        OpenedStore {
+            store: store.clone(),
+            pager: Some(ListPager {
+                store,
+                root: Path::default(),
+            }),
+        }
+    }
+}
+
+/// Delimiter listing one page at a time, for the stores that have it (S3, GCS, Azure): a
+/// directory of any size is listed without holding it whole in memory. Local disk and memory
+/// stores have none; their directories are listed in one go.
+#[derive(Clone)]
+pub struct ListPager {
+    store: Arc<dyn PaginatedListStore>,
+    /// The bucket's key prefix inside the store (the path part of its URL), which the
+    /// [`PrefixStore`] applies for every other call.
+    root: Path,
+}
+
+impl ListPager {
+    /// One page of the entries directly under `dir` (a bucket key; the root for ""): objects
+    /// and sub-prefixes, with keys relative to the bucket root.
+    pub(crate) async fn page(
+        &self,
+        dir: &Path,
+        page_token: Option<String>,
+        max_keys: usize,
+    ) -> Result<(object_store::ListResult, Option<String>), object_store::Error> {
+        let full = Path::from_iter(self.root.parts().chain(dir.parts()));
+        let prefix = if full.is_root() {
+            String::new()
+        } else {
+            format!("{full}{}", object_store::path::DELIMITER)
+        };
+        let options = PaginatedListOptions {
+            delimiter: Some(Cow::Borrowed(object_store::path::DELIMITER)),
+            max_keys: Some(max_keys),
+            page_token,
+            ..Default::default()
+        };
+        let page = self
+            .store
+            .list_paginated((!prefix.is_empty()).then_some(prefix.as_str()), options)
+            .await?;
+        let strip = |p: Path| -> Path {
+            if self.root.is_root() {
+                return p;
+            }
+            let stripped = p.prefix_match(&self.root).map(Path::from_iter);
+            stripped.unwrap_or(p)
+        };
+        let mut result = page.result;
+        result.common_prefixes = result.common_prefixes.into_iter().map(strip).collect();
+        for meta in &mut result.objects {
+            meta.location = strip(std::mem::take(&mut meta.location));
+        }
+        Ok((result, page.page_token))
+    }
 }
 
 /// object_store sends an emulator bucket to `AZURITE_BLOB_STORAGE_URL` (default
@@ -435,6 +515,9 @@ pub async fn create_home(store: &dyn ObjectStore, home: &HomeDirectory) -> Resul
     Ok(())
 }
 
+/// A store and its paged lister, as the cache keeps them.
+type OpenedPair = (Arc<dyn ObjectStore>, Option<ListPager>);
+
 /// What identifies an opened store: two buckets with the same name, URL and options share one.
 type StoreKey = (String, String, BTreeMap<String, String>);
 
@@ -445,7 +528,7 @@ type StoreKey = (String, String, BTreeMap<String, String>);
 /// (it is small, and sessions still using it keep working).
 #[derive(Default)]
 pub struct StoreCache {
-    stores: Mutex<HashMap<StoreKey, Arc<dyn ObjectStore>>>,
+    stores: Mutex<HashMap<StoreKey, OpenedPair>>,
 }
 
 impl StoreCache {
@@ -456,6 +539,15 @@ impl StoreCache {
 
     /// The store for `storage`, opened on first use.
     pub fn get(&self, storage: &BucketStorage) -> Result<Arc<dyn ObjectStore>, VfsError> {
+        self.get_with_pager(storage).map(|(store, _)| store)
+    }
+
+    /// The store for `storage` and its paged lister, if the store has one (give both to
+    /// [`crate::Vfs::with_list_pager`]).
+    pub fn get_with_pager(
+        &self,
+        storage: &BucketStorage,
+    ) -> Result<OpenedPair, VfsError> {
         let key = (
             storage.name.as_str().to_owned(),
             storage.url.clone(),
@@ -463,13 +555,14 @@ impl StoreCache {
         );
         // The map stays consistent even if a holder panicked: entries are inserted whole.
         let mut stores = self.stores.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(store) = stores.get(&key) {
-            return Ok(Arc::clone(store));
+        if let Some(opened) = stores.get(&key) {
+            return Ok(opened.clone());
         }
         // Opening builds clients but sends no request, so holding the lock here is brief.
-        let store = open_bucket(storage)?;
-        stores.insert(key, Arc::clone(&store));
-        Ok(store)
+        let opened = open(storage)?;
+        let entry = (opened.store, opened.pager);
+        stores.insert(key, entry.clone());
+        Ok(entry)
     }
 }
 

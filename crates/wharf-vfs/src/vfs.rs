@@ -13,7 +13,7 @@ use object_store::{ListResult, ObjectMeta, ObjectStore, ObjectStoreExt, PutPaylo
 use percent_encoding::percent_decode_str;
 use wharf_core::{HomeDirectory, Permissions, Protocol, Username};
 
-use crate::{DIRECTORY_MARKER, Download, Upload, VfsError, VirtualPath};
+use crate::{DIRECTORY_MARKER, Download, ListPager, Upload, VfsError, VirtualPath};
 
 /// Most objects a directory rename moves. Object stores have no directory rename: every object
 /// below the directory is copied and deleted one by one, so a rename of a huge tree would run for
@@ -131,6 +131,8 @@ pub struct Vfs {
 /// What a [`Vfs`] shares between its clones.
 struct Session {
     store: Arc<dyn ObjectStore>,
+    /// Paged delimiter listing, where the store has it (see [`ListPager`]).
+    pager: Option<ListPager>,
     home: HomeDirectory,
     permissions: Permissions,
     identity: SessionIdentity,
@@ -156,10 +158,70 @@ impl Vfs {
         Vfs {
             inner: Arc::new(Session {
                 store,
+                pager: None,
                 home,
                 permissions,
                 identity,
             }),
+        }
+    }
+
+    /// Lists directories page by page through `pager` (from [`crate::StoreCache::get_with_pager`])
+    /// instead of in one request, so a directory of any size is listed in bounded memory.
+    pub fn with_list_pager(self, pager: Option<ListPager>) -> Self {
+        let session = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Session {
+            store: shared.store.clone(),
+            pager: shared.pager.clone(),
+            home: shared.home.clone(),
+            permissions: shared.permissions,
+            identity: shared.identity.clone(),
+        });
+        Vfs {
+            inner: Arc::new(Session { pager, ..session }),
+        }
+    }
+
+    /// The entries of a directory, a page at a time (see [`Listing`]).
+    pub async fn list_pages(&self, path: &VirtualPath) -> Result<Listing, VfsError> {
+        self.log("list", path);
+        let key = self.key(path);
+        let mut listing = match &self.inner.pager {
+            Some(pager) => Listing {
+                source: ListingSource::Paged {
+                    pager: pager.clone(),
+                    dir: key.clone(),
+                    token: None,
+                    done: false,
+                },
+                ready: std::collections::VecDeque::new(),
+            },
+            None => {
+                let listing = list_children(self.store(), &key).await?;
+                let raw = listing.objects.len() + listing.common_prefixes.len();
+                if raw == 0 && !path.is_root() {
+                    return Err(self.not_a_directory_or_missing(&key).await);
+                }
+                Listing {
+                    source: ListingSource::Done,
+                    ready: sorted_entries(listing).into(),
+                }
+            }
+        };
+        if let ListingSource::Paged { .. } = listing.source {
+            // The first page tells whether the directory exists at all.
+            let raw = listing.fetch().await?;
+            if raw == 0 && !path.is_root() {
+                return Err(self.not_a_directory_or_missing(&key).await);
+            }
+        }
+        Ok(listing)
+    }
+
+    async fn not_a_directory_or_missing(&self, key: &Path) -> VfsError {
+        match head(self.store(), key).await {
+            Ok(Some(_)) => VfsError::NotADirectory,
+            Ok(None) => VfsError::NotFound,
+            Err(e) => e,
         }
     }
 
@@ -196,34 +258,14 @@ impl Vfs {
         }
     }
 
-    /// The entries of a directory, sorted by name, without the directory marker.
-    ///
-    /// Subdirectories carry no modification time (finding it would cost one request each).
-    /// Keys written by other tools whose names cannot be a file name (`.`, `..`, or containing
-    /// `/` once decoded) are left out, as are LocalFileSystem's in-progress upload files.
+    /// The entries of a directory, sorted by name, without the directory marker. Holds the
+    /// whole directory in memory: protocols list through [`Vfs::list_pages`].
     pub async fn list(&self, path: &VirtualPath) -> Result<Vec<Entry>, VfsError> {
-        self.log("list", path);
-        let key = self.key(path);
-        let listing = list_children(self.store(), &key).await?;
-        if listing.objects.is_empty() && listing.common_prefixes.is_empty() && !path.is_root() {
-            // Nothing below it and no marker: a file, or nothing at all.
-            return Err(match head(self.store(), &key).await? {
-                Some(_) => VfsError::NotADirectory,
-                None => VfsError::NotFound,
-            });
+        let mut listing = self.list_pages(path).await?;
+        let mut entries = Vec::new();
+        while let Some(page) = listing.next_page().await? {
+            entries.extend(page);
         }
-        let mut entries = Vec::with_capacity(listing.objects.len() + listing.common_prefixes.len());
-        for prefix in &listing.common_prefixes {
-            if let Some(name) = prefix.filename().and_then(visible_name) {
-                entries.push(directory_entry(name, None));
-            }
-        }
-        for meta in &listing.objects {
-            if let Some(name) = meta.location.filename().and_then(visible_name) {
-                entries.push(file_entry(name, meta));
-            }
-        }
-        entries.sort_by(|a, b| a.name.cmp(&b.name).then(a.kind.cmp(&b.kind)));
         Ok(entries)
     }
 
@@ -723,6 +765,99 @@ pub(crate) async fn ensure_directory(store: &dyn ObjectStore, dir: &Path) -> Res
     Ok(())
 }
 
+/// Entries directly under a directory as the store lists them: files and sub-directories
+/// merged in name order, the marker and staging files left out.
+fn sorted_entries(listing: ListResult) -> Vec<Entry> {
+    let mut entries = Vec::with_capacity(listing.objects.len() + listing.common_prefixes.len());
+    for prefix in &listing.common_prefixes {
+        if let Some(name) = prefix.filename().and_then(visible_name) {
+            entries.push(directory_entry(name, None));
+        }
+    }
+    for meta in &listing.objects {
+        if let Some(name) = meta.location.filename().and_then(visible_name) {
+            entries.push(file_entry(name, meta));
+        }
+    }
+    entries.sort_by(|a, b| a.name.cmp(&b.name).then(a.kind.cmp(&b.kind)));
+    entries
+}
+
+/// Entries per page fetched from a paged store (the S3 maximum).
+const LIST_PAGE_KEYS: usize = 1000;
+
+/// A directory being listed. On stores with a [`ListPager`] (S3, GCS, Azure) each page is one
+/// request of at most [`LIST_PAGE_KEYS`] keys, fetched when the previous one has been
+/// consumed, so memory stays bounded whatever the directory's size. Elsewhere (local disk) the
+/// directory is read in one go and handed out in pages.
+///
+/// Entries come in the store's key order (byte order of the encoded names).
+pub struct Listing {
+    source: ListingSource,
+    ready: std::collections::VecDeque<Entry>,
+}
+
+enum ListingSource {
+    Paged {
+        pager: ListPager,
+        dir: Path,
+        token: Option<String>,
+        done: bool,
+    },
+    Done,
+}
+
+impl Listing {
+    /// The next entries (at most one store page), `None` when the listing is complete.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<Entry>>, VfsError> {
+        while self.ready.is_empty() {
+            match &self.source {
+                ListingSource::Paged { done: false, .. } => {
+                    self.fetch().await?;
+                }
+                _ => return Ok(None),
+            }
+        }
+        Ok(Some(self.ready.drain(..).collect()))
+    }
+
+    /// Up to `max` entries, fetching pages as needed; empty when the listing is complete.
+    pub async fn next_entries(&mut self, max: usize) -> Result<Vec<Entry>, VfsError> {
+        while self.ready.len() < max {
+            match &self.source {
+                ListingSource::Paged { done: false, .. } => {
+                    self.fetch().await?;
+                }
+                _ => break,
+            }
+        }
+        let n = self.ready.len().min(max);
+        Ok(self.ready.drain(..n).collect())
+    }
+
+    /// Fetches one page into `ready`; returns how many keys the store returned (before
+    /// hiding markers), so an empty first page means "no such directory".
+    async fn fetch(&mut self) -> Result<usize, VfsError> {
+        let ListingSource::Paged {
+            pager,
+            dir,
+            token,
+            done,
+        } = &mut self.source
+        else {
+            return Ok(0);
+        };
+        let (result, next) = pager
+            .page(dir, token.take(), LIST_PAGE_KEYS)
+            .await
+            .map_err(VfsError::from)?;
+        let raw = result.objects.len() + result.common_prefixes.len();
+        *done = next.is_none();
+        *token = next;
+        self.ready.extend(sorted_entries(result));
+        Ok(raw)
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;

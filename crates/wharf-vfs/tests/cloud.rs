@@ -48,6 +48,7 @@ on_real_stores!(
     special_characters_round_trip,
     homes_are_isolated,
     bucket_check_reports_what_is_wrong,
+    large_directories_list_in_pages,
 );
 
 async fn empty_directories_persist_as_markers(fx: Fixture) {
@@ -584,4 +585,82 @@ async fn azure_account_options_work_like_the_emulator_switch() {
     );
     assert_eq!(read_all(&vfs, "/a.txt").await, b"by account");
     assert_eq!(server.blob_names(BUCKET, false), vec!["a.txt".to_owned()]);
+}
+
+/// A directory bigger than one store page is listed page by page (each page one request of at
+/// most 1000 keys), completely, without duplicates, with the marker hidden.
+async fn large_directories_list_in_pages(fx: Fixture) {
+    use futures::StreamExt;
+    let (store, pager) = wharf_vfs::StoreCache::new()
+        .get_with_pager(&fx.storage)
+        .expect("open");
+    assert!(pager.is_some(), "{} should list in pages", fx.name());
+    let vfs = vfs_on(store.clone(), "/", Permissions::ReadWrite).with_list_pager(pager);
+    vfs.mkdir(&wharf_vfs::VirtualPath::parse("/big").unwrap())
+        .await
+        .unwrap();
+    const FILES: usize = 2100;
+    let mut keys: Vec<Path> = (0..FILES)
+        .map(|i| Path::from(format!("big/f-{i:05}")))
+        .collect();
+    for d in ["dir-a", "dir-b", "zz-dir"] {
+        keys.push(Path::from(format!("big/{d}/inside.txt")));
+    }
+    futures::stream::iter(keys)
+        .map(|key| {
+            let store = store.clone();
+            async move { store.put(&key, Bytes::from_static(b"x").into()).await }
+        })
+        .buffer_unordered(32)
+        .for_each(|r| async move {
+            r.expect("put");
+        })
+        .await;
+
+    let mut listing = vfs
+        .list_pages(&wharf_vfs::VirtualPath::parse("/big").unwrap())
+        .await
+        .expect("list");
+    let mut pages = 0;
+    let mut names = Vec::new();
+    let mut directories = 0;
+    while let Some(page) = listing.next_page().await.expect("page") {
+        pages += 1;
+        assert!(page.len() <= 1000, "page of {}", page.len());
+        for entry in page {
+            if entry.kind == EntryKind::Directory {
+                directories += 1;
+            }
+            names.push(entry.name);
+        }
+    }
+    assert!(
+        pages >= 3,
+        "{} listed {FILES} files in {pages} page(s)",
+        fx.name()
+    );
+    assert_eq!(names.len(), FILES + 3, "{}", fx.name());
+    assert_eq!(directories, 3);
+    assert!(!names.iter().any(|n| n == DIRECTORY_MARKER));
+    let mut unique = names.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), names.len(), "duplicates in the listing");
+    // The collected listing is the same entries.
+    let all = vfs
+        .list(&wharf_vfs::VirtualPath::parse("/big").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), FILES + 3);
+    // A missing directory is still NotFound, a file NotADirectory.
+    assert!(matches!(
+        vfs.list_pages(&wharf_vfs::VirtualPath::parse("/nope").unwrap())
+            .await,
+        Err(VfsError::NotFound)
+    ));
+    assert!(matches!(
+        vfs.list_pages(&wharf_vfs::VirtualPath::parse("/big/f-00001").unwrap())
+            .await,
+        Err(VfsError::NotADirectory)
+    ));
 }

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use russh_sftp::protocol::{Attrs, Data, File, FileAttributes, Name, Packet, StatusCode};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use wharf_core::Permissions;
-use wharf_vfs::{Download, Entry, Upload, Vfs, VirtualPath};
+use wharf_vfs::{Download, Listing, Upload, Vfs, VirtualPath};
 
 use super::reply::{Reply, check_setstat, dir_attrs, entry_attrs, error_status, file_attrs, ok};
 use super::{MAX_IO_LEN, READDIR_BATCH, Replies};
@@ -19,8 +19,9 @@ pub(crate) enum HandleState {
     Write(Box<Upload>),
     Dir {
         path: VirtualPath,
-        /// Entries still to send; `None` until the first READDIR lists the directory.
-        pending: Option<std::vec::IntoIter<Entry>>,
+        /// The listing in progress; `None` until the first READDIR starts it. Pages are
+        /// fetched as the client reads, so a huge directory is never held whole.
+        listing: Option<Listing>,
     },
 }
 
@@ -138,14 +139,14 @@ async fn serve(
         // Uploads become durable when the file is closed (the object is committed then); there
         // is nothing partial to flush before that.
         (HandleOp::Fsync, _) => ok(id),
-        (HandleOp::Readdir, HandleState::Dir { path, pending }) => {
-            if pending.is_none() {
-                *pending = Some(vfs.list(path).await?.into_iter());
-            }
-            let files: Vec<File> = pending
-                .as_mut()
-                .map(|it| it.by_ref().take(READDIR_BATCH).collect::<Vec<_>>())
-                .unwrap_or_default()
+        (HandleOp::Readdir, HandleState::Dir { path, listing }) => {
+            let listing = match listing {
+                Some(listing) => listing,
+                None => listing.insert(vfs.list_pages(path).await?),
+            };
+            let files: Vec<File> = listing
+                .next_entries(READDIR_BATCH)
+                .await?
                 .iter()
                 .map(|e| File::new(e.name.clone(), entry_attrs(e, permissions)))
                 .collect();

@@ -349,7 +349,7 @@ impl Shared {
                 }
                 let handle = self.register(HandleState::Dir {
                     path,
-                    pending: None,
+                    listing: None,
                 })?;
                 Ok(Handle { id: p.id, handle }.into())
             }
