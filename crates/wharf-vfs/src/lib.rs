@@ -27,8 +27,8 @@ pub use error::VfsError;
 pub use path::{MAX_NAME_BYTES, MAX_PATH_BYTES, VirtualPath};
 pub use store::{BucketError, ListPager, StoreCache, check_bucket, create_home, open_bucket};
 pub use transfer::{
-    Download, MAX_PARTS, MAX_PARTS_IN_FLIGHT, MAX_UPLOAD_SIZE, PART_SIZE, REORDER_WINDOW, Upload,
-    UploadSummary,
+    Download, IN_FLIGHT_BYTES, MAX_PART_SIZE, MAX_PARTS, MAX_PARTS_IN_FLIGHT, MAX_UPLOAD_SIZE,
+    PART_SIZE, REORDER_WINDOW, Upload, UploadSummary, part_size,
 };
 pub use vfs::{
     CreateOptions, Entry, EntryKind, Listing, MAX_DIRECTORY_RENAME_OBJECTS, SessionIdentity, Vfs,

@@ -1710,3 +1710,23 @@ fn handles_and_futures_are_send() {
     }
     let _ = (upload_futures, download_futures);
 }
+
+#[test]
+fn part_sizes_reach_five_tebibytes_within_s3_limits() {
+    use crate::{MAX_PART_SIZE, MAX_PARTS, MAX_UPLOAD_SIZE, part_size};
+    const { assert!(MAX_UPLOAD_SIZE >= 5 * (1u64 << 40)) };
+    assert_eq!(part_size(0), PART_SIZE);
+    assert_eq!(part_size(499), PART_SIZE);
+    assert_eq!(part_size(500), 2 * PART_SIZE);
+    assert_eq!(part_size(MAX_PARTS - 1), MAX_PART_SIZE);
+    let mut previous = 0;
+    for index in 0..MAX_PARTS {
+        let size = part_size(index);
+        // S3: every part but the last at least 5 MiB, at most 5 GiB; sizes never shrink.
+        assert!(size >= 5 * 1024 * 1024 && size as u64 <= 5 * (1u64 << 30));
+        assert!(size >= previous);
+        previous = size;
+    }
+    // Files up to 3.9 GiB keep the small parts (and the 56 MiB memory bound).
+    assert_eq!(part_size(499) as u64 * 500, 500 * PART_SIZE as u64);
+}

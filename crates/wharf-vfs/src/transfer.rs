@@ -4,8 +4,11 @@
 //! whose byte positions are fixed by the order of `put_part` calls. SFTP and FTP clients write
 //! at offsets, mostly in order but pipelined (slightly out of order). [`Upload`] bridges the two
 //! with an in-order buffer, a bounded reorder window and a bounded number of parts in flight, so
-//! each upload's memory is bounded whatever the client sends:
-//! `PART_SIZE × (MAX_PARTS_IN_FLIGHT + 1) + REORDER_WINDOW` = 56 MiB at most.
+//! each upload's memory is bounded whatever the client sends: the part being filled, at most
+//! [`IN_FLIGHT_BYTES`] (or one part, if larger) being sent, and the [`REORDER_WINDOW`] — 56 MiB
+//! for files up to 4 GiB. Parts grow as a file grows ([`part_size`]) so that files up to
+//! [`MAX_UPLOAD_SIZE`] (over 5 TiB) fit in S3's 10,000 parts; only such huge files use large
+//! parts, and their memory grows with them (one part of up to 1 GiB).
 //!
 //! An [`Upload`] can also continue an existing file ([`WriteMode::Resume`],
 //! [`WriteMode::Append`]): the existing bytes are copied from the store into the new object
@@ -26,23 +29,58 @@ use tokio::task::JoinSet;
 
 use crate::{VfsError, VirtualPath, WriteMode};
 
-/// Size of every multipart part but the last, and the size below which a file is sent in one
-/// `PUT` when it is committed. 8 MiB is above S3's 5 MiB minimum part size, and all parts are
-/// equal as Cloudflare R2 requires.
-///
-/// With S3's limit of [`MAX_PARTS`] parts this caps a file at [`MAX_UPLOAD_SIZE`] (about
-/// 78 GiB). Issue #3 will lift the cap by growing the part size as a file grows.
+/// Size of the first multipart parts, and the size below which a file is sent in one `PUT`
+/// when it is committed. 8 MiB is above S3's 5 MiB minimum part size.
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
 
-/// Parts of one upload sent to the store at once: enough to keep a fast link busy while the
-/// client keeps writing, few enough to bound memory (each part in flight holds [`PART_SIZE`]).
+/// Parts of one upload sent to the store at once while parts are [`PART_SIZE`]: enough to
+/// keep a fast link busy while the client keeps writing, few enough to bound memory.
 pub const MAX_PARTS_IN_FLIGHT: usize = 4;
+
+/// Bytes of parts in flight per upload: [`MAX_PARTS_IN_FLIGHT`] parts of [`PART_SIZE`]; larger
+/// parts go fewer at a time (always at least one).
+pub const IN_FLIGHT_BYTES: usize = MAX_PARTS_IN_FLIGHT * PART_SIZE;
 
 /// Most parts in one multipart upload (S3's limit, the strictest of the supported stores).
 pub const MAX_PARTS: u64 = 10_000;
 
-/// Largest file an [`Upload`] accepts: [`MAX_PARTS`] × [`PART_SIZE`] (78.125 GiB).
-pub const MAX_UPLOAD_SIZE: u64 = MAX_PARTS * PART_SIZE as u64;
+/// Parts of one size before the size doubles (see [`part_size`]).
+const PARTS_PER_SIZE: u64 = 500;
+
+/// The largest part: 1 GiB, far below S3's 5 GiB maximum, reached only by files over 1 TiB.
+pub const MAX_PART_SIZE: usize = 1024 * 1024 * 1024;
+
+/// Size of part number `index` (0-based): [`PART_SIZE`] for the first 500 parts (3.9 GiB), then
+/// doubling every 500 parts up to [`MAX_PART_SIZE`]. SFTP and FTP do not announce a file's size,
+/// so the size grows with the file: small and medium files keep small parts (low memory, fast
+/// retries) and a file can still reach [`MAX_UPLOAD_SIZE`] within [`MAX_PARTS`].
+///
+/// Cloudflare R2 wants equal parts; there files above 500 parts (3.9 GiB) are refused by the
+/// store at commit.
+pub const fn part_size(index: u64) -> usize {
+    let shift = index / PARTS_PER_SIZE;
+    if shift >= 8 {
+        return MAX_PART_SIZE;
+    }
+    let size = PART_SIZE << shift;
+    if size > MAX_PART_SIZE {
+        MAX_PART_SIZE
+    } else {
+        size
+    }
+}
+
+/// Largest file an [`Upload`] accepts: the sum of the [`MAX_PARTS`] part sizes (about 6.8 TiB,
+/// above the 5 TiB that S3 itself allows for one object).
+pub const MAX_UPLOAD_SIZE: u64 = {
+    let mut total = 0u64;
+    let mut index = 0;
+    while index < MAX_PARTS {
+        total += part_size(index) as u64;
+        index += 1;
+    }
+    total
+};
 
 /// How far ahead of the end of the contiguous data a write may reach and be held until the gap
 /// before it is filled. Pipelining clients (OpenSSH sends up to 64 × 32 KiB requests at once,
@@ -102,7 +140,7 @@ pub struct Upload {
     pinned: Option<ObjectMeta>,
     /// Size of the existing content this upload continues from; 0 for a truncate.
     start_offset: u64,
-    /// The tail of the contiguous data not yet sent as a part (at most [`PART_SIZE`]).
+    /// The tail of the contiguous data not yet sent as a part (at most one part).
     buffer: BytesMut,
     /// Writes that arrived ahead of `written`, by offset. They never overlap each other or the
     /// contiguous data, and all lie within [`REORDER_WINDOW`] of `written`.
@@ -362,37 +400,41 @@ impl Upload {
         self.hasher.update(&data);
         self.written += data.len() as u64;
         while !data.is_empty() {
-            let take = (PART_SIZE - self.buffer.len()).min(data.len());
+            let part_size = part_size(self.parts_sent);
+            let take = (part_size - self.buffer.len()).min(data.len());
             self.reserve(take);
             self.buffer.extend_from_slice(&data.split_to(take));
-            if self.buffer.len() == PART_SIZE {
-                let part = std::mem::replace(&mut self.buffer, BytesMut::with_capacity(PART_SIZE));
+            if self.buffer.len() == part_size {
+                let part = std::mem::take(&mut self.buffer);
                 self.send_part(part.freeze()).await?;
             }
         }
         Ok(())
     }
 
-    /// Grows the buffer by doubling, but never beyond [`PART_SIZE`] (`BytesMut` alone could
-    /// double an almost full part buffer to twice the size).
+    /// Grows the buffer by doubling, but never beyond the current part size (`BytesMut` alone
+    /// could double an almost full part buffer to twice the size).
     fn reserve(&mut self, additional: usize) {
         let needed = self.buffer.len() + additional;
         if needed <= self.buffer.capacity() {
             return;
         }
-        let capacity = needed.max((self.buffer.capacity() * 2).min(PART_SIZE));
+        let capacity = needed.max((self.buffer.capacity() * 2).min(part_size(self.parts_sent)));
         let mut grown = BytesMut::with_capacity(capacity);
         grown.extend_from_slice(&self.buffer);
         self.buffer = grown;
     }
 
     /// Sends one part, starting the multipart upload first if needed. Parts are numbered by the
-    /// order of these calls; at most [`MAX_PARTS_IN_FLIGHT`] are outstanding.
+    /// order of these calls; at most [`IN_FLIGHT_BYTES`] (or one part) are outstanding. Part
+    /// sizes never shrink, so counting parts of the current size bounds the bytes.
     async fn send_part(&mut self, part: Bytes) -> Result<(), VfsError> {
         if self.parts_sent >= MAX_PARTS {
             return Err(too_large());
         }
-        while self.in_flight.len() >= MAX_PARTS_IN_FLIGHT {
+        // By the schedule, not this part's length: the last part may be short.
+        let max_in_flight = (IN_FLIGHT_BYTES / part_size(self.parts_sent)).max(1);
+        while self.in_flight.len() >= max_in_flight {
             if let Some(result) = self.in_flight.join_next().await {
                 part_result(result)?;
             }
