@@ -544,10 +544,7 @@ impl StoreCache {
 
     /// The store for `storage` and its paged lister, if the store has one (give both to
     /// [`crate::Vfs::with_list_pager`]).
-    pub fn get_with_pager(
-        &self,
-        storage: &BucketStorage,
-    ) -> Result<OpenedPair, VfsError> {
+    pub fn get_with_pager(&self, storage: &BucketStorage) -> Result<OpenedPair, VfsError> {
         let key = (
             storage.name.as_str().to_owned(),
             storage.url.clone(),
