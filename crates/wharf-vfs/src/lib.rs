@@ -28,7 +28,8 @@ pub use path::{MAX_NAME_BYTES, MAX_PATH_BYTES, VirtualPath};
 pub use store::{BucketError, ListPager, StoreCache, check_bucket, create_home, open_bucket};
 pub use transfer::{
     Download, IN_FLIGHT_BYTES, MAX_PART_SIZE, MAX_PARTS, MAX_PARTS_IN_FLIGHT, MAX_UPLOAD_SIZE,
-    PART_SIZE, REORDER_WINDOW, Upload, UploadSummary, part_size,
+    PART_SIZE, READ_AHEAD_CHUNK, READ_AHEAD_CHUNKS, READ_AHEAD_FIRST, REORDER_WINDOW, Upload,
+    UploadSummary, part_size,
 };
 pub use vfs::{
     CreateOptions, Entry, EntryKind, Listing, MAX_DIRECTORY_RENAME_OBJECTS, SessionIdentity, Vfs,

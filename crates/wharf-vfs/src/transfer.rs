@@ -19,7 +19,6 @@ use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::StreamExt;
-use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{
     GetOptions, GetRange, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload,
@@ -686,8 +685,12 @@ fn overlapping(offset: u64, end: u64) -> VfsError {
     ))
 }
 
-/// A file being read: a ranged GET stream with read-ahead, re-opened only when a read does not
-/// continue where the previous one ended.
+/// A file being read. A background task fetches the file ahead of the reader in ranged GETs
+/// ([`READ_AHEAD_FIRST`], then [`READ_AHEAD_CHUNK`] bytes each, at most [`READ_AHEAD_CHUNKS`]
+/// chunks ahead), so pipelined reads are served from memory instead of paying a store round
+/// trip each, and a local file is read in large blocks rather than object_store's 8 KiB stream
+/// chunks. A read that does not continue where the previous one ended restarts the read-ahead
+/// there (short forward jumps read on instead).
 ///
 /// Every GET is conditional on the entity tag seen at open, so a file replaced while being read
 /// fails the read instead of mixing two versions.
@@ -699,10 +702,68 @@ pub struct Download {
     e_tag: Option<String>,
     /// File offset of the first byte of `buffer`: where the next sequential read starts.
     position: u64,
-    /// Bytes received from `stream` and not yet returned.
+    /// Bytes received from the read-ahead and not yet returned.
     buffer: BytesMut,
-    /// The open GET, delivering the bytes after `buffer`.
-    stream: Exclusive<Option<BoxStream<'static, object_store::Result<Bytes>>>>,
+    /// The read-ahead delivering the bytes after `buffer`; `None` until needed.
+    ahead: Option<ReadAhead>,
+}
+
+/// Size of the first ranged GET of a read-ahead: small, so a small file or the first bytes of a
+/// large one arrive quickly.
+pub const READ_AHEAD_FIRST: u64 = 1024 * 1024;
+/// Size of each further ranged GET.
+pub const READ_AHEAD_CHUNK: u64 = 4 * 1024 * 1024;
+/// Chunks fetched ahead of the reader (bounds a download's memory to about 12 MiB).
+pub const READ_AHEAD_CHUNKS: usize = 2;
+
+/// The background fetch of one download; aborted when dropped (a seek or the end of the read).
+struct ReadAhead {
+    chunks: tokio::sync::mpsc::Receiver<object_store::Result<Bytes>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ReadAhead {
+    fn start(
+        store: Arc<dyn ObjectStore>,
+        key: Path,
+        e_tag: Option<String>,
+        start: u64,
+        size: u64,
+    ) -> Self {
+        let (tx, chunks) = tokio::sync::mpsc::channel(READ_AHEAD_CHUNKS);
+        let task = tokio::spawn(async move {
+            let mut position = start;
+            let mut chunk = READ_AHEAD_FIRST;
+            while position < size {
+                let end = (position + chunk).min(size);
+                let options = GetOptions::new()
+                    .with_range(Some(GetRange::Bounded(position..end)))
+                    .with_if_match(e_tag.clone());
+                let fetched = match store.get_opts(&key, options).await {
+                    Ok(result) => result.bytes().await,
+                    Err(e) => Err(e),
+                };
+                let failed = fetched.is_err();
+                if let Ok(bytes) = &fetched {
+                    if bytes.is_empty() {
+                        break;
+                    }
+                    position += bytes.len() as u64;
+                }
+                if tx.send(fetched).await.is_err() || failed {
+                    break;
+                }
+                chunk = READ_AHEAD_CHUNK;
+            }
+        });
+        ReadAhead { chunks, task }
+    }
 }
 
 impl Download {
@@ -715,7 +776,7 @@ impl Download {
             e_tag: meta.e_tag,
             position: 0,
             buffer: BytesMut::new(),
-            stream: Exclusive::new(None),
+            ahead: None,
         }
     }
 
@@ -737,11 +798,10 @@ impl Download {
         let wanted = u64::from(len).min(self.size - offset) as usize;
         match offset.checked_sub(self.position) {
             Some(0) => {}
-            // Worth it only while a stream is open: otherwise the next GET can start at
+            // Worth it only while a read-ahead is running: otherwise the next GET can start at
             // `offset` for free.
             Some(skip)
-                if skip <= MAX_READ_SKIP
-                    && (self.stream.get_mut().is_some() || !self.buffer.is_empty()) =>
+                if skip <= MAX_READ_SKIP && (self.ahead.is_some() || !self.buffer.is_empty()) =>
             {
                 // A short jump forward: read on and drop the bytes in between.
                 self.fill(skip as usize).await?;
@@ -760,39 +820,46 @@ impl Download {
         Ok(self.buffer.split_to(n).freeze())
     }
 
-    /// Drops the stream and the buffer; the next fill opens a GET at `offset`.
+    /// Drops the read-ahead and the buffer; the next fill starts a read-ahead at `offset`.
     fn seek(&mut self, offset: u64) {
         tracing::trace!(path = %self.path, from = self.position, to = offset, "seek");
-        *self.stream.get_mut() = None;
+        self.ahead = None;
         self.buffer.clear();
         self.position = offset;
     }
 
-    /// Reads from the stream until `buffer` holds `n` bytes or the file ends.
+    /// Takes chunks from the read-ahead until `buffer` holds `n` bytes or the file ends.
     async fn fill(&mut self, n: usize) -> Result<(), VfsError> {
         while self.buffer.len() < n {
-            let stream = match self.stream.get_mut() {
-                Some(stream) => stream,
-                None => {
-                    let start = self.position + self.buffer.len() as u64;
-                    if start >= self.size {
-                        return Ok(());
+            let start = self.position + self.buffer.len() as u64;
+            if start >= self.size {
+                return Ok(());
+            }
+            let ahead = self.ahead.get_or_insert_with(|| {
+                ReadAhead::start(
+                    Arc::clone(&self.store),
+                    self.key.clone(),
+                    self.e_tag.clone(),
+                    start,
+                    self.size,
+                )
+            });
+            match ahead.chunks.recv().await {
+                Some(Ok(chunk)) => {
+                    if self.buffer.is_empty() {
+                        // Usually the whole request fits in one chunk: no copy.
+                        self.buffer = BytesMut::from(chunk);
+                    } else {
+                        self.buffer.extend_from_slice(&chunk);
                     }
-                    let options = GetOptions::new()
-                        .with_range(Some(GetRange::Offset(start)))
-                        .with_if_match(self.e_tag.clone());
-                    let result = self.store.get_opts(&self.key, options).await?;
-                    self.stream.get_mut().insert(result.into_stream())
                 }
-            };
-            match stream.next().await {
-                Some(Ok(chunk)) => self.buffer.extend_from_slice(&chunk),
                 Some(Err(e)) => {
-                    *self.stream.get_mut() = None;
+                    self.ahead = None;
                     return Err(e.into());
                 }
+                // The file ended early (it shrank under us) or the task ended.
                 None => {
-                    *self.stream.get_mut() = None;
+                    self.ahead = None;
                     return Ok(());
                 }
             }
