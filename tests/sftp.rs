@@ -934,7 +934,8 @@ async fn malformed_sftp_packets_get_errors_not_crashes() {
 #[tokio::test]
 async fn twenty_concurrent_sessions_and_concurrent_handles() {
     let wharf = Wharf::start().await;
-    let (user, pw) = wharf.create_user("/busy", json!({})).await;
+    // Above the default of 10 concurrent sessions per user.
+    let (user, pw) = wharf.create_user("/busy", json!({"maxSessions": 30})).await;
     let port = wharf.sftp_port;
     let mut tasks = Vec::new();
     for i in 0..20 {
@@ -1139,4 +1140,104 @@ async fn a_directory_of_100000_files_lists_completely() {
     assert_eq!(listed.len(), FILES);
     assert!(listed.iter().any(|l| l.ends_with("order-099999.edi")));
     assert!(listed.iter().any(|l| l.ends_with("order-000000.edi")));
+}
+
+/// Logs in over and over until it works (a closed session's place is given back when the
+/// gateway notices the close, which is asynchronous).
+async fn rust_sftp_eventually(port: u16, user: &str, password: &str) -> RustSftp {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        match rust_sftp(port, user, password).await {
+            Ok(session) => return session,
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("no session within 15 s: {e}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn concurrent_sessions_per_user_are_limited() {
+    let wharf = Wharf::start().await;
+    let port = wharf.sftp_port;
+    // The limit is set with the CLI and shown by `users get`.
+    let out = wharf
+        .cli(&[
+            "users",
+            "create",
+            "--description",
+            "Limited partner",
+            "--home",
+            "/limited",
+            "--max-sessions",
+            "2",
+            "--json",
+        ])
+        .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let created: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(created["maxSessions"], 2);
+    let user = created["username"].as_str().unwrap().to_owned();
+    let pw = created["password"].as_str().unwrap().to_owned();
+    let out = wharf.cli(&["users", "get", &user]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("Max sessions:    2"),
+        "{}",
+        text(&out)
+    );
+
+    // Two sessions at once are fine.
+    let first = rust_sftp(port, &user, &pw).await.expect("first session");
+    let second = rust_sftp(port, &user, &pw).await.expect("second session");
+    first.put("/one.txt", b"one").await.unwrap();
+    assert_eq!(second.read("/one.txt").await.unwrap(), b"one");
+
+    // A third is turned away, with a reason OpenSSH shows.
+    let third = rust_sftp(port, &user, &pw).await;
+    assert!(third.is_err(), "a third session was let in");
+    let work = tempfile::tempdir().unwrap();
+    let out = sftp_batch(port, &user, Auth::Password(&pw), work.path(), "ls\n").await;
+    assert!(!out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "too many sessions for user {user} (limit 2); close one and retry"
+        )),
+        "{}",
+        text(&out)
+    );
+    // Turning logins away does not disturb the sessions in progress.
+    second.put("/two.txt", b"two").await.unwrap();
+    assert_eq!(first.read("/two.txt").await.unwrap(), b"two");
+
+    // Closing a session gives its place back.
+    drop(first);
+    let replacement = rust_sftp_eventually(port, &user, &pw).await;
+    assert_eq!(replacement.read("/one.txt").await.unwrap(), b"one");
+    assert!(rust_sftp(port, &user, &pw).await.is_err(), "over the limit");
+
+    // A raised limit applies from the next login on.
+    let out = wharf
+        .cli(&["users", "update", &user, "--max-sessions", "3"])
+        .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("Max sessions:    3"),
+        "{}",
+        text(&out)
+    );
+    let third = rust_sftp(port, &user, &pw).await.expect("third session");
+    assert_eq!(third.read("/two.txt").await.unwrap(), b"two");
+
+    // Failed logins take no place: after all sessions end, the full limit is available.
+    drop((second, replacement, third));
+    let again: Vec<RustSftp> = vec![
+        rust_sftp_eventually(port, &user, &pw).await,
+        rust_sftp_eventually(port, &user, &pw).await,
+        rust_sftp_eventually(port, &user, &pw).await,
+    ];
+    assert!(rust_sftp(port, &user, &pw).await.is_err(), "over the limit");
+    drop(again);
 }

@@ -15,6 +15,7 @@
 //!         password_options: None,
 //!         public_keys: None,
 //!         permissions: None,
+//!         max_sessions: None,
 //!     })
 //!     .await?;
 //! println!("{} / {}", alice.user.username, alice.password);

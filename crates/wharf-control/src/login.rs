@@ -108,6 +108,7 @@ impl DatabaseLogin {
             bucket: bucket.storage(),
             home_directory: user.home_directory,
             permissions: user.permissions,
+            max_sessions: user.max_sessions,
         })
     }
 }

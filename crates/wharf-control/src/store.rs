@@ -136,6 +136,8 @@ pub struct UserRecord {
     /// OpenSSH public key lines.
     pub public_keys: Vec<String>,
     pub disabled: bool,
+    /// Most concurrent sessions (enforced by the gateways).
+    pub max_sessions: u32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub last_connected_at: Option<DateTime<Utc>>,
@@ -149,6 +151,7 @@ impl std::fmt::Debug for UserRecord {
             .field("bucket_name", &self.bucket_name)
             .field("permissions", &self.permissions)
             .field("disabled", &self.disabled)
+            .field("max_sessions", &self.max_sessions)
             .finish_non_exhaustive()
     }
 }
@@ -163,6 +166,7 @@ pub struct NewUser {
     pub permissions: Permissions,
     pub password_hash: String,
     pub public_keys: Vec<String>,
+    pub max_sessions: u32,
     pub created_at: DateTime<Utc>,
 }
 
@@ -174,6 +178,7 @@ pub struct UserChanges {
     pub permissions: Option<Permissions>,
     pub public_keys: Option<Vec<String>>,
     pub disabled: Option<bool>,
+    pub max_sessions: Option<u32>,
 }
 
 /// An API key as stored (its hash only; the key itself is never stored).
@@ -206,7 +211,7 @@ pub struct Store {
 macro_rules! user_columns {
     () => {
         "username, description, home_directory, bucket_name, permissions, password_hash, \
-         public_keys, disabled, created_at, updated_at, last_connected_at"
+         public_keys, disabled, max_sessions, created_at, updated_at, last_connected_at"
     };
 }
 macro_rules! bucket_columns {
@@ -429,8 +434,9 @@ impl Store {
         let created_at = truncate_to_millis(user.created_at);
         sqlx::query(
             "INSERT INTO users (username, description, home_directory, bucket_name, permissions, \
-             password_hash, public_keys, disabled, created_at, updated_at, last_connected_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $8, NULL)",
+             password_hash, public_keys, disabled, max_sessions, created_at, updated_at, \
+             last_connected_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $9, $8, $8, NULL)",
         )
         .bind(user.username.as_str())
         .bind(&user.description)
@@ -440,6 +446,7 @@ impl Store {
         .bind(&user.password_hash)
         .bind(keys_to_json(&user.public_keys))
         .bind(to_millis(created_at))
+        .bind(i64::from(user.max_sessions))
         .execute(&self.pool)
         .await?;
         Ok(UserRecord {
@@ -451,6 +458,7 @@ impl Store {
             password_hash: user.password_hash.clone(),
             public_keys: user.public_keys.clone(),
             disabled: false,
+            max_sessions: user.max_sessions,
             created_at,
             updated_at: created_at,
             last_connected_at: None,
@@ -476,8 +484,8 @@ impl Store {
     ) -> Result<Option<(UserRecord, BucketRecord)>, StoreError> {
         let row = sqlx::query(
             "SELECT u.username, u.description, u.home_directory, u.bucket_name, u.permissions, \
-             u.password_hash, u.public_keys, u.disabled, u.created_at, u.updated_at, \
-             u.last_connected_at, b.name, b.url, b.options, b.is_default, \
+             u.password_hash, u.public_keys, u.disabled, u.max_sessions, u.created_at, \
+             u.updated_at, u.last_connected_at, b.name, b.url, b.options, b.is_default, \
              b.created_at AS bucket_created_at \
              FROM users u JOIN buckets b ON b.name = u.bucket_name WHERE u.username = $1",
         )
@@ -553,6 +561,7 @@ impl Store {
              permissions = COALESCE($4, permissions), \
              public_keys = COALESCE($5, public_keys), \
              disabled = COALESCE($6, disabled), \
+             max_sessions = COALESCE($8, max_sessions), \
              updated_at = $7 \
              WHERE username = $1",
         )
@@ -563,6 +572,7 @@ impl Store {
         .bind(changes.public_keys.as_deref().map(keys_to_json))
         .bind(changes.disabled.map(i64::from))
         .bind(to_millis(now))
+        .bind(changes.max_sessions.map(i64::from))
         .execute(&self.pool)
         .await?;
         if result.rows_affected() == 0 {
@@ -744,6 +754,13 @@ fn user_from_row(row: &AnyRow) -> Result<UserRecord, StoreError> {
             detail: format!("public_keys: {e}"),
         })?,
         disabled: row.try_get::<i64, _>("disabled")? != 0,
+        max_sessions: {
+            let n: i64 = row.try_get("max_sessions")?;
+            u32::try_from(n).map_err(|_| StoreError::Corrupt {
+                table: T,
+                detail: format!("max_sessions {n} out of range"),
+            })?
+        },
         created_at: from_millis(row.try_get("created_at")?, T)?,
         updated_at: from_millis(row.try_get("updated_at")?, T)?,
         last_connected_at: row

@@ -12,6 +12,10 @@ use crate::{BucketName, HomeDirectory, Permissions, Username};
 pub const PASSWORD_LENGTH_RANGE: std::ops::RangeInclusive<u32> = 16..=128;
 /// Length of a generated password when none is asked for.
 pub const DEFAULT_PASSWORD_LENGTH: u32 = 16;
+/// Concurrent sessions a user may have when none is configured.
+pub const DEFAULT_MAX_SESSIONS: u32 = 10;
+/// Allowed values of a user's `maxSessions`.
+pub const MAX_SESSIONS_RANGE: std::ops::RangeInclusive<u32> = 1..=1000;
 
 /// How to generate a password.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
@@ -44,6 +48,11 @@ pub struct CreateUserRequest {
     /// Default `read-write`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permissions: Option<Permissions>,
+    /// Most concurrent sessions (connections) of this user, 1 to 1000 (default 10). Each
+    /// gateway process enforces it on its own connections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1000)]
+    pub max_sessions: Option<u32>,
 }
 
 /// `PATCH /v1/users/{username}`: only the fields present change.
@@ -63,6 +72,10 @@ pub struct UpdateUserRequest {
     /// A disabled user cannot log in; its sessions are refused from the next login on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disabled: Option<bool>,
+    /// Most concurrent sessions, 1 to 1000; applies from the next login on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1000)]
+    pub max_sessions: Option<u32>,
 }
 
 /// A user as the API shows it. The password is never shown here.
@@ -78,6 +91,10 @@ pub struct User {
     pub permissions: Permissions,
     pub public_keys: Vec<String>,
     pub disabled: bool,
+    /// Most concurrent sessions (connections) of this user; a login beyond it is refused.
+    /// Counted per gateway process.
+    #[schema(minimum = 1, maximum = 1000)]
+    pub max_sessions: u32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Last successful login over any protocol; absent if the user never connected.
@@ -267,6 +284,7 @@ mod tests {
                 permissions: Permissions::ReadWrite,
                 public_keys: vec![],
                 disabled: false,
+                max_sessions: DEFAULT_MAX_SESSIONS,
                 created_at: now,
                 updated_at: now,
                 last_connected_at: None,
@@ -277,5 +295,6 @@ mod tests {
         assert_eq!(v["username"], "WL9F11A9");
         assert_eq!(v["homeDirectory"], "/a");
         assert!(v.get("lastConnectedAt").is_none());
+        assert_eq!(v["maxSessions"], 10);
     }
 }

@@ -83,6 +83,14 @@ pub struct LoginGrant {
     pub bucket: BucketStorage,
     pub home_directory: HomeDirectory,
     pub permissions: Permissions,
+    /// Most concurrent sessions of this user on one gateway. Absent in replies of control
+    /// planes older than this field, which means the default (10).
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: u32,
+}
+
+fn default_max_sessions() -> u32 {
+    crate::api::DEFAULT_MAX_SESSIONS
 }
 
 /// Why a login did not succeed.
@@ -101,4 +109,22 @@ pub enum LoginError {
 #[async_trait::async_trait]
 pub trait LoginProvider: Send + Sync + 'static {
     async fn login(&self, request: LoginRequest) -> Result<LoginGrant, LoginError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grant_without_max_sessions_gets_the_default() {
+        // A control plane from before `maxSessions` sends no such field.
+        let grant: LoginGrant = serde_json::from_str(
+            r#"{"username":"alice","bucket":{"name":"default","url":"file:///srv"},
+                "homeDirectory":"/alice","permissions":"read-write"}"#,
+        )
+        .unwrap();
+        assert_eq!(grant.max_sessions, crate::api::DEFAULT_MAX_SESSIONS);
+        let v = serde_json::to_value(&grant).unwrap();
+        assert_eq!(v["maxSessions"], 10);
+    }
 }

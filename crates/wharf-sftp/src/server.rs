@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use russh::keys::PublicKey as SshPublicKey;
@@ -13,7 +13,9 @@ use russh::{Channel, ChannelId, MethodKind, MethodSet, Preferred, SshId, cipher}
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tracing::{Instrument, info_span};
-use wharf_core::{LoginError, LoginGrant, LoginProvider, LoginRequest, LoginSecret, Protocol};
+use wharf_core::{
+    LoginError, LoginGrant, LoginProvider, LoginRequest, LoginSecret, Protocol, Username,
+};
 use wharf_vfs::{SessionIdentity, StoreCache, Vfs};
 
 use crate::HostKeys;
@@ -104,6 +106,7 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let russh_config = Arc::new(config.russh_config());
     let limit = Arc::new(Semaphore::new(config.max_connections));
+    let sessions = SessionCounts::default();
     let stopping = async |limit: Arc<Semaphore>| {
         let all = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
         let in_flight = config.max_connections - limit.available_permits();
@@ -146,9 +149,12 @@ pub async fn serve(
         let handler = Connection {
             login: login.clone(),
             stores: stores.clone(),
+            sessions: sessions.clone(),
             peer,
             session_id: session_id.clone(),
             grant: None,
+            slot: None,
+            refusal: None,
             offered_key: None,
             channels: HashMap::new(),
         };
@@ -201,14 +207,82 @@ pub enum ConnectionError {
     Ssh(#[from] russh::Error),
 }
 
+/// Authenticated connections per user, shared by all connections of one [`serve`] call.
+///
+/// The count is per gateway process: gateways behind a load balancer each enforce a user's
+/// `maxSessions` on their own connections, so a user may hold up to `maxSessions` on each
+/// gateway. A cluster-wide count (through the control plane) is future work.
+#[derive(Clone, Default)]
+struct SessionCounts(Arc<Mutex<HashMap<Username, usize>>>);
+
+impl SessionCounts {
+    /// Takes one of `user`'s `limit` session slots: `Err(in_use)` when all are taken. The check
+    /// and the increment happen under one lock, so simultaneous logins cannot overshoot.
+    fn try_acquire(&self, user: &Username, limit: u32) -> Result<SessionSlot, usize> {
+        let mut counts = self.lock();
+        let count = counts.entry(user.clone()).or_insert(0);
+        if *count >= limit as usize {
+            let in_use = *count;
+            if in_use == 0 {
+                counts.remove(user);
+            }
+            return Err(in_use);
+        }
+        *count += 1;
+        Ok(SessionSlot {
+            counts: self.clone(),
+            user: user.clone(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Username, usize>> {
+        // The map stays consistent even if a holder panicked: every change is one statement.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    #[cfg(test)]
+    fn count(&self, user: &Username) -> usize {
+        self.lock().get(user).copied().unwrap_or(0)
+    }
+}
+
+/// One counted session of a user. Dropping it (with the [`Connection`] that holds it, however
+/// the connection ends) gives the slot back, exactly once.
+struct SessionSlot {
+    counts: SessionCounts,
+    user: Username,
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock();
+        if let Some(count) = counts.get_mut(&self.user) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&self.user);
+            }
+        }
+    }
+}
+
 /// One SSH connection.
 struct Connection {
     login: Arc<dyn LoginProvider>,
     stores: Arc<StoreCache>,
+    /// The gateway's session counts per user.
+    sessions: SessionCounts,
     peer: SocketAddr,
     session_id: String,
     /// Set once authentication succeeded.
     grant: Option<LoginGrant>,
+    /// This connection's place in the user's session count, held from a successful
+    /// authentication until the connection (this handler) is dropped.
+    slot: Option<SessionSlot>,
+    /// Why a login with valid credentials is turned away (too many sessions): sent as the
+    /// SSH disconnect reason in `auth_succeeded`.
+    refusal: Option<String>,
     /// A key the control plane accepted in the pre-signature query, with its grant.
     offered_key: Option<(SshPublicKey, LoginGrant)>,
     /// Session channels opened but not yet given a subsystem.
@@ -235,9 +309,36 @@ impl Connection {
         }
     }
 
+    /// Lets the user in, unless it already has `max_sessions` connections to this gateway.
+    ///
+    /// A user over its limit must learn why it is turned away, or it will think its password
+    /// is wrong. An SSH authentication failure carries no message, and a disconnect queued
+    /// after it arrives too late: OpenSSH has already given up with "Permission denied". So
+    /// the login ends the SSH authentication (`Auth::Accept`) but grants nothing: no grant and
+    /// no session slot are kept, and `auth_succeeded` disconnects at once with reason 12 (too
+    /// many connections) and a message, in the same write as the success reply. russh reads
+    /// no further packet, so no channel is ever opened; OpenSSH prints "Received disconnect
+    /// from …: 12: too many sessions for user … (limit N); close one and retry".
     fn accept(&mut self, grant: LoginGrant) -> Auth {
-        tracing::info!(user = %grant.username, home = %grant.home_directory, "login succeeded");
-        self.grant = Some(grant);
+        match self
+            .sessions
+            .try_acquire(&grant.username, grant.max_sessions)
+        {
+            Ok(slot) => {
+                tracing::info!(user = %grant.username, home = %grant.home_directory,
+                    "login succeeded");
+                self.slot = Some(slot);
+                self.grant = Some(grant);
+            }
+            Err(in_use) => {
+                tracing::info!(user = %grant.username, limit = grant.max_sessions, in_use,
+                    "login refused: too many sessions");
+                self.refusal = Some(format!(
+                    "too many sessions for user {} (limit {}); close one and retry",
+                    grant.username, grant.max_sessions
+                ));
+            }
+        }
         Auth::Accept
     }
 
@@ -308,6 +409,13 @@ impl russh::server::Handler for Connection {
             Some(grant) => self.accept(grant),
             None => Self::reject(user, "publickey"),
         })
+    }
+
+    async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
+        if let Some(reason) = self.refusal.take() {
+            session.disconnect(russh::Disconnect::TooManyConnections, &reason, "")?;
+        }
+        Ok(())
     }
 
     async fn channel_open_session(
@@ -407,5 +515,36 @@ impl russh::server::Handler for Connection {
         // Legacy `scp -O` arrives here as "scp -t …"; modern scp uses the SFTP subsystem.
         Self::refuse(channel, session, "command execution")?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_slots_are_counted_per_user_and_given_back_once() {
+        let counts = SessionCounts::default();
+        let alice = Username::parse("alice").unwrap();
+        let bob = Username::parse("bob").unwrap();
+        let first = counts.try_acquire(&alice, 2).unwrap();
+        let second = counts.try_acquire(&alice, 2).unwrap();
+        assert_eq!(counts.try_acquire(&alice, 2).err(), Some(2));
+        // Other users are not affected; a higher limit (changed meanwhile) lets one more in.
+        let bobs = counts.try_acquire(&bob, 1).unwrap();
+        let third = counts.try_acquire(&alice, 3).unwrap();
+        assert_eq!(counts.count(&alice), 3);
+        drop(first);
+        assert_eq!(counts.count(&alice), 2);
+        assert_eq!(counts.try_acquire(&alice, 2).err(), Some(2));
+        drop(second);
+        drop(third);
+        drop(bobs);
+        assert_eq!(counts.count(&alice), 0);
+        // Nothing is left behind for users without sessions.
+        assert!(counts.lock().is_empty());
+        let again = counts.try_acquire(&alice, 1).unwrap();
+        assert_eq!(counts.count(&alice), 1);
+        drop(again);
     }
 }

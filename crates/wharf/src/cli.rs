@@ -212,6 +212,9 @@ pub enum UsersCommand {
         /// Length of the generated password (16-128).
         #[arg(long)]
         password_length: Option<u32>,
+        /// Most concurrent sessions of this user (1-1000) [default: 10]; counted per gateway.
+        #[arg(long)]
+        max_sessions: Option<u32>,
     },
     /// List users.
     List {
@@ -253,6 +256,9 @@ pub enum UsersCommand {
         /// Allow a disabled user to log in again.
         #[arg(long)]
         enable: bool,
+        /// Most concurrent sessions of this user (1-1000); counted per gateway.
+        #[arg(long)]
+        max_sessions: Option<u32>,
     },
     /// Delete a user (its files stay in the bucket).
     Delete {

@@ -83,6 +83,7 @@ pub async fn users(command: UsersCommand) -> Result<()> {
             permissions,
             public_keys: keys,
             password_length,
+            max_sessions,
         } => {
             let request = CreateUserRequest {
                 description,
@@ -104,6 +105,7 @@ pub async fn users(command: UsersCommand) -> Result<()> {
                     Some(public_keys(&keys)?)
                 },
                 permissions: permissions.map(Into::into),
+                max_sessions,
             };
             let client = client(&api)?;
             let created = client.create_user(&request).await?;
@@ -119,6 +121,7 @@ pub async fn users(command: UsersCommand) -> Result<()> {
             println!("                (shown only this once: store it now)");
             println!("  Home:         {}", user.home_directory);
             println!("  Permissions:  {}", user.permissions);
+            println!("  Max sessions: {}", user.max_sessions);
             match info {
                 Some(info) => {
                     println!(
@@ -175,6 +178,7 @@ pub async fn users(command: UsersCommand) -> Result<()> {
             clear_public_keys,
             disable,
             enable,
+            max_sessions,
         } => {
             let request = UpdateUserRequest {
                 description,
@@ -192,6 +196,7 @@ pub async fn users(command: UsersCommand) -> Result<()> {
                     (_, true) => Some(false),
                     _ => None,
                 },
+                max_sessions,
             };
             let user = client(&api)?.update_user(&username, &request).await?;
             if api.json {
@@ -324,6 +329,7 @@ fn print_user(user: &User) {
     println!("Bucket:          {}", user.bucket_name);
     println!("Permissions:     {}", user.permissions);
     println!("Disabled:        {}", user.disabled);
+    println!("Max sessions:    {}", user.max_sessions);
     println!("Public keys:     {}", user.public_keys.len());
     for key in &user.public_keys {
         println!("  {key}");

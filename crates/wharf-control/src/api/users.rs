@@ -8,9 +8,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use utoipa::IntoParams;
 use wharf_core::api::{
-    CreateUserRequest, CreatedUser, DEFAULT_PASSWORD_LENGTH, FieldError, NewPassword,
-    PASSWORD_LENGTH_RANGE, PasswordOptions, Problem, ResetPasswordRequest, UpdateUserRequest, User,
-    UserList,
+    CreateUserRequest, CreatedUser, DEFAULT_MAX_SESSIONS, DEFAULT_PASSWORD_LENGTH, FieldError,
+    MAX_SESSIONS_RANGE, NewPassword, PASSWORD_LENGTH_RANGE, PasswordOptions, Problem,
+    ResetPasswordRequest, UpdateUserRequest, User, UserList,
 };
 use wharf_core::{HomeDirectory, PublicKey, Username, generate_password, generate_username};
 
@@ -60,6 +60,10 @@ pub async fn create_user(
     let mut errors = Vec::new();
     let description = validate_description(&request.description, &mut errors);
     let length = password_length(request.password_options.as_ref(), &mut errors);
+    let max_sessions = validate_max_sessions(
+        request.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS),
+        &mut errors,
+    );
     let public_keys = request
         .public_keys
         .as_deref()
@@ -94,6 +98,7 @@ pub async fn create_user(
         permissions: request.permissions.unwrap_or_default(),
         password_hash,
         public_keys,
+        max_sessions,
         created_at: store::now(),
     };
     let mut attempt = 1;
@@ -307,6 +312,9 @@ pub async fn update_user(
             .as_deref()
             .map(|keys| validate_public_keys(keys, &mut errors)),
         disabled: request.disabled,
+        max_sessions: request
+            .max_sessions
+            .map(|n| validate_max_sessions(n, &mut errors)),
     };
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
@@ -335,7 +343,8 @@ pub async fn update_user(
         && changes.home_directory.is_none()
         && changes.permissions.is_none()
         && changes.public_keys.is_none()
-        && changes.disabled.is_none();
+        && changes.disabled.is_none()
+        && changes.max_sessions.is_none();
     if nothing_changes {
         return Ok(Json(user_view(&state, current)));
     }
@@ -438,6 +447,7 @@ fn user_view(state: &SharedState, record: UserRecord) -> User {
         permissions: record.permissions,
         public_keys: record.public_keys,
         disabled: record.disabled,
+        max_sessions: record.max_sessions,
         created_at: record.created_at,
         updated_at: record.updated_at,
         last_connected_at: record.last_connected_at,
@@ -482,6 +492,20 @@ fn password_length(options: Option<&PasswordOptions>, errors: &mut Vec<FieldErro
         });
     }
     length as usize
+}
+
+fn validate_max_sessions(max_sessions: u32, errors: &mut Vec<FieldError>) -> u32 {
+    if !MAX_SESSIONS_RANGE.contains(&max_sessions) {
+        errors.push(FieldError {
+            field: "maxSessions".into(),
+            message: format!(
+                "must be from {} to {}",
+                MAX_SESSIONS_RANGE.start(),
+                MAX_SESSIONS_RANGE.end()
+            ),
+        });
+    }
+    max_sessions
 }
 
 /// Each key must parse; they are stored normalised (canonical base64, comment kept).

@@ -552,6 +552,7 @@ async fn store_delete_bucket(db: TestDb) {
             permissions: Permissions::ReadWrite,
             password_hash: "x".into(),
             public_keys: vec![],
+            max_sessions: 10,
             created_at: wharf_control::store::now(),
         })
         .await

@@ -6,6 +6,7 @@ mod admin_key;
 mod api;
 mod buckets;
 mod common;
+mod max_sessions;
 mod openapi;
 mod store;
 

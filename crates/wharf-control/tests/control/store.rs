@@ -29,6 +29,7 @@ fn new_user(username: &str, bucket: &BucketName) -> NewUser {
         permissions: Permissions::ReadWrite,
         password_hash: "$argon2id$fake".into(),
         public_keys: vec![],
+        max_sessions: 10,
         created_at: wharf_control::store::now(),
     }
 }
