@@ -630,3 +630,79 @@ pub async fn raw_sftp(port: u16, user: &str, password: &str) -> RawSftp {
         _ssh: session,
     }
 }
+
+/// OpenSSH `sftp -b` with the given batch commands, as a command not yet started: for tests
+/// that run many sessions at once, kill one mid-transfer, or need another timeout than
+/// [`sftp_batch`]. Same options and authentication as [`sftp_batch`]; runs in `cwd`.
+pub fn sftp_batch_command(
+    port: u16,
+    user: &str,
+    auth: Auth<'_>,
+    cwd: &Path,
+    batch: &str,
+) -> Command {
+    let file = cwd.join(format!("batch-{}", uuid_like()));
+    std::fs::write(&file, batch).expect("batch file");
+    let mut cmd = Command::new(require_tool("sftp", "apt-get install -y openssh-client"));
+    cmd.args(ssh_options(port, &auth, cwd))
+        .arg("-b")
+        .arg(&file)
+        .arg(format!("{user}@127.0.0.1"))
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    with_auth_env(&mut cmd, &auth, cwd);
+    cmd
+}
+
+/// [`sftp_batch`] with a timeout of its own (large transfers on slow stores).
+pub async fn sftp_batch_timeout(
+    port: u16,
+    user: &str,
+    auth: Auth<'_>,
+    cwd: &Path,
+    batch: &str,
+    timeout: Duration,
+) -> Output {
+    let mut cmd = sftp_batch_command(port, user, auth, cwd, batch);
+    tokio::time::timeout(timeout, cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("sftp did not finish within {timeout:?}; batch:\n{batch}"))
+        .expect("run sftp")
+}
+
+/// `name` on `PATH`, or a panic that says how to install it: a missing client fails the test,
+/// it is never skipped.
+pub fn require_tool(name: &str, install: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "`{name}` is needed by this test and was not found on PATH. Install it with:\n    \
+                 {install}\n(`.ci/run` installs it)"
+            )
+        })
+}
+
+/// SHA-256 of a file, read in chunks (for files too large to hold comfortably).
+pub fn sha256_file(path: &Path) -> String {
+    use std::io::Read;
+    let mut file =
+        std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1024 * 1024];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    hex::encode(hasher.finalize())
+}
