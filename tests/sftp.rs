@@ -1241,3 +1241,40 @@ async fn concurrent_sessions_per_user_are_limited() {
     assert!(rust_sftp(port, &user, &pw).await.is_err(), "over the limit");
     drop(again);
 }
+
+#[tokio::test]
+async fn connections_that_never_log_in_are_closed() {
+    use tokio::io::AsyncReadExt;
+    let wharf = Wharf::start_with(StartOptions {
+        extra_args: vec!["--sftp-login-timeout".into(), "2".into()],
+        ..Default::default()
+    })
+    .await;
+    // One client says nothing at all; another sends its version string and stalls in the key
+    // exchange. Both must be cut off at the login deadline, not at the 10-minute idle timeout.
+    let silent = tokio::net::TcpStream::connect(("127.0.0.1", wharf.sftp_port));
+    let stalled = async {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", wharf.sftp_port)).await?;
+        s.write_all(b"SSH-2.0-stall\r\n").await?;
+        Ok::<_, std::io::Error>(s)
+    };
+    let (silent, stalled) = tokio::join!(silent, stalled);
+    let started = std::time::Instant::now();
+    for mut stream in [silent.unwrap(), stalled.unwrap()] {
+        let mut sink = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(15), stream.read_to_end(&mut sink)).await;
+        assert!(
+            read.is_ok(),
+            "connection still open 15 s after the 2 s login deadline"
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // A real login in time is unaffected.
+    let (user, pw) = wharf.create_user("/ok", json!({})).await;
+    let sftp = rust_sftp(wharf.sftp_port, &user, &pw).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    sftp.put("/after-deadline.txt", b"still connected")
+        .await
+        .unwrap();
+}

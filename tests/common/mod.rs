@@ -168,6 +168,8 @@ pub struct StartOptions {
     pub bucket_url: Option<String>,
     /// Extra environment variables of the server process (e.g. `AWS_ENDPOINT`).
     pub env: Vec<(String, String)>,
+    /// More `wharf serve` arguments.
+    pub extra_args: Vec<String>,
 }
 
 impl Default for StartOptions {
@@ -178,6 +180,7 @@ impl Default for StartOptions {
             data_dir: None,
             bucket_url: None,
             env: Vec::new(),
+            extra_args: Vec::new(),
         }
     }
 }
@@ -217,6 +220,7 @@ impl Wharf {
         if let Some(pg) = &pg {
             cmd.arg("--database-url").arg(&pg.url);
         }
+        cmd.args(&options.extra_args);
         if let Some(url) = &options.bucket_url {
             cmd.arg("--bucket-url").arg(url);
         }

@@ -3,15 +3,21 @@
 //! forwarding and agent forwarding are refused.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use russh::keys::PublicKey as SshPublicKey;
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, MethodKind, MethodSet, Preferred, SshId, cipher};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tracing::{Instrument, info_span};
 use wharf_core::{
     LoginError, LoginGrant, LoginProvider, LoginRequest, LoginSecret, Protocol, Username,
@@ -153,6 +159,7 @@ pub async fn serve(
             peer,
             session_id: session_id.clone(),
             grant: None,
+            authenticated: Arc::new(AtomicBool::new(false)),
             slot: None,
             refusal: None,
             offered_key: None,
@@ -160,13 +167,17 @@ pub async fn serve(
         };
         let russh_config = russh_config.clone();
         let login_timeout = config.login_timeout;
+        let authenticated = handler.authenticated.clone();
         let span = info_span!("sftp", session = %session_id, client = %peer);
         tokio::spawn(
             async move {
                 let _permit = permit;
                 tracing::debug!("connection accepted");
-                let session = match tokio::time::timeout(
-                    login_timeout,
+                let deadline = tokio::time::Instant::now() + login_timeout;
+                let cut = CancellationToken::new();
+                let socket = Cuttable::new(socket, cut.clone());
+                let session = match tokio::time::timeout_at(
+                    deadline,
                     russh::server::run_stream(russh_config, socket, handler),
                 )
                 .await
@@ -181,10 +192,23 @@ pub async fn serve(
                         return;
                     }
                 };
+                // run_stream returns once the version strings are exchanged: key exchange and
+                // authentication must also finish by the deadline, or a client that never
+                // logs in would hold a connection slot until the idle timeout.
+                // (A disconnect message cannot be sent in the middle of a key exchange, so the
+                // socket itself is cut.)
+                let watchdog = tokio::spawn(async move {
+                    tokio::time::sleep_until(deadline).await;
+                    if !authenticated.load(Ordering::Acquire) {
+                        tracing::info!("login not completed in time; closing the connection");
+                        cut.cancel();
+                    }
+                });
                 match session.await {
                     Ok(()) => tracing::debug!("connection closed"),
                     Err(e) => tracing::debug!(error = %e, "connection ended with an error"),
                 }
+                watchdog.abort();
             }
             .instrument(span),
         );
@@ -194,6 +218,62 @@ pub async fn serve(
 /// Resolves once `shutdown` is true (or its sender is gone).
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
+}
+
+/// A socket that can be cut from outside: once its token is cancelled every read and write
+/// fails, which ends the SSH session whatever state it is in.
+struct Cuttable<S> {
+    inner: S,
+    cut: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl<S> Cuttable<S> {
+    fn new(inner: S, token: CancellationToken) -> Self {
+        Cuttable {
+            inner,
+            cut: Box::pin(token.cancelled_owned()),
+        }
+    }
+
+    fn check(&mut self, cx: &mut Context<'_>) -> std::io::Result<()> {
+        match self.cut.as_mut().poll(cx) {
+            Poll::Ready(()) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connection cut: login not completed in time",
+            )),
+            Poll::Pending => Ok(()),
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Cuttable<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        self.check(cx)?;
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Cuttable<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.check(cx)?;
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 fn new_session_id() -> String {
@@ -277,6 +357,9 @@ struct Connection {
     session_id: String,
     /// Set once authentication succeeded.
     grant: Option<LoginGrant>,
+    /// Whether authentication has finished (granted or turned away with a reason); the login
+    /// watchdog disconnects connections where it has not by the login deadline.
+    authenticated: Arc<AtomicBool>,
     /// This connection's place in the user's session count, held from a successful
     /// authentication until the connection (this handler) is dropped.
     slot: Option<SessionSlot>,
@@ -339,6 +422,7 @@ impl Connection {
                 ));
             }
         }
+        self.authenticated.store(true, Ordering::Release);
         Auth::Accept
     }
 

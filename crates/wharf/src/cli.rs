@@ -85,6 +85,9 @@ pub struct SftpOptions {
     /// Seconds without traffic after which an SFTP connection is closed.
     #[arg(long, env = "WHARF_SFTP_IDLE_TIMEOUT", default_value_t = 600)]
     pub sftp_idle_timeout: u64,
+    /// Seconds a new SFTP connection has to finish key exchange and log in.
+    #[arg(long, env = "WHARF_SFTP_LOGIN_TIMEOUT", default_value_t = 60)]
+    pub sftp_login_timeout: u64,
 }
 
 #[derive(Args, Clone)]

@@ -267,6 +267,7 @@ fn sftp_config(host_keys: HostKeys, options: &SftpOptions) -> SftpConfig {
     let mut config = SftpConfig::new(host_keys);
     config.max_connections = options.sftp_max_connections.max(1);
     config.idle_timeout = Duration::from_secs(options.sftp_idle_timeout.max(1));
+    config.login_timeout = Duration::from_secs(options.sftp_login_timeout.max(1));
     config
 }
 
