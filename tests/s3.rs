@@ -6,24 +6,10 @@ mod common;
 #[path = "../crates/wharf-vfs/tests/common/servers.rs"]
 mod servers;
 
-use std::path::Path;
-
 use common::*;
 use reqwest::Method;
 use serde_json::{Value, json};
 use servers::{S3_ACCESS_KEY, S3_SECRET_KEY, S3Server};
-
-fn write_file(dir: &Path, name: &str, data: &[u8]) {
-    std::fs::write(dir.join(name), data).expect("write local file");
-}
-
-fn read_file(dir: &Path, name: &str) -> Vec<u8> {
-    std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("read {name}: {e}"))
-}
-
-fn stdout(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// The object's bytes as s3s-fs stores them.
 fn object(s3: &S3Server, bucket: &str, key: &str) -> Vec<u8> {

@@ -12,18 +12,6 @@ use russh_sftp::protocol::OpenFlags;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
-fn write_file(dir: &Path, name: &str, data: &[u8]) {
-    std::fs::write(dir.join(name), data).expect("write local file");
-}
-
-fn read_file(dir: &Path, name: &str) -> Vec<u8> {
-    std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("read {name}: {e}"))
-}
-
-fn stdout(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[tokio::test]
 async fn cli_user_and_openssh_round_trip() {
     let wharf = Wharf::start().await;
@@ -419,7 +407,7 @@ async fn upload_is_visible_only_after_close_and_a_dropped_upload_leaves_nothing(
         sha256(&reader.read("/report.csv").await.unwrap()),
         sha256(&data)
     );
-    let leftovers: Vec<_> = walk(&wharf.bucket_dir())
+    let leftovers: Vec<_> = walk_files(&wharf.bucket_dir())
         .into_iter()
         .filter(|p| p.to_string_lossy().contains('#'))
         .collect();
@@ -427,20 +415,6 @@ async fn upload_is_visible_only_after_close_and_a_dropped_upload_leaves_nothing(
         leftovers.is_empty(),
         "staging files left behind: {leftovers:?}"
     );
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            }
-            out.push(p);
-        }
-    }
-    out
 }
 
 #[tokio::test]

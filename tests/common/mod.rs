@@ -710,3 +710,34 @@ pub fn sha256_file(path: &Path) -> String {
     }
     hex::encode(hasher.finalize())
 }
+
+/// Writes a local file for a client to upload.
+pub fn write_file(dir: &Path, name: &str, data: &[u8]) {
+    std::fs::write(dir.join(name), data).expect("write local file");
+}
+
+/// Reads a local file a client downloaded.
+pub fn read_file(dir: &Path, name: &str) -> Vec<u8> {
+    std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("read {name}: {e}"))
+}
+
+/// A client's standard output as text.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every file (not directory) below `dir`, recursively; empty if `dir` does not exist.
+pub fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(walk_files(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
