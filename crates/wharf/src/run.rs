@@ -30,7 +30,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         &args.control,
         gateway_token,
         args.sftp.sftp_addr.port(),
-        &host_keys,
+        fingerprints(&host_keys),
     )
     .await?;
 
@@ -74,7 +74,7 @@ pub async fn control_plane(args: ControlPlaneArgs) -> Result<()> {
         .and_then(|files| HostKeys::load(&files).ok())
         .map(|k| fingerprints(&k))
         .unwrap_or_default();
-    let control = open_control_plane_with(
+    let control = open_control_plane(
         &data_dir,
         &args.control,
         gateway_token,
@@ -194,23 +194,6 @@ fn gateway_token(data_dir: &Path, given: Option<String>) -> Result<String> {
 }
 
 async fn open_control_plane(
-    data_dir: &Path,
-    options: &ControlPlaneOptions,
-    gateway_token: String,
-    sftp_port: u16,
-    host_keys: &HostKeys,
-) -> Result<ControlPlane> {
-    open_control_plane_with(
-        data_dir,
-        options,
-        gateway_token,
-        sftp_port,
-        fingerprints(host_keys),
-    )
-    .await
-}
-
-async fn open_control_plane_with(
     data_dir: &Path,
     options: &ControlPlaneOptions,
     gateway_token: String,

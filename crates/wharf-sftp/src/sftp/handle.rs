@@ -25,6 +25,18 @@ pub(crate) enum HandleState {
     },
 }
 
+impl HandleState {
+    /// The file's size as the client sees it (written so far, for an upload); `None` for a
+    /// directory.
+    fn file_size(&self) -> Option<u64> {
+        match self {
+            HandleState::Read(download) => Some(download.size()),
+            HandleState::Write(upload) => Some(upload.len()),
+            HandleState::Dir { .. } => None,
+        }
+    }
+}
+
 /// A request on one handle.
 pub(crate) enum HandleOp {
     Read { offset: u64, len: u32 },
@@ -120,20 +132,14 @@ async fn serve(
         }
         (HandleOp::Write { .. }, _) => return Err(wrong_kind("open for writing")),
         (HandleOp::Fstat, state) => {
-            let attrs = match state {
-                HandleState::Read(d) => file_attrs(d.size(), None, permissions),
-                HandleState::Write(u) => file_attrs(u.len(), None, permissions),
-                HandleState::Dir { .. } => dir_attrs(None, permissions),
+            let attrs = match state.file_size() {
+                Some(size) => file_attrs(size, None, permissions),
+                None => dir_attrs(None, permissions),
             };
             Attrs { id, attrs }.into()
         }
         (HandleOp::Fsetstat(attrs), state) => {
-            let size = match state {
-                HandleState::Read(d) => Some(d.size()),
-                HandleState::Write(u) => Some(u.len()),
-                HandleState::Dir { .. } => None,
-            };
-            check_setstat(&attrs, size)?;
+            check_setstat(&attrs, state.file_size())?;
             ok(id)
         }
         // Uploads become durable when the file is closed (the object is committed then); there
