@@ -77,6 +77,24 @@ impl std::fmt::Debug for ControlPlaneConfig {
     }
 }
 
+/// Opens every bucket once, so that each is swept for the uploads of crashed gateways now and
+/// periodically (see [`StoreCache`]), even a bucket no partner logs in to. A bucket that does
+/// not open is logged and skipped: it must not stop the control plane.
+async fn sweep_every_bucket(store: &Store, stores: &StoreCache) {
+    let buckets = match store.list_buckets().await {
+        Ok(buckets) => buckets,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list buckets to sweep orphaned uploads");
+            return;
+        }
+    };
+    for bucket in buckets {
+        if let Err(e) = stores.bucket(&bucket.storage()) {
+            tracing::warn!(bucket = %bucket.name, error = %e, "cannot open bucket to sweep orphaned uploads");
+        }
+    }
+}
+
 /// Why the control plane could not start or bootstrap.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -131,11 +149,13 @@ impl ControlPlane {
         } else {
             Sha256::digest(config.gateway_token.as_bytes()).to_vec()
         };
+        let stores = StoreCache::new();
+        sweep_every_bucket(&store, &stores).await;
         Ok(ControlPlane {
             state: Arc::new(AppState {
                 config,
                 store,
-                stores: StoreCache::new(),
+                stores,
                 metrics,
                 login,
                 gateway_token_digest,

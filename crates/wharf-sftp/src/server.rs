@@ -534,7 +534,7 @@ impl russh::server::Handler for Connection {
             session.channel_failure(channel_id)?;
             return Ok(());
         };
-        let (store, pager) = match self.stores.get_with_pager(&grant.bucket) {
+        let bucket = match self.stores.bucket(&grant.bucket) {
             Ok(opened) => opened,
             Err(e) => {
                 tracing::error!(error = %e, bucket = %grant.bucket.name, "cannot open bucket");
@@ -549,13 +549,12 @@ impl russh::server::Handler for Connection {
             client_ip: self.peer.ip().to_string(),
             session_id: self.session_id.clone(),
         };
-        let vfs = Vfs::new(
-            store,
+        let vfs = Vfs::on_bucket(
+            &bucket,
             grant.home_directory.clone(),
             grant.permissions,
             identity,
-        )
-        .with_list_pager(pager);
+        );
         let handle = session.handle();
         let span = tracing::Span::current();
         tokio::spawn(

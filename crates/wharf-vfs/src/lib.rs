@@ -15,6 +15,7 @@
 //!   directories persist on object stores.
 
 mod error;
+mod journal;
 mod path;
 mod store;
 mod transfer;
@@ -24,8 +25,12 @@ mod vfs;
 mod tests;
 
 pub use error::VfsError;
+pub use journal::{NOTE_REFRESH, ORPHAN_AGE, SweepReport, UPLOAD_JOURNAL, UploadJournal};
 pub use path::{MAX_NAME_BYTES, MAX_PATH_BYTES, VirtualPath};
-pub use store::{BucketError, ListPager, StoreCache, check_bucket, create_home, open_bucket};
+pub use store::{
+    BucketError, ListPager, OpenedBucket, SWEEP_INTERVAL, StoreCache, check_bucket, create_home,
+    open_bucket,
+};
 pub use transfer::{
     Download, IN_FLIGHT_BYTES, MAX_PART_SIZE, MAX_PARTS, MAX_PARTS_IN_FLIGHT, MAX_UPLOAD_SIZE,
     PART_SIZE, READ_AHEAD_CHUNK, READ_AHEAD_CHUNKS, READ_AHEAD_FIRST, REORDER_WINDOW, Upload,

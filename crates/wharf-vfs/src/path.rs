@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::{DIRECTORY_MARKER, VfsError};
+use crate::{DIRECTORY_MARKER, UPLOAD_JOURNAL, VfsError};
 
 /// Longest accepted path, in bytes, after normalisation (PATH_MAX on Linux).
 pub const MAX_PATH_BYTES: usize = 4096;
@@ -33,7 +33,8 @@ impl VirtualPath {
     ///
     /// Rejected: NUL and other control characters, backslashes (Windows separators would make
     /// `..\..` look harmless), names longer than [`MAX_NAME_BYTES`], paths longer than
-    /// [`MAX_PATH_BYTES`], and the reserved [`DIRECTORY_MARKER`] name. Percent signs are plain
+    /// [`MAX_PATH_BYTES`], and the reserved names [`DIRECTORY_MARKER`] and
+    /// [`crate::UPLOAD_JOURNAL`]. Percent signs are plain
     /// characters: `%2e%2e` is a file called `%2e%2e`, never `..`.
     pub fn resolve(cwd: &VirtualPath, input: &str) -> Result<Self, VfsError> {
         if input.len() > MAX_PATH_BYTES {
@@ -66,9 +67,9 @@ impl VirtualPath {
                             "a name is longer than {MAX_NAME_BYTES} bytes"
                         )));
                     }
-                    if name == DIRECTORY_MARKER {
+                    if name == DIRECTORY_MARKER || name == UPLOAD_JOURNAL {
                         return Err(VfsError::InvalidPath(format!(
-                            "'{DIRECTORY_MARKER}' is a reserved name"
+                            "'{name}' is a reserved name"
                         )));
                     }
                     segments.push(name.to_owned());
@@ -200,6 +201,7 @@ mod tests {
             "..\\..\\windows",
             "a\u{7f}",
             "/x/.wharf-dir",
+            "/.wharf-uploads/x",
         ] {
             assert!(
                 matches!(VirtualPath::parse(bad), Err(VfsError::InvalidPath(_))),

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
+use object_store::multipart::MultipartStore;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{BackoffConfig, ClientConfigKey, ObjectStore, RetryConfig};
@@ -21,6 +23,7 @@ use url::Url;
 use wharf_core::{BucketStorage, HomeDirectory};
 
 use crate::VfsError;
+use crate::journal::{ORPHAN_AGE, SweepReport, UploadJournal, sweep_local_staging};
 use crate::vfs::{ensure_directory, object_key};
 
 /// The account name of the Azure storage emulator (Azurite).
@@ -90,7 +93,7 @@ pub fn open_bucket(storage: &BucketStorage) -> Result<Arc<dyn ObjectStore>, VfsE
     open(storage).map(|opened| opened.store)
 }
 
-fn open(storage: &BucketStorage) -> Result<OpenedStore, VfsError> {
+fn open(storage: &BucketStorage) -> Result<OpenedBucket, VfsError> {
     build_store(storage, Tuning::Serve)
         .map_err(|e| VfsError::Config(format!("bucket '{}': {e}", storage.name)))
 }
@@ -154,7 +157,7 @@ fn parse_url(storage: &BucketStorage) -> Result<Url, BucketError> {
     Url::parse(&storage.url).map_err(|e| BucketError::Url(format!("invalid storage URL: {e}")))
 }
 
-fn build_store(storage: &BucketStorage, tuning: Tuning) -> Result<OpenedStore, BucketError> {
+fn build_store(storage: &BucketStorage, tuning: Tuning) -> Result<OpenedBucket, BucketError> {
     let url = parse_url(storage)?;
     let (scheme, prefix) = ObjectStoreScheme::parse(&url).map_err(|_| {
         BucketError::Url(match url.scheme() {
@@ -184,11 +187,22 @@ fn build_store(storage: &BucketStorage, tuning: Tuning) -> Result<OpenedStore, B
                 // Deleting a directory's last object (its marker) removes the directory from
                 // disk too, as it disappears from a cloud store.
                 .with_automatic_cleanup(true);
-            return Ok(OpenedStore::unpaged(Arc::new(store)));
+            return Ok(OpenedStore {
+                local_root: Some(dir),
+                ..OpenedStore::unpaged(Arc::new(store))
+            }
+            .into_bucket(Path::default()));
         }
         ObjectStoreScheme::Memory => {
             no_options(options)?;
-            return Ok(OpenedStore::unpaged(Arc::new(InMemory::new())));
+            let store = Arc::new(InMemory::new());
+            return Ok(OpenedStore {
+                store: store.clone(),
+                pager: None,
+                multipart: Some(store),
+                local_root: None,
+            }
+            .into_bucket(Path::default()));
         }
         ObjectStoreScheme::AmazonS3 => {
             let mut builder = AmazonS3Builder::from_env().with_url(url.as_str());
@@ -211,7 +225,7 @@ fn build_store(storage: &BucketStorage, tuning: Tuning) -> Result<OpenedStore, B
                 }
                 builder = builder.with_retry(probe_retry(timeout));
             }
-            OpenedStore::paged(Arc::new(builder.build().map_err(open_error)?))
+            OpenedStore::cloud(Arc::new(builder.build().map_err(open_error)?))
         }
         ObjectStoreScheme::GoogleCloudStorage => {
             let mut builder = GoogleCloudStorageBuilder::from_env().with_url(url.as_str());
@@ -232,7 +246,7 @@ fn build_store(storage: &BucketStorage, tuning: Tuning) -> Result<OpenedStore, B
                 }
                 builder = builder.with_retry(probe_retry(timeout));
             }
-            OpenedStore::paged(Arc::new(builder.build().map_err(open_error)?))
+            OpenedStore::cloud(Arc::new(builder.build().map_err(open_error)?))
         }
         ObjectStoreScheme::MicrosoftAzure => {
             let mut builder = MicrosoftAzureBuilder::from_env().with_url(url.as_str());
@@ -254,7 +268,7 @@ fn build_store(storage: &BucketStorage, tuning: Tuning) -> Result<OpenedStore, B
                 }
                 builder = builder.with_retry(probe_retry(timeout));
             }
-            OpenedStore::paged(Arc::new(builder.build().map_err(open_error)?))
+            OpenedStore::cloud(Arc::new(builder.build().map_err(open_error)?))
         }
         // Http (a WebDAV server, not a bucket) and any scheme object_store adds later.
         _ => {
@@ -264,30 +278,81 @@ fn build_store(storage: &BucketStorage, tuning: Tuning) -> Result<OpenedStore, B
             )));
         }
     };
-    Ok(OpenedStore {
-        store: with_prefix(opened.store, prefix.clone()),
-        pager: opened.pager.map(|p| ListPager { root: prefix, ..p }),
-    })
+    Ok(opened.into_bucket(prefix))
 }
 
-/// A store as opened, with its paged lister where it has one.
+/// A store as opened, before the bucket's prefix is applied.
 struct OpenedStore {
     store: Arc<dyn ObjectStore>,
     pager: Option<ListPager>,
+    multipart: Option<Arc<dyn MultipartStore>>,
+    local_root: Option<PathBuf>,
 }
 
 impl OpenedStore {
     fn unpaged(store: Arc<dyn ObjectStore>) -> Self {
-        OpenedStore { store, pager: None }
+        OpenedStore {
+            store,
+            pager: None,
+            multipart: None,
+            local_root: None,
+        }
     }
 
-    fn paged<S: ObjectStore + PaginatedListStore>(store: Arc<S>) -> Self {
+    /// A cloud store: paged listings and explicit multipart uploads.
+    fn cloud<S: ObjectStore + PaginatedListStore + MultipartStore>(store: Arc<S>) -> Self {
         OpenedStore {
             store: store.clone(),
             pager: Some(ListPager {
-                store,
+                store: store.clone(),
                 root: Path::default(),
             }),
+            multipart: Some(store),
+            local_root: None,
+        }
+    }
+
+    /// The bucket whose keys live under `prefix` in this store.
+    fn into_bucket(self, prefix: Path) -> OpenedBucket {
+        let store = with_prefix(self.store, prefix.clone());
+        OpenedBucket {
+            uploads: self
+                .multipart
+                .map(|multipart| UploadJournal::new(store.clone(), multipart, prefix.clone())),
+            pager: self.pager.map(|p| ListPager { root: prefix, ..p }),
+            local_root: self.local_root,
+            store,
+        }
+    }
+}
+
+/// An opened bucket: its store (keys relative to the bucket root) and what the store offers
+/// beyond the common [`ObjectStore`] calls. Cheap to clone.
+#[derive(Clone)]
+pub struct OpenedBucket {
+    /// The bucket's store.
+    pub store: Arc<dyn ObjectStore>,
+    /// Paged delimiter listing, on the stores that have it (give it to
+    /// [`crate::Vfs::with_list_pager`]).
+    pub pager: Option<ListPager>,
+    /// The journal of multipart uploads in progress, on the stores that can abort an upload by
+    /// its id (S3, GCS, Azure); see [`UploadJournal`].
+    pub uploads: Option<UploadJournal>,
+    /// The directory of a `file://` bucket.
+    pub local_root: Option<PathBuf>,
+}
+
+impl OpenedBucket {
+    /// Removes what uploads of crashed processes left behind, when older than `older_than`:
+    /// aborts journaled multipart uploads (cloud stores) or deletes staging files (local disk).
+    pub async fn sweep_orphaned_uploads(
+        &self,
+        older_than: Duration,
+    ) -> Result<SweepReport, VfsError> {
+        match (&self.uploads, &self.local_root) {
+            (Some(journal), _) => journal.sweep(older_than).await,
+            (None, Some(root)) => sweep_local_staging(root.clone(), older_than).await,
+            (None, None) => Ok(SweepReport::default()),
         }
     }
 }
@@ -515,36 +580,57 @@ pub async fn create_home(store: &dyn ObjectStore, home: &HomeDirectory) -> Resul
     Ok(())
 }
 
-/// A store and its paged lister, as the cache keeps them.
-type OpenedPair = (Arc<dyn ObjectStore>, Option<ListPager>);
-
 /// What identifies an opened store: two buckets with the same name, URL and options share one.
 type StoreKey = (String, String, BTreeMap<String, String>);
 
-/// Stores opened so far, keyed by bucket description, so every session of a gateway shares
+/// How often a [`StoreCache`] sweeps each bucket it opened for orphaned uploads.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(60 * 60);
+
+/// Buckets opened so far, keyed by bucket description, so every session of a gateway shares
 /// one HTTP connection pool per bucket.
 ///
 /// A bucket whose URL or options change gets a new store on next use; the old one is kept
 /// (it is small, and sessions still using it keep working).
-#[derive(Default)]
+///
+/// Inside a tokio runtime, each bucket opened is also swept for the uploads of crashed
+/// processes ([`OpenedBucket::sweep_orphaned_uploads`]) right away and then every
+/// [`SWEEP_INTERVAL`], by a task that stops when the cache is dropped.
 pub struct StoreCache {
-    stores: Mutex<HashMap<StoreKey, OpenedPair>>,
+    stores: Mutex<HashMap<StoreKey, OpenedBucket>>,
+    /// Age after which an upload counts as orphaned; `None` disables sweeping.
+    orphan_age: Option<Duration>,
+    sweepers: Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl Default for StoreCache {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl StoreCache {
-    /// An empty cache.
+    /// An empty cache that sweeps uploads orphaned for longer than [`ORPHAN_AGE`].
     pub fn new() -> Self {
-        Self::default()
+        Self::with_orphan_age(Some(ORPHAN_AGE))
+    }
+
+    /// An empty cache that sweeps uploads orphaned for longer than `orphan_age` (never for
+    /// `None`).
+    pub fn with_orphan_age(orphan_age: Option<Duration>) -> Self {
+        StoreCache {
+            stores: Mutex::default(),
+            orphan_age,
+            sweepers: Mutex::default(),
+        }
     }
 
     /// The store for `storage`, opened on first use.
     pub fn get(&self, storage: &BucketStorage) -> Result<Arc<dyn ObjectStore>, VfsError> {
-        self.get_with_pager(storage).map(|(store, _)| store)
+        self.bucket(storage).map(|bucket| bucket.store)
     }
 
-    /// The store for `storage` and its paged lister, if the store has one (give both to
-    /// [`crate::Vfs::with_list_pager`]).
-    pub fn get_with_pager(&self, storage: &BucketStorage) -> Result<OpenedPair, VfsError> {
+    /// The bucket for `storage`, opened on first use (give it to [`crate::Vfs::on_bucket`]).
+    pub fn bucket(&self, storage: &BucketStorage) -> Result<OpenedBucket, VfsError> {
         let key = (
             storage.name.as_str().to_owned(),
             storage.url.clone(),
@@ -557,9 +643,57 @@ impl StoreCache {
         }
         // Opening builds clients but sends no request, so holding the lock here is brief.
         let opened = open(storage)?;
-        let entry = (opened.store, opened.pager);
-        stores.insert(key, entry.clone());
-        Ok(entry)
+        stores.insert(key, opened.clone());
+        drop(stores);
+        self.start_sweeper(storage, &opened);
+        Ok(opened)
+    }
+
+    fn start_sweeper(&self, storage: &BucketStorage, bucket: &OpenedBucket) {
+        let Some(age) = self.orphan_age else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if bucket.uploads.is_none() && bucket.local_root.is_none() {
+            return;
+        }
+        let bucket = bucket.clone();
+        let name = storage.name.clone();
+        let task = runtime.spawn(async move {
+            let mut every = tokio::time::interval(SWEEP_INTERVAL);
+            loop {
+                every.tick().await;
+                match bucket.sweep_orphaned_uploads(age).await {
+                    Ok(report) if report.aborted > 0 => tracing::info!(
+                        bucket = %name,
+                        aborted = report.aborted,
+                        in_progress = report.in_progress,
+                        "swept orphaned uploads"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(bucket = %name, error = %e, "sweeping orphaned uploads failed")
+                    }
+                }
+            }
+        });
+        self.sweepers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(task.abort_handle());
+    }
+}
+
+impl Drop for StoreCache {
+    fn drop(&mut self) {
+        for task in self
+            .sweepers
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
+            task.abort();
+        }
     }
 }
 

@@ -1732,3 +1732,248 @@ fn part_sizes_reach_five_tebibytes_within_s3_limits() {
     // Files up to 3.9 GiB keep the small parts (and the 56 MiB memory bound).
     assert_eq!(part_size(499) as u64 * 500, 500 * PART_SIZE as u64);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Orphaned uploads: the journal (stores with upload ids) and local staging files
+
+fn vfs_on_bucket(bucket: &crate::OpenedBucket) -> Vfs {
+    Vfs::on_bucket(
+        bucket,
+        HomeDirectory::parse("/").unwrap(),
+        Permissions::ReadWrite,
+        SessionIdentity {
+            username: Username::parse("tester").unwrap(),
+            protocol: Protocol::Sftp,
+            client_ip: "127.0.0.1".into(),
+            session_id: "s1".into(),
+        },
+    )
+}
+
+/// An upload past its first part, as a gateway that is killed leaves it: never committed,
+/// never aborted (no `Drop` runs in a dead process).
+async fn crashed_upload(vfs: &Vfs, path: &str) {
+    let mut upload = vfs
+        .create(&p(path), CreateOptions::default())
+        .await
+        .unwrap();
+    let data = pattern(PART_SIZE + 1024);
+    for (i, piece) in data.chunks(256 * 1024).enumerate() {
+        upload
+            .write((i * 256 * 1024) as u64, Bytes::copy_from_slice(piece))
+            .await
+            .unwrap();
+    }
+    // Let the first part reach the store.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    std::mem::forget(upload);
+}
+
+async fn journal_notes(store: &Arc<dyn ObjectStore>) -> Vec<serde_json::Value> {
+    use futures::TryStreamExt;
+    let metas: Vec<ObjectMeta> = store
+        .list(Some(&Path::from(crate::UPLOAD_JOURNAL)))
+        .try_collect()
+        .await
+        .unwrap();
+    let mut notes = Vec::new();
+    for meta in metas {
+        let bytes = store
+            .get(&meta.location)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        notes.push(serde_json::from_slice(&bytes).unwrap());
+    }
+    notes
+}
+
+#[tokio::test]
+async fn multipart_uploads_are_journaled_and_orphans_swept() {
+    let cache = StoreCache::with_orphan_age(None);
+    let bucket = cache.bucket(&storage("memory://")).unwrap();
+    assert!(
+        bucket.uploads.is_some(),
+        "memory stores journal their uploads"
+    );
+    let vfs = vfs_on_bucket(&bucket);
+
+    // A completed upload leaves no note; a small one never writes one.
+    let data = pattern(PART_SIZE * 2 + 5);
+    let summary = upload(&vfs, "/done.bin", &data, 64 * 1024).await;
+    assert_eq!(summary.size, data.len() as u64);
+    assert_eq!(read_all(&vfs, "/done.bin").await, data);
+    upload(&vfs, "/small.txt", b"hello", 1024).await;
+    assert!(journal_notes(&bucket.store).await.is_empty());
+
+    // An aborted one neither.
+    let mut aborted = vfs
+        .create(&p("/aborted.bin"), CreateOptions::default())
+        .await
+        .unwrap();
+    aborted
+        .write(0, Bytes::from(pattern(PART_SIZE + 1)))
+        .await
+        .unwrap();
+    aborted.abort().await.unwrap();
+    assert!(journal_notes(&bucket.store).await.is_empty());
+
+    // A crashed one leaves a note naming its key and upload id, hidden from users.
+    crashed_upload(&vfs, "/crashed.bin").await;
+    let notes = journal_notes(&bucket.store).await;
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes[0]["key"], "crashed.bin");
+    let upload_id = notes[0]["uploadId"].as_str().unwrap().to_owned();
+    assert_eq!(
+        names(&vfs, "/").await,
+        vec![file("done.bin"), file("small.txt")],
+        "neither the note nor the unfinished file is listed"
+    );
+    assert_err!(vfs.stat(&p("/crashed.bin")).await, VfsError::NotFound);
+
+    // A sweep keeps fresh notes and aborts stale ones.
+    let report = bucket
+        .sweep_orphaned_uploads(Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!((report.aborted, report.in_progress), (0, 1));
+    let report = bucket.sweep_orphaned_uploads(Duration::ZERO).await.unwrap();
+    assert_eq!((report.aborted, report.in_progress), (1, 0));
+    assert!(journal_notes(&bucket.store).await.is_empty());
+    // The upload id is gone from the store: its parts cannot be completed any more.
+    let multipart = bucket.uploads.as_ref().unwrap().multipart_store();
+    let completed = multipart
+        .complete_multipart(&Path::from("crashed.bin"), &upload_id, vec![])
+        .await;
+    assert!(completed.is_err(), "the aborted upload id still exists");
+    // Another sweep finds nothing.
+    let report = bucket.sweep_orphaned_uploads(Duration::ZERO).await.unwrap();
+    assert_eq!(report, crate::SweepReport::default());
+}
+
+#[tokio::test]
+async fn local_staging_files_of_crashed_uploads_are_swept() {
+    let dir = TempDir::new().unwrap();
+    let cache = StoreCache::with_orphan_age(None);
+    let bucket = cache
+        .bucket(&storage(&format!("file://{}", dir.path().display())))
+        .unwrap();
+    assert!(bucket.uploads.is_none());
+    let vfs = vfs_on_bucket(&bucket);
+    vfs.mkdir(&p("/in")).await.unwrap();
+    crashed_upload(&vfs, "/in/crashed.bin").await;
+    let staging = |dir: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(dir.join("in"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.contains('#'))
+            .collect()
+    };
+    assert_eq!(staging(dir.path()), vec!["crashed.bin#1".to_owned()]);
+    assert_eq!(names(&vfs, "/in").await, vec![]);
+
+    let report = bucket
+        .sweep_orphaned_uploads(Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!((report.aborted, report.in_progress), (0, 1));
+    let report = bucket.sweep_orphaned_uploads(Duration::ZERO).await.unwrap();
+    assert_eq!((report.aborted, report.in_progress), (1, 0));
+    assert!(staging(dir.path()).is_empty());
+    // A file whose name only looks like a staging file but that users made is never touched:
+    // users cannot make one (`#` is encoded), so an ordinary upload survives.
+    upload(&vfs, "/in/report#1", b"mine", 1024).await;
+    bucket.sweep_orphaned_uploads(Duration::ZERO).await.unwrap();
+    assert_eq!(read_all(&vfs, "/in/report#1").await, b"mine");
+}
+
+#[tokio::test]
+async fn local_directories_are_listed_from_disk_in_pages() {
+    let dir = TempDir::new().unwrap();
+    let cache = StoreCache::with_orphan_age(None);
+    let bucket = cache
+        .bucket(&storage(&format!("file://{}", dir.path().display())))
+        .unwrap();
+    let vfs = vfs_on_bucket(&bucket);
+    vfs.mkdir(&p("/big")).await.unwrap();
+    vfs.mkdir(&p("/big/sub")).await.unwrap();
+    upload(&vfs, "/big/odd name #1 %.txt", b"odd", 1024).await;
+    const FILES: usize = 2_500;
+    for i in 0..FILES {
+        std::fs::write(dir.path().join(format!("big/f-{i:05}")), b"12345").unwrap();
+    }
+    // What users never see: a staging file of an upload in progress.
+    std::fs::write(dir.path().join("big/f-00001#7"), b"partial").unwrap();
+
+    let mut listing = vfs.list_pages(&p("/big")).await.unwrap();
+    let mut seen = Vec::new();
+    while let Some(page) = listing.next_page().await.unwrap() {
+        assert!(
+            !page.is_empty() && page.len() <= 1000,
+            "page of {}",
+            page.len()
+        );
+        seen.extend(page);
+    }
+    assert_eq!(
+        seen.len(),
+        FILES + 2,
+        "every entry once, nothing hidden shown"
+    );
+    let mut names: Vec<&str> = seen.iter().map(|e| e.name.as_str()).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), FILES + 2);
+    let sub = seen.iter().find(|e| e.name == "sub").unwrap();
+    assert_eq!(sub.kind, EntryKind::Directory);
+    let odd = seen.iter().find(|e| e.name == "odd name #1 %.txt").unwrap();
+    assert_eq!((odd.kind, odd.size), (EntryKind::File, 3));
+    let f = seen.iter().find(|e| e.name == "f-02499").unwrap();
+    assert_eq!(f.size, 5);
+    assert!(f.modified.is_some());
+
+    // Entries in smaller batches, across page boundaries, add up the same.
+    let mut listing = vfs.list_pages(&p("/big")).await.unwrap();
+    let mut total = 0;
+    loop {
+        let batch = listing.next_entries(333).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        total += batch.len();
+    }
+    assert_eq!(total, FILES + 2);
+
+    // A listing dropped half way stops reading.
+    let mut listing = vfs.list_pages(&p("/big")).await.unwrap();
+    assert_eq!(listing.next_entries(10).await.unwrap().len(), 10);
+    drop(listing);
+
+    assert!(matches!(
+        vfs.list_pages(&p("/missing")).await,
+        Err(VfsError::NotFound)
+    ));
+    assert!(matches!(
+        vfs.list_pages(&p("/big/f-00001")).await,
+        Err(VfsError::NotADirectory)
+    ));
+    // An empty home lists as empty even before its directory exists on disk.
+    let other = Vfs::on_bucket(
+        &bucket,
+        HomeDirectory::parse("/nobody/yet").unwrap(),
+        Permissions::ReadWrite,
+        vfs.identity().clone(),
+    );
+    assert!(
+        other
+            .list_pages(&p("/"))
+            .await
+            .unwrap()
+            .next_page()
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

@@ -26,7 +26,7 @@ use object_store::{
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 
-use crate::{VfsError, VirtualPath, WriteMode};
+use crate::{UploadJournal, VfsError, VirtualPath, WriteMode};
 
 /// Size of the first multipart parts, and the size below which a file is sent in one `PUT`
 /// when it is committed. 8 MiB is above S3's 5 MiB minimum part size.
@@ -124,6 +124,8 @@ enum UploadState {
 /// current tokio runtime, so an upload must be written from inside one.
 pub struct Upload {
     store: Arc<dyn ObjectStore>,
+    /// Where the multipart upload is noted, so a sweep can remove it if this process dies.
+    journal: Option<UploadJournal>,
     path: VirtualPath,
     key: Path,
     /// Length of the contiguous data accepted from offset 0 (existing content copied in
@@ -160,6 +162,7 @@ impl Upload {
     /// [`WriteMode::Truncate`]).
     pub(crate) fn new(
         store: Arc<dyn ObjectStore>,
+        journal: Option<UploadJournal>,
         path: VirtualPath,
         key: Path,
         mode: WriteMode,
@@ -169,6 +172,7 @@ impl Upload {
         let base = base.filter(|meta| mode != WriteMode::Truncate && meta.size > 0);
         Upload {
             store,
+            journal,
             path,
             key,
             written: 0,
@@ -442,7 +446,10 @@ impl Upload {
             Some(multipart) => multipart,
             None => {
                 tracing::debug!(path = %self.path, "starting a multipart upload");
-                let started = self.store.put_multipart(&self.key).await?;
+                let started = match &self.journal {
+                    Some(journal) => journal.start(&self.key).await?,
+                    None => self.store.put_multipart(&self.key).await?,
+                };
                 self.multipart.get_mut().insert(started)
             }
         };

@@ -13,7 +13,10 @@ use object_store::{ListResult, ObjectMeta, ObjectStore, ObjectStoreExt, PutPaylo
 use percent_encoding::percent_decode_str;
 use wharf_core::{HomeDirectory, Permissions, Protocol, Username};
 
-use crate::{DIRECTORY_MARKER, Download, ListPager, Upload, VfsError, VirtualPath};
+use crate::{
+    DIRECTORY_MARKER, Download, ListPager, OpenedBucket, UPLOAD_JOURNAL, Upload, UploadJournal,
+    VfsError, VirtualPath,
+};
 
 /// Most objects a directory rename moves. Object stores have no directory rename: every object
 /// below the directory is copied and deleted one by one, so a rename of a huge tree would run for
@@ -133,6 +136,10 @@ struct Session {
     store: Arc<dyn ObjectStore>,
     /// Paged delimiter listing, where the store has it (see [`ListPager`]).
     pager: Option<ListPager>,
+    /// Where multipart uploads are noted, on stores that can abort them by id.
+    uploads: Option<UploadJournal>,
+    /// The directory of a local-disk bucket, listed directly so listings are paged.
+    local_root: Option<std::path::PathBuf>,
     home: HomeDirectory,
     permissions: Permissions,
     identity: SessionIdentity,
@@ -159,6 +166,8 @@ impl Vfs {
             inner: Arc::new(Session {
                 store,
                 pager: None,
+                uploads: None,
+                local_root: None,
                 home,
                 permissions,
                 identity,
@@ -166,12 +175,36 @@ impl Vfs {
         }
     }
 
-    /// Lists directories page by page through `pager` (from [`crate::StoreCache::get_with_pager`])
+    /// A session for the user `identity`, jailed to `home` in an opened bucket (from
+    /// [`crate::StoreCache::bucket`]): listings are paged and multipart uploads journaled
+    /// where the bucket's store allows.
+    pub fn on_bucket(
+        bucket: &OpenedBucket,
+        home: HomeDirectory,
+        permissions: Permissions,
+        identity: SessionIdentity,
+    ) -> Self {
+        Vfs {
+            inner: Arc::new(Session {
+                store: bucket.store.clone(),
+                pager: bucket.pager.clone(),
+                uploads: bucket.uploads.clone(),
+                local_root: bucket.local_root.clone(),
+                home,
+                permissions,
+                identity,
+            }),
+        }
+    }
+
+    /// Lists directories page by page through `pager` (from [`crate::StoreCache::bucket`])
     /// instead of in one request, so a directory of any size is listed in bounded memory.
     pub fn with_list_pager(self, pager: Option<ListPager>) -> Self {
         let session = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Session {
             store: shared.store.clone(),
             pager: shared.pager.clone(),
+            uploads: shared.uploads.clone(),
+            local_root: shared.local_root.clone(),
             home: shared.home.clone(),
             permissions: shared.permissions,
             identity: shared.identity.clone(),
@@ -185,6 +218,26 @@ impl Vfs {
     pub async fn list_pages(&self, path: &VirtualPath) -> Result<Listing, VfsError> {
         self.log("list", path);
         let key = self.key(path);
+        if let Some(root) = &self.inner.local_root {
+            let dir = key
+                .parts()
+                .fold(root.clone(), |dir, part| dir.join(part.as_ref()));
+            return match tokio::fs::metadata(&dir).await {
+                Ok(meta) if meta.is_dir() => Ok(Listing {
+                    source: local_listing(dir),
+                    ready: std::collections::VecDeque::new(),
+                }),
+                Ok(_) => Err(VfsError::NotADirectory),
+                // The home of a user who never stored anything: empty, as on other stores.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && path.is_root() => {
+                    Ok(Listing {
+                        source: ListingSource::Done,
+                        ready: std::collections::VecDeque::new(),
+                    })
+                }
+                Err(e) => Err(local_error(e)),
+            };
+        }
         let mut listing = match &self.inner.pager {
             Some(pager) => Listing {
                 source: ListingSource::Paged {
@@ -485,6 +538,7 @@ impl Vfs {
         };
         Ok(Upload::new(
             Arc::clone(&self.inner.store),
+            self.inner.uploads.clone(),
             path.clone(),
             key,
             options.mode,
@@ -642,7 +696,7 @@ pub(crate) fn marker_key(dir: &Path) -> Path {
 /// `#` that [`PathPart`] never produces because it encodes `#` as `%23`), and names from other
 /// tools that no [`VirtualPath`] could address.
 fn visible_name(raw: &str) -> Option<String> {
-    if raw == DIRECTORY_MARKER || is_staging_name(raw) {
+    if raw == DIRECTORY_MARKER || raw == UPLOAD_JOURNAL || is_staging_name(raw) {
         return None;
     }
     let name = percent_decode_str(raw).decode_utf8_lossy().into_owned();
@@ -657,7 +711,7 @@ fn visible_name(raw: &str) -> Option<String> {
 }
 
 /// LocalFileSystem's reserved pattern `.*#\d+` (see its `is_valid_file_path`).
-fn is_staging_name(raw: &str) -> bool {
+pub(crate) fn is_staging_name(raw: &str) -> bool {
     match raw.split_once('#') {
         Some((_, suffix)) => !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()),
         None => false,
@@ -779,6 +833,10 @@ fn sorted_entries(listing: ListResult) -> Vec<Entry> {
             entries.push(file_entry(name, meta));
         }
     }
+    sort_entries(entries)
+}
+
+fn sort_entries(mut entries: Vec<Entry>) -> Vec<Entry> {
     entries.sort_by(|a, b| a.name.cmp(&b.name).then(a.kind.cmp(&b.kind)));
     entries
 }
@@ -788,10 +846,12 @@ const LIST_PAGE_KEYS: usize = 1000;
 
 /// A directory being listed. On stores with a [`ListPager`] (S3, GCS, Azure) each page is one
 /// request of at most [`LIST_PAGE_KEYS`] keys, fetched when the previous one has been
-/// consumed, so memory stays bounded whatever the directory's size. Elsewhere (local disk) the
-/// directory is read in one go and handed out in pages.
+/// consumed, so memory stays bounded whatever the directory's size. A local-disk bucket's
+/// directory is read from disk a page at a time, with the same bound. Other stores (memory)
+/// are read in one go and handed out in pages.
 ///
-/// Entries come in the store's key order (byte order of the encoded names).
+/// Each page is sorted by name; pages come in the store's key order (byte order of the encoded
+/// names) on cloud stores and in directory order on local disk.
 pub struct Listing {
     source: ListingSource,
     ready: std::collections::VecDeque<Entry>,
@@ -804,32 +864,106 @@ enum ListingSource {
         token: Option<String>,
         done: bool,
     },
+    /// A local directory read page by page on a blocking thread; the channel holds at most one
+    /// page ahead of the reader.
+    Local {
+        pages: tokio::sync::mpsc::Receiver<Result<Vec<Entry>, VfsError>>,
+        done: bool,
+    },
     Done,
+}
+
+impl ListingSource {
+    fn has_more(&self) -> bool {
+        match self {
+            ListingSource::Paged { done, .. } | ListingSource::Local { done, .. } => !done,
+            ListingSource::Done => false,
+        }
+    }
+}
+
+/// Starts reading the local directory `dir` in pages of [`LIST_PAGE_KEYS`] entries: names as
+/// [`visible_name`] shows them, symbolic links followed (as LocalFileSystem does), entries that
+/// vanish while being read skipped. The reading stops when the [`Listing`] is dropped.
+fn local_listing(dir: std::path::PathBuf) -> ListingSource {
+    let (sender, pages) = tokio::sync::mpsc::channel(1);
+    tokio::task::spawn_blocking(move || {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                let _ = sender.blocking_send(Err(local_error(e)));
+                return;
+            }
+        };
+        let mut page = Vec::with_capacity(LIST_PAGE_KEYS);
+        for entry in entries {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => {
+                    let _ = sender.blocking_send(Err(local_error(e)));
+                    return;
+                }
+            };
+            let raw = entry.file_name();
+            let Some(name) = raw.to_str().and_then(visible_name) else {
+                continue;
+            };
+            let Ok(meta) = std::fs::metadata(entry.path()) else {
+                // Deleted meanwhile, or a dangling link: not listable as a file either.
+                continue;
+            };
+            let modified = meta.modified().ok().map(DateTime::<Utc>::from);
+            page.push(if meta.is_dir() {
+                directory_entry(name, None)
+            } else {
+                Entry {
+                    name,
+                    kind: EntryKind::File,
+                    size: meta.len(),
+                    modified,
+                }
+            });
+            if page.len() == LIST_PAGE_KEYS {
+                let full = std::mem::replace(&mut page, Vec::with_capacity(LIST_PAGE_KEYS));
+                if sender.blocking_send(Ok(sort_entries(full))).is_err() {
+                    return;
+                }
+            }
+        }
+        if !page.is_empty() {
+            let _ = sender.blocking_send(Ok(sort_entries(page)));
+        }
+    });
+    ListingSource::Local { pages, done: false }
+}
+
+fn local_error(e: std::io::Error) -> VfsError {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => VfsError::NotFound,
+        std::io::ErrorKind::NotADirectory => VfsError::NotADirectory,
+        _ => VfsError::Storage(object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(e),
+        }),
+    }
 }
 
 impl Listing {
     /// The next entries (at most one store page), `None` when the listing is complete.
     pub async fn next_page(&mut self) -> Result<Option<Vec<Entry>>, VfsError> {
         while self.ready.is_empty() {
-            match &self.source {
-                ListingSource::Paged { done: false, .. } => {
-                    self.fetch().await?;
-                }
-                _ => return Ok(None),
+            if !self.source.has_more() {
+                return Ok(None);
             }
+            self.fetch().await?;
         }
         Ok(Some(self.ready.drain(..).collect()))
     }
 
     /// Up to `max` entries, fetching pages as needed; empty when the listing is complete.
     pub async fn next_entries(&mut self, max: usize) -> Result<Vec<Entry>, VfsError> {
-        while self.ready.len() < max {
-            match &self.source {
-                ListingSource::Paged { done: false, .. } => {
-                    self.fetch().await?;
-                }
-                _ => break,
-            }
+        while self.ready.len() < max && self.source.has_more() {
+            self.fetch().await?;
         }
         let n = self.ready.len().min(max);
         Ok(self.ready.drain(..n).collect())
@@ -838,14 +972,28 @@ impl Listing {
     /// Fetches one page into `ready`; returns how many keys the store returned (before
     /// hiding markers), so an empty first page means "no such directory".
     async fn fetch(&mut self) -> Result<usize, VfsError> {
-        let ListingSource::Paged {
-            pager,
-            dir,
-            token,
-            done,
-        } = &mut self.source
-        else {
-            return Ok(0);
+        let (pager, dir, token, done) = match &mut self.source {
+            ListingSource::Paged {
+                pager,
+                dir,
+                token,
+                done,
+            } => (pager, dir, token, done),
+            ListingSource::Local { pages, done } => {
+                return match pages.recv().await {
+                    Some(page) => {
+                        let page = page?;
+                        let n = page.len();
+                        self.ready.extend(page);
+                        Ok(n)
+                    }
+                    None => {
+                        *done = true;
+                        Ok(0)
+                    }
+                };
+            }
+            ListingSource::Done => return Ok(0),
         };
         let (result, next) = pager
             .page(dir, token.take(), LIST_PAGE_KEYS)

@@ -49,6 +49,7 @@ on_real_stores!(
     homes_are_isolated,
     bucket_check_reports_what_is_wrong,
     large_directories_list_in_pages,
+    uploads_of_a_crashed_gateway_are_swept,
 );
 
 async fn empty_directories_persist_as_markers(fx: Fixture) {
@@ -594,11 +595,12 @@ async fn azure_account_options_work_like_the_emulator_switch() {
 /// most 1000 keys), completely, without duplicates, with the marker hidden.
 async fn large_directories_list_in_pages(fx: Fixture) {
     use futures::StreamExt;
-    let (store, pager) = wharf_vfs::StoreCache::new()
-        .get_with_pager(&fx.storage)
+    let bucket = wharf_vfs::StoreCache::new()
+        .bucket(&fx.storage)
         .expect("open");
-    assert!(pager.is_some(), "{} should list in pages", fx.name());
-    let vfs = vfs_on(store.clone(), "/", Permissions::ReadWrite).with_list_pager(pager);
+    assert!(bucket.pager.is_some(), "{} should list in pages", fx.name());
+    let store = bucket.store.clone();
+    let vfs = vfs_on(store.clone(), "/", Permissions::ReadWrite).with_list_pager(bucket.pager);
     vfs.mkdir(&wharf_vfs::VirtualPath::parse("/big").unwrap())
         .await
         .unwrap();
@@ -666,4 +668,80 @@ async fn large_directories_list_in_pages(fx: Fixture) {
             .await,
         Err(VfsError::NotADirectory)
     ));
+}
+
+/// A gateway killed in the middle of a large upload cannot abort it; the journal note it wrote
+/// lets a later sweep (any process, after a restart) abort the upload and drop its parts.
+async fn uploads_of_a_crashed_gateway_are_swept(fx: Fixture) {
+    let bucket = wharf_vfs::StoreCache::with_orphan_age(None)
+        .bucket(&fx.storage)
+        .expect("open");
+    assert!(bucket.uploads.is_some(), "{} journals uploads", fx.name());
+    let journaled = |home: &str| {
+        wharf_vfs::Vfs::on_bucket(
+            &bucket,
+            HomeDirectory::parse(home).unwrap(),
+            Permissions::ReadWrite,
+            vfs_on(fx.raw.clone(), "/", Permissions::ReadOnly)
+                .identity()
+                .clone(),
+        )
+    };
+    let vfs = journaled("/");
+
+    // A completed journaled upload: the file is there, no note, nothing pending.
+    let data = pattern(PART_SIZE + 4321);
+    let summary = upload(&vfs, "/whole.bin", &data, 128 * 1024).await;
+    assert_eq!(summary.sha256, sha256_hex(&data));
+    assert_eq!(read_all(&vfs, "/whole.bin").await, data);
+    assert_eq!(fx.keys().await, vec!["whole.bin".to_owned()]);
+    assert_eq!(fx.pending_uploads_settled().await, Vec::<String>::new());
+
+    // A "crash": two parts sent, then neither commit nor abort nor drop.
+    let mut crashed = vfs
+        .create(&p("/crashed.bin"), CreateOptions::default())
+        .await
+        .unwrap();
+    let data = pattern(2 * PART_SIZE + 1);
+    for (i, piece) in data.chunks(256 * 1024).enumerate() {
+        crashed
+            .write((i * 256 * 1024) as u64, Bytes::copy_from_slice(piece))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    std::mem::forget(crashed);
+    let keys = fx.keys().await;
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(
+        keys[0].starts_with(".wharf-uploads/"),
+        "the upload is noted: {keys:?}"
+    );
+    if let Server::S3(server) = &fx.server {
+        assert!(
+            !server.pending_multipart_uploads().is_empty(),
+            "the crashed upload's parts are on the server"
+        );
+    }
+    assert_eq!(
+        names(&vfs, "/").await,
+        vec![file("whole.bin")],
+        "users see neither the note nor the unfinished file"
+    );
+
+    // A sweep with a long threshold leaves it alone (it may be alive); a due one aborts it.
+    let report = bucket
+        .sweep_orphaned_uploads(Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!((report.aborted, report.in_progress), (0, 1));
+    let report = bucket.sweep_orphaned_uploads(Duration::ZERO).await.unwrap();
+    assert_eq!((report.aborted, report.in_progress), (1, 0));
+    assert_eq!(fx.keys().await, vec!["whole.bin".to_owned()]);
+    assert_eq!(
+        fx.pending_uploads_settled().await,
+        Vec::<String>::new(),
+        "the sweep removed the parts"
+    );
+    assert_eq!(read_all(&vfs, "/whole.bin").await.len(), PART_SIZE + 4321);
 }
