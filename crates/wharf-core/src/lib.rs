@@ -5,12 +5,14 @@
 //! gateways never re-validate strings. This crate does no I/O.
 
 pub mod api;
+pub mod events;
 mod home;
 pub mod login;
 mod names;
 mod permissions;
 mod public_key;
 
+pub use events::{Event, EventData, EventError, EventSink, EventType};
 pub use home::{HomeDirectory, HomeDirectoryError, MAX_HOME_DIRECTORY_BYTES};
 pub use login::{BucketStorage, LoginError, LoginGrant, LoginProvider, LoginRequest, LoginSecret};
 pub use names::{BucketName, NameError, Username, generate_password, generate_username};
