@@ -1977,3 +1977,150 @@ async fn local_directories_are_listed_from_disk_in_pages() {
             .is_none()
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Events
+
+/// An [`wharf_core::EventSink`] that remembers every call, and can be made to refuse.
+#[derive(Default)]
+struct RecordingSink {
+    calls: std::sync::Mutex<Vec<String>>,
+    data: std::sync::Mutex<Vec<wharf_core::EventData>>,
+    refuse: AtomicBool,
+}
+
+#[async_trait]
+impl wharf_core::EventSink for RecordingSink {
+    async fn begin_upload(
+        &self,
+        data: wharf_core::EventData,
+    ) -> Result<String, wharf_core::EventError> {
+        if self.refuse.load(Ordering::SeqCst) {
+            return Err(wharf_core::EventError::Unavailable("down".into()));
+        }
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("begin {}", data.key));
+        self.data.lock().unwrap().push(data);
+        Ok("evt_1".into())
+    }
+
+    async fn settle_upload(
+        &self,
+        event_id: &str,
+        committed: bool,
+        _error: Option<String>,
+    ) -> Result<(), wharf_core::EventError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("settle {event_id} {committed}"));
+        Ok(())
+    }
+
+    async fn record(
+        &self,
+        event_type: wharf_core::EventType,
+        data: wharf_core::EventData,
+    ) -> Result<String, wharf_core::EventError> {
+        let line = match &data.previous_key {
+            Some(previous) => format!("{event_type} {previous} -> {}", data.key),
+            None => format!("{event_type} {}", data.key),
+        };
+        self.calls.lock().unwrap().push(line);
+        self.data.lock().unwrap().push(data);
+        Ok("evt_2".into())
+    }
+}
+
+impl RecordingSink {
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.calls.lock().unwrap())
+    }
+}
+
+#[tokio::test]
+async fn changes_are_reported_as_events() {
+    on_both(|fx| async move {
+        let sink = Arc::new(RecordingSink::default());
+        let vfs = fx
+            .vfs("/acme", Permissions::ReadWrite)
+            .with_events(BucketName::parse("test-bucket").unwrap(), sink.clone());
+        create_home(fx.store().as_ref(), &HomeDirectory::parse("/acme").unwrap())
+            .await
+            .unwrap();
+
+        vfs.mkdir(&p("/in")).await.unwrap();
+        let data = pattern(PART_SIZE + 10);
+        let summary = upload(&vfs, "/in/a.bin", &data, 64 * 1024).await;
+        assert_eq!(
+            sink.take(),
+            vec![
+                "directory.created acme/in".to_owned(),
+                "begin acme/in/a.bin".to_owned(),
+                "settle evt_1 true".to_owned()
+            ]
+        );
+        let begun = sink.data.lock().unwrap().pop().unwrap();
+        assert_eq!(begun.size, Some(data.len() as u64));
+        assert_eq!(begun.sha256.as_deref(), Some(summary.sha256.as_str()));
+        assert_eq!(begun.sha256.unwrap(), sha256_hex(&data));
+        assert_eq!(begun.username.as_str(), "tester");
+        assert_eq!(begun.protocol, Protocol::Sftp);
+        assert_eq!(begun.bucket_name.as_str(), "test-bucket");
+
+        vfs.rename(&p("/in/a.bin"), &p("/in/b.bin"), false)
+            .await
+            .unwrap();
+        vfs.remove(&p("/in/b.bin")).await.unwrap();
+        assert_eq!(
+            sink.take(),
+            vec![
+                "file.renamed acme/in/a.bin -> acme/in/b.bin".to_owned(),
+                "file.deleted acme/in/b.bin".to_owned()
+            ]
+        );
+        // Refused operations report nothing.
+        assert!(vfs.remove(&p("/in/missing")).await.is_err());
+        assert!(sink.take().is_empty());
+
+        // An upload dropped after receiving data is a failed upload; one that received nothing
+        // is nothing.
+        let mut dropped = vfs
+            .create(&p("/in/c.bin"), CreateOptions::default())
+            .await
+            .unwrap();
+        dropped
+            .write(0, Bytes::from_static(b"partial"))
+            .await
+            .unwrap();
+        drop(dropped);
+        drop(
+            vfs.create(&p("/in/d.bin"), CreateOptions::default())
+                .await
+                .unwrap(),
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            sink.take(),
+            vec!["file.upload_failed acme/in/c.bin".to_owned()]
+        );
+        let failed = sink.data.lock().unwrap().pop().unwrap();
+        assert_eq!(failed.size, Some(7));
+        assert!(failed.error.is_some());
+
+        // If the upload cannot be recorded, it is not committed.
+        sink.refuse.store(true, Ordering::SeqCst);
+        let mut refused = vfs
+            .create(&p("/in/e.bin"), CreateOptions::default())
+            .await
+            .unwrap();
+        refused.write(0, Bytes::from_static(b"data")).await.unwrap();
+        let message = storage_message(refused.commit().await);
+        assert!(message.contains("could not be recorded"), "{message}");
+        assert_err!(vfs.stat(&p("/in/e.bin")).await, VfsError::NotFound);
+        assert!(sink.take().is_empty());
+    })
+    .await;
+}

@@ -26,6 +26,8 @@ use object_store::{
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 
+use wharf_core::{EventData, EventSink, EventType};
+
 use crate::{UploadJournal, VfsError, VirtualPath, WriteMode};
 
 /// Size of the first multipart parts, and the size below which a file is sent in one `PUT`
@@ -126,6 +128,10 @@ pub struct Upload {
     store: Arc<dyn ObjectStore>,
     /// Where the multipart upload is noted, so a sweep can remove it if this process dies.
     journal: Option<UploadJournal>,
+    /// Where the upload's events go (see [`wharf_core::events`]).
+    events: Option<UploadEvents>,
+    /// Bytes received from the client (a failed upload's event reports them).
+    received: u64,
     path: VirtualPath,
     key: Path,
     /// Length of the contiguous data accepted from offset 0 (existing content copied in
@@ -163,6 +169,7 @@ impl Upload {
     pub(crate) fn new(
         store: Arc<dyn ObjectStore>,
         journal: Option<UploadJournal>,
+        events: Option<UploadEvents>,
         path: VirtualPath,
         key: Path,
         mode: WriteMode,
@@ -173,6 +180,8 @@ impl Upload {
         Upload {
             store,
             journal,
+            events,
+            received: 0,
             path,
             key,
             written: 0,
@@ -221,6 +230,7 @@ impl Upload {
         if data.is_empty() {
             return Ok(());
         }
+        self.received += data.len() as u64;
         let offset = match self.mode {
             WriteMode::Append => self.len(),
             WriteMode::Truncate | WriteMode::Resume => offset,
@@ -255,6 +265,7 @@ impl Upload {
                     );
                     self.discard().await;
                     self.state = UploadState::Failed(e.to_string());
+                    self.report_failure(e.to_string()).await;
                     return Err(e);
                 }
             }
@@ -312,6 +323,7 @@ impl Upload {
                 self.written
             ));
             self.discard().await;
+            self.report_failure(gap.to_string()).await;
             return Err(gap);
         }
         let result = self.finish().await;
@@ -329,6 +341,7 @@ impl Upload {
             Err(e) => {
                 tracing::warn!(path = %self.path, error = %e, "upload failed at commit; aborted");
                 self.discard().await;
+                self.report_failure(e.to_string()).await;
                 Err(e)
             }
         }
@@ -338,6 +351,8 @@ impl Upload {
     pub async fn abort(mut self) -> Result<(), VfsError> {
         tracing::debug!(path = %self.path, "upload aborted");
         self.state = UploadState::Finished;
+        self.report_failure("the upload was aborted".to_owned())
+            .await;
         self.in_flight.shutdown().await;
         if let Some(mut multipart) = self.multipart.get_mut().take() {
             multipart.abort().await?;
@@ -578,10 +593,10 @@ impl Upload {
         }
         let sha256 = hex::encode(std::mem::take(&mut self.hasher).finalize());
         let rest = std::mem::take(&mut self.buffer).freeze();
-        if self.multipart.get_mut().is_none() {
+        // Everything but the step that makes the object visible.
+        let single_put = if self.multipart.get_mut().is_none() {
             // Small file: one round trip.
-            self.check_pinned().await?;
-            self.store.put(&self.key, PutPayload::from(rest)).await?;
+            Some(rest)
         } else {
             if !rest.is_empty() {
                 self.send_part(rest).await?;
@@ -589,17 +604,101 @@ impl Upload {
             while let Some(result) = self.in_flight.join_next().await {
                 part_result(result)?;
             }
-            self.check_pinned().await?;
-            if let Some(multipart) = self.multipart.get_mut() {
-                multipart.complete().await?;
-            }
+            None
+        };
+        self.check_pinned().await?;
+        let event = self.begin_event(&sha256).await?;
+        let visible: Result<(), VfsError> = match single_put {
+            Some(rest) => self
+                .store
+                .put(&self.key, PutPayload::from(rest))
+                .await
+                .map(|_| ())
+                .map_err(VfsError::from),
+            None => match self.multipart.get_mut() {
+                Some(multipart) => multipart
+                    .complete()
+                    .await
+                    .map(|_| ())
+                    .map_err(VfsError::from),
+                None => Ok(()),
+            },
+        };
+        if visible.is_ok() {
             // Completed: there is nothing left to abort.
             *self.multipart.get_mut() = None;
         }
+        if let Some(event_id) = event {
+            self.settle_event(&event_id, &visible).await;
+        }
+        visible?;
         Ok(UploadSummary {
             size: self.written,
             sha256,
         })
+    }
+
+    /// Step 1 of recording the upload: a pending `file.created` with the final size and
+    /// checksum. Without it the upload must not become visible: an upload nobody hears of is
+    /// worse than one the partner retries.
+    async fn begin_event(&mut self, sha256: &str) -> Result<Option<String>, VfsError> {
+        let Some(events) = &self.events else {
+            return Ok(None);
+        };
+        let mut data = events.data.clone();
+        data.size = Some(self.written);
+        data.sha256 = Some(sha256.to_owned());
+        match events.sink.begin_upload(data).await {
+            Ok(id) => Ok(Some(id)),
+            Err(e) => {
+                tracing::error!(path = %self.path, error = %e, "cannot record the upload; not committing it");
+                // The event service knows nothing of it: no failure event either.
+                self.events = None;
+                Err(storage_error(format!(
+                    "the upload could not be recorded, so it was not committed ({e}); retry \
+                     later"
+                )))
+            }
+        }
+    }
+
+    /// Step 2: how the commit went. If this cannot be recorded, the control plane settles the
+    /// pending event itself later by looking at the store.
+    async fn settle_event(&mut self, event_id: &str, visible: &Result<(), VfsError>) {
+        let Some(events) = self.events.take() else {
+            return;
+        };
+        let error = visible.as_ref().err().map(ToString::to_string);
+        if let Err(e) = events
+            .sink
+            .settle_upload(event_id, visible.is_ok(), error)
+            .await
+        {
+            tracing::warn!(
+                path = %self.path,
+                event = event_id,
+                error = %e,
+                "could not settle the upload event; the control plane will settle it"
+            );
+        }
+    }
+
+    /// The `file.upload_failed` event of an upload that received data, at most once.
+    fn failure_event(&mut self, error: String) -> Option<(Arc<dyn EventSink>, EventData)> {
+        if self.received == 0 {
+            return None;
+        }
+        let events = self.events.take()?;
+        let mut data = events.data;
+        data.size = Some(self.received);
+        data.error = Some(error);
+        Some((events.sink, data))
+    }
+
+    async fn report_failure(&mut self, error: String) {
+        if let Some((sink, data)) = self.failure_event(error) {
+            record_failure(sink, data).await;
+        }
     }
 
     /// Turns a storage failure into an aborted upload, so no parts are left behind and later
@@ -611,6 +710,7 @@ impl Upload {
             tracing::warn!(path = %self.path, error = %e, "upload failed; aborting it");
             self.discard().await;
             self.state = UploadState::Failed(e.to_string());
+            self.report_failure(e.to_string()).await;
         }
         result
     }
@@ -637,6 +737,12 @@ impl Drop for Upload {
         if !matches!(self.state, UploadState::Open) {
             return;
         }
+        if let Some((sink, data)) =
+            self.failure_event("the connection ended before the file was closed".to_owned())
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            handle.spawn(record_failure(sink, data));
+        }
         let Some(mut multipart) = self.multipart.get_mut().take() else {
             // Nothing was sent yet: dropping the buffers is all there is to do.
             return;
@@ -659,6 +765,20 @@ impl Drop for Upload {
                  bucket's lifecycle rule"
             ),
         }
+    }
+}
+
+/// What an upload needs to report its events.
+pub(crate) struct UploadEvents {
+    pub(crate) sink: Arc<dyn EventSink>,
+    /// Bucket, key and session; size, checksum and error are filled in when known.
+    pub(crate) data: EventData,
+}
+
+async fn record_failure(sink: Arc<dyn EventSink>, data: EventData) {
+    let key = data.key.clone();
+    if let Err(e) = sink.record(EventType::FileUploadFailed, data).await {
+        tracing::error!(%key, error = %e, "could not record a failed upload");
     }
 }
 

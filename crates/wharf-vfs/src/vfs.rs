@@ -11,8 +11,11 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::{Path, PathPart};
 use object_store::{ListResult, ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 use percent_encoding::percent_decode_str;
-use wharf_core::{HomeDirectory, Permissions, Protocol, Username};
+use wharf_core::{
+    BucketName, EventData, EventSink, EventType, HomeDirectory, Permissions, Protocol, Username,
+};
 
+use crate::transfer::UploadEvents;
 use crate::{
     DIRECTORY_MARKER, Download, ListPager, OpenedBucket, UPLOAD_JOURNAL, Upload, UploadJournal,
     VfsError, VirtualPath,
@@ -140,6 +143,8 @@ struct Session {
     uploads: Option<UploadJournal>,
     /// The directory of a local-disk bucket, listed directly so listings are paged.
     local_root: Option<std::path::PathBuf>,
+    /// Where file events go, with the bucket's name for them.
+    events: Option<(Arc<dyn EventSink>, BucketName)>,
     home: HomeDirectory,
     permissions: Permissions,
     identity: SessionIdentity,
@@ -168,6 +173,7 @@ impl Vfs {
                 pager: None,
                 uploads: None,
                 local_root: None,
+                events: None,
                 home,
                 permissions,
                 identity,
@@ -190,6 +196,7 @@ impl Vfs {
                 pager: bucket.pager.clone(),
                 uploads: bucket.uploads.clone(),
                 local_root: bucket.local_root.clone(),
+                events: None,
                 home,
                 permissions,
                 identity,
@@ -200,17 +207,71 @@ impl Vfs {
     /// Lists directories page by page through `pager` (from [`crate::StoreCache::bucket`])
     /// instead of in one request, so a directory of any size is listed in bounded memory.
     pub fn with_list_pager(self, pager: Option<ListPager>) -> Self {
-        let session = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Session {
+        let session = self.into_session();
+        Vfs {
+            inner: Arc::new(Session { pager, ..session }),
+        }
+    }
+
+    /// Reports what this session changes to `sink` as events of the bucket `bucket`:
+    /// completed and failed uploads (see [`wharf_core::events`] for the two steps of an
+    /// upload), deletes, renames and new directories.
+    pub fn with_events(self, bucket: BucketName, sink: Arc<dyn EventSink>) -> Self {
+        let session = self.into_session();
+        Vfs {
+            inner: Arc::new(Session {
+                events: Some((sink, bucket)),
+                ..session
+            }),
+        }
+    }
+
+    fn into_session(self) -> Session {
+        Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Session {
             store: shared.store.clone(),
             pager: shared.pager.clone(),
             uploads: shared.uploads.clone(),
             local_root: shared.local_root.clone(),
+            events: shared.events.clone(),
             home: shared.home.clone(),
             permissions: shared.permissions,
             identity: shared.identity.clone(),
-        });
-        Vfs {
-            inner: Arc::new(Session { pager, ..session }),
+        })
+    }
+
+    /// The data of an event about `key`, without the upload-specific fields.
+    fn event_data(&self, bucket: &BucketName, key: &Path) -> EventData {
+        let identity = self.identity();
+        EventData {
+            bucket_name: bucket.clone(),
+            key: key.to_string(),
+            size: None,
+            sha256: None,
+            username: identity.username.clone(),
+            protocol: identity.protocol,
+            client_ip: identity.client_ip.clone(),
+            session_id: identity.session_id.clone(),
+            previous_key: None,
+            error: None,
+        }
+    }
+
+    /// Records an event about a change that has been made. The change stands whatever
+    /// happens here; an event that cannot be recorded is logged as an error.
+    async fn emit(&self, event_type: EventType, key: &Path, previous: Option<&Path>) {
+        let Some((sink, bucket)) = &self.inner.events else {
+            return;
+        };
+        let mut data = self.event_data(bucket, key);
+        data.previous_key = previous.map(ToString::to_string);
+        if let Err(e) = sink.record(event_type, data).await {
+            tracing::error!(
+                session = %self.identity().session_id,
+                %key,
+                event = %event_type,
+                error = %e,
+                "could not record an event"
+            );
         }
     }
 
@@ -344,6 +405,7 @@ impl Vfs {
         self.store()
             .put(&marker_key(&key), PutPayload::new())
             .await?;
+        self.emit(EventType::DirectoryCreated, &key, None).await;
         Ok(())
     }
 
@@ -391,6 +453,7 @@ impl Vfs {
         match lookup(self.store(), &key).await? {
             Some(Found::File(_)) => {
                 self.store().delete(&key).await?;
+                self.emit(EventType::FileDeleted, &key, None).await;
                 Ok(())
             }
             Some(Found::Directory(_)) => Err(VfsError::IsADirectory),
@@ -452,20 +515,23 @@ impl Vfs {
             return Err(VfsError::AlreadyExists);
         }
         match (source, target) {
-            (Found::File(_), None) => self.rename_file(&from_key, &to_key, false).await,
+            (Found::File(_), None) => self.rename_file(&from_key, &to_key, false).await?,
             (Found::File(_), Some(Found::File(_))) => {
-                self.rename_file(&from_key, &to_key, true).await
+                self.rename_file(&from_key, &to_key, true).await?
             }
-            (Found::File(_), Some(Found::Directory(_))) => Err(VfsError::IsADirectory),
-            (Found::Directory(_), Some(Found::File(_))) => Err(VfsError::NotADirectory),
+            (Found::File(_), Some(Found::Directory(_))) => return Err(VfsError::IsADirectory),
+            (Found::Directory(_), Some(Found::File(_))) => return Err(VfsError::NotADirectory),
             (Found::Directory(_), Some(Found::Directory(_))) => {
                 if !is_empty_directory(self.store(), &to_key).await? {
                     return Err(VfsError::DirectoryNotEmpty);
                 }
-                self.rename_directory(&from_key, &to_key).await
+                self.rename_directory(&from_key, &to_key).await?
             }
-            (Found::Directory(_), None) => self.rename_directory(&from_key, &to_key).await,
+            (Found::Directory(_), None) => self.rename_directory(&from_key, &to_key).await?,
         }
+        self.emit(EventType::FileRenamed, &to_key, Some(&from_key))
+            .await;
+        Ok(())
     }
 
     /// Opens a file for reading.
@@ -536,9 +602,18 @@ impl Vfs {
             WriteMode::Truncate => None,
             WriteMode::Resume | WriteMode::Append => existing,
         };
+        let events = self
+            .inner
+            .events
+            .as_ref()
+            .map(|(sink, bucket)| UploadEvents {
+                sink: sink.clone(),
+                data: self.event_data(bucket, &key),
+            });
         Ok(Upload::new(
             Arc::clone(&self.inner.store),
             self.inner.uploads.clone(),
+            events,
             path.clone(),
             key,
             options.mode,
