@@ -153,6 +153,10 @@ pub struct Wharf {
     pub data_dir: tempfile::TempDir,
     pub api_port: u16,
     pub sftp_port: u16,
+    /// Explicit FTPS (AUTH TLS).
+    pub ftps_port: u16,
+    /// The FTPS passive port range this server was given (see [`passive_ports`]).
+    pub ftps_passive_ports: (u16, u16),
     pub http: reqwest::Client,
     child: Option<Child>,
     pub pg: Option<PgDatabase>,
@@ -201,6 +205,8 @@ impl Wharf {
         };
         let api_port = free_port();
         let sftp_port = free_port();
+        let ftps_port = free_port();
+        let ftps_passive_ports = passive_ports();
         let log = data_dir.path().join("wharf.log");
         let mut cmd = Command::new(wharf_bin());
         cmd.arg("serve")
@@ -210,8 +216,12 @@ impl Wharf {
             .arg(format!("127.0.0.1:{api_port}"))
             .arg("--sftp-addr")
             .arg(format!("127.0.0.1:{sftp_port}"))
+            .arg("--ftps-addr")
+            .arg(format!("127.0.0.1:{ftps_port}"))
+            .arg("--ftps-passive-ports")
+            .arg(format!("{}-{}", ftps_passive_ports.0, ftps_passive_ports.1))
             .env("WHARF_ADMIN_API_KEY", ADMIN_KEY)
-            .env("WHARF_LOG", "info,wharf_sftp=debug")
+            .env("WHARF_LOG", "info,wharf_sftp=debug,wharf_ftps=debug")
             .env_remove("WHARF_DATABASE_URL")
             .env_remove("WHARF_BUCKET_URL");
         if options.shared_host_keys {
@@ -232,12 +242,14 @@ impl Wharf {
             data_dir,
             api_port,
             sftp_port,
+            ftps_port,
+            ftps_passive_ports,
             http: reqwest::Client::new(),
             child: Some(child),
             pg,
             log,
         };
-        wharf.wait_ready(&[api_port, sftp_port]).await;
+        wharf.wait_ready(&[api_port, sftp_port, ftps_port]).await;
         wharf
     }
 
@@ -740,4 +752,121 @@ pub fn walk_files(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+// ---------------------------------------------------------------------------------------------
+// FTPS
+
+/// Ports in a passive range: enough for the few transfers a test runs at once.
+pub const PASSIVE_SLICE: u16 = 20;
+
+/// A passive port range for one server under test, above Linux's ephemeral port range
+/// (32768-60999, where `free_port` and outgoing connections take theirs): one of 200 slices of
+/// [`PASSIVE_SLICE`] ports in 61000-64999, taken in turn by the servers of one test binary
+/// from a random first slice, so parallel tests (and test binaries) do not share ports.
+pub fn passive_ports() -> (u16, u16) {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: OnceLock<AtomicU16> = OnceLock::new();
+    let next = NEXT.get_or_init(|| {
+        let mut b = [0u8; 2];
+        getrandom(&mut b);
+        AtomicU16::new(u16::from_le_bytes(b) % 200)
+    });
+    let slice = next.fetch_add(1, Ordering::Relaxed) % 200;
+    let start = 61000 + slice * PASSIVE_SLICE;
+    (start, start + PASSIVE_SLICE - 1)
+}
+
+/// Runs `curl` against the FTPS server: explicit TLS required (`--ssl-reqd`), the self-signed
+/// certificate accepted (`-k`), logged in as `user`. `args` follow (URL included, e.g.
+/// [`ftps_url`]). Runs in `cwd`.
+pub async fn curl_ftps(user: &str, password: &str, cwd: &Path, args: &[&str]) -> Output {
+    let curl = require_tool("curl", "apt-get install -y curl");
+    let mut cmd = Command::new(curl);
+    cmd.args([
+        "-sS",
+        "--ssl-reqd",
+        "-k",
+        "--ftp-pasv",
+        "--connect-timeout",
+        "20",
+    ])
+    .arg("--user")
+    .arg(format!("{user}:{password}"))
+    .args(args)
+    .current_dir(cwd)
+    .stdin(Stdio::null())
+    .kill_on_drop(true);
+    tokio::time::timeout(Duration::from_secs(300), cmd.output())
+        .await
+        .expect("curl timed out")
+        .expect("run curl")
+}
+
+/// `ftp://127.0.0.1:<port><path>` (`path` starts with `/`; `//x` is the absolute path `/x`).
+pub fn ftps_url(port: u16, path: &str) -> String {
+    format!("ftp://127.0.0.1:{port}{path}")
+}
+
+/// Runs `lftp` with `commands` (one per line) after logging in over explicit FTPS with
+/// TLS-protected data connections and the self-signed certificate accepted; the first failing
+/// command fails the run. `tls` is a GnuTLS priority string such as
+/// `NORMAL:-VERS-ALL:+VERS-TLS1.3`. Runs in `cwd`.
+pub async fn lftp(
+    port: u16,
+    user: &str,
+    password: &str,
+    tls: &str,
+    cwd: &Path,
+    commands: &str,
+) -> Output {
+    let lftp = require_tool("lftp", "apt-get install -y lftp");
+    let script = cwd.join(format!("lftp-{}", uuid_like()));
+    std::fs::write(
+        &script,
+        format!(
+            "set cmd:fail-exit yes\n\
+             set ssl:verify-certificate no\n\
+             set ssl:priority \"{tls}\"\n\
+             set ftp:ssl-force yes\n\
+             set ftp:ssl-protect-data yes\n\
+             set ftp:passive-mode yes\n\
+             set net:max-retries 1\n\
+             set net:timeout 30\n\
+             set xfer:clobber yes\n\
+             open -u {user},{password} -p {port} 127.0.0.1\n\
+             {commands}\n\
+             bye\n"
+        ),
+    )
+    .expect("lftp script");
+    let mut cmd = Command::new(lftp);
+    cmd.arg("-f")
+        .arg(&script)
+        .current_dir(cwd)
+        .env("HOME", cwd)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    tokio::time::timeout(Duration::from_secs(300), cmd.output())
+        .await
+        .expect("lftp timed out")
+        .expect("run lftp")
+}
+
+/// Runs tests/clients/ftps_ftplib_client.py (Python's ftplib.FTP_TLS) in `mode`.
+pub async fn ftplib_client(mode: &str, port: u16, user: &str, password: &str) -> Output {
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients/ftps_ftplib_client.py");
+    let mut cmd = Command::new(require_tool("python3", "apt-get install -y python3"));
+    cmd.arg(script)
+        .arg(mode)
+        .arg(port.to_string())
+        .arg(user)
+        .arg(password)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    tokio::time::timeout(Duration::from_secs(300), cmd.output())
+        .await
+        .expect("the ftplib client timed out")
+        .expect("run python3")
 }

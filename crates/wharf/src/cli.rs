@@ -1,9 +1,11 @@
 //! Command-line interface: every flag also reads `WHARF_<FLAG>` from the environment.
 
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use wharf_ftps::PassiveHost;
 
 #[derive(Parser)]
 #[command(
@@ -19,13 +21,15 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Run everything in one process: control plane (API) and SFTP gateway, on SQLite and a
-    /// local-disk bucket by default.
+    /// Run everything in one process: control plane (API), SFTP gateway and FTPS gateway, on
+    /// SQLite and a local-disk bucket by default.
     Serve(ServeArgs),
     /// Run the control plane (REST API, database) alone.
     ControlPlane(ControlPlaneArgs),
     /// Run an SFTP gateway alone; it asks the control plane who may log in.
     SftpGateway(SftpGatewayArgs),
+    /// Run an FTPS gateway alone; it asks the control plane who may log in.
+    FtpsGateway(FtpsGatewayArgs),
     /// Manage users (trading partners).
     #[command(subcommand)]
     Users(UsersCommand),
@@ -91,6 +95,46 @@ pub struct SftpOptions {
 }
 
 #[derive(Args, Clone)]
+pub struct FtpsOptions {
+    /// Address of the FTPS gateway (explicit TLS: clients send AUTH TLS; TLS is required for
+    /// login and data).
+    #[arg(long, env = "WHARF_FTPS_ADDR", default_value = "0.0.0.0:2121")]
+    pub ftps_addr: SocketAddr,
+    /// Ports for passive data connections (PASV, EPSV), as FIRST-LAST. Each connection
+    /// holds one while a transfer is set up; open them in the firewall.
+    #[arg(
+        long,
+        env = "WHARF_FTPS_PASSIVE_PORTS",
+        default_value = "50000-50099",
+        value_parser = wharf_ftps::parse_port_range
+    )]
+    pub ftps_passive_ports: RangeInclusive<u16>,
+    /// Address PASV replies advertise: an IPv4 address or a DNS name (e.g. the load
+    /// balancer's) [default: the address the client connected to].
+    #[arg(long, env = "WHARF_FTPS_PASSIVE_HOST", value_parser = parse_passive_host)]
+    pub ftps_passive_host: Option<PassiveHost>,
+    /// TLS certificate chain, PEM, leaf first [default: <data-dir>/tls/ftps-cert.pem, a
+    /// self-signed one generated on first start]. Read for every connection, so a renewed
+    /// certificate needs no restart.
+    #[arg(long, env = "WHARF_FTPS_CERT_FILE", requires = "ftps_key_file")]
+    pub ftps_cert_file: Option<PathBuf>,
+    /// TLS private key, PEM [default: <data-dir>/tls/ftps-key.pem].
+    #[arg(long, env = "WHARF_FTPS_KEY_FILE", requires = "ftps_cert_file")]
+    pub ftps_key_file: Option<PathBuf>,
+    /// Most FTPS control connections served at once.
+    #[arg(long, env = "WHARF_FTPS_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub ftps_max_connections: usize,
+    /// Seconds without commands after which an FTPS connection is closed (a running transfer
+    /// keeps it open).
+    #[arg(long, env = "WHARF_FTPS_IDLE_TIMEOUT", default_value_t = 600)]
+    pub ftps_idle_timeout: u64,
+}
+
+fn parse_passive_host(s: &str) -> Result<PassiveHost, wharf_ftps::ConfigError> {
+    s.parse()
+}
+
+#[derive(Args, Clone)]
 pub struct ServeArgs {
     #[command(flatten)]
     pub data: DataDirArgs,
@@ -98,6 +142,8 @@ pub struct ServeArgs {
     pub control: ControlPlaneOptions,
     #[command(flatten)]
     pub sftp: SftpOptions,
+    #[command(flatten)]
+    pub ftps: FtpsOptions,
     /// Token gateways started separately use to reach this control plane
     /// [default: generated into <data-dir>/gateway-token].
     #[arg(long, env = "WHARF_GATEWAY_TOKEN", hide_env_values = true)]
@@ -132,6 +178,26 @@ pub struct SftpGatewayArgs {
     pub data: DataDirArgs,
     #[command(flatten)]
     pub sftp: SftpOptions,
+    /// URL of the control plane, e.g. http://10.0.0.5:8080.
+    #[arg(
+        long,
+        env = "WHARF_CONTROL_PLANE_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub control_plane_url: String,
+    /// The control plane's gateway token.
+    #[arg(long, env = "WHARF_GATEWAY_TOKEN", hide_env_values = true)]
+    pub gateway_token: String,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Args, Clone)]
+pub struct FtpsGatewayArgs {
+    #[command(flatten)]
+    pub data: DataDirArgs,
+    #[command(flatten)]
+    pub ftps: FtpsOptions,
     /// URL of the control plane, e.g. http://10.0.0.5:8080.
     #[arg(
         long,

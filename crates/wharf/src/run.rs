@@ -1,4 +1,5 @@
-//! The long-running modes: `serve` (all in one), `control-plane`, `sftp-gateway`.
+//! The long-running modes: `serve` (all in one), `control-plane`, `sftp-gateway`,
+//! `ftps-gateway`.
 
 use std::fs;
 use std::io::Write;
@@ -13,10 +14,14 @@ use tokio::sync::watch;
 use wharf_control::{AdminKeySource, ControlPlane, ControlPlaneConfig};
 use wharf_core::LoginProvider;
 use wharf_core::api::HostKey;
+use wharf_ftps::{FtpsConfig, TlsFiles};
 use wharf_sftp::{HostKeys, SftpConfig};
 use wharf_vfs::StoreCache;
 
-use crate::cli::{ControlPlaneArgs, ControlPlaneOptions, ServeArgs, SftpGatewayArgs, SftpOptions};
+use crate::cli::{
+    ControlPlaneArgs, ControlPlaneOptions, FtpsGatewayArgs, FtpsOptions, ServeArgs,
+    SftpGatewayArgs, SftpOptions,
+};
 
 /// How long a stopping gateway waits for transfers in progress before it exits anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -24,24 +29,27 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 pub async fn serve(args: ServeArgs) -> Result<()> {
     let data_dir = prepare_data_dir(&args.data.data_dir)?;
     let host_keys = load_host_keys(&data_dir, &args.sftp)?;
+    let tls = load_tls(&data_dir, &args.ftps, &args.control.public_host)?;
     let gateway_token = gateway_token(&data_dir, args.gateway_token)?;
     let control = open_control_plane(
         &data_dir,
         &args.control,
         gateway_token,
-        args.sftp.sftp_addr.port(),
+        (args.sftp.sftp_addr.port(), args.ftps.ftps_addr.port()),
         fingerprints(&host_keys),
     )
     .await?;
 
     let api = bind(args.control.api_addr, "API").await?;
     let sftp = bind(args.sftp.sftp_addr, "SFTP").await?;
+    let ftps = bind(args.ftps.ftps_addr, "FTPS").await?;
     println!("Wharf is running.");
     println!(
         "  API:        http://{}  (docs at /docs)",
         api.local_addr()?
     );
     println!("  SFTP:       {}", sftp.local_addr()?);
+    print_ftps(&ftps, &args.ftps)?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stores = Arc::new(StoreCache::new());
@@ -50,6 +58,13 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let sftp_task = tokio::spawn(serve_sftp(
         sftp,
         sftp_config(host_keys, &args.sftp),
+        login.clone(),
+        stores.clone(),
+        stop_rx.clone(),
+    ));
+    let ftps_task = tokio::spawn(serve_ftps(
+        ftps,
+        ftps_config(tls, &args.ftps),
         login,
         stores,
         stop_rx,
@@ -58,6 +73,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     tracing::info!("stopping: no new connections; waiting for transfers in progress");
     let _ = stop_tx.send(true);
     sftp_task.await??;
+    ftps_task.await??;
     api_task.await??;
     Ok(())
 }
@@ -78,7 +94,7 @@ pub async fn control_plane(args: ControlPlaneArgs) -> Result<()> {
         &data_dir,
         &args.control,
         gateway_token,
-        args.public_sftp_port,
+        (args.public_sftp_port, 2121),
         host_keys,
     )
     .await?;
@@ -93,6 +109,31 @@ pub async fn control_plane(args: ControlPlaneArgs) -> Result<()> {
     wait_for_signal().await;
     let _ = stop_tx.send(true);
     api_task.await??;
+    Ok(())
+}
+
+pub async fn ftps_gateway(args: FtpsGatewayArgs) -> Result<()> {
+    let tls = load_tls(&args.data.data_dir, &args.ftps, "localhost")?;
+    let login: Arc<dyn LoginProvider> = Arc::new(
+        wharf_client::HttpLoginProvider::new(&args.control_plane_url, args.gateway_token.clone())
+            .context("invalid --control-plane-url")?,
+    );
+    let ftps = bind(args.ftps.ftps_addr, "FTPS").await?;
+    println!("Wharf FTPS gateway is running.");
+    print_ftps(&ftps, &args.ftps)?;
+    println!("  Control plane: {}", args.control_plane_url);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stores = Arc::new(StoreCache::new());
+    let task = tokio::spawn(serve_ftps(
+        ftps,
+        ftps_config(tls, &args.ftps),
+        login,
+        stores,
+        stop_rx,
+    ));
+    wait_for_signal().await;
+    let _ = stop_tx.send(true);
+    task.await??;
     Ok(())
 }
 
@@ -151,6 +192,55 @@ fn load_host_keys(data_dir: &Path, sftp: &SftpOptions) -> Result<HostKeys> {
     Ok(keys)
 }
 
+/// The FTPS certificate and key: the given files, or the pair in `<data-dir>/tls`, generated
+/// (self-signed, for `public_host`, `localhost` and 127.0.0.1) on first start. Checked here,
+/// so an unusable certificate stops the start-up with a clear message.
+fn load_tls(data_dir: &Path, ftps: &FtpsOptions, public_host: &str) -> Result<TlsFiles> {
+    if let (Some(cert), Some(key)) = (&ftps.ftps_cert_file, &ftps.ftps_key_file) {
+        let files = TlsFiles::new(cert, key);
+        files
+            .check()
+            .context("unusable --ftps-cert-file/--ftps-key-file")?;
+        return Ok(files);
+    }
+    let dir = data_dir.join("tls");
+    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    if !names.iter().any(|n| n == public_host) {
+        names.insert(0, public_host.to_owned());
+    }
+    let (files, generated) = TlsFiles::load_or_generate(&dir, &names)
+        .with_context(|| format!("cannot use the FTPS certificate in {}", dir.display()))?;
+    if generated {
+        println!(
+            "Generated a self-signed FTPS certificate {} (key {}, mode 0600) for {}",
+            files.cert_file.display(),
+            files.key_file.display(),
+            names.join(", ")
+        );
+        println!("  Replace it with --ftps-cert-file/--ftps-key-file for partners to trust.");
+    }
+    Ok(files)
+}
+
+fn print_ftps(listener: &TcpListener, ftps: &FtpsOptions) -> Result<()> {
+    println!(
+        "  FTPS:       {}  (explicit TLS, passive ports {}-{})",
+        listener.local_addr()?,
+        ftps.ftps_passive_ports.start(),
+        ftps.ftps_passive_ports.end()
+    );
+    Ok(())
+}
+
+fn ftps_config(tls: TlsFiles, options: &FtpsOptions) -> FtpsConfig {
+    let mut config = FtpsConfig::new(tls);
+    config.passive_ports = options.ftps_passive_ports.clone();
+    config.passive_host = options.ftps_passive_host.clone().unwrap_or_default();
+    config.idle_timeout = Duration::from_secs(options.ftps_idle_timeout.max(1));
+    config.max_connections = options.ftps_max_connections.max(1);
+    config
+}
+
 fn host_key_files(dir: &Path) -> Option<Vec<PathBuf>> {
     let files: Vec<PathBuf> = ["ssh_host_ed25519_key", "ssh_host_rsa_key"]
         .iter()
@@ -197,7 +287,7 @@ async fn open_control_plane(
     data_dir: &Path,
     options: &ControlPlaneOptions,
     gateway_token: String,
-    sftp_port: u16,
+    (sftp_port, ftps_port): (u16, u16),
     host_keys: Vec<HostKey>,
 ) -> Result<ControlPlane> {
     let database_url = options
@@ -218,7 +308,7 @@ async fn open_control_plane(
         default_bucket_url: bucket_url,
         public_host: options.public_host.clone(),
         sftp_port,
-        ftps_port: 2121,
+        ftps_port,
         ftps_implicit_port: 2990,
         gateway_token,
         host_keys,
@@ -283,6 +373,18 @@ async fn serve_sftp(
     wharf_sftp::serve(listener, config, login, stores, stop, DRAIN_TIMEOUT)
         .await
         .context("the SFTP gateway failed")
+}
+
+async fn serve_ftps(
+    listener: TcpListener,
+    config: FtpsConfig,
+    login: Arc<dyn LoginProvider>,
+    stores: Arc<StoreCache>,
+    stop: watch::Receiver<bool>,
+) -> Result<()> {
+    wharf_ftps::serve(listener, config, login, stores, stop, DRAIN_TIMEOUT)
+        .await
+        .context("the FTPS gateway failed")
 }
 
 async fn wait_for_signal() {

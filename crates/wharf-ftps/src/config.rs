@@ -1,0 +1,165 @@
+//! [`FtpsConfig`]: how an FTPS gateway listens, encrypts and advertises passive ports.
+
+use std::net::Ipv4Addr;
+use std::ops::RangeInclusive;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::TlsFiles;
+
+/// Settings of an FTPS gateway.
+#[derive(Debug, Clone)]
+pub struct FtpsConfig {
+    /// Certificate chain and private key (PEM). Read again for every connection, so a renewed
+    /// certificate is used without a restart.
+    pub tls: TlsFiles,
+    /// Ports the gateway listens on for passive data connections (PASV, EPSV).
+    pub passive_ports: RangeInclusive<u16>,
+    /// The address a PASV reply advertises.
+    pub passive_host: PassiveHost,
+    /// A control connection without commands for this long is closed (not while a transfer
+    /// runs).
+    pub idle_timeout: Duration,
+    /// Most control connections served at once; further ones wait in the accept queue.
+    pub max_connections: usize,
+}
+
+impl FtpsConfig {
+    pub fn new(tls: TlsFiles) -> Self {
+        FtpsConfig {
+            tls,
+            passive_ports: 50000..=50099,
+            passive_host: PassiveHost::FromConnection,
+            idle_timeout: Duration::from_secs(600),
+            max_connections: 1024,
+        }
+    }
+}
+
+/// What address a PASV reply advertises. (EPSV replies carry only the port.)
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum PassiveHost {
+    /// The address the client connected to (right when clients reach the gateway directly).
+    #[default]
+    FromConnection,
+    /// A fixed IPv4 address, e.g. the load balancer's public one.
+    Ip(Ipv4Addr),
+    /// A DNS name, resolved (to IPv4) on every PASV.
+    Dns(String),
+}
+
+impl FromStr for PassiveHost {
+    type Err = ConfigError;
+
+    /// Empty (or `from-connection`): [`PassiveHost::FromConnection`]; an IPv4 address:
+    /// [`PassiveHost::Ip`]; anything else that looks like a host name: [`PassiveHost::Dns`].
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.is_empty() || s.eq_ignore_ascii_case("from-connection") {
+            return Ok(PassiveHost::FromConnection);
+        }
+        if let Ok(ip) = s.parse::<Ipv4Addr>() {
+            return Ok(PassiveHost::Ip(ip));
+        }
+        if s.parse::<std::net::Ipv6Addr>().is_ok() {
+            return Err(ConfigError::PassiveHost(format!(
+                "{s}: PASV can only advertise an IPv4 address"
+            )));
+        }
+        let valid = s.len() <= 253
+            && s.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+            });
+        if valid {
+            Ok(PassiveHost::Dns(s.to_owned()))
+        } else {
+            Err(ConfigError::PassiveHost(format!(
+                "{s}: expected an IPv4 address or a DNS name"
+            )))
+        }
+    }
+}
+
+impl From<PassiveHost> for libunftp::options::PassiveHost {
+    fn from(host: PassiveHost) -> Self {
+        match host {
+            PassiveHost::FromConnection => libunftp::options::PassiveHost::FromConnection,
+            PassiveHost::Ip(ip) => libunftp::options::PassiveHost::Ip(ip),
+            PassiveHost::Dns(name) => libunftp::options::PassiveHost::Dns(name),
+        }
+    }
+}
+
+/// A configuration value that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid passive port range {0}")]
+    PortRange(String),
+    #[error("invalid passive host {0}")]
+    PassiveHost(String),
+}
+
+/// Parses a passive port range such as `50000-50099` (inclusive; a single port is allowed).
+pub fn parse_port_range(s: &str) -> Result<RangeInclusive<u16>, ConfigError> {
+    let bad = |why: &str| ConfigError::PortRange(format!("'{s}': {why}"));
+    let (start, end) = match s.trim().split_once('-') {
+        Some((a, b)) => (a.trim(), b.trim()),
+        None => (s.trim(), s.trim()),
+    };
+    let start: u16 = start
+        .parse()
+        .map_err(|_| bad("expected FIRST-LAST, e.g. 50000-50099"))?;
+    let end: u16 = end
+        .parse()
+        .map_err(|_| bad("expected FIRST-LAST, e.g. 50000-50099"))?;
+    if start == 0 || start > end {
+        return Err(bad(
+            "the first port must be at least 1 and not above the last",
+        ));
+    }
+    Ok(start..=end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_ranges() {
+        assert_eq!(parse_port_range("50000-50099").unwrap(), 50000..=50099);
+        assert_eq!(parse_port_range(" 2000 - 2000 ").unwrap(), 2000..=2000);
+        assert_eq!(parse_port_range("2100").unwrap(), 2100..=2100);
+        for bad in ["", "a-b", "0-10", "10-5", "1-70000", "-5"] {
+            assert!(parse_port_range(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn passive_hosts() {
+        assert_eq!(
+            "".parse::<PassiveHost>().unwrap(),
+            PassiveHost::FromConnection
+        );
+        assert_eq!(
+            "from-connection".parse::<PassiveHost>().unwrap(),
+            PassiveHost::FromConnection
+        );
+        assert_eq!(
+            "203.0.113.7".parse::<PassiveHost>().unwrap(),
+            PassiveHost::Ip(Ipv4Addr::new(203, 0, 113, 7))
+        );
+        assert_eq!(
+            "ftp.example.com".parse::<PassiveHost>().unwrap(),
+            PassiveHost::Dns("ftp.example.com".into())
+        );
+        for bad in ["::1", "a b", "-x.com", "x..com", "a/b"] {
+            assert!(bad.parse::<PassiveHost>().is_err(), "{bad}");
+        }
+    }
+}

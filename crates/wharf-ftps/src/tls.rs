@@ -1,0 +1,217 @@
+//! [`TlsFiles`]: the gateway's certificate and private key, as PEM files.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// File name of a generated certificate inside its directory.
+pub const CERT_FILE_NAME: &str = "ftps-cert.pem";
+/// File name of a generated private key inside its directory.
+pub const KEY_FILE_NAME: &str = "ftps-key.pem";
+
+/// Where the gateway's certificate chain and private key are (PEM, the leaf certificate first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// The certificate or key cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} holds no PEM certificate")]
+    NoCertificate { path: PathBuf },
+    #[error("{path} holds no PEM private key")]
+    NoKey { path: PathBuf },
+    #[error("{path}: {message}")]
+    Pem { path: PathBuf, message: String },
+    #[error("the certificate and key do not make a TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("cannot generate a certificate: {0}")]
+    Generate(String),
+    #[error("only one of {present} and {missing} exists; give both or neither")]
+    HalfPair { present: PathBuf, missing: PathBuf },
+}
+
+impl TlsFiles {
+    pub fn new(cert_file: impl Into<PathBuf>, key_file: impl Into<PathBuf>) -> Self {
+        TlsFiles {
+            cert_file: cert_file.into(),
+            key_file: key_file.into(),
+        }
+    }
+
+    /// The pair in `dir` ([`CERT_FILE_NAME`], [`KEY_FILE_NAME`]); if neither file exists, a
+    /// self-signed certificate for `names` (DNS names or IP addresses) is generated there
+    /// first, with the key readable by the owner only. Returns the files and whether they were
+    /// generated.
+    pub fn load_or_generate(dir: &Path, names: &[String]) -> Result<(TlsFiles, bool), TlsError> {
+        let files = TlsFiles::new(dir.join(CERT_FILE_NAME), dir.join(KEY_FILE_NAME));
+        let generated = match (files.cert_file.exists(), files.key_file.exists()) {
+            (true, true) => false,
+            (false, false) => {
+                files.generate(names)?;
+                true
+            }
+            (true, false) => {
+                return Err(TlsError::HalfPair {
+                    present: files.cert_file,
+                    missing: files.key_file,
+                });
+            }
+            (false, true) => {
+                return Err(TlsError::HalfPair {
+                    present: files.key_file,
+                    missing: files.cert_file,
+                });
+            }
+        };
+        files.check()?;
+        Ok((files, generated))
+    }
+
+    /// Writes a new self-signed certificate (ECDSA P-256) for `names` and its key. Fails if
+    /// either file exists.
+    pub fn generate(&self, names: &[String]) -> Result<(), TlsError> {
+        let certified = rcgen::generate_simple_self_signed(names.to_vec())
+            .map_err(|e| TlsError::Generate(e.to_string()))?;
+        for (path, mode, contents) in [
+            (&self.key_file, 0o600, certified.signing_key.serialize_pem()),
+            (&self.cert_file, 0o644, certified.cert.pem()),
+        ] {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|source| TlsError::Write {
+                    path: parent.to_owned(),
+                    source,
+                })?;
+            }
+            let write = |path: &Path| -> std::io::Result<()> {
+                let mut file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(mode)
+                    .open(path)?;
+                file.write_all(contents.as_bytes())?;
+                file.sync_all()
+            };
+            write(path).map_err(|source| TlsError::Write {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Reads both files and builds a TLS configuration from them, so a bad certificate or a
+    /// key that does not match it is reported at start-up rather than on the first login.
+    pub fn check(&self) -> Result<(), TlsError> {
+        let certs = self.certificates()?;
+        let key = self.private_key()?;
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)?;
+        Ok(())
+    }
+
+    fn certificates(&self) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+        let pem = read(&self.cert_file)?;
+        let certs = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| TlsError::Pem {
+                path: self.cert_file.clone(),
+                message: e.to_string(),
+            })?;
+        if certs.is_empty() {
+            return Err(TlsError::NoCertificate {
+                path: self.cert_file.clone(),
+            });
+        }
+        Ok(certs)
+    }
+
+    fn private_key(&self) -> Result<PrivateKeyDer<'static>, TlsError> {
+        let pem = read(&self.key_file)?;
+        PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
+            rustls::pki_types::pem::Error::NoItemsFound => TlsError::NoKey {
+                path: self.key_file.clone(),
+            },
+            other => TlsError::Pem {
+                path: self.key_file.clone(),
+                message: other.to_string(),
+            },
+        })
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn generated_once_then_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+        let (files, generated) = TlsFiles::load_or_generate(dir.path(), &names).unwrap();
+        assert!(generated);
+        let mode = std::fs::metadata(&files.key_file)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let cert = std::fs::read(&files.cert_file).unwrap();
+        let (again, generated) = TlsFiles::load_or_generate(dir.path(), &names).unwrap();
+        assert!(!generated);
+        assert_eq!(again, files);
+        assert_eq!(std::fs::read(&files.cert_file).unwrap(), cert);
+    }
+
+    #[test]
+    fn half_a_pair_or_garbage_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(CERT_FILE_NAME), "x").unwrap();
+        assert!(matches!(
+            TlsFiles::load_or_generate(dir.path(), &["localhost".into()]),
+            Err(TlsError::HalfPair { .. })
+        ));
+        std::fs::write(dir.path().join(KEY_FILE_NAME), "y").unwrap();
+        assert!(matches!(
+            TlsFiles::load_or_generate(dir.path(), &["localhost".into()]),
+            Err(TlsError::NoCertificate { .. })
+        ));
+    }
+
+    #[test]
+    fn a_key_that_does_not_match_is_refused() {
+        let one = tempfile::tempdir().unwrap();
+        let two = tempfile::tempdir().unwrap();
+        let (a, _) = TlsFiles::load_or_generate(one.path(), &["localhost".into()]).unwrap();
+        let (b, _) = TlsFiles::load_or_generate(two.path(), &["localhost".into()]).unwrap();
+        let mixed = TlsFiles::new(a.cert_file, b.key_file);
+        assert!(mixed.check().is_err());
+    }
+}

@@ -1,0 +1,533 @@
+//! End-to-end tests of the FTPS gateway (explicit TLS, `AUTH TLS`) with real clients: Python's
+//! ftplib.FTP_TLS, lftp (GnuTLS) and curl (OpenSSL), against `wharf serve` on a local bucket.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+use tokio::process::Command;
+
+const MIB: usize = 1024 * 1024;
+const TLS12: &str = "NORMAL:-VERS-ALL:+VERS-TLS1.2";
+const TLS13: &str = "NORMAL:-VERS-ALL:+VERS-TLS1.3";
+
+fn ok(out: &std::process::Output, what: &str) {
+    assert!(out.status.success(), "{what} failed:\n{}", text(out));
+}
+
+/// The object a user's file became in the local bucket.
+fn object(wharf: &Wharf, key: &str) -> PathBuf {
+    wharf.bucket_dir().join(key)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Python ftplib
+
+/// Everything a read-write user does with ftplib: round trips with checksums, SIZE/MDTM/MLST,
+/// MLSD/NLST/LIST, REST+RETR, REST+STOR and APPE, directories, rename, delete, escape attempts,
+/// plaintext login and wrong password refused, PASV without PROT P refused.
+#[tokio::test]
+async fn ftplib_does_everything_a_partner_does() {
+    let wharf = Wharf::start().await;
+    let (user, password) = wharf.create_user("/alice", json!({})).await;
+    let out = ftplib_client("full", wharf.ftps_port, &user, &password).await;
+    ok(&out, "ftplib full");
+    assert!(stdout(&out).contains("ftplib: ok"), "{}", text(&out));
+    // Nothing escaped the home directory.
+    let outside: Vec<_> = walk_files(&wharf.bucket_dir())
+        .into_iter()
+        .filter(|p| !p.starts_with(wharf.bucket_dir().join("alice")))
+        .collect();
+    assert!(outside.is_empty(), "files outside the home: {outside:?}");
+    let log = wharf.log_text();
+    assert!(
+        log.contains("ftps{session="),
+        "no session span in the log:\n{log}"
+    );
+}
+
+#[tokio::test]
+async fn ftplib_read_only_and_write_only_users_are_held_to_their_permissions() {
+    let wharf = Wharf::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, writer_pw) = wharf.create_user("/shared", json!({})).await;
+    write_file(dir.path(), "seed.txt", b"seed");
+    let out = curl_ftps(
+        &writer,
+        &writer_pw,
+        dir.path(),
+        &["-T", "seed.txt", &ftps_url(wharf.ftps_port, "/seed.txt")],
+    )
+    .await;
+    ok(&out, "curl upload of the seed");
+    let (reader, reader_pw) = wharf
+        .create_user("/shared", json!({"permissions": "read-only"}))
+        .await;
+    let out = ftplib_client("read-only", wharf.ftps_port, &reader, &reader_pw).await;
+    ok(&out, "ftplib read-only");
+    let (dropper, dropper_pw) = wharf
+        .create_user("/drop", json!({"permissions": "write-only"}))
+        .await;
+    let out = ftplib_client("write-only", wharf.ftps_port, &dropper, &dropper_pw).await;
+    ok(&out, "ftplib write-only");
+    assert_eq!(
+        std::fs::read(object(&wharf, "drop/renamed.txt")).unwrap(),
+        b"delivered"
+    );
+}
+
+#[tokio::test]
+async fn a_login_beyond_max_sessions_is_refused_until_a_session_ends() {
+    let wharf = Wharf::start().await;
+    let (user, password) = wharf.create_user("/solo", json!({"maxSessions": 1})).await;
+    let out = ftplib_client("limit", wharf.ftps_port, &user, &password).await;
+    ok(&out, "ftplib limit");
+    assert!(
+        wharf
+            .log_text()
+            .contains("login refused: too many sessions"),
+        "the refusal is not logged"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// curl
+
+/// 1 KiB and 10 MiB round trips with TLS 1.2 and TLS 1.3, listings, download resume (REST +
+/// RETR), upload resume (curl -C -), a file outside the home, refusals.
+#[tokio::test]
+async fn curl_round_trips_resumes_and_refusals() {
+    let wharf = Wharf::start().await;
+    let (user, password) = wharf.create_user("/carol", json!({})).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = wharf.ftps_port;
+    let curl = async |args: &[&str]| curl_ftps(&user, &password, dir.path(), args).await;
+
+    for (tls, name, size) in [
+        ("--tls-max", "small.bin", 1024),
+        ("--tlsv1.3", "medium.bin", 10 * MIB),
+    ] {
+        let data = random_bytes(size);
+        write_file(dir.path(), name, &data);
+        let mut args = vec![tls];
+        if tls == "--tls-max" {
+            args.push("1.2");
+        }
+        let url = ftps_url(port, &format!("/{name}"));
+        let back = format!("{name}.back");
+        let mut up = args.clone();
+        up.extend(["-T", name, &url]);
+        ok(&curl(&up).await, &format!("curl {tls} upload"));
+        let mut down = args.clone();
+        down.extend(["-o", &back, &url]);
+        ok(&curl(&down).await, &format!("curl {tls} download"));
+        assert_eq!(
+            sha256(&read_file(dir.path(), &back)),
+            sha256(&data),
+            "{name}"
+        );
+        assert_eq!(
+            sha256_file(&object(&wharf, &format!("carol/{name}"))),
+            sha256(&data),
+            "stored {name}"
+        );
+    }
+
+    // Listings: LIST and NLST.
+    let out = curl(&[&ftps_url(port, "/")]).await;
+    ok(&out, "curl LIST");
+    let list = stdout(&out);
+    assert!(
+        list.lines()
+            .any(|l| l.ends_with(" small.bin") && l.contains(" 1024 ")),
+        "{list}"
+    );
+    let out = curl(&["--list-only", &ftps_url(port, "/")]).await;
+    ok(&out, "curl NLST");
+    let mut names: Vec<_> = stdout(&out).lines().map(str::to_owned).collect();
+    names.sort();
+    assert_eq!(names, ["medium.bin", "small.bin"]);
+
+    // Download resume: curl continues a partial local copy with REST + RETR.
+    let data = read_file(dir.path(), "medium.bin");
+    write_file(dir.path(), "partial.bin", &data[..3 * MIB + 5]);
+    let out = curl(&[
+        "-C",
+        "-",
+        "-o",
+        "partial.bin",
+        &ftps_url(port, "/medium.bin"),
+    ])
+    .await;
+    ok(&out, "curl download resume");
+    assert_eq!(sha256(&read_file(dir.path(), "partial.bin")), sha256(&data));
+
+    // Upload resume: the server has the first part; curl -C - sends the rest.
+    write_file(dir.path(), "first-part.bin", &data[..4 * MIB + 3]);
+    let url = ftps_url(port, "/resumed.bin");
+    ok(
+        &curl(&["-T", "first-part.bin", &url]).await,
+        "curl upload of the first part",
+    );
+    ok(
+        &curl(&["-C", "-", "-T", "medium.bin", &url]).await,
+        "curl upload resume",
+    );
+    assert_eq!(
+        sha256_file(&object(&wharf, "carol/resumed.bin")),
+        sha256(&data)
+    );
+    // --append (APPE).
+    write_file(dir.path(), "a.txt", b"one\n");
+    write_file(dir.path(), "b.txt", b"two\n");
+    let url = ftps_url(port, "/appended.txt");
+    ok(&curl(&["--append", "-T", "a.txt", &url]).await, "APPE 1");
+    ok(&curl(&["--append", "-T", "b.txt", &url]).await, "APPE 2");
+    assert_eq!(
+        std::fs::read(object(&wharf, "carol/appended.txt")).unwrap(),
+        b"one\ntwo\n"
+    );
+
+    // Absolute paths outside the home do not exist; `..` stays inside.
+    let out = curl(&["-o", "x", &ftps_url(port, "//etc/passwd")]).await;
+    assert!(!out.status.success(), "read /etc/passwd:\n{}", text(&out));
+    let out = curl(&["-o", "y", &ftps_url(port, "/../../../small.bin")]).await;
+    ok(&out, "curl download through ..");
+    assert_eq!(read_file(dir.path(), "y").len(), 1024);
+
+    // A plaintext login is refused before the password is sent; a wrong password is refused.
+    let out = Command::new("curl")
+        .args(["-sS", "--user", &format!("{user}:{password}")])
+        .arg(ftps_url(port, "/"))
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success(), "plaintext login:\n{}", text(&out));
+    let out = curl_ftps(&user, "wrong-password", dir.path(), &[&ftps_url(port, "/")]).await;
+    assert!(!out.status.success(), "wrong password:\n{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("530"),
+        "{}",
+        text(&out)
+    );
+
+    // Rename (RNFR/RNTO) and delete through curl's quote commands; MKD and RMD.
+    let out = curl(&[
+        "-Q",
+        "MKD archive",
+        "-Q",
+        "RNFR small.bin",
+        "-Q",
+        "RNTO archive/small.bin",
+        "-Q",
+        "DELE appended.txt",
+        &ftps_url(port, "/"),
+    ])
+    .await;
+    ok(&out, "curl MKD/RNFR/RNTO/DELE");
+    assert!(object(&wharf, "carol/archive/small.bin").exists());
+    assert!(!object(&wharf, "carol/small.bin").exists());
+    assert!(!object(&wharf, "carol/appended.txt").exists());
+    let out = curl(&[
+        "-Q",
+        "DELE archive/small.bin",
+        "-Q",
+        "RMD archive",
+        &ftps_url(port, "/"),
+    ])
+    .await;
+    ok(&out, "curl DELE/RMD");
+    assert!(!object(&wharf, "carol/archive").exists());
+}
+
+// ---------------------------------------------------------------------------------------------
+// lftp
+
+/// lftp (GnuTLS) with TLS 1.2 and with TLS 1.3: put/get with checksums, ls, mkdir, mv, rm,
+/// rmdir, and resume of a download (`get -c`) and of an upload (`put -c`).
+#[tokio::test]
+async fn lftp_round_trips_and_resumes_with_tls12_and_tls13() {
+    let wharf = Wharf::start().await;
+    let (user, password) = wharf.create_user("/dave", json!({})).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = random_bytes(10 * MIB + 17);
+    write_file(dir.path(), "data.bin", &data);
+    for (tls, tag) in [(TLS12, "12"), (TLS13, "13")] {
+        let commands = format!(
+            "mkdir d{tag}\n\
+             put data.bin -o d{tag}/data.bin\n\
+             get d{tag}/data.bin -o back{tag}.bin\n\
+             cls -l d{tag}\n\
+             mv d{tag}/data.bin d{tag}/moved.bin\n\
+             cls d{tag}"
+        );
+        let out = lftp(
+            wharf.ftps_port,
+            &user,
+            &password,
+            tls,
+            dir.path(),
+            &commands,
+        )
+        .await;
+        ok(&out, &format!("lftp TLS 1.{}", &tag[1..]));
+        let listing = stdout(&out);
+        assert!(
+            listing.contains("data.bin") && listing.contains("moved.bin"),
+            "{listing}"
+        );
+        assert_eq!(
+            sha256(&read_file(dir.path(), &format!("back{tag}.bin"))),
+            sha256(&data)
+        );
+        let stored = object(&wharf, &format!("dave/d{tag}/moved.bin"));
+        assert_eq!(sha256_file(&stored), sha256(&data));
+    }
+
+    // Download resume: a partial local copy is continued (REST + RETR).
+    write_file(dir.path(), "partial.bin", &data[..2 * MIB + 1]);
+    let out = lftp(
+        wharf.ftps_port,
+        &user,
+        &password,
+        TLS13,
+        dir.path(),
+        "get -c d13/moved.bin -o partial.bin",
+    )
+    .await;
+    ok(&out, "lftp get -c");
+    assert_eq!(sha256(&read_file(dir.path(), "partial.bin")), sha256(&data));
+
+    // Upload resume: the server holds the first part, `put -c` sends the rest.
+    write_file(dir.path(), "head.bin", &data[..5 * MIB]);
+    let out = lftp(
+        wharf.ftps_port,
+        &user,
+        &password,
+        TLS12,
+        dir.path(),
+        "put head.bin -o resumed.bin\nput -c data.bin -o resumed.bin",
+    )
+    .await;
+    ok(&out, "lftp put -c");
+    assert_eq!(
+        sha256_file(&object(&wharf, "dave/resumed.bin")),
+        sha256(&data)
+    );
+
+    // Clean up: rm, rmdir.
+    let out = lftp(
+        wharf.ftps_port,
+        &user,
+        &password,
+        TLS13,
+        dir.path(),
+        "rm d12/moved.bin d13/moved.bin resumed.bin\nrmdir d12 d13\ncls",
+    )
+    .await;
+    ok(&out, "lftp rm/rmdir");
+    assert!(
+        walk_files(&wharf.bucket_dir().join("dave"))
+            .iter()
+            .all(|p| p.file_name().is_some_and(|n| n == ".wharf-dir"))
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// One storage, two protocols
+
+#[tokio::test]
+async fn files_uploaded_over_ftps_are_seen_over_sftp_and_the_reverse() {
+    let wharf = Wharf::start().await;
+    let (user, password) = wharf.create_user("/erin", json!({})).await;
+    let dir = tempfile::tempdir().unwrap();
+    let over_ftps = random_bytes(3 * MIB + 1);
+    write_file(dir.path(), "from-ftps.bin", &over_ftps);
+    let out = curl_ftps(
+        &user,
+        &password,
+        dir.path(),
+        &[
+            "-T",
+            "from-ftps.bin",
+            &ftps_url(wharf.ftps_port, "/from-ftps.bin"),
+        ],
+    )
+    .await;
+    ok(&out, "curl upload");
+
+    let sftp = rust_sftp(wharf.sftp_port, &user, &password)
+        .await
+        .expect("sftp login");
+    let back = sftp.read("/from-ftps.bin").await.expect("sftp read");
+    assert_eq!(sha256(&back), sha256(&over_ftps));
+    let over_sftp = random_bytes(MIB + 5);
+    sftp.put("/from-sftp.bin", &over_sftp)
+        .await
+        .expect("sftp put");
+
+    let out = curl_ftps(
+        &user,
+        &password,
+        dir.path(),
+        &[
+            "-o",
+            "from-sftp.bin",
+            &ftps_url(wharf.ftps_port, "/from-sftp.bin"),
+        ],
+    )
+    .await;
+    ok(&out, "curl download");
+    assert_eq!(
+        sha256(&read_file(dir.path(), "from-sftp.bin")),
+        sha256(&over_sftp)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Uploads become visible only when complete
+
+/// A client killed in the middle of a STOR leaves nothing visible: a new file does not appear,
+/// and a file being replaced keeps its previous content.
+#[tokio::test]
+async fn a_killed_upload_leaves_no_partial_file() {
+    let wharf = Wharf::start().await;
+    let (user, password) = wharf.create_user("/frank", json!({})).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), "v1.txt", b"version 1");
+    let out = curl_ftps(
+        &user,
+        &password,
+        dir.path(),
+        &["-T", "v1.txt", &ftps_url(wharf.ftps_port, "/victim.bin")],
+    )
+    .await;
+    ok(&out, "upload of version 1");
+    write_file(dir.path(), "big.bin", &random_bytes(64 * MIB));
+
+    for target in ["/victim.bin", "/new.bin"] {
+        let curl = require_tool("curl", "apt-get install -y curl");
+        let mut child = Command::new(curl)
+            .args(["-sS", "--ssl-reqd", "-k", "--limit-rate", "4M"])
+            .arg("--user")
+            .arg(format!("{user}:{password}"))
+            .args(["-T", "big.bin"])
+            .arg(ftps_url(wharf.ftps_port, target))
+            .current_dir(dir.path())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start curl");
+        // Let it get well into the upload (past the first multipart parts), then kill it.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "curl finished too soon"
+        );
+        child.kill().await.expect("kill curl");
+        let aborted = wait_for(Duration::from_secs(20), || {
+            wharf.log_text().matches("upload aborted").count()
+                >= if target == "/victim.bin" { 1 } else { 2 }
+        })
+        .await;
+        assert!(aborted, "the upload was not aborted:\n{}", wharf.log_text());
+    }
+    assert_eq!(
+        std::fs::read(object(&wharf, "frank/victim.bin")).unwrap(),
+        b"version 1"
+    );
+    assert!(!object(&wharf, "frank/new.bin").exists());
+    // Nothing else is left in the home (no staging files).
+    let left: Vec<_> = walk_files(&wharf.bucket_dir().join("frank"))
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n != ".wharf-dir" && n != "victim.bin")
+        })
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let out = curl_ftps(
+        &user,
+        &password,
+        dir.path(),
+        &["--list-only", &ftps_url(wharf.ftps_port, "/")],
+    )
+    .await;
+    ok(&out, "listing");
+    assert_eq!(stdout(&out).trim(), "victim.bin");
+}
+
+/// Polls `condition` every 50 ms until it holds or `limit` passes.
+async fn wait_for(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    condition()
+}
+
+// ---------------------------------------------------------------------------------------------
+// A large file
+
+/// The 300 MiB file of tests/matrix.rs (same cached path in Cargo's scratch directory), made
+/// here if that test has not made it yet.
+fn huge_file() -> &'static (PathBuf, String) {
+    static HUGE: OnceLock<(PathBuf, String)> = OnceLock::new();
+    const LEN: u64 = 300 * MIB as u64;
+    HUGE.get_or_init(|| {
+        use std::io::Write;
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        std::fs::create_dir_all(&dir).expect("CARGO_TARGET_TMPDIR");
+        let path = dir.join("matrix-300MiB-random.bin");
+        if std::fs::metadata(&path).map(|m| m.len()).ok() != Some(LEN) {
+            let partial = dir.join(format!("matrix-300MiB-random.bin.{}", uuid_like()));
+            let mut file =
+                std::io::BufWriter::new(std::fs::File::create(&partial).expect("create"));
+            for _ in 0..LEN / MIB as u64 {
+                file.write_all(&random_bytes(MIB)).expect("write");
+            }
+            file.into_inner().expect("flush").sync_all().expect("sync");
+            std::fs::rename(&partial, &path).expect("rename");
+        }
+        let sha = sha256_file(&path);
+        (path, sha)
+    })
+}
+
+#[tokio::test]
+async fn a_300_mib_file_round_trips_over_curl() {
+    let (huge, sha) = huge_file();
+    let wharf = Wharf::start().await;
+    let (user, password) = wharf.create_user("/grace", json!({})).await;
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let source = huge.display().to_string();
+    let out = curl_ftps(
+        &user,
+        &password,
+        dir.path(),
+        &["-T", &source, &ftps_url(wharf.ftps_port, "/huge.bin")],
+    )
+    .await;
+    ok(&out, "curl upload of 300 MiB");
+    let out = curl_ftps(
+        &user,
+        &password,
+        dir.path(),
+        &["-o", "huge.back", &ftps_url(wharf.ftps_port, "/huge.bin")],
+    )
+    .await;
+    ok(&out, "curl download of 300 MiB");
+    eprintln!(
+        "ftps: curl put+get of 300 MiB took {:.1?}",
+        started.elapsed()
+    );
+    assert_eq!(&sha256_file(&dir.path().join("huge.back")), sha);
+    assert_eq!(&sha256_file(&object(&wharf, "grace/huge.bin")), sha);
+}
