@@ -20,7 +20,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tracing::{Instrument, info_span};
 use wharf_core::{
-    LoginError, LoginGrant, LoginProvider, LoginRequest, LoginSecret, Protocol, Username,
+    EventSink, LoginError, LoginGrant, LoginProvider, LoginRequest, LoginSecret, Protocol, Username,
 };
 use wharf_vfs::{SessionIdentity, StoreCache, Vfs};
 
@@ -39,6 +39,8 @@ pub struct SftpConfig {
     pub idle_timeout: Duration,
     /// Authentication attempts per connection.
     pub max_auth_attempts: usize,
+    /// Where sessions report uploads, deletes, renames and new directories (none: no events).
+    pub events: Option<Arc<dyn EventSink>>,
 }
 
 impl SftpConfig {
@@ -49,6 +51,7 @@ impl SftpConfig {
             login_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(600),
             max_auth_attempts: 6,
+            events: None,
         }
     }
 
@@ -155,6 +158,7 @@ pub async fn serve(
         let handler = Connection {
             login: login.clone(),
             stores: stores.clone(),
+            events: config.events.clone(),
             sessions: sessions.clone(),
             peer,
             session_id: session_id.clone(),
@@ -351,6 +355,7 @@ impl Drop for SessionSlot {
 struct Connection {
     login: Arc<dyn LoginProvider>,
     stores: Arc<StoreCache>,
+    events: Option<Arc<dyn EventSink>>,
     /// The gateway's session counts per user.
     sessions: SessionCounts,
     peer: SocketAddr,
@@ -549,12 +554,15 @@ impl russh::server::Handler for Connection {
             client_ip: self.peer.ip().to_string(),
             session_id: self.session_id.clone(),
         };
-        let vfs = Vfs::on_bucket(
+        let mut vfs = Vfs::on_bucket(
             &bucket,
             grant.home_directory.clone(),
             grant.permissions,
             identity,
         );
+        if let Some(sink) = &self.events {
+            vfs = vfs.with_events(grant.bucket.name.clone(), sink.clone());
+        }
         let handle = session.handle();
         let span = tracing::Span::current();
         tokio::spawn(
