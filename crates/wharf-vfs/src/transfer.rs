@@ -45,6 +45,16 @@ pub const IN_FLIGHT_BYTES: usize = MAX_PARTS_IN_FLIGHT * PART_SIZE;
 /// Most parts in one multipart upload (S3's limit, the strictest of the supported stores).
 pub const MAX_PARTS: u64 = 10_000;
 
+/// Part size on local disk, which has no minimum part size and no part limit: small writes
+/// of data that is still in the CPU's cache cost the kernel a fraction of what copying 8 MiB
+/// blocks into the page cache does (measured: 300 MB in 32 KiB writes 0.10 s of system time,
+/// in 8 MiB writes 0.54 s).
+pub const LOCAL_PART_SIZE: usize = 256 * 1024;
+
+/// Parts of a local-disk upload being written at once (they queue on the file's lock anyway;
+/// a few keep the disk busy while the client sends the next ones).
+const LOCAL_PARTS_IN_FLIGHT: usize = 8;
+
 /// Parts of one size before the size doubles (see [`part_size`]).
 const PARTS_PER_SIZE: u64 = 500;
 
@@ -132,6 +142,8 @@ pub struct Upload {
     events: Option<UploadEvents>,
     /// Bytes received from the client (a failed upload's event reports them).
     received: u64,
+    /// The store is a local disk: small parts, no part limit (see [`LOCAL_PART_SIZE`]).
+    local: bool,
     path: VirtualPath,
     key: Path,
     /// Length of the contiguous data accepted from offset 0 (existing content copied in
@@ -170,6 +182,7 @@ impl Upload {
         store: Arc<dyn ObjectStore>,
         journal: Option<UploadJournal>,
         events: Option<UploadEvents>,
+        local: bool,
         path: VirtualPath,
         key: Path,
         mode: WriteMode,
@@ -182,6 +195,7 @@ impl Upload {
             journal,
             events,
             received: 0,
+            local,
             path,
             key,
             written: 0,
@@ -418,7 +432,7 @@ impl Upload {
         self.hasher.update(&data);
         self.written += data.len() as u64;
         while !data.is_empty() {
-            let part_size = part_size(self.parts_sent);
+            let part_size = self.part_size();
             let take = (part_size - self.buffer.len()).min(data.len());
             self.reserve(take);
             self.buffer.extend_from_slice(&data.split_to(take));
@@ -437,21 +451,35 @@ impl Upload {
         if needed <= self.buffer.capacity() {
             return;
         }
-        let capacity = needed.max((self.buffer.capacity() * 2).min(part_size(self.parts_sent)));
+        let capacity = needed.max((self.buffer.capacity() * 2).min(self.part_size()));
         let mut grown = BytesMut::with_capacity(capacity);
         grown.extend_from_slice(&self.buffer);
         self.buffer = grown;
+    }
+
+    /// The size of the next part: [`part_size`] on object stores, [`LOCAL_PART_SIZE`] on local
+    /// disk.
+    fn part_size(&self) -> usize {
+        if self.local {
+            LOCAL_PART_SIZE
+        } else {
+            part_size(self.parts_sent)
+        }
     }
 
     /// Sends one part, starting the multipart upload first if needed. Parts are numbered by the
     /// order of these calls; at most [`IN_FLIGHT_BYTES`] (or one part) are outstanding. Part
     /// sizes never shrink, so counting parts of the current size bounds the bytes.
     async fn send_part(&mut self, part: Bytes) -> Result<(), VfsError> {
-        if self.parts_sent >= MAX_PARTS {
+        if self.parts_sent >= MAX_PARTS && !self.local {
             return Err(too_large());
         }
         // By the schedule, not this part's length: the last part may be short.
-        let max_in_flight = (IN_FLIGHT_BYTES / part_size(self.parts_sent)).max(1);
+        let max_in_flight = if self.local {
+            LOCAL_PARTS_IN_FLIGHT
+        } else {
+            (IN_FLIGHT_BYTES / part_size(self.parts_sent)).max(1)
+        };
         while self.in_flight.len() >= max_in_flight {
             if let Some(result) = self.in_flight.join_next().await {
                 part_result(result)?;

@@ -614,6 +614,7 @@ impl Vfs {
             Arc::clone(&self.inner.store),
             self.inner.uploads.clone(),
             events,
+            self.inner.local_root.is_some(),
             path.clone(),
             key,
             options.mode,
