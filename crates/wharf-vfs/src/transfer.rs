@@ -179,10 +179,7 @@ impl Upload {
     /// An upload to `key`. `base` is the existing object to continue (ignored for
     /// [`WriteMode::Truncate`]).
     pub(crate) fn new(
-        store: Arc<dyn ObjectStore>,
-        journal: Option<UploadJournal>,
-        events: Option<UploadEvents>,
-        local: bool,
+        target: UploadTarget,
         path: VirtualPath,
         key: Path,
         mode: WriteMode,
@@ -190,6 +187,12 @@ impl Upload {
     ) -> Self {
         // Continuing nothing, or an empty file, is writing a new file.
         let base = base.filter(|meta| mode != WriteMode::Truncate && meta.size > 0);
+        let UploadTarget {
+            store,
+            journal,
+            events,
+            local,
+        } = target;
         Upload {
             store,
             journal,
@@ -794,6 +797,15 @@ impl Drop for Upload {
             ),
         }
     }
+}
+
+/// Where an upload goes: the store and what the session knows about it.
+pub(crate) struct UploadTarget {
+    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) journal: Option<UploadJournal>,
+    pub(crate) events: Option<UploadEvents>,
+    /// The store is a local disk (see [`LOCAL_PART_SIZE`]).
+    pub(crate) local: bool,
 }
 
 /// What an upload needs to report its events.

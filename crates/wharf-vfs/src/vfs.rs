@@ -15,7 +15,7 @@ use wharf_core::{
     BucketName, EventData, EventSink, EventType, HomeDirectory, Permissions, Protocol, Username,
 };
 
-use crate::transfer::UploadEvents;
+use crate::transfer::{UploadEvents, UploadTarget};
 use crate::{
     DIRECTORY_MARKER, Download, ListPager, OpenedBucket, UPLOAD_JOURNAL, Upload, UploadJournal,
     VfsError, VirtualPath,
@@ -611,10 +611,12 @@ impl Vfs {
                 data: self.event_data(bucket, &key),
             });
         Ok(Upload::new(
-            Arc::clone(&self.inner.store),
-            self.inner.uploads.clone(),
-            events,
-            self.inner.local_root.is_some(),
+            UploadTarget {
+                store: Arc::clone(&self.inner.store),
+                journal: self.inner.uploads.clone(),
+                events,
+                local: self.inner.local_root.is_some(),
+            },
             path.clone(),
             key,
             options.mode,
