@@ -442,6 +442,9 @@ impl Upload {
             if self.buffer.len() == part_size {
                 let part = std::mem::take(&mut self.buffer);
                 self.send_part(part.freeze()).await?;
+                // The file is large: give the next part its whole buffer at once rather than
+                // growing (and copying) it step by step.
+                self.buffer = BytesMut::with_capacity(self.part_size());
             }
         }
         Ok(())
