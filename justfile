@@ -20,3 +20,8 @@ openapi:
 # What CI runs.
 ci:
     bash .ci/run
+
+# Benchmarks side by side with OpenSSH and rclone (writes docs/benchmarks.md);
+# `just bench --smoke` runs tiny sizes once, to check the script (CI does).
+bench *ARGS:
+    bash bench/run.sh {{ARGS}}
