@@ -33,8 +33,8 @@ pub use store::{
 };
 pub use transfer::{
     Download, IN_FLIGHT_BYTES, MAX_PART_SIZE, MAX_PARTS, MAX_PARTS_IN_FLIGHT, MAX_UPLOAD_SIZE,
-    PART_SIZE, READ_AHEAD_CHUNK, READ_AHEAD_CHUNKS, READ_AHEAD_FIRST, REORDER_WINDOW, Upload,
-    UploadSummary, part_size,
+    PART_SIZE, READ_AHEAD_CHUNK, READ_AHEAD_CHUNKS, READ_AHEAD_FIRST, READ_AHEAD_GETS,
+    REORDER_WINDOW, Upload, UploadSummary, part_size,
 };
 pub use vfs::{
     CreateOptions, Entry, EntryKind, Listing, MAX_DIRECTORY_RENAME_OBJECTS, SessionIdentity, Vfs,

@@ -876,6 +876,8 @@ pub struct Download {
     buffer: BytesMut,
     /// The read-ahead delivering the bytes after `buffer`; `None` until needed.
     ahead: Option<ReadAhead>,
+    /// Ranged GETs in flight at once ([`READ_AHEAD_GETS`] on object stores, 1 on local disk).
+    concurrency: usize,
 }
 
 /// Size of the first ranged GET of a read-ahead: small, so a small file or the first bytes of a
@@ -883,8 +885,11 @@ pub struct Download {
 pub const READ_AHEAD_FIRST: u64 = 1024 * 1024;
 /// Size of each further ranged GET.
 pub const READ_AHEAD_CHUNK: u64 = 4 * 1024 * 1024;
-/// Chunks fetched ahead of the reader (bounds a download's memory to about 12 MiB).
+/// Chunks fetched ahead of the reader and waiting for it.
 pub const READ_AHEAD_CHUNKS: usize = 2;
+/// Ranged GETs in flight at once per download on object stores (local disk reads one at a
+/// time). With [`READ_AHEAD_CHUNKS`] this bounds a download's memory to about 24 MiB.
+pub const READ_AHEAD_GETS: usize = 3;
 
 /// The background fetch of one download; aborted when dropped (a seek or the end of the read).
 struct ReadAhead {
@@ -905,31 +910,45 @@ impl ReadAhead {
         e_tag: Option<String>,
         start: u64,
         size: u64,
+        concurrency: usize,
     ) -> Self {
         let (tx, chunks) = tokio::sync::mpsc::channel(READ_AHEAD_CHUNKS);
         let task = tokio::spawn(async move {
-            let mut position = start;
-            let mut chunk = READ_AHEAD_FIRST;
-            while position < size {
-                let end = (position + chunk).min(size);
-                let options = GetOptions::new()
-                    .with_range(Some(GetRange::Bounded(position..end)))
-                    .with_if_match(e_tag.clone());
-                let fetched = match store.get_opts(&key, options).await {
-                    Ok(result) => result.bytes().await,
-                    Err(e) => Err(e),
-                };
-                let failed = fetched.is_err();
-                if let Ok(bytes) = &fetched {
-                    if bytes.is_empty() {
-                        break;
+            // The ranges to fetch, in order: a small first one, then READ_AHEAD_CHUNK each.
+            let ranges =
+                std::iter::successors(Some(start..(start + READ_AHEAD_FIRST).min(size)), |r| {
+                    (r.end < size).then(|| r.end..(r.end + READ_AHEAD_CHUNK).min(size))
+                })
+                .filter(|r| !r.is_empty());
+            // Several GETs at once, delivered in order: on an object store each GET pays a
+            // round trip and the server's time to first byte, which one at a time would add
+            // to every chunk.
+            let mut fetches = futures::stream::iter(ranges)
+                .map(|range| {
+                    let store = Arc::clone(&store);
+                    let key = key.clone();
+                    let options = GetOptions::new()
+                        .with_range(Some(GetRange::Bounded(range)))
+                        .with_if_match(e_tag.clone());
+                    async move {
+                        match store.get_opts(&key, options).await {
+                            Ok(result) => result.bytes().await,
+                            Err(e) => Err(e),
+                        }
                     }
-                    position += bytes.len() as u64;
-                }
-                if tx.send(fetched).await.is_err() || failed {
+                })
+                .buffered(concurrency.max(1));
+            while let Some(fetched) = fetches.next().await {
+                let stop = match &fetched {
+                    Ok(bytes) => bytes.is_empty(),
+                    Err(_) => true,
+                };
+                if stop && fetched.is_ok() {
                     break;
                 }
-                chunk = READ_AHEAD_CHUNK;
+                if tx.send(fetched).await.is_err() || stop {
+                    break;
+                }
             }
         });
         ReadAhead { chunks, task }
@@ -937,8 +956,14 @@ impl ReadAhead {
 }
 
 impl Download {
-    pub(crate) fn new(store: Arc<dyn ObjectStore>, path: VirtualPath, meta: ObjectMeta) -> Self {
+    pub(crate) fn new(
+        store: Arc<dyn ObjectStore>,
+        path: VirtualPath,
+        meta: ObjectMeta,
+        local: bool,
+    ) -> Self {
         Download {
+            concurrency: if local { 1 } else { READ_AHEAD_GETS },
             store,
             path,
             key: meta.location,
@@ -1012,6 +1037,7 @@ impl Download {
                     self.e_tag.clone(),
                     start,
                     self.size,
+                    self.concurrency,
                 )
             });
             match ahead.chunks.recv().await {

@@ -550,6 +550,7 @@ impl Vfs {
                 Arc::clone(&self.inner.store),
                 path.clone(),
                 meta,
+                self.inner.local_root.is_some(),
             )),
             None => match lookup(self.store(), &key).await? {
                 Some(Found::Directory(_)) => Err(VfsError::IsADirectory),
