@@ -1,5 +1,6 @@
-//! End-to-end tests of the FTPS gateway (explicit TLS, `AUTH TLS`) with real clients: Python's
-//! ftplib.FTP_TLS, lftp (GnuTLS) and curl (OpenSSL), against `wharf serve` on a local bucket.
+//! End-to-end tests of the FTPS gateway (explicit TLS with `AUTH TLS`, and implicit TLS) with
+//! real clients: Python's ftplib.FTP_TLS, lftp (GnuTLS) and curl (OpenSSL), against
+//! `wharf serve` on a local bucket.
 
 mod common;
 
@@ -136,6 +137,18 @@ async fn curl_round_trips_resumes_and_refusals() {
             "stored {name}"
         );
     }
+
+    // Data connections resumed the control connection's TLS session.
+    let log = wharf.log_text();
+    assert!(
+        log.contains("resumed=true version=Some(TLSv1_2)")
+            || log.contains("version=Some(TLSv1_2) resumed=true"),
+        "no TLS 1.2 data connection resumed its session:\n{log}"
+    );
+    assert!(
+        log.contains("version=Some(TLSv1_3) resumed=true"),
+        "no TLS 1.3 data connection resumed its session:\n{log}"
+    );
 
     // Listings: LIST and NLST.
     let out = curl(&[&ftps_url(port, "/")]).await;
@@ -530,4 +543,203 @@ async fn a_300_mib_file_round_trips_over_curl() {
     );
     assert_eq!(&sha256_file(&dir.path().join("huge.back")), sha);
     assert_eq!(&sha256_file(&object(&wharf, "grace/huge.bin")), sha);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Implicit TLS
+
+/// curl (`ftps://`), ftplib (a TLS socket from the start) and lftp (`ftps://`) on the implicit
+/// port: same users and files as the explicit one.
+#[tokio::test]
+async fn implicit_tls_with_curl_ftplib_and_lftp() {
+    let wharf = Wharf::start().await;
+    let (user, password) = wharf.create_user("/ivan", json!({})).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = wharf.ftps_implicit_port;
+
+    // curl: upload, download, listing.
+    let data = random_bytes(2 * MIB + 3);
+    write_file(dir.path(), "c.bin", &data);
+    let url = implicit_ftps_url(port, "/c.bin");
+    ok(
+        &curl_ftps(&user, &password, dir.path(), &["-T", "c.bin", &url]).await,
+        "curl implicit upload",
+    );
+    ok(
+        &curl_ftps(&user, &password, dir.path(), &["-o", "c.back", &url]).await,
+        "curl implicit download",
+    );
+    assert_eq!(sha256(&read_file(dir.path(), "c.back")), sha256(&data));
+    let out = curl_ftps(
+        &user,
+        &password,
+        dir.path(),
+        &["--list-only", &implicit_ftps_url(port, "/")],
+    )
+    .await;
+    ok(&out, "curl implicit NLST");
+    assert_eq!(stdout(&out).trim(), "c.bin");
+    // The same file over explicit FTPS.
+    ok(
+        &curl_ftps(
+            &user,
+            &password,
+            dir.path(),
+            &["-o", "c.explicit", &ftps_url(wharf.ftps_port, "/c.bin")],
+        )
+        .await,
+        "curl explicit download",
+    );
+    assert_eq!(sha256(&read_file(dir.path(), "c.explicit")), sha256(&data));
+
+    // Python's ftplib.
+    let out = ftplib_client("implicit", port, &user, &password).await;
+    ok(&out, "ftplib implicit");
+    assert!(
+        stdout(&out).contains("ftplib implicit: ok"),
+        "{}",
+        text(&out)
+    );
+
+    // lftp with TLS 1.2 and 1.3.
+    for (tls, tag) in [(TLS12, "12"), (TLS13, "13")] {
+        let out = lftp_implicit(
+            port,
+            &user,
+            &password,
+            tls,
+            dir.path(),
+            &format!("put c.bin -o l{tag}.bin\nget l{tag}.bin -o l{tag}.back\ncls -l"),
+        )
+        .await;
+        ok(&out, &format!("lftp implicit TLS 1.{}", &tag[1..]));
+        assert!(
+            stdout(&out).contains(&format!("l{tag}.bin")),
+            "{}",
+            text(&out)
+        );
+        assert_eq!(
+            sha256(&read_file(dir.path(), &format!("l{tag}.back"))),
+            sha256(&data)
+        );
+    }
+    // A plaintext client on the implicit port gets nothing it could send a password to.
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "20",
+            "--user",
+            &format!("{user}:{password}"),
+        ])
+        .arg(ftps_url(port, "/"))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "plaintext on the implicit port:\n{}",
+        text(&out)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Data connections
+
+/// After `PROT C`, PASV, EPSV and every transfer on a port opened before are refused (`534`);
+/// active mode is refused (`502`); a failed transfer resets REST; EPSV ALL works.
+#[tokio::test]
+async fn clear_data_connections_are_refused_for_pasv_and_epsv() {
+    let wharf = Wharf::start().await;
+    let (user, password) = wharf.create_user("/judy", json!({})).await;
+    let out = ftplib_client("prot-c", wharf.ftps_port, &user, &password).await;
+    ok(&out, "ftplib prot-c");
+    assert!(stdout(&out).contains("ftplib prot-c: ok"), "{}", text(&out));
+}
+
+/// Plaintext, an empty connection or random bytes on a passive port fail that transfer (`425`),
+/// an upload cut without a TLS close is aborted (`426`), and the session goes on working.
+#[tokio::test]
+async fn garbage_on_a_passive_port_fails_only_that_transfer() {
+    let wharf = Wharf::start().await;
+    let (user, password) = wharf.create_user("/kim", json!({})).await;
+    let out = ftplib_client("garbage", wharf.ftps_port, &user, &password).await;
+    ok(&out, "ftplib garbage");
+    assert!(
+        stdout(&out).contains("ftplib garbage: ok"),
+        "{}",
+        text(&out)
+    );
+    assert!(!object(&wharf, "kim/cut.txt").exists());
+    let log = wharf.log_text();
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+/// vsftpd fails some of 20 concurrent small TLS 1.3 uploads with `426` (research/peers.md
+/// finding 5): every one must succeed here.
+#[tokio::test]
+async fn twenty_concurrent_small_uploads_over_tls13_all_succeed() {
+    let wharf = Wharf::start().await;
+    let (user, password) = wharf.create_user("/load", json!({"maxSessions": 25})).await;
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<(String, Vec<u8>)> = (0..20)
+        .map(|i| (format!("f{i}.bin"), random_bytes(2 * MIB + i)))
+        .collect();
+    for (name, data) in &files {
+        write_file(dir.path(), name, data);
+    }
+    let uploads = files.iter().map(|(name, _)| {
+        let url = ftps_url(wharf.ftps_port, &format!("/{name}"));
+        let (user, password, dir) = (user.clone(), password.clone(), dir.path().to_owned());
+        let name = name.clone();
+        async move { curl_ftps(&user, &password, &dir, &["--tlsv1.3", "-T", &name, &url]).await }
+    });
+    let outputs = futures::future::join_all(uploads).await;
+    for (out, (name, _)) in outputs.iter().zip(&files) {
+        ok(out, &format!("concurrent upload of {name}"));
+    }
+    for (name, data) in &files {
+        assert_eq!(
+            sha256_file(&object(&wharf, &format!("load/{name}"))),
+            sha256(data),
+            "{name}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// PROXY protocol
+
+/// With `--ftps-proxy-protocol`, the client named by a v1 or v2 header is the one the gateway
+/// and the control plane see (logs, login, data-connection check); connections without a
+/// header are dropped.
+#[tokio::test]
+async fn proxy_protocol_v1_and_v2_give_the_real_client_address() {
+    let wharf = Wharf::start_with(StartOptions {
+        extra_args: vec!["--ftps-proxy-protocol".into()],
+        ..StartOptions::default()
+    })
+    .await;
+    let (user, password) = wharf.create_user("/lena", json!({})).await;
+    for (version, ip) in [("1", "203.0.113.7"), ("2", "198.51.100.9")] {
+        let out =
+            ftplib_client_with("proxy", wharf.ftps_port, &user, &password, &[version, ip]).await;
+        ok(&out, &format!("ftplib proxy v{version}"));
+        let log = wharf.log_text();
+        assert!(
+            log.contains(&format!("client={ip}:40000")),
+            "the session span does not show {ip}:\n{log}"
+        );
+        assert!(
+            log.contains(&format!("client_ip=\"{ip}\"")),
+            "the login did not carry {ip}:\n{log}"
+        );
+    }
+    assert!(
+        wharf
+            .log_text()
+            .contains("connection dropped: no valid PROXY header"),
+        "{}",
+        wharf.log_text()
+    );
 }

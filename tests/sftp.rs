@@ -400,7 +400,7 @@ async fn upload_is_visible_only_after_close_and_a_dropped_upload_leaves_nothing(
         file.write_all(&random_bytes(1024 * 1024)).await.unwrap();
         file.flush().await.unwrap();
         std::mem::forget(file); // no CLOSE is ever sent
-        drop(dropper);
+        dropper.disconnect().await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(

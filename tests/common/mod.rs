@@ -155,6 +155,8 @@ pub struct Wharf {
     pub sftp_port: u16,
     /// Explicit FTPS (AUTH TLS).
     pub ftps_port: u16,
+    /// Implicit FTPS (TLS from the first byte).
+    pub ftps_implicit_port: u16,
     /// The FTPS passive port range this server was given (see [`passive_ports`]).
     pub ftps_passive_ports: (u16, u16),
     pub http: reqwest::Client,
@@ -206,6 +208,7 @@ impl Wharf {
         let api_port = free_port();
         let sftp_port = free_port();
         let ftps_port = free_port();
+        let ftps_implicit_port = free_port();
         let ftps_passive_ports = passive_ports();
         let log = data_dir.path().join("wharf.log");
         let mut cmd = Command::new(wharf_bin());
@@ -218,6 +221,8 @@ impl Wharf {
             .arg(format!("127.0.0.1:{sftp_port}"))
             .arg("--ftps-addr")
             .arg(format!("127.0.0.1:{ftps_port}"))
+            .arg("--ftps-implicit-addr")
+            .arg(format!("127.0.0.1:{ftps_implicit_port}"))
             .arg("--ftps-passive-ports")
             .arg(format!("{}-{}", ftps_passive_ports.0, ftps_passive_ports.1))
             .env("WHARF_ADMIN_API_KEY", ADMIN_KEY)
@@ -243,13 +248,16 @@ impl Wharf {
             api_port,
             sftp_port,
             ftps_port,
+            ftps_implicit_port,
             ftps_passive_ports,
             http: reqwest::Client::new(),
             child: Some(child),
             pg,
             log,
         };
-        wharf.wait_ready(&[api_port, sftp_port, ftps_port]).await;
+        wharf
+            .wait_ready(&[api_port, sftp_port, ftps_port, ftps_implicit_port])
+            .await;
         wharf
     }
 
@@ -552,6 +560,17 @@ pub struct RustSftp {
     _ssh: client::Handle<AcceptAnyHostKey>,
 }
 
+impl RustSftp {
+    /// Ends the SSH connection at once, whatever handles are still open (as a client that is
+    /// cut off would).
+    pub async fn disconnect(&self) {
+        let _ = self
+            ._ssh
+            .disconnect(russh::Disconnect::ByApplication, "test disconnect", "en")
+            .await;
+    }
+}
+
 impl std::ops::Deref for RustSftp {
     type Target = SftpSession;
     fn deref(&self) -> &SftpSession {
@@ -808,11 +827,40 @@ pub fn ftps_url(port: u16, path: &str) -> String {
     format!("ftp://127.0.0.1:{port}{path}")
 }
 
+/// `ftps://127.0.0.1:<port><path>`: implicit FTPS for curl.
+pub fn implicit_ftps_url(port: u16, path: &str) -> String {
+    format!("ftps://127.0.0.1:{port}{path}")
+}
+
 /// Runs `lftp` with `commands` (one per line) after logging in over explicit FTPS with
 /// TLS-protected data connections and the self-signed certificate accepted; the first failing
 /// command fails the run. `tls` is a GnuTLS priority string such as
 /// `NORMAL:-VERS-ALL:+VERS-TLS1.3`. Runs in `cwd`.
 pub async fn lftp(
+    port: u16,
+    user: &str,
+    password: &str,
+    tls: &str,
+    cwd: &Path,
+    commands: &str,
+) -> Output {
+    lftp_to("127.0.0.1", port, user, password, tls, cwd, commands).await
+}
+
+/// [`lftp`] against implicit FTPS (`ftps://`: TLS from the first byte).
+pub async fn lftp_implicit(
+    port: u16,
+    user: &str,
+    password: &str,
+    tls: &str,
+    cwd: &Path,
+    commands: &str,
+) -> Output {
+    lftp_to("ftps://127.0.0.1", port, user, password, tls, cwd, commands).await
+}
+
+async fn lftp_to(
+    host: &str,
     port: u16,
     user: &str,
     password: &str,
@@ -834,7 +882,7 @@ pub async fn lftp(
              set net:max-retries 1\n\
              set net:timeout 30\n\
              set xfer:clobber yes\n\
-             open -u {user},{password} -p {port} 127.0.0.1\n\
+             open -u {user},{password} -p {port} {host}\n\
              {commands}\n\
              bye\n"
         ),
@@ -855,6 +903,17 @@ pub async fn lftp(
 
 /// Runs tests/clients/ftps_ftplib_client.py (Python's ftplib.FTP_TLS) in `mode`.
 pub async fn ftplib_client(mode: &str, port: u16, user: &str, password: &str) -> Output {
+    ftplib_client_with(mode, port, user, password, &[]).await
+}
+
+/// [`ftplib_client`] with more arguments after the password (what `mode` needs).
+pub async fn ftplib_client_with(
+    mode: &str,
+    port: u16,
+    user: &str,
+    password: &str,
+    extra: &[&str],
+) -> Output {
     let script =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients/ftps_ftplib_client.py");
     let mut cmd = Command::new(require_tool("python3", "apt-get install -y python3"));
@@ -863,6 +922,7 @@ pub async fn ftplib_client(mode: &str, port: u16, user: &str, password: &str) ->
         .arg(port.to_string())
         .arg(user)
         .arg(password)
+        .args(extra)
         .stdin(Stdio::null())
         .kill_on_drop(true);
     tokio::time::timeout(Duration::from_secs(300), cmd.output())

@@ -1,14 +1,18 @@
 //! [`FtpsConfig`]: how an FTPS gateway listens, encrypts and advertises passive ports.
 
+use std::fmt;
 use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use wharf_core::EventSink;
 
 use crate::TlsFiles;
 
 /// Settings of an FTPS gateway.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct FtpsConfig {
     /// Certificate chain and private key (PEM). Read again for every connection, so a renewed
     /// certificate is used without a restart.
@@ -22,6 +26,32 @@ pub struct FtpsConfig {
     pub idle_timeout: Duration,
     /// Most control connections served at once; further ones wait in the accept queue.
     pub max_connections: usize,
+    /// A connection that has not logged in by then is closed.
+    pub login_timeout: Duration,
+    /// How long the gateway waits for a data connection, and again for its TLS handshake.
+    pub data_timeout: Duration,
+    /// Every control connection starts with a PROXY protocol header (v1 or v2) from a load
+    /// balancer, which names the real client; a connection without a valid one is dropped.
+    /// Data connections may carry one too. Off: the socket's peer is the client.
+    pub proxy_protocol: bool,
+    /// Where sessions report uploads, deletes, renames and new directories (none: no events).
+    pub events: Option<Arc<dyn EventSink>>,
+}
+
+impl fmt::Debug for FtpsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FtpsConfig")
+            .field("tls", &self.tls)
+            .field("passive_ports", &self.passive_ports)
+            .field("passive_host", &self.passive_host)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("login_timeout", &self.login_timeout)
+            .field("data_timeout", &self.data_timeout)
+            .field("proxy_protocol", &self.proxy_protocol)
+            .field("events", &self.events.is_some())
+            .finish()
+    }
 }
 
 impl FtpsConfig {
@@ -32,6 +62,10 @@ impl FtpsConfig {
             passive_host: PassiveHost::FromConnection,
             idle_timeout: Duration::from_secs(600),
             max_connections: 1024,
+            login_timeout: Duration::from_secs(60),
+            data_timeout: Duration::from_secs(30),
+            proxy_protocol: false,
+            events: None,
         }
     }
 }
@@ -82,16 +116,6 @@ impl FromStr for PassiveHost {
             Err(ConfigError::PassiveHost(format!(
                 "{s}: expected an IPv4 address or a DNS name"
             )))
-        }
-    }
-}
-
-impl From<PassiveHost> for libunftp::options::PassiveHost {
-    fn from(host: PassiveHost) -> Self {
-        match host {
-            PassiveHost::FromConnection => libunftp::options::PassiveHost::FromConnection,
-            PassiveHost::Ip(ip) => libunftp::options::PassiveHost::Ip(ip),
-            PassiveHost::Dns(name) => libunftp::options::PassiveHost::Dns(name),
         }
     }
 }

@@ -1,25 +1,39 @@
-//! Wharf's FTPS gateway: libunftp for FTP and TLS, the Wharf VFS for everything a path means.
+//! Wharf's FTPS gateway: its own FTP protocol engine on tokio and rustls (aws-lc-rs), the Wharf
+//! VFS for everything a path means.
 //!
-//! - [`serve`]: accept loop with a connection limit and graceful stop. Every connection gets a
-//!   session id, a tracing span and its own libunftp `Server` (see [`server`](crate::serve) for
-//!   why), which serves explicit FTPS (`AUTH TLS`) with TLS required for login and data.
-//! - [`FtpsConfig`]: certificate, passive ports and advertised passive host, timeouts.
+//! - [`serve_listeners`] / [`serve`]: accept loops for explicit FTPS (`AUTH TLS`) and implicit
+//!   FTPS (TLS from the first byte), with a connection limit, the PROXY protocol when enabled,
+//!   and a graceful stop. Every connection gets a session id and a tracing span.
+//! - [`FtpsConfig`]: certificate, passive ports and advertised passive host, timeouts, PROXY
+//!   protocol, event sink.
 //! - [`TlsFiles`]: the certificate and key (PEM files), generated self-signed once for
 //!   `wharf serve`.
+//!
+//! TLS is required for login (`USER` on a plain connection is `534`) and for every data
+//! connection (`PROT P`; transfers after `PROT C` are `534`, whether set up by PASV or EPSV).
+//! Data connections are passive only, from a gateway-wide port pool, must come from the
+//! control connection's client, and resume its TLS session.
 //!
 //! Logins are decided by a [`wharf_core::LoginProvider`] (protocol `ftps`): the control plane
 //! in-process in `wharf serve`, over HTTP in `wharf ftps-gateway`. A user's concurrent
 //! sessions are capped at the grant's `maxSessions`, counted per gateway process. Files go
 //! through [`wharf_vfs::Vfs`] exactly as over SFTP: same jail, same permissions, uploads visible
-//! only once complete.
+//! only once complete (after the data connection's TLS close).
 
 mod auth;
+mod command;
 mod config;
+mod listing;
+mod passive;
+mod proxy;
+mod reply;
 mod server;
+mod session;
 mod sessions;
-mod storage;
 mod tls;
+mod transfer;
 
 pub use config::{ConfigError, FtpsConfig, PassiveHost, parse_port_range};
-pub use server::{GREETING, ServeError, serve};
+pub use server::{FtpsListeners, GREETING, ServeError, serve, serve_listeners};
+pub use session::IMPLICIT_GREETING;
 pub use tls::{TlsError, TlsFiles};

@@ -1,30 +1,23 @@
-//! The accept loop: explicit FTPS (`AUTH TLS`) on one listener.
-//!
-//! Each connection is served by a libunftp `Server` of its own (`Server::service`), not by
-//! libunftp's accept loop: the connection then has a session id and a tracing span from the
-//! first byte, logins know the client's address and the gateway's session counts, the
-//! connection limit and the graceful stop work as for SFTP, and the TLS session cache (used to
-//! resume the control connection's TLS session on its data connections) is private to the
-//! connection. Building a `Server` reads the certificate files, so a renewed certificate is
-//! picked up by the next connection without a restart.
+//! The accept loops: explicit FTPS (`AUTH TLS`) on one listener, implicit FTPS (TLS from the
+//! first byte) on an optional second one, sharing one connection limit, one set of session
+//! counts, one passive port pool and one TLS session cache.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use libunftp::options::{FtpsRequired, TlsFlags};
-use libunftp::{Server, ServerBuilder};
-use tokio::net::TcpListener;
+use rustls::server::StoresServerSessions;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tracing::{Instrument, info_span};
 use wharf_core::LoginProvider;
 use wharf_vfs::StoreCache;
 
-use crate::auth::{FtpsUser, Logins};
+use crate::passive::PortPool;
+use crate::session::{self, Mode};
 use crate::sessions::SessionCounts;
-use crate::storage::VfsBackend;
-use crate::{FtpsConfig, TlsError};
+use crate::{FtpsConfig, TlsError, tls};
 
-/// The first line a client sees.
+/// The first line a client of the explicit port sees.
 pub const GREETING: &str = "Wharf FTPS ready. TLS is required: AUTH TLS, then log in.";
 
 /// Why the gateway did not start or stopped.
@@ -36,21 +29,47 @@ pub enum ServeError {
     Config(String),
 }
 
+/// The sockets a gateway serves.
+pub struct FtpsListeners {
+    /// Explicit FTPS: a plain greeting, then `AUTH TLS`.
+    pub explicit: TcpListener,
+    /// Implicit FTPS (`ftps://`, usually port 990): TLS from the first byte.
+    pub implicit: Option<TcpListener>,
+}
+
 /// Everything a connection needs, shared by all of them.
-struct Shared {
+pub(crate) struct Shared {
+    pub config: FtpsConfig,
+    pub login: Arc<dyn LoginProvider>,
+    pub stores: Arc<StoreCache>,
+    pub sessions: SessionCounts,
+    pub ports: Arc<PortPool>,
+    pub tls_cache: Arc<dyn StoresServerSessions>,
+}
+
+/// Serves explicit FTPS on `listener`: [`serve_listeners`] without an implicit port.
+pub async fn serve(
+    listener: TcpListener,
     config: FtpsConfig,
     login: Arc<dyn LoginProvider>,
     stores: Arc<StoreCache>,
-    sessions: SessionCounts,
+    shutdown: watch::Receiver<bool>,
+    drain: Duration,
+) -> Result<(), ServeError> {
+    let listeners = FtpsListeners {
+        explicit: listener,
+        implicit: None,
+    };
+    serve_listeners(listeners, config, login, stores, shutdown, drain).await
 }
 
-/// Serves explicit FTPS on `listener` until `shutdown` turns true, then stops accepting and
-/// waits up to `drain` for the sessions in progress to end, and returns. Sessions still
-/// running after that are cut when the process exits; their uploads are never committed.
+/// Serves FTPS on `listeners` until `shutdown` turns true, then stops accepting, tells idle
+/// sessions so (`421`), lets running transfers finish for up to `drain`, and returns. Sessions
+/// still running after that are cut when the process exits; their uploads are never committed.
 ///
 /// Fails at once if the certificate and key cannot be used.
-pub async fn serve(
-    listener: TcpListener,
+pub async fn serve_listeners(
+    listeners: FtpsListeners,
     config: FtpsConfig,
     login: Arc<dyn LoginProvider>,
     stores: Arc<StoreCache>,
@@ -58,14 +77,17 @@ pub async fn serve(
     drain: Duration,
 ) -> Result<(), ServeError> {
     config.tls.check()?;
+    if config.passive_ports.is_empty() {
+        return Err(ServeError::Config("the passive port range is empty".into()));
+    }
     let shared = Arc::new(Shared {
+        ports: PortPool::new(config.passive_ports.clone()),
+        tls_cache: tls::session_cache(),
+        sessions: SessionCounts::default(),
         config,
         login,
         stores,
-        sessions: SessionCounts::default(),
     });
-    // One server built up front: a configuration libunftp refuses is reported now.
-    build_server(&shared, test_logins(&shared)).map_err(|e| ServeError::Config(e.to_string()))?;
     let max_connections = shared.config.max_connections.max(1);
     let limit = Arc::new(Semaphore::new(max_connections));
     let stopping = async |limit: Arc<Semaphore>| {
@@ -82,6 +104,7 @@ pub async fn serve(
         }
         Ok(())
     };
+    let FtpsListeners { explicit, implicit } = listeners;
     loop {
         let permit = tokio::select! {
             permit = limit.clone().acquire_owned() => match permit {
@@ -90,48 +113,38 @@ pub async fn serve(
             },
             _ = stopped(&mut shutdown) => return stopping(limit).await,
         };
-        let (socket, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning, keep serving.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+        let (accepted, mode) = tokio::select! {
+            accepted = explicit.accept() => (accepted, Mode::Explicit),
+            accepted = accept(implicit.as_ref()) => (accepted, Mode::Implicit),
             _ = stopped(&mut shutdown) => {
                 drop(permit);
                 return stopping(limit).await;
             }
         };
-        let _ = socket.set_nodelay(true);
-        let session_id = uuid::Uuid::now_v7().simple().to_string();
-        let span =
-            info_span!("ftps", session = %session_id, client = %peer, user = tracing::field::Empty);
-        let logins = Logins::new(
-            shared.login.clone(),
-            shared.stores.clone(),
-            shared.sessions.clone(),
-            peer,
-            session_id,
-            span.clone(),
-        );
-        let server = match build_server(&shared, logins) {
-            Ok(server) => server,
+        let (socket, peer) = match accepted {
+            Ok(a) => a,
             Err(e) => {
-                // The certificate files changed into something unusable since start-up.
-                tracing::error!(parent: &span, error = %e, "cannot serve FTPS; connection closed");
+                // EMFILE and friends: back off instead of spinning, keep serving.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
+        let _ = socket.set_nodelay(true);
+        let session_id = uuid::Uuid::now_v7().simple().to_string();
+        let span = info_span!(
+            "ftps",
+            session = %session_id,
+            client = tracing::field::Empty,
+            user = tracing::field::Empty
+        );
         tokio::spawn(
-            async move {
-                let _permit = permit;
-                tracing::debug!("connection accepted");
-                match server.service(socket).await {
-                    Ok(()) => tracing::debug!("connection closed"),
-                    Err(e) => tracing::info!(error = %e, "connection ended with an error"),
+            {
+                let shared = shared.clone();
+                let shutdown = shutdown.clone();
+                async move {
+                    let _permit = permit;
+                    session::run(shared, socket, peer, mode, session_id, shutdown).await;
                 }
             }
             .instrument(span),
@@ -139,42 +152,14 @@ pub async fn serve(
     }
 }
 
-/// A libunftp server for one connection.
-fn build_server(
-    shared: &Shared,
-    logins: Logins,
-) -> Result<Server<VfsBackend, FtpsUser>, libunftp::ServerError> {
-    let config = &shared.config;
-    let logins = Arc::new(logins);
-    ServerBuilder::<VfsBackend, FtpsUser>::with_user_detail_provider(
-        Box::new(|| VfsBackend),
-        logins.clone(),
-    )
-    .authenticator(logins)
-    .greeting(GREETING)
-    .ftps(config.tls.cert_file.clone(), config.tls.key_file.clone())
-    // USER/PASS only after AUTH TLS; PASV only after PROT P.
-    .ftps_required(FtpsRequired::All, FtpsRequired::All)
-    // TLS 1.2 and 1.3; data connections resume the control connection's TLS session by
-    // session id (clients such as curl and FileZilla expect to). Tickets stay off: lftp
-    // stumbles over TLS 1.3 tickets on uploads (bolcom/libunftp#285).
-    .ftps_tls_flags(TlsFlags::V1_2 | TlsFlags::V1_3 | TlsFlags::RESUMPTION_SESS_ID)
-    .passive_ports(config.passive_ports.clone())
-    .passive_host(config.passive_host.clone())
-    .idle_session_timeout(config.idle_timeout.as_secs().max(1))
-    .build()
-}
-
-/// Logins for the start-up check: never used to log anyone in.
-fn test_logins(shared: &Shared) -> Logins {
-    Logins::new(
-        shared.login.clone(),
-        shared.stores.clone(),
-        shared.sessions.clone(),
-        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-        String::new(),
-        tracing::Span::none(),
-    )
+/// Accepts on `listener`, or never when there is none.
+async fn accept(
+    listener: Option<&TcpListener>,
+) -> std::io::Result<(TcpStream, std::net::SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Resolves once `shutdown` is true (or its sender is gone).

@@ -44,7 +44,7 @@ impl SessionCounts {
 }
 
 /// One counted session of a user, held by the logged-in user of an FTP session. Dropping it
-/// (when libunftp drops the session, however the connection ended) gives the slot back.
+/// (when the control connection ends, however it ended) gives the slot back.
 pub(crate) struct SessionSlot {
     counts: SessionCounts,
     user: Username,

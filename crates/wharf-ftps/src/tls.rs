@@ -7,6 +7,28 @@ use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ServerSessionMemoryCache, StoresServerSessions};
+
+/// TLS sessions a gateway remembers for resumption.
+const SESSION_CACHE_SIZE: usize = 4096;
+
+/// The gateway's TLS session cache, shared by all its connections: a data connection resumes
+/// the control connection's session (TLS 1.2 session id or TLS 1.3 ticket), as curl, lftp and
+/// FileZilla try to, and as servers that require it have taught them (curl/curl#3002).
+pub(crate) fn session_cache() -> Arc<dyn StoresServerSessions> {
+    ServerSessionMemoryCache::new(SESSION_CACHE_SIZE)
+}
+
+/// The TLS configurations of one control connection and its data connections.
+pub(crate) struct ConnectionTls {
+    /// The control connection: TLS 1.3 tickets are sent (the client reads this connection, and
+    /// resumes its data connections with them).
+    pub control: Arc<rustls::ServerConfig>,
+    /// Data connections: the same certificate and session cache, but no TLS 1.3 tickets. A
+    /// ticket the client never reads (it only sends, on an upload) makes its kernel answer
+    /// the close with a reset, and the upload would be lost (vsftpd's `426` with TLS 1.3).
+    pub data: Arc<rustls::ServerConfig>,
+}
 
 /// File name of a generated certificate inside its directory.
 pub const CERT_FILE_NAME: &str = "ftps-cert.pem";
@@ -119,14 +141,34 @@ impl TlsFiles {
     /// Reads both files and builds a TLS configuration from them, so a bad certificate or a
     /// key that does not match it is reported at start-up rather than on the first login.
     pub fn check(&self) -> Result<(), TlsError> {
+        self.server_config().map(|_| ())
+    }
+
+    /// TLS 1.2 and 1.3 (aws-lc-rs) with the certificate and key as the files hold them now.
+    fn server_config(&self) -> Result<rustls::ServerConfig, TlsError> {
         let certs = self.certificates()?;
         let key = self.private_key()?;
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        rustls::ServerConfig::builder_with_provider(provider)
+        Ok(rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
-            .with_single_cert(certs, key)?;
-        Ok(())
+            .with_single_cert(certs, key)?)
+    }
+
+    /// The configurations for a new control connection, from the files as they are now (a
+    /// renewed certificate is used without a restart), resuming sessions through `cache`.
+    pub(crate) fn connection_tls(
+        &self,
+        cache: &Arc<dyn StoresServerSessions>,
+    ) -> Result<ConnectionTls, TlsError> {
+        let mut control = self.server_config()?;
+        control.session_storage = cache.clone();
+        let mut data = control.clone();
+        data.send_tls13_tickets = 0;
+        Ok(ConnectionTls {
+            control: Arc::new(control),
+            data: Arc::new(data),
+        })
     }
 
     fn certificates(&self) -> Result<Vec<CertificateDer<'static>>, TlsError> {

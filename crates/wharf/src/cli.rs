@@ -100,6 +100,10 @@ pub struct FtpsOptions {
     /// login and data).
     #[arg(long, env = "WHARF_FTPS_ADDR", default_value = "0.0.0.0:2121")]
     pub ftps_addr: SocketAddr,
+    /// Address of the implicit FTPS port (TLS from the first byte, `ftps://` URLs); same
+    /// users, files and passive ports as the explicit one.
+    #[arg(long, env = "WHARF_FTPS_IMPLICIT_ADDR", default_value = "0.0.0.0:2990")]
+    pub ftps_implicit_addr: SocketAddr,
     /// Ports for passive data connections (PASV, EPSV), as FIRST-LAST. Each connection
     /// holds one while a transfer is set up; open them in the firewall.
     #[arg(
@@ -128,6 +132,11 @@ pub struct FtpsOptions {
     /// keeps it open).
     #[arg(long, env = "WHARF_FTPS_IDLE_TIMEOUT", default_value_t = 600)]
     pub ftps_idle_timeout: u64,
+    /// Expect a PROXY protocol header (v1 or v2) from a load balancer on every FTPS control
+    /// connection, so logs, logins and events see the real client address; connections
+    /// without one are dropped. Data connections may carry one too.
+    #[arg(long, env = "WHARF_FTPS_PROXY_PROTOCOL")]
+    pub ftps_proxy_protocol: bool,
 }
 
 fn parse_passive_host(s: &str) -> Result<PassiveHost, wharf_ftps::ConfigError> {

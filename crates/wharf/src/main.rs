@@ -14,23 +14,11 @@ use cli::{Cli, Command, LogArgs, LogFormat};
 
 fn init_tracing(log: Option<&LogArgs>) {
     // WHARF_LOG or RUST_LOG set the filter, e.g. WHARF_LOG=wharf_sftp=debug,wharf_ftps=debug.
-    // libunftp (the FTPS gateway's FTP engine) instruments its functions with spans that
-    // print whole sessions: it logs at warn unless the filter names it.
-    let quiet_libunftp = |filter: String| {
-        if filter.contains("libunftp") {
-            filter
-        } else {
-            format!("{filter},libunftp=warn")
-        }
-    };
     let filter = std::env::var("WHARF_LOG")
         .ok()
         .or_else(|| std::env::var("RUST_LOG").ok())
-        .and_then(|f| EnvFilter::try_new(quiet_libunftp(f)).ok())
-        .unwrap_or_else(|| {
-            let default = if log.is_some() { "info" } else { "warn" };
-            EnvFilter::new(quiet_libunftp(default.to_owned()))
-        });
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new(if log.is_some() { "info" } else { "warn" }));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use wharf_control::{AdminKeySource, ControlPlane, ControlPlaneConfig};
 use wharf_core::LoginProvider;
 use wharf_core::api::HostKey;
-use wharf_ftps::{FtpsConfig, TlsFiles};
+use wharf_ftps::{FtpsConfig, FtpsListeners, TlsFiles};
 use wharf_sftp::{HostKeys, SftpConfig};
 use wharf_vfs::StoreCache;
 
@@ -35,14 +35,18 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         &data_dir,
         &args.control,
         gateway_token,
-        (args.sftp.sftp_addr.port(), args.ftps.ftps_addr.port()),
+        (
+            args.sftp.sftp_addr.port(),
+            args.ftps.ftps_addr.port(),
+            args.ftps.ftps_implicit_addr.port(),
+        ),
         fingerprints(&host_keys),
     )
     .await?;
 
     let api = bind(args.control.api_addr, "API").await?;
     let sftp = bind(args.sftp.sftp_addr, "SFTP").await?;
-    let ftps = bind(args.ftps.ftps_addr, "FTPS").await?;
+    let ftps = bind_ftps(&args.ftps).await?;
     println!("Wharf is running.");
     println!(
         "  API:        http://{}  (docs at /docs)",
@@ -94,7 +98,7 @@ pub async fn control_plane(args: ControlPlaneArgs) -> Result<()> {
         &data_dir,
         &args.control,
         gateway_token,
-        (args.public_sftp_port, 2121),
+        (args.public_sftp_port, 2121, 2990),
         host_keys,
     )
     .await?;
@@ -118,7 +122,7 @@ pub async fn ftps_gateway(args: FtpsGatewayArgs) -> Result<()> {
         wharf_client::HttpLoginProvider::new(&args.control_plane_url, args.gateway_token.clone())
             .context("invalid --control-plane-url")?,
     );
-    let ftps = bind(args.ftps.ftps_addr, "FTPS").await?;
+    let ftps = bind_ftps(&args.ftps).await?;
     println!("Wharf FTPS gateway is running.");
     print_ftps(&ftps, &args.ftps)?;
     println!("  Control plane: {}", args.control_plane_url);
@@ -222,13 +226,27 @@ fn load_tls(data_dir: &Path, ftps: &FtpsOptions, public_host: &str) -> Result<Tl
     Ok(files)
 }
 
-fn print_ftps(listener: &TcpListener, ftps: &FtpsOptions) -> Result<()> {
+/// The explicit and implicit FTPS listeners.
+async fn bind_ftps(ftps: &FtpsOptions) -> Result<FtpsListeners> {
+    Ok(FtpsListeners {
+        explicit: bind(ftps.ftps_addr, "FTPS").await?,
+        implicit: Some(bind(ftps.ftps_implicit_addr, "implicit FTPS").await?),
+    })
+}
+
+fn print_ftps(listeners: &FtpsListeners, ftps: &FtpsOptions) -> Result<()> {
     println!(
         "  FTPS:       {}  (explicit TLS, passive ports {}-{})",
-        listener.local_addr()?,
+        listeners.explicit.local_addr()?,
         ftps.ftps_passive_ports.start(),
         ftps.ftps_passive_ports.end()
     );
+    if let Some(implicit) = &listeners.implicit {
+        println!("  FTPS:       {}  (implicit TLS)", implicit.local_addr()?);
+    }
+    if ftps.ftps_proxy_protocol {
+        println!("  FTPS:       PROXY protocol header required on every connection");
+    }
     Ok(())
 }
 
@@ -238,6 +256,7 @@ fn ftps_config(tls: TlsFiles, options: &FtpsOptions) -> FtpsConfig {
     config.passive_host = options.ftps_passive_host.clone().unwrap_or_default();
     config.idle_timeout = Duration::from_secs(options.ftps_idle_timeout.max(1));
     config.max_connections = options.ftps_max_connections.max(1);
+    config.proxy_protocol = options.ftps_proxy_protocol;
     config
 }
 
@@ -287,7 +306,7 @@ async fn open_control_plane(
     data_dir: &Path,
     options: &ControlPlaneOptions,
     gateway_token: String,
-    (sftp_port, ftps_port): (u16, u16),
+    (sftp_port, ftps_port, ftps_implicit_port): (u16, u16, u16),
     host_keys: Vec<HostKey>,
 ) -> Result<ControlPlane> {
     let database_url = options
@@ -309,7 +328,7 @@ async fn open_control_plane(
         public_host: options.public_host.clone(),
         sftp_port,
         ftps_port,
-        ftps_implicit_port: 2990,
+        ftps_implicit_port,
         gateway_token,
         host_keys,
     };
@@ -376,13 +395,13 @@ async fn serve_sftp(
 }
 
 async fn serve_ftps(
-    listener: TcpListener,
+    listeners: FtpsListeners,
     config: FtpsConfig,
     login: Arc<dyn LoginProvider>,
     stores: Arc<StoreCache>,
     stop: watch::Receiver<bool>,
 ) -> Result<()> {
-    wharf_ftps::serve(listener, config, login, stores, stop, DRAIN_TIMEOUT)
+    wharf_ftps::serve_listeners(listeners, config, login, stores, stop, DRAIN_TIMEOUT)
         .await
         .context("the FTPS gateway failed")
 }
