@@ -791,6 +791,25 @@ async fn separate_control_plane_and_sftp_gateway() {
     );
     assert!(rust_sftp(sftp_port, user, "wrong").await.is_err());
 
+    // The gateway reported the upload to the control plane (two steps over HTTP).
+    let events: Value = http
+        .get(format!(
+            "http://127.0.0.1:{api_port}/v1/events?type=file.created&username={user}"
+        ))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let items = events["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{events}");
+    assert_eq!(items[0]["data"]["key"], "gw/through-gateway.txt");
+    assert_eq!(items[0]["data"]["size"], 9);
+    assert_eq!(items[0]["data"]["sha256"], sha256(b"stateless"));
+    assert_eq!(items[0]["data"]["protocol"], "sftp");
+
     // The login endpoint refuses anyone without the gateway token.
     let resp = http
         .post(format!("http://127.0.0.1:{api_port}/internal/v1/login"))

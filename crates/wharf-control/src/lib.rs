@@ -13,27 +13,37 @@
 //! - [`ControlPlane::router`]: `/v1/…` (API key), `/internal/v1/login` (gateway token),
 //!   `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, `/docs`.
 //! - [`ControlPlane::login_provider`]: the same login check in-process, for `wharf serve`.
+//! - [`ControlPlane::event_sink`]: the file-event contract in-process (the gateways of
+//!   `wharf serve`); separate gateways use `/internal/v1/events` and `/internal/v1/uploads…`.
+//! - Background tasks, stopped by [`ControlPlane::shutdown`] or when the last clone is dropped:
+//!   the webhook delivery worker ([`delivery`]) and the reconciler of pending uploads.
 //! - [`store::Store`]: all SQL lives there.
 
 mod admin_key;
 mod api;
+pub mod delivery;
+pub mod events;
 mod login;
 mod metrics;
+mod options;
 mod passwords;
 pub mod store;
+pub mod webhooks;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use sha2::{Digest, Sha256};
-use wharf_core::LoginProvider;
 use wharf_core::api::HostKey;
+use wharf_core::{EventSink, LoginProvider};
 use wharf_vfs::StoreCache;
 
 pub use admin_key::AdminKeySource;
 pub use api::public_storage_url;
+pub use options::{ControlPlaneOptions, LoopGuard, RetrySchedule};
 
 use crate::api::AppState;
+use crate::events::DatabaseEvents;
 use crate::login::DatabaseLogin;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
@@ -102,6 +112,8 @@ pub enum ControlError {
     Config(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("cannot build the webhook HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
     #[error("cannot {action} {path}: {source}")]
     Io {
         action: &'static str,
@@ -117,10 +129,64 @@ pub struct ControlPlane {
     state: Arc<AppState>,
 }
 
+/// The control plane's background tasks; aborted when dropped.
+#[derive(Default)]
+pub(crate) struct BackgroundTasks {
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl BackgroundTasks {
+    fn push(&self, task: tokio::task::JoinHandle<()>) {
+        self.tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(task);
+    }
+
+    /// Aborts every task and waits until they are gone.
+    async fn stop(&self) {
+        let tasks: Vec<_> = self
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+            .collect();
+        for task in &tasks {
+            task.abort();
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for BackgroundTasks {
+    fn drop(&mut self) {
+        for task in self
+            .tasks
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
+            task.abort();
+        }
+    }
+}
+
 impl ControlPlane {
     /// Connects to the database, brings its schema up to date and makes sure the bucket
-    /// `default` exists with `default_bucket_url`.
+    /// `default` exists with `default_bucket_url`. Uses the default [`ControlPlaneOptions`].
     pub async fn open(config: ControlPlaneConfig) -> Result<Self, ControlError> {
+        Self::open_with(config, ControlPlaneOptions::default()).await
+    }
+
+    /// [`ControlPlane::open`] with options; also starts the webhook delivery worker and the
+    /// reconciler of pending uploads (stopped by [`ControlPlane::shutdown`] or when the last
+    /// clone of the control plane, its router included, is dropped).
+    pub async fn open_with(
+        config: ControlPlaneConfig,
+        options: ControlPlaneOptions,
+    ) -> Result<Self, ControlError> {
         if url::Url::parse(&config.default_bucket_url).is_err() {
             return Err(ControlError::Config(format!(
                 "the default bucket URL '{}' is not a URL (expected file:///…, s3://…, gs://… \
@@ -149,18 +215,56 @@ impl ControlPlane {
         } else {
             Sha256::digest(config.gateway_token.as_bytes()).to_vec()
         };
-        let stores = StoreCache::new();
+        let stores = Arc::new(StoreCache::new());
         sweep_every_bucket(&store, &stores).await;
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let events = Arc::new(DatabaseEvents::new(store.clone(), &options, wake.clone()));
+        let worker = Arc::new(delivery::Worker {
+            store: store.clone(),
+            options: options.clone(),
+            http: delivery::http_client(&options)?,
+            wake,
+            id: format!("worker-{}", uuid::Uuid::new_v4().simple()),
+            claims: Default::default(),
+        });
+        let tasks = BackgroundTasks::default();
+        tasks.push(tokio::spawn(worker.clone().run()));
+        tasks.push(tokio::spawn(reconcile_forever(
+            store.clone(),
+            stores.clone(),
+            events.clone(),
+            options.clone(),
+        )));
         Ok(ControlPlane {
             state: Arc::new(AppState {
                 config,
+                options,
                 store,
                 stores,
                 metrics,
                 login,
+                events,
+                worker_id: worker.id.clone(),
+                tasks,
                 gateway_token_digest,
             }),
         })
+    }
+
+    /// Stops the background tasks (delivery worker, reconciler) and hands the deliveries this
+    /// process was sending back to the outbox, so another control plane sends them at once.
+    /// The HTTP API keeps working; webhooks are not delivered by this process any more.
+    pub async fn shutdown(&self) {
+        self.state.tasks.stop().await;
+        if let Err(e) = self.state.store.release_claims(&self.state.worker_id).await {
+            tracing::warn!(error = %e, "cannot release the claimed webhook deliveries");
+        }
+    }
+
+    /// The file-event contract in-process (for the gateways of `wharf serve`): records events
+    /// and pending uploads in the database with their webhook deliveries.
+    pub fn event_sink(&self) -> Arc<dyn EventSink> {
+        self.state.events.clone()
     }
 
     /// Makes sure an admin API key exists; see [`AdminKeySource`] for the order of sources.
@@ -189,5 +293,27 @@ impl ControlPlane {
     /// The database, for tools and tests.
     pub fn store(&self) -> &Store {
         &self.state.store
+    }
+
+    /// The options it runs with.
+    pub fn options(&self) -> &ControlPlaneOptions {
+        &self.state.options
+    }
+}
+
+/// Settles stale pending uploads every `reconcile_interval`.
+async fn reconcile_forever(
+    store: Store,
+    stores: Arc<StoreCache>,
+    events: Arc<DatabaseEvents>,
+    options: ControlPlaneOptions,
+) {
+    let mut every = tokio::time::interval(options.reconcile_interval);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if let Err(e) = events::reconcile_once(&store, &stores, &events, &options).await {
+            tracing::warn!(error = %e, "cannot settle stale pending upload events");
+        }
     }
 }

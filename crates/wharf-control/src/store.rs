@@ -1,4 +1,5 @@
-//! [`Store`]: the control plane's SQL database (users, buckets, API keys).
+//! [`Store`]: the control plane's SQL database (users, buckets, API keys; events, webhooks
+//! and their deliveries in [`events`]).
 //!
 //! One code path serves SQLite and PostgreSQL through sqlx's `Any` driver. That driver carries
 //! only integers, floats, text and blobs, so the schema stores timestamps as unix milliseconds,
@@ -15,6 +16,14 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, AnyPool, Connection, Executor, Row};
 use wharf_core::{BucketName, BucketStorage, HomeDirectory, Permissions, Username};
+
+pub mod events;
+
+pub use events::{
+    AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryRecord, DeliveryStatus, EventFilter,
+    EventStatus, NewWebhook, OutboxPolicy, PendingEvent, RetryOutcome, SettleOutcome,
+    WebhookChanges, WebhookFilterRecord, WebhookRecord,
+};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/postgres");

@@ -12,8 +12,8 @@ use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use wharf_control::{AdminKeySource, ControlPlane, ControlPlaneConfig};
-use wharf_core::LoginProvider;
 use wharf_core::api::HostKey;
+use wharf_core::{EventSink, LoginProvider};
 use wharf_ftps::{FtpsConfig, FtpsListeners, TlsFiles};
 use wharf_sftp::{HostKeys, SftpConfig};
 use wharf_vfs::StoreCache;
@@ -58,17 +58,24 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let stores = Arc::new(StoreCache::new());
     let login = control.login_provider();
+    let events = control.event_sink();
     let api_task = tokio::spawn(serve_api(api, control.router(), stop_rx.clone()));
     let sftp_task = tokio::spawn(serve_sftp(
         sftp,
-        sftp_config(host_keys, &args.sftp),
+        SftpConfig {
+            events: Some(events.clone()),
+            ..sftp_config(host_keys, &args.sftp)
+        },
         login.clone(),
         stores.clone(),
         stop_rx.clone(),
     ));
     let ftps_task = tokio::spawn(serve_ftps(
         ftps,
-        ftps_config(tls, &args.ftps),
+        FtpsConfig {
+            events: Some(events),
+            ..ftps_config(tls, &args.ftps)
+        },
         login,
         stores,
         stop_rx,
@@ -79,6 +86,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     sftp_task.await??;
     ftps_task.await??;
     api_task.await??;
+    // Deliveries being sent go back to the queue for the next start.
+    control.shutdown().await;
     Ok(())
 }
 
@@ -113,6 +122,7 @@ pub async fn control_plane(args: ControlPlaneArgs) -> Result<()> {
     wait_for_signal().await;
     let _ = stop_tx.send(true);
     api_task.await??;
+    control.shutdown().await;
     Ok(())
 }
 
@@ -128,9 +138,16 @@ pub async fn ftps_gateway(args: FtpsGatewayArgs) -> Result<()> {
     println!("  Control plane: {}", args.control_plane_url);
     let (stop_tx, stop_rx) = watch::channel(false);
     let stores = Arc::new(StoreCache::new());
+    let events: Arc<dyn EventSink> = Arc::new(
+        wharf_client::HttpEventSink::new(&args.control_plane_url, args.gateway_token.clone())
+            .context("invalid --control-plane-url")?,
+    );
     let task = tokio::spawn(serve_ftps(
         ftps,
-        ftps_config(tls, &args.ftps),
+        FtpsConfig {
+            events: Some(events),
+            ..ftps_config(tls, &args.ftps)
+        },
         login,
         stores,
         stop_rx,
@@ -153,9 +170,16 @@ pub async fn sftp_gateway(args: SftpGatewayArgs) -> Result<()> {
     println!("  Control plane: {}", args.control_plane_url);
     let (stop_tx, stop_rx) = watch::channel(false);
     let stores = Arc::new(StoreCache::new());
+    let events: Arc<dyn EventSink> = Arc::new(
+        wharf_client::HttpEventSink::new(&args.control_plane_url, args.gateway_token.clone())
+            .context("invalid --control-plane-url")?,
+    );
     let task = tokio::spawn(serve_sftp(
         sftp,
-        sftp_config(host_keys, &args.sftp),
+        SftpConfig {
+            events: Some(events),
+            ..sftp_config(host_keys, &args.sftp)
+        },
         login,
         stores,
         stop_rx,

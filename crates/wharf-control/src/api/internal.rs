@@ -1,9 +1,19 @@
-//! `POST /internal/v1/login`: the gateways' login check.
+//! The gateways' endpoints (gateway token): `POST /internal/v1/login`, the login check, and
+//! the file-event contract (`/internal/v1/events`, `/internal/v1/uploads…`).
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use wharf_core::api::Problem;
-use wharf_core::{LoginError, LoginGrant, LoginRequest};
+use wharf_core::events::{
+    BeginUploadRequest, PendingUpload, RecordEventRequest, SettleUploadRequest,
+};
+use wharf_core::{EventData, EventType, LoginError, LoginGrant, LoginRequest};
+
+use crate::events::check_event_data;
+use crate::store::SettleOutcome;
+use crate::webhooks::RecordedEvent;
 
 use super::SharedState;
 use super::error::ApiError;
@@ -38,5 +48,121 @@ pub async fn login(
         Ok(grant) => Ok(Json(grant)),
         Err(LoginError::Denied) => Err(ApiError::LoginDenied),
         Err(LoginError::Unavailable(reason)) => Err(ApiError::ServiceUnavailable(reason)),
+    }
+}
+
+fn check_data(data: &EventData) -> Result<(), ApiError> {
+    check_event_data(data).map_err(|(field, message)| ApiError::invalid_field(field, message))
+}
+
+/// Record a file event (gateways only)
+///
+/// A delete, rename, new directory, or an upload that failed before it could be committed.
+/// Stored with one pending delivery per matching webhook, in one transaction. Authenticated
+/// with the gateway token.
+#[utoipa::path(
+    post,
+    path = "/internal/v1/events",
+    tag = "internal",
+    operation_id = "recordEvent",
+    request_body = RecordEventRequest,
+    responses(
+        (status = 201, description = "Recorded", body = RecordedEvent),
+        (status = 400, description = "Malformed body (the field is named)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong gateway token", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is not answering; retry", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("gatewayToken" = []))
+)]
+pub async fn record_event(
+    State(state): State<SharedState>,
+    _gateway: GatewayAuth,
+    JsonBody(request): JsonBody<RecordEventRequest>,
+) -> Result<(StatusCode, Json<RecordedEvent>), ApiError> {
+    check_data(&request.data)?;
+    let event = state
+        .events
+        .record_event(request.event_type, &request.data)
+        .await?;
+    Ok((StatusCode::CREATED, Json(RecordedEvent { id: event.id })))
+}
+
+/// Begin an upload's event (gateways only)
+///
+/// Step 1 of an upload, before the object is committed: stores a pending `file.created` with
+/// the final size and SHA-256. It is neither listed nor delivered until it is settled. A
+/// gateway must not commit an upload whose event could not be begun.
+#[utoipa::path(
+    post,
+    path = "/internal/v1/uploads",
+    tag = "internal",
+    operation_id = "beginUpload",
+    request_body = BeginUploadRequest,
+    responses(
+        (status = 201, description = "The pending event", body = PendingUpload),
+        (status = 400, description = "Malformed body (the field is named)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong gateway token", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is not answering; retry", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("gatewayToken" = []))
+)]
+pub async fn begin_upload(
+    State(state): State<SharedState>,
+    _gateway: GatewayAuth,
+    JsonBody(request): JsonBody<BeginUploadRequest>,
+) -> Result<(StatusCode, Json<PendingUpload>), ApiError> {
+    check_data(&request.data)?;
+    let event_id = state.events.begin(&request.data).await?;
+    Ok((StatusCode::CREATED, Json(PendingUpload { event_id })))
+}
+
+/// Settle an upload's event (gateways only)
+///
+/// Step 2: `committed: true` makes the pending event a `file.created`, `false` a
+/// `file.upload_failed` with `error`; either way its deliveries are created in the same
+/// transaction. Settling again with the same outcome is accepted (retries); a pending event
+/// nobody settles is settled by the control plane after a while, by looking at the bucket.
+#[utoipa::path(
+    post,
+    path = "/internal/v1/uploads/{eventId}/settle",
+    tag = "internal",
+    operation_id = "settleUpload",
+    params(("eventId" = String, Path, description = "The pending event's id (`evt_…`)")),
+    request_body = SettleUploadRequest,
+    responses(
+        (status = 204, description = "Settled"),
+        (status = 400, description = "Malformed body (the field is named)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong gateway token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such upload event", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "It was settled before with the other outcome", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is not answering; retry", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("gatewayToken" = []))
+)]
+pub async fn settle_upload(
+    State(state): State<SharedState>,
+    _gateway: GatewayAuth,
+    path: Result<Path<String>, PathRejection>,
+    JsonBody(request): JsonBody<SettleUploadRequest>,
+) -> Result<StatusCode, ApiError> {
+    let Ok(Path(event_id)) = path else {
+        return Err(ApiError::NotFound("no such upload event".into()));
+    };
+    let wanted = if request.committed {
+        EventType::FileCreated
+    } else {
+        EventType::FileUploadFailed
+    };
+    match state
+        .events
+        .settle(&event_id, request.committed, request.error)
+        .await?
+    {
+        SettleOutcome::Settled { .. } => Ok(StatusCode::NO_CONTENT),
+        SettleOutcome::AlreadySettled(t) if t == wanted.as_str() => Ok(StatusCode::NO_CONTENT),
+        SettleOutcome::AlreadySettled(t) => Err(ApiError::Conflict(format!(
+            "upload event '{event_id}' was settled before as {t}"
+        ))),
+        SettleOutcome::NotFound => Err(ApiError::NotFound(format!("no upload event '{event_id}'"))),
     }
 }

@@ -1,12 +1,14 @@
-//! The HTTP application: `/v1` (API key), `/internal/v1/login` (gateway token), operations
+//! The HTTP application: `/v1` (API key), `/internal/v1/…` (gateway token), operations
 //! endpoints, the OpenAPI document and its docs UI.
 
 mod buckets;
 mod error;
+mod events;
 mod extract;
 mod internal;
 mod ops;
 mod users;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -29,11 +31,12 @@ use wharf_vfs::StoreCache;
 pub use buckets::public_storage_url;
 pub use error::ApiError;
 
-use crate::ControlPlaneConfig;
+use crate::events::DatabaseEvents;
 use crate::login::DatabaseLogin;
 use crate::metrics::Metrics;
 use crate::passwords::api_key_hash;
 use crate::store::Store;
+use crate::{BackgroundTasks, ControlPlaneConfig, ControlPlaneOptions};
 
 /// Largest request body accepted (413 beyond).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -41,11 +44,17 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Everything a request handler may use.
 pub struct AppState {
     pub config: ControlPlaneConfig,
+    pub options: ControlPlaneOptions,
     pub store: Store,
-    /// Bucket stores opened so far (to create home directories).
-    pub stores: StoreCache,
+    /// Bucket stores opened so far (to create home directories, to reconcile uploads).
+    pub stores: Arc<StoreCache>,
     pub metrics: Metrics,
     pub login: Arc<DatabaseLogin>,
+    pub events: Arc<DatabaseEvents>,
+    /// The claim token of this process's delivery worker.
+    pub worker_id: String,
+    /// Stopped when the state is dropped.
+    pub(crate) tasks: BackgroundTasks,
     /// SHA-256 of the gateway token (empty when no token is configured: then every gateway
     /// call is refused).
     pub gateway_token_digest: Vec<u8>,
@@ -67,6 +76,8 @@ pub type SharedState = Arc<AppState>;
         (name = "users", description = "Partners' logins: credentials, home directory, permissions."),
         (name = "buckets", description = "Where home directories and files live."),
         (name = "server", description = "How partners connect."),
+        (name = "events", description = "File events: completed and failed uploads, deletes, renames, new directories."),
+        (name = "webhooks", description = "Signed deliveries of events (Standard Webhooks), with retries and a delivery log."),
         (name = "operations", description = "Health, readiness and metrics (no authentication)."),
         (name = "internal", description = "Called by the SFTP/FTPS gateways with the gateway token."),
     ),
@@ -123,10 +134,25 @@ fn v1_routes() -> OpenApiRouter<SharedState> {
         .routes(routes!(buckets::list_buckets, buckets::create_bucket))
         .routes(routes!(buckets::get_bucket, buckets::delete_bucket))
         .routes(routes!(buckets::server_info))
+        .routes(routes!(events::list_events))
+        .routes(routes!(events::get_event))
+        .routes(routes!(webhooks::create_webhook, webhooks::list_webhooks))
+        .routes(routes!(
+            webhooks::get_webhook,
+            webhooks::update_webhook,
+            webhooks::delete_webhook
+        ))
+        .routes(routes!(webhooks::test_webhook))
+        .routes(routes!(webhooks::list_deliveries))
+        .routes(routes!(webhooks::retry_delivery))
 }
 
 fn internal_routes() -> OpenApiRouter<SharedState> {
-    OpenApiRouter::new().routes(routes!(internal::login))
+    OpenApiRouter::new()
+        .routes(routes!(internal::login))
+        .routes(routes!(internal::record_event))
+        .routes(routes!(internal::begin_upload))
+        .routes(routes!(internal::settle_upload))
 }
 
 fn ops_routes() -> OpenApiRouter<SharedState> {

@@ -9,7 +9,7 @@ use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use wharf_control::{AdminKeySource, ControlPlane, ControlPlaneConfig};
+use wharf_control::{AdminKeySource, ControlPlane, ControlPlaneConfig, ControlPlaneOptions};
 use wharf_core::api::HostKey;
 
 /// Where the PostgreSQL tests create their databases.
@@ -138,10 +138,25 @@ pub struct TestApp {
     pub db: TestDb,
 }
 
+async fn serve(control: &ControlPlane) -> (String, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let router = control.router();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router).await.unwrap();
+    });
+    (base, server)
+}
+
 impl TestApp {
     pub async fn spawn(db: TestDb) -> TestApp {
+        Self::spawn_with(db, ControlPlaneOptions::default()).await
+    }
+
+    /// A control plane opened with `options`.
+    pub async fn spawn_with(db: TestDb, options: ControlPlaneOptions) -> TestApp {
         let data_dir = tempfile::tempdir().unwrap();
-        let control = ControlPlane::open(config(&db, data_dir.path()))
+        let control = ControlPlane::open_with(config(&db, data_dir.path()), options)
             .await
             .expect("the control plane opens");
         let key = format!("wharf_test_{}{}", random_suffix(), random_suffix());
@@ -149,12 +164,7 @@ impl TestApp {
             control.bootstrap_admin_key(Some(&key)).await.unwrap(),
             AdminKeySource::FromEnvironment
         );
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let router = control.router();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
-        });
+        let (base, server) = serve(&control).await;
         TestApp {
             base,
             key,
@@ -166,6 +176,20 @@ impl TestApp {
             server,
             db,
         }
+    }
+
+    /// Stops this control plane (its background tasks, its HTTP server) and opens a new one on
+    /// the same database and data directory, as a restart would.
+    pub async fn restart(&mut self, options: ControlPlaneOptions) {
+        self.control.shutdown().await;
+        self.server.abort();
+        let _ = (&mut self.server).await;
+        self.control = ControlPlane::open_with(config(&self.db, self.data_dir.path()), options)
+            .await
+            .expect("the control plane opens again");
+        let (base, server) = serve(&self.control).await;
+        self.base = base;
+        self.server = server;
     }
 
     pub fn url(&self, path: &str) -> String {

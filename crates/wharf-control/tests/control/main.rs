@@ -6,9 +6,12 @@ mod admin_key;
 mod api;
 mod buckets;
 mod common;
+mod events;
 mod max_sessions;
 mod openapi;
+mod receiver;
 mod store;
+mod webhooks;
 
 /// Runs each listed `async fn(TestDb)` as `sqlite::<name>` and `postgres::<name>`.
 #[macro_export]

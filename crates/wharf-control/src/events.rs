@@ -1,0 +1,278 @@
+//! The control plane's side of the file-event contract: [`DatabaseEvents`] (the in-process
+//! [`EventSink`], also behind `/internal/v1/events` and `/internal/v1/uploads…`) and the
+//! reconciler that settles pending uploads the gateways never settled.
+
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
+use wharf_core::{Event, EventData, EventError, EventSink, EventType};
+use wharf_vfs::StoreCache;
+
+use crate::options::ControlPlaneOptions;
+use crate::store::{EventStatus, OutboxPolicy, PendingEvent, SettleOutcome, Store, StoreError};
+
+/// The error of an upload the reconciler found not committed.
+pub const GATEWAY_STOPPED: &str = "the gateway stopped before the upload was committed";
+
+/// How many stale pending uploads one reconciler round looks at.
+const RECONCILE_BATCH: u32 = 100;
+
+/// Records events in the database, with their deliveries (the outbox), and wakes the
+/// delivery worker.
+pub struct DatabaseEvents {
+    store: Store,
+    policy: OutboxPolicy,
+    wake: Arc<Notify>,
+}
+
+/// Why event data is refused (the field and the reason).
+pub fn check_event_data(data: &EventData) -> Result<(), (&'static str, &'static str)> {
+    if data.key.is_empty() {
+        return Err(("data.key", "must not be empty"));
+    }
+    if data.key.starts_with('/') {
+        return Err(("data.key", "bucket keys have no leading '/'"));
+    }
+    Ok(())
+}
+
+impl DatabaseEvents {
+    pub(crate) fn new(store: Store, options: &ControlPlaneOptions, wake: Arc<Notify>) -> Self {
+        DatabaseEvents {
+            store,
+            policy: outbox_policy(options),
+            wake,
+        }
+    }
+
+    pub(crate) fn policy(&self) -> &OutboxPolicy {
+        &self.policy
+    }
+
+    /// Wakes the delivery worker of this process.
+    pub(crate) fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Records an event and its deliveries.
+    pub async fn record_event(
+        &self,
+        event_type: EventType,
+        data: &EventData,
+    ) -> Result<Event, StoreError> {
+        let (event, deliveries) = self
+            .store
+            .insert_event(event_type, data, EventStatus::Recorded, &self.policy)
+            .await?;
+        tracing::info!(event = %event.id, r#type = %event_type, bucket = %data.bucket_name,
+            key = %data.key, username = %data.username, deliveries, "event recorded");
+        if deliveries > 0 {
+            self.wake();
+        }
+        Ok(event)
+    }
+
+    /// Step 1 of an upload: a pending `file.created`.
+    pub async fn begin(&self, data: &EventData) -> Result<String, StoreError> {
+        let (event, _) = self
+            .store
+            .insert_event(
+                EventType::FileCreated,
+                data,
+                EventStatus::Pending,
+                &self.policy,
+            )
+            .await?;
+        tracing::debug!(event = %event.id, key = %data.key, "upload event pending");
+        Ok(event.id)
+    }
+
+    /// Step 2 of an upload.
+    pub async fn settle(
+        &self,
+        event_id: &str,
+        committed: bool,
+        error: Option<String>,
+    ) -> Result<SettleOutcome, StoreError> {
+        let outcome = self
+            .store
+            .settle_upload(event_id, committed, error, &self.policy)
+            .await?;
+        match &outcome {
+            SettleOutcome::Settled {
+                event_type,
+                deliveries,
+            } => {
+                tracing::info!(event = event_id, r#type = %event_type, deliveries, "upload event settled");
+                if *deliveries > 0 {
+                    self.wake();
+                }
+            }
+            SettleOutcome::AlreadySettled(t) => {
+                tracing::debug!(event = event_id, r#type = %t, "upload event was settled already")
+            }
+            SettleOutcome::NotFound => {}
+        }
+        Ok(outcome)
+    }
+}
+
+pub(crate) fn outbox_policy(options: &ControlPlaneOptions) -> OutboxPolicy {
+    OutboxPolicy {
+        give_up_after: options.retry.give_up_after,
+        loop_guard: options
+            .loop_guard
+            .map(|guard| (guard.max_deliveries, guard.window)),
+    }
+}
+
+fn unavailable(e: StoreError) -> EventError {
+    EventError::Unavailable(e.to_string())
+}
+
+#[async_trait::async_trait]
+impl EventSink for DatabaseEvents {
+    async fn begin_upload(&self, data: EventData) -> Result<String, EventError> {
+        check_event_data(&data)
+            .map_err(|(field, message)| EventError::Rejected(format!("{field}: {message}")))?;
+        self.begin(&data).await.map_err(unavailable)
+    }
+
+    async fn settle_upload(
+        &self,
+        event_id: &str,
+        committed: bool,
+        error: Option<String>,
+    ) -> Result<(), EventError> {
+        let wanted = if committed {
+            EventType::FileCreated
+        } else {
+            EventType::FileUploadFailed
+        };
+        match self
+            .settle(event_id, committed, error)
+            .await
+            .map_err(unavailable)?
+        {
+            SettleOutcome::NotFound => Err(EventError::Rejected(format!(
+                "no pending upload event '{event_id}'"
+            ))),
+            SettleOutcome::Settled { .. } => Ok(()),
+            // Settling twice the same way (a retry) is not an error.
+            SettleOutcome::AlreadySettled(t) if t == wanted.as_str() => Ok(()),
+            // The reconciler came first and saw otherwise.
+            SettleOutcome::AlreadySettled(t) => Err(EventError::Rejected(format!(
+                "upload event '{event_id}' was settled before as {t}"
+            ))),
+        }
+    }
+
+    async fn record(&self, event_type: EventType, data: EventData) -> Result<String, EventError> {
+        check_event_data(&data)
+            .map_err(|(field, message)| EventError::Rejected(format!("{field}: {message}")))?;
+        self.record_event(event_type, &data)
+            .await
+            .map(|e| e.id)
+            .map_err(unavailable)
+    }
+}
+
+/// What the bucket says about a pending upload.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Committed,
+    NotCommitted,
+}
+
+/// Settles the pending uploads older than `pending_upload_timeout`, once. Returns how many
+/// were settled.
+pub(crate) async fn reconcile_once(
+    store: &Store,
+    stores: &StoreCache,
+    events: &DatabaseEvents,
+    options: &ControlPlaneOptions,
+) -> Result<usize, StoreError> {
+    let cutoff = crate::store::now()
+        - chrono::Duration::from_std(options.pending_upload_timeout).unwrap_or_default();
+    let stale = store.stale_pending_uploads(cutoff, RECONCILE_BATCH).await?;
+    let mut settled = 0;
+    for pending in stale {
+        let verdict = match inspect(store, stores, &pending).await {
+            Ok(verdict) => verdict,
+            Err(e) => {
+                tracing::warn!(event = %pending.id, bucket = %pending.data.bucket_name,
+                    key = %pending.data.key, error = %e,
+                    "cannot look at a pending upload's object; will try again");
+                continue;
+            }
+        };
+        let committed = verdict == Verdict::Committed;
+        tracing::info!(event = %pending.id, key = %pending.data.key, committed,
+            "settling an upload event the gateway never settled");
+        let error = (!committed).then(|| GATEWAY_STOPPED.to_owned());
+        if let SettleOutcome::Settled { .. } = events.settle(&pending.id, committed, error).await? {
+            settled += 1;
+        }
+    }
+    Ok(settled)
+}
+
+/// Is the pending upload's object in the bucket? Yes if an object with the recorded size is
+/// there and was written at or after the event's time, or, when it is older (the last-modified
+/// time of a multipart upload can be its start, and clocks differ), if its content has the
+/// recorded SHA-256. An error means "cannot tell now".
+async fn inspect(
+    store: &Store,
+    stores: &StoreCache,
+    pending: &PendingEvent,
+) -> Result<Verdict, String> {
+    let Some(bucket) = store
+        .get_bucket(&pending.data.bucket_name)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(Verdict::NotCommitted);
+    };
+    let objects = stores
+        .get(&bucket.storage())
+        .map_err(|e| format!("cannot open the bucket: {e}"))?;
+    let key =
+        Path::parse(&pending.data.key).unwrap_or_else(|_| Path::from(pending.data.key.as_str()));
+    let meta = match objects.head(&key).await {
+        Ok(meta) => meta,
+        Err(object_store::Error::NotFound { .. }) => return Ok(Verdict::NotCommitted),
+        Err(e) => return Err(e.to_string()),
+    };
+    if pending.data.size.is_some_and(|size| size != meta.size) {
+        return Ok(Verdict::NotCommitted);
+    }
+    if meta.last_modified >= pending.time {
+        return Ok(Verdict::Committed);
+    }
+    let Some(expected) = &pending.data.sha256 else {
+        return Ok(Verdict::NotCommitted);
+    };
+    let actual = sha256_of(objects.as_ref(), &key).await?;
+    Ok(if actual.eq_ignore_ascii_case(expected) {
+        Verdict::Committed
+    } else {
+        Verdict::NotCommitted
+    })
+}
+
+async fn sha256_of(objects: &dyn ObjectStore, key: &Path) -> Result<String, String> {
+    let mut stream = objects
+        .get(key)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_stream();
+    let mut hasher = Sha256::new();
+    while let Some(chunk) = stream.try_next().await.map_err(|e| e.to_string())? {
+        hasher.update(&chunk);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}

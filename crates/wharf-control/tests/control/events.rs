@@ -1,0 +1,456 @@
+//! File events: recorded in-process and over the internal HTTP endpoints, the two-step upload
+//! protocol, the reconciler, and `GET /v1/events`.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use wharf_control::ControlPlaneOptions;
+use wharf_control::events::GATEWAY_STOPPED;
+use wharf_core::{EventError, EventType};
+
+use crate::common::{GATEWAY_TOKEN, TestApp, TestDb, expect_problem};
+use crate::receiver::{
+    Receiver, create_webhook, deliveries, event_data, fast_options, wait_for_delivery,
+};
+
+crate::on_both_databases!(
+    events_recorded_in_process_and_over_http,
+    internal_event_endpoints_check_token_and_body,
+    event_list_filters_and_pages,
+    pending_upload_settled_committed_and_failed,
+    reconciler_settles_stale_uploads,
+);
+
+async fn internal_post(
+    app: &TestApp,
+    path: &str,
+    token: Option<&str>,
+    body: &Value,
+) -> reqwest::Response {
+    let mut request = app.http.post(app.url(path)).json(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap()
+}
+
+async fn list(app: &TestApp, query: &str) -> Value {
+    let response = app.get(&format!("/v1/events{query}")).await;
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    assert_eq!(status, 200, "{query}: {text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+fn ids(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn events_recorded_in_process_and_over_http(db: TestDb) {
+    let app = TestApp::spawn_with(db, fast_options()).await;
+    let sink = app.control.event_sink();
+    let mut data = event_data("default", "alice/in/a.edi", "alice");
+    data.protocol = wharf_core::Protocol::Ftps;
+    let first = sink.record(EventType::FileDeleted, data).await.unwrap();
+    assert!(first.starts_with("evt_"), "{first}");
+
+    let mut renamed = event_data("default", "bob/out/new.edi", "bob");
+    renamed.previous_key = Some("bob/out/old.edi".into());
+    let body = json!({"type": "file.renamed", "data": renamed});
+    let response = internal_post(&app, "/internal/v1/events", Some(GATEWAY_TOKEN), &body).await;
+    assert_eq!(response.status(), 201);
+    let second = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(second.starts_with("evt_") && second > first);
+
+    let page = list(&app, "").await;
+    assert_eq!(ids(&page), [second.clone(), first.clone()], "newest first");
+    assert!(page.get("nextPageToken").is_none_or(Value::is_null));
+    let event = &page["items"][1];
+    assert_eq!(event["type"], "file.deleted");
+    assert_eq!(event["data"]["bucketName"], "default");
+    assert_eq!(event["data"]["key"], "alice/in/a.edi");
+    assert_eq!(event["data"]["username"], "alice");
+    assert_eq!(event["data"]["protocol"], "ftps");
+    assert_eq!(event["data"]["clientIp"], "192.0.2.10");
+    assert_eq!(event["data"]["sessionId"], "session-1");
+    assert!(event["time"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(page["items"][0]["data"]["previousKey"], "bob/out/old.edi");
+
+    let fetched: Value = app
+        .get(&format!("/v1/events/{first}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(&fetched, event);
+    expect_problem(app.get("/v1/events/evt_nope").await, 404, None).await;
+}
+
+async fn internal_event_endpoints_check_token_and_body(db: TestDb) {
+    let app = TestApp::spawn_with(db, fast_options()).await;
+    let body = json!({"type": "file.deleted", "data": event_data("default", "a/b", "alice")});
+    for path in ["/internal/v1/events", "/internal/v1/uploads"] {
+        let body = if path.ends_with("uploads") {
+            json!({"data": body["data"]})
+        } else {
+            body.clone()
+        };
+        expect_problem(internal_post(&app, path, None, &body).await, 401, None).await;
+        expect_problem(
+            internal_post(&app, path, Some("wrong"), &body).await,
+            401,
+            None,
+        )
+        .await;
+        // An API key is not a gateway token.
+        expect_problem(
+            internal_post(&app, path, Some(&app.key), &body).await,
+            401,
+            None,
+        )
+        .await;
+    }
+    let mut bad = body.clone();
+    bad["data"]["key"] = json!("");
+    expect_problem(
+        internal_post(&app, "/internal/v1/events", Some(GATEWAY_TOKEN), &bad).await,
+        400,
+        Some("data.key"),
+    )
+    .await;
+    let mut bad = body.clone();
+    bad["type"] = json!("file.exploded");
+    expect_problem(
+        internal_post(&app, "/internal/v1/events", Some(GATEWAY_TOKEN), &bad).await,
+        400,
+        Some("type"),
+    )
+    .await;
+    let settle = json!({"committed": true});
+    expect_problem(
+        internal_post(
+            &app,
+            "/internal/v1/uploads/evt_nope/settle",
+            Some(GATEWAY_TOKEN),
+            &settle,
+        )
+        .await,
+        404,
+        None,
+    )
+    .await;
+    let refused = app
+        .control
+        .event_sink()
+        .settle_upload("evt_nope", true, None)
+        .await;
+    assert!(
+        matches!(refused, Err(EventError::Rejected(_))),
+        "{refused:?}"
+    );
+    assert!(ids(&list(&app, "").await).is_empty());
+}
+
+async fn event_list_filters_and_pages(db: TestDb) {
+    let app = TestApp::spawn_with(db, fast_options()).await;
+    let sink = app.control.event_sink();
+    let mut all = Vec::new();
+    for (event_type, bucket, key, username) in [
+        (EventType::DirectoryCreated, "default", "alice/in", "alice"),
+        (EventType::FileDeleted, "default", "alice/in/x.edi", "alice"),
+        (
+            EventType::FileDeleted,
+            "default",
+            "alice/out/y.edi",
+            "alice",
+        ),
+        (EventType::FileDeleted, "default", "bob/in/z.edi", "bob"),
+        (EventType::FileRenamed, "other", "alice/in/w.edi", "carol"),
+    ] {
+        all.push(
+            sink.record(event_type, event_data(bucket, key, username))
+                .await
+                .unwrap(),
+        );
+    }
+    all.reverse();
+    let newest_first =
+        |wanted: &[usize]| -> Vec<String> { wanted.iter().map(|&i| all[4 - i].clone()).collect() };
+    assert_eq!(ids(&list(&app, "").await), newest_first(&[4, 3, 2, 1, 0]));
+    assert_eq!(
+        ids(&list(&app, "?type=file.deleted").await),
+        newest_first(&[3, 2, 1])
+    );
+    assert_eq!(
+        ids(&list(&app, "?username=alice").await),
+        newest_first(&[2, 1, 0])
+    );
+    assert_eq!(
+        ids(&list(&app, "?prefix=alice/in").await),
+        newest_first(&[4, 1, 0]),
+        "a key prefix, not a directory: alice/in matches alice/in and alice/in/…"
+    );
+    assert_eq!(
+        ids(&list(&app, "?prefix=alice%2Fin%2F&bucketName=default").await),
+        newest_first(&[1])
+    );
+    assert_eq!(
+        ids(&list(&app, "?bucketName=other").await),
+        newest_first(&[4])
+    );
+    assert_eq!(
+        ids(&list(&app, "?type=file.deleted&username=alice&prefix=alice/out/").await),
+        newest_first(&[2])
+    );
+    assert!(ids(&list(&app, "?prefix=zed").await).is_empty());
+
+    // Pages of two, newest first, nothing missed or repeated.
+    let mut seen = Vec::new();
+    let mut query = "?pageSize=2".to_owned();
+    loop {
+        let page = list(&app, &query).await;
+        seen.extend(ids(&page));
+        match page["nextPageToken"].as_str() {
+            Some(token) => query = format!("?pageSize=2&pageToken={token}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, newest_first(&[4, 3, 2, 1, 0]));
+
+    expect_problem(
+        app.get("/v1/events?type=file.exploded").await,
+        400,
+        Some("type"),
+    )
+    .await;
+    expect_problem(
+        app.get("/v1/events?pageSize=0").await,
+        400,
+        Some("pageSize"),
+    )
+    .await;
+    expect_problem(
+        app.get("/v1/events?pageToken=%21%21").await,
+        400,
+        Some("pageToken"),
+    )
+    .await;
+    expect_problem(
+        app.http.get(app.url("/v1/events")).send().await.unwrap(),
+        401,
+        None,
+    )
+    .await;
+}
+
+async fn pending_upload_settled_committed_and_failed(db: TestDb) {
+    let app = TestApp::spawn_with(db, fast_options()).await;
+    let receiver = Receiver::start().await;
+    let both = create_webhook(
+        &app,
+        json!({"url": receiver.url("/both"), "events": ["file.created", "file.upload_failed"]}),
+    )
+    .await;
+    let created_only = create_webhook(
+        &app,
+        json!({"url": receiver.url("/created"), "events": ["file.created"]}),
+    )
+    .await;
+    let both_id = both["id"].as_str().unwrap();
+    let created_id = created_only["id"].as_str().unwrap();
+    let sink = app.control.event_sink();
+
+    // In-process, committed.
+    let mut data = event_data("default", "alice/in/big.bin", "alice");
+    data.size = Some(1234);
+    data.sha256 = Some("ab".repeat(32));
+    let pending = sink.begin_upload(data.clone()).await.unwrap();
+    assert!(
+        ids(&list(&app, "").await).is_empty(),
+        "pending events are not listed"
+    );
+    expect_problem(app.get(&format!("/v1/events/{pending}")).await, 404, None).await;
+    assert!(
+        deliveries(&app, both_id).await.is_empty(),
+        "nothing is delivered while pending"
+    );
+    sink.settle_upload(&pending, true, None).await.unwrap();
+    let event: Value = app
+        .get(&format!("/v1/events/{pending}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(event["type"], "file.created");
+    assert_eq!(event["data"]["size"], 1234);
+    assert_eq!(event["data"]["sha256"], "ab".repeat(32));
+    let got = receiver.wait_for("/both", 1).await;
+    assert_eq!(got[0].json(), event, "the delivery is the event");
+    receiver.wait_for("/created", 1).await;
+    // Settling again (a gateway's retry) is accepted; the other outcome is a conflict.
+    sink.settle_upload(&pending, true, None).await.unwrap();
+    let again = internal_post(
+        &app,
+        &format!("/internal/v1/uploads/{pending}/settle"),
+        Some(GATEWAY_TOKEN),
+        &json!({"committed": true}),
+    )
+    .await;
+    assert_eq!(again.status(), 204);
+    expect_problem(
+        internal_post(
+            &app,
+            &format!("/internal/v1/uploads/{pending}/settle"),
+            Some(GATEWAY_TOKEN),
+            &json!({"committed": false, "error": "late"}),
+        )
+        .await,
+        409,
+        None,
+    )
+    .await;
+
+    // Over HTTP, failed.
+    let response = internal_post(
+        &app,
+        "/internal/v1/uploads",
+        Some(GATEWAY_TOKEN),
+        &json!({"data": data}),
+    )
+    .await;
+    assert_eq!(response.status(), 201);
+    let failed = response.json::<Value>().await.unwrap()["eventId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let response = internal_post(
+        &app,
+        &format!("/internal/v1/uploads/{failed}/settle"),
+        Some(GATEWAY_TOKEN),
+        &json!({"committed": false, "error": "the store refused the commit"}),
+    )
+    .await;
+    assert_eq!(response.status(), 204);
+    let event: Value = app
+        .get(&format!("/v1/events/{failed}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(event["type"], "file.upload_failed");
+    assert_eq!(event["data"]["error"], "the store refused the commit");
+    let got = receiver.wait_for("/both", 2).await;
+    assert_eq!(got[1].json()["type"], "file.upload_failed");
+    wait_for_delivery(&app, both_id, "succeeded").await;
+    assert_eq!(
+        deliveries(&app, created_id).await.len(),
+        1,
+        "a webhook without file.upload_failed does not get it"
+    );
+    assert_eq!(
+        ids(&list(&app, "").await),
+        [failed.clone(), pending.clone()]
+    );
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+async fn reconciler_settles_stale_uploads(db: TestDb) {
+    let options = ControlPlaneOptions {
+        pending_upload_timeout: Duration::from_millis(300),
+        ..fast_options()
+    };
+    let app = TestApp::spawn_with(db, options).await;
+    let receiver = Receiver::start().await;
+    let hook = create_webhook(
+        &app,
+        json!({"url": receiver.url("/hook"), "events": ["file.created", "file.upload_failed"]}),
+    )
+    .await;
+    let dir = app.bucket_dir().join("alice");
+    std::fs::create_dir_all(&dir).unwrap();
+    let sink = app.control.event_sink();
+    let begin = |key: &str, content: &[u8]| {
+        let mut data = event_data("default", &format!("alice/{key}"), "alice");
+        data.size = Some(content.len() as u64);
+        data.sha256 = Some(sha256_hex(content));
+        let sink = sink.clone();
+        async move { sink.begin_upload(data).await.unwrap() }
+    };
+
+    // Committed, then the gateway died: the object is there, written after the event began.
+    let committed = begin("committed.bin", b"hello").await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    std::fs::write(dir.join("committed.bin"), b"hello").unwrap();
+    // The gateway died before committing: no object.
+    let missing = begin("missing.bin", b"hello").await;
+    // Committed as a multipart upload whose last-modified time is older than the event: the
+    // content has the recorded SHA-256.
+    std::fs::write(dir.join("early.bin"), b"hello").unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let early = begin("early.bin", b"hello").await;
+    // An older object of the same size with other content: the upload did not land.
+    std::fs::write(dir.join("older.bin"), b"world").unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let older = begin("older.bin", b"hello").await;
+    // Settled by its gateway in time: the reconciler leaves it alone.
+    let settled = begin("settled.bin", b"hello").await;
+    sink.settle_upload(&settled, false, Some("disconnected".into()))
+        .await
+        .unwrap();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut events = std::collections::HashMap::new();
+    for id in [&committed, &missing, &early, &older] {
+        loop {
+            let response = app.get(&format!("/v1/events/{id}")).await;
+            if response.status() == 200 {
+                events.insert(id.clone(), response.json::<Value>().await.unwrap());
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{id} was never settled"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!(events[&committed]["type"], "file.created");
+    assert!(events[&committed]["data"].get("error").is_none());
+    assert_eq!(events[&early]["type"], "file.created");
+    for id in [&missing, &older] {
+        assert_eq!(events[id]["type"], "file.upload_failed", "{}", events[id]);
+        assert_eq!(events[id]["data"]["error"], GATEWAY_STOPPED);
+        assert_eq!(events[id]["data"]["size"], 5);
+    }
+    let settled: Value = app
+        .get(&format!("/v1/events/{settled}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(settled["data"]["error"], "disconnected");
+    let got = receiver.wait_for("/hook", 5).await;
+    let mut delivered: Vec<String> = got
+        .iter()
+        .map(|r| r.json()["id"].as_str().unwrap().to_owned())
+        .collect();
+    delivered.sort();
+    delivered.dedup();
+    assert_eq!(delivered.len(), 5);
+    assert_eq!(
+        deliveries(&app, hook["id"].as_str().unwrap()).await.len(),
+        5
+    );
+}
