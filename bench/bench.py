@@ -508,6 +508,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one run (CI)")
+    parser.add_argument("--targets", help="comma-separated subset of the targets to measure "
+                        "(all peers are started anyway)")
     parser.add_argument("--out", help="where to write benchmarks.md/.json/.png "
                         "(default: docs/, or a temporary directory with --smoke)")
     args = parser.parse_args()
@@ -537,6 +539,9 @@ def main():
             Target("rclone-s3", PORTS["rclone-s3"], USER, "s3"),
             Target("wharf-s3", PORTS["wharf"], USER + "-s3", "s3"),
         ]
+        if args.targets:
+            wanted = args.targets.split(",")
+            targets = [t for t in targets if t.name in wanted]
         commands = []
         rows = measure(targets, key, sizes, commands)
     finally:
