@@ -30,6 +30,12 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/postgres
 
 /// How long a SQLite connection waits for another writer before failing with "database is locked".
 const SQLITE_BUSY_TIMEOUT: &str = "PRAGMA busy_timeout = 5000";
+/// In WAL mode, NORMAL syncs the log at checkpoints instead of at every commit: a commit
+/// survives a crash of the process (the log is written before the commit returns), and a
+/// power loss can lose only the last commits, as it can the page-cached files of a local-disk
+/// bucket (written without fsync too). FULL would make every upload's two event writes wait
+/// for the disk.
+const SQLITE_SYNCHRONOUS: &str = "PRAGMA synchronous = NORMAL";
 
 /// Which database the store talks to (chosen by the URL scheme).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -265,6 +271,7 @@ impl Store {
             options = options.after_connect(|conn, _meta| {
                 Box::pin(async move {
                     conn.execute(SQLITE_BUSY_TIMEOUT).await?;
+                    conn.execute(SQLITE_SYNCHRONOUS).await?;
                     Ok(())
                 })
             });
