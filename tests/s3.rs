@@ -251,3 +251,85 @@ async fn bucket_registered_through_the_cli_serves_sftp() {
     assert_eq!(status, 404);
     assert_eq!(s3.keys("partner-files").len(), 4, "the objects stay");
 }
+
+#[tokio::test]
+async fn ftps_on_an_s3_bucket_round_trips_and_resumes() {
+    let s3 = S3Server::start(&["wharf-ftps"]);
+    let wharf = Wharf::start_with(StartOptions {
+        bucket_url: Some("s3://wharf-ftps".into()),
+        env: [
+            ("AWS_ENDPOINT", s3.endpoint()),
+            ("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY.to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY.to_owned()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect(),
+        ..Default::default()
+    })
+    .await;
+    let (user, password) = wharf.create_user("/acme", json!({})).await;
+    let work = tempfile::tempdir().unwrap();
+    let small = random_bytes(1024);
+    let big = random_bytes(10 * 1024 * 1024 + 17);
+    write_file(work.path(), "small.bin", &small);
+    write_file(work.path(), "big.bin", &big);
+    // The first 6 MiB of `big`, to be continued by an upload resume.
+    write_file(work.path(), "head.bin", &big[..6 * 1024 * 1024]);
+    let url = |path: &str| ftps_url(wharf.ftps_port, path);
+    let curl = async |args: &[&str]| {
+        let out = curl_ftps(&user, &password, work.path(), args).await;
+        assert!(out.status.success(), "{}\n{}", text(&out), wharf.log_text());
+        out
+    };
+
+    curl(&["-T", "small.bin", &url("/small.bin")]).await;
+    curl(&["-T", "big.bin", &url("/big.bin")]).await;
+    curl(&["-o", "big.back", &url("/big.bin")]).await;
+    assert_eq!(sha256(&read_file(work.path(), "big.back")), sha256(&big));
+
+    // Download resume: REST + RETR from the middle.
+    write_file(work.path(), "partial.back", &big[..3_000_000]);
+    curl(&["-C", "-", "-o", "partial.back", &url("/big.bin")]).await;
+    assert_eq!(
+        sha256(&read_file(work.path(), "partial.back")),
+        sha256(&big)
+    );
+
+    // Upload resume: the first 6 MiB, then the rest continued from the server's size.
+    curl(&["-T", "head.bin", &url("/resumed.bin")]).await;
+    curl(&["-C", "-", "-T", "big.bin", &url("/resumed.bin")]).await;
+    assert_eq!(
+        sha256(&object(&s3, "wharf-ftps", "acme/resumed.bin")),
+        sha256(&big),
+        "the resumed object is whole on S3"
+    );
+
+    // Rename and delete with raw commands; the listing shows the result.
+    curl(&[
+        "-Q",
+        "RNFR small.bin",
+        "-Q",
+        "RNTO renamed.bin",
+        "-Q",
+        "DELE big.bin",
+        "--list-only",
+        &url("/"),
+    ])
+    .await;
+    let out = curl(&["--list-only", &url("/")]).await;
+    let mut names: Vec<String> = stdout(&out).lines().map(str::to_owned).collect();
+    names.sort();
+    assert_eq!(names, ["renamed.bin", "resumed.bin"]);
+    assert_eq!(object(&s3, "wharf-ftps", "acme/renamed.bin"), small);
+    assert_eq!(
+        s3.keys("wharf-ftps"),
+        ["acme/.wharf-dir", "acme/renamed.bin", "acme/resumed.bin"]
+    );
+    assert_eq!(
+        s3.pending_multipart_uploads(),
+        Vec::<String>::new(),
+        "no multipart upload is left behind"
+    );
+}
