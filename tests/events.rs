@@ -284,6 +284,279 @@ async fn sftp_and_ftps_uploads_are_delivered_signed_and_filtered() {
     assert_eq!(log["items"].as_array().unwrap().len(), 2, "{log}");
 }
 
+/// Runs the CLI and parses its `--json` output; fails the test if it did not succeed.
+async fn cli_json(wharf: &Wharf, args: &[&str]) -> Value {
+    let mut args = args.to_vec();
+    args.push("--json");
+    let out = wharf.cli(&args).await;
+    assert!(out.status.success(), "wharf {args:?}: {}", text(&out));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("wharf {args:?} printed no JSON ({e}): {}", text(&out)))
+}
+
+/// Runs the CLI, expects it to fail, and returns its standard error.
+async fn cli_fails(wharf: &Wharf, args: &[&str]) -> String {
+    let out = wharf.cli(args).await;
+    assert!(
+        !out.status.success(),
+        "wharf {args:?} should fail: {}",
+        text(&out)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn the_cli_manages_webhooks_and_lists_events() {
+    let wharf = Wharf::start().await;
+    let (alice, alice_pw) = wharf.create_user("/alice", json!({})).await;
+    let (url, received) = receiver().await;
+
+    // Create (JSON): the reply is the API's, with the secret.
+    let created = cli_json(
+        &wharf,
+        &[
+            "webhooks",
+            "create",
+            "--url",
+            &url,
+            "--event",
+            "file.created",
+            "--prefix",
+            "alice/",
+            "--username",
+            &alice,
+            "--description",
+            "alice's uploads",
+        ],
+    )
+    .await;
+    let id = created["id"].as_str().expect("the id").to_owned();
+    let secret = created["secret"].as_str().expect("the secret").to_owned();
+    assert!(
+        id.starts_with("wh_") && secret.starts_with("whsec_"),
+        "{created}"
+    );
+    assert_eq!(created["events"], json!(["file.created"]));
+    assert_eq!(
+        created["filter"],
+        json!({"prefix": "alice/", "username": alice})
+    );
+    assert_eq!(created["enabled"], true);
+
+    // Create (text): the id and the secret, once, with the warning; then delete it.
+    let out = wharf
+        .cli(&[
+            "webhooks",
+            "create",
+            "--url",
+            &url,
+            "--event",
+            "file.deleted",
+            "--event",
+            "file.renamed",
+        ])
+        .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = stdout(&out);
+    assert!(shown.contains("whsec_"), "{shown}");
+    assert!(shown.contains("not shown again"), "{shown}");
+    let other = shown
+        .split_whitespace()
+        .find(|w| w.starts_with("wh_"))
+        .unwrap_or_else(|| panic!("no webhook id in: {shown}"))
+        .to_owned();
+    let listed = cli_json(&wharf, &["webhooks", "list"]).await;
+    let ids: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![id.as_str(), other.as_str()], "{listed}");
+    let out = wharf.cli(&["webhooks", "list"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        stdout(&out).contains(&format!("prefix=alice/ username={alice}")),
+        "{}",
+        text(&out)
+    );
+    let out = wharf.cli(&["webhooks", "delete", &other]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let stderr = cli_fails(&wharf, &["webhooks", "get", &other]).await;
+    assert!(
+        stderr.contains(&format!("no webhook '{other}'")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("404"), "{stderr}");
+
+    // An upload over SFTP is delivered, signed.
+    let work = tempfile::tempdir().unwrap();
+    let data = random_bytes(12_345);
+    write_file(work.path(), "cli.bin", &data);
+    let out = sftp_batch(
+        wharf.sftp_port,
+        &alice,
+        Auth::Password(&alice_pw),
+        work.path(),
+        "put cli.bin cli.edi\n",
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let delivery = wait_for(&received, 1).await.remove(0);
+    let payload = verify_independently(&secret, &delivery);
+    assert_eq!(payload["type"], "file.created");
+    assert_eq!(payload["data"]["key"], "alice/cli.edi");
+    let event_id = delivery.id.clone();
+
+    // The delivery log shows it succeeded, with the receiver's status code.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let log = loop {
+        let log = cli_json(&wharf, &["webhooks", "deliveries", &id]).await;
+        if log["items"][0]["status"] == "succeeded" {
+            break log;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{log}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let items = log["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{log}");
+    assert_eq!(items[0]["eventId"], event_id.as_str());
+    assert_eq!(items[0]["eventType"], "file.created");
+    assert_eq!(items[0]["attempts"][0]["statusCode"], 204);
+    let delivery_id = items[0]["id"].as_str().unwrap().to_owned();
+    let out = wharf.cli(&["webhooks", "deliveries", &id]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let table = stdout(&out);
+    assert!(
+        table.contains(&delivery_id) && table.contains("succeeded"),
+        "{table}"
+    );
+    assert!(table.contains("HTTP 204"), "{table}");
+
+    // Events: JSON and text.
+    let events = cli_json(&wharf, &["events", "list", "--type", "file.created"]).await;
+    let first = &events["items"][0];
+    assert_eq!(first["id"], event_id.as_str(), "{events}");
+    assert_eq!(first["data"]["key"], "alice/cli.edi");
+    assert_eq!(first["data"]["size"], data.len());
+    assert_eq!(first["data"]["sha256"], sha256(&data));
+    let none = cli_json(
+        &wharf,
+        &[
+            "events",
+            "list",
+            "--type",
+            "file.created",
+            "--prefix",
+            "bob/",
+        ],
+    )
+    .await;
+    assert_eq!(none["items"], json!([]), "{none}");
+    let out = wharf
+        .cli(&[
+            "events",
+            "list",
+            "--username",
+            &alice,
+            "--bucket",
+            "default",
+        ])
+        .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let table = stdout(&out);
+    assert!(table.contains("alice/cli.edi"), "{table}");
+    assert!(
+        table.contains("file.created") && table.contains("sftp"),
+        "{table}"
+    );
+    let event = cli_json(&wharf, &["events", "get", &event_id]).await;
+    assert_eq!(event, *first);
+    let out = wharf.cli(&["events", "get", &event_id]).await;
+    assert!(stdout(&out).contains(&sha256(&data)), "{}", text(&out));
+
+    // Test delivery, update, get.
+    let test = cli_json(&wharf, &["webhooks", "test", &id]).await;
+    assert_eq!(test["eventType"], "webhook.test", "{test}");
+    let test_delivery = wait_for(&received, 2).await.remove(1);
+    assert_eq!(test_delivery.json()["type"], "webhook.test");
+    let updated = cli_json(
+        &wharf,
+        &["webhooks", "update", &id, "--disable", "--prefix", ""],
+    )
+    .await;
+    assert_eq!(updated["enabled"], false, "{updated}");
+    assert_eq!(
+        updated["filter"],
+        json!({"username": alice}),
+        "the username part stays"
+    );
+    let stderr = cli_fails(&wharf, &["webhooks", "test", &id]).await;
+    assert!(stderr.contains("disabled"), "{stderr}");
+    let out = wharf
+        .cli(&[
+            "webhooks",
+            "update",
+            &id,
+            "--enable",
+            "--event",
+            "file.created",
+            "--event",
+            "file.deleted",
+        ])
+        .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let got = cli_json(&wharf, &["webhooks", "get", &id]).await;
+    assert_eq!(got["enabled"], true);
+    assert_eq!(got["events"], json!(["file.created", "file.deleted"]));
+    assert!(
+        got.get("secret").is_none(),
+        "the secret is never shown again: {got}"
+    );
+
+    // Errors: unknown ids, a delivery that is not dead, a bad URL, an unknown event type.
+    let stderr = cli_fails(&wharf, &["webhooks", "deliveries", "wh_nope"]).await;
+    assert!(stderr.contains("no webhook 'wh_nope'"), "{stderr}");
+    let stderr = cli_fails(&wharf, &["events", "get", "evt_nope"]).await;
+    assert!(stderr.contains("no event 'evt_nope'"), "{stderr}");
+    let stderr = cli_fails(&wharf, &["webhooks", "retry", &id, &delivery_id]).await;
+    assert!(
+        stderr.contains("only dead deliveries can be retried"),
+        "{stderr}"
+    );
+    let stderr = cli_fails(
+        &wharf,
+        &[
+            "webhooks",
+            "create",
+            "--url",
+            "ftp://example.com/x",
+            "--event",
+            "file.created",
+        ],
+    )
+    .await;
+    assert!(
+        stderr.contains("url: must be an http:// or https:// URL"),
+        "{stderr}"
+    );
+    let stderr = cli_fails(
+        &wharf,
+        &[
+            "webhooks",
+            "create",
+            "--url",
+            &url,
+            "--event",
+            "file.exploded",
+        ],
+    )
+    .await;
+    assert!(stderr.contains("unknown event type"), "{stderr}");
+    let stderr = cli_fails(&wharf, &["webhooks", "delete", "wh_nope"]).await;
+    assert!(stderr.contains("no webhook 'wh_nope'"), "{stderr}");
+}
+
 /// `replace_range_bytes`: replaces the first occurrence of `from` with `to` (same length).
 trait ReplaceBytes {
     fn replace_range_bytes(self, from: &[u8], to: &[u8]) -> Vec<u8>;

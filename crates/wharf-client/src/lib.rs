@@ -34,16 +34,21 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 use wharf_core::api::{
-    Bucket, BucketList, CreateBucketRequest, CreateUserRequest, CreatedUser, NewPassword,
-    PasswordOptions, Problem, ResetPasswordRequest, ServerInfo, UpdateUserRequest, User, UserList,
+    Bucket, BucketList, CreateBucketRequest, CreateUserRequest, CreateWebhookRequest, CreatedUser,
+    CreatedWebhook, Delivery, DeliveryList, EventList, NewPassword, PasswordOptions, Problem,
+    ResetPasswordRequest, ServerInfo, UpdateUserRequest, UpdateWebhookRequest, User, UserList,
+    Webhook, WebhookList,
 };
-use wharf_core::{LoginError, LoginGrant, LoginProvider, LoginRequest};
+use wharf_core::{Event, EventType, LoginError, LoginGrant, LoginProvider, LoginRequest};
 
 /// What went wrong talking to the API.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("invalid API URL '{0}'")]
     Url(String),
+    /// An id or name that cannot be a URL path segment (empty, `.` or `..`).
+    #[error("'{0}' is not a valid id")]
+    BadId(String),
     #[error("cannot reach the Wharf API: {0}")]
     Http(#[from] reqwest::Error),
     /// The server answered with an error; `problem` says why (and which field).
@@ -55,12 +60,30 @@ pub enum ClientError {
 
 fn describe(problem: &Problem) -> String {
     let mut s = format!("{} (HTTP {})", problem.title, problem.status);
-    if let Some(detail) = &problem.detail {
+    let lines: Vec<String> = problem
+        .errors
+        .iter()
+        .map(|e| format!("{}: {}", e.field, e.message))
+        .collect();
+    // The server's detail of a validation problem is its field errors joined: show them once.
+    if let Some(detail) = &problem.detail
+        && *detail != lines.join("; ")
+    {
         s.push_str(": ");
         s.push_str(detail);
     }
-    for e in &problem.errors {
-        s.push_str(&format!("\n  {}: {}", e.field, e.message));
+    match lines.as_slice() {
+        [] => {}
+        [line] if problem.detail.as_deref() == Some(line.as_str()) => {
+            s.push_str(": ");
+            s.push_str(line);
+        }
+        _ => {
+            for line in &lines {
+                s.push_str("\n  ");
+                s.push_str(line);
+            }
+        }
     }
     s
 }
@@ -73,7 +96,7 @@ impl ClientError {
                 Some(*status)
             }
             ClientError::Http(e) => e.status().map(|s| s.as_u16()),
-            ClientError::Url(_) => None,
+            ClientError::Url(_) | ClientError::BadId(_) => None,
         }
     }
 }
@@ -158,32 +181,18 @@ impl Client {
         page_token: Option<&str>,
     ) -> Result<UserList, ClientError> {
         let mut url = self.url("v1/users")?;
-        {
-            let mut q = url.query_pairs_mut();
-            if let Some(size) = page_size {
-                q.append_pair("pageSize", &size.to_string());
-            }
-            if let Some(token) = page_token {
-                q.append_pair("pageToken", token);
-            }
-        }
+        page_query(&mut url, page_size, page_token);
         self.send::<(), _>(Method::GET, url, None).await
     }
 
     /// Every user, page after page, as a stream.
     pub fn users(&self) -> impl Stream<Item = Result<User, ClientError>> + '_ {
-        use futures::TryStreamExt;
-        // State: Some(token) = a page to fetch (None token = the first), None = done.
-        let pages = futures::stream::try_unfold(Some(None::<String>), move |state| async move {
-            let Some(token) = state else {
-                return Ok::<_, ClientError>(None);
-            };
-            let page = self.list_users(Some(100), token.as_deref()).await?;
-            Ok(Some((page.items, page.next_page_token.map(Some))))
-        });
-        pages
-            .map_ok(|items| futures::stream::iter(items.into_iter().map(Ok)))
-            .try_flatten()
+        paginate(move |token| async move {
+            let page = self
+                .list_users(Some(MAX_PAGE_SIZE), token.as_deref())
+                .await?;
+            Ok((page.items, page.next_page_token))
+        })
     }
 
     pub async fn get_user(&self, username: &str) -> Result<User, ClientError> {
@@ -263,6 +272,167 @@ impl Client {
             .await
     }
 
+    /// Subscribes a URL to events; the reply carries the signing secret, shown this once.
+    pub async fn create_webhook(
+        &self,
+        request: &CreateWebhookRequest,
+    ) -> Result<CreatedWebhook, ClientError> {
+        self.send(Method::POST, self.url("v1/webhooks")?, Some(request))
+            .await
+    }
+
+    /// One page of webhooks, oldest first.
+    pub async fn list_webhooks(
+        &self,
+        page_size: Option<u32>,
+        page_token: Option<&str>,
+    ) -> Result<WebhookList, ClientError> {
+        let mut url = self.url("v1/webhooks")?;
+        page_query(&mut url, page_size, page_token);
+        self.send::<(), _>(Method::GET, url, None).await
+    }
+
+    /// Every webhook, page after page, as a stream.
+    pub fn webhooks(&self) -> impl Stream<Item = Result<Webhook, ClientError>> + '_ {
+        paginate(move |token| async move {
+            let page = self
+                .list_webhooks(Some(MAX_PAGE_SIZE), token.as_deref())
+                .await?;
+            Ok((page.items, page.next_page_token))
+        })
+    }
+
+    /// A webhook (without its secret).
+    pub async fn get_webhook(&self, id: &str) -> Result<Webhook, ClientError> {
+        let url = self.path_url(&["v1", "webhooks", id])?;
+        self.send::<(), _>(Method::GET, url, None).await
+    }
+
+    /// Changes the fields present in `request`; `filter` replaces the whole filter.
+    pub async fn update_webhook(
+        &self,
+        id: &str,
+        request: &UpdateWebhookRequest,
+    ) -> Result<Webhook, ClientError> {
+        let url = self.path_url(&["v1", "webhooks", id])?;
+        self.send(Method::PATCH, url, Some(request)).await
+    }
+
+    /// Deletes a webhook with its pending deliveries and delivery log; the events stay.
+    pub async fn delete_webhook(&self, id: &str) -> Result<(), ClientError> {
+        let url = self.path_url(&["v1", "webhooks", id])?;
+        self.request::<()>(Method::DELETE, url, None).await?;
+        Ok(())
+    }
+
+    /// Queues a signed `webhook.test` delivery to this webhook only; returns the delivery.
+    pub async fn test_webhook(&self, id: &str) -> Result<Delivery, ClientError> {
+        let url = self.path_url(&["v1", "webhooks", id, "test"])?;
+        self.send::<(), _>(Method::POST, url, None).await
+    }
+
+    /// One page of a webhook's deliveries, newest first, each with every attempt.
+    pub async fn webhook_deliveries(
+        &self,
+        id: &str,
+        page_size: Option<u32>,
+        page_token: Option<&str>,
+    ) -> Result<DeliveryList, ClientError> {
+        let mut url = self.path_url(&["v1", "webhooks", id, "deliveries"])?;
+        page_query(&mut url, page_size, page_token);
+        self.send::<(), _>(Method::GET, url, None).await
+    }
+
+    /// Every delivery of a webhook, newest first, page after page, as a stream.
+    pub fn deliveries<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> impl Stream<Item = Result<Delivery, ClientError>> + 'a {
+        paginate(move |token| async move {
+            let page = self
+                .webhook_deliveries(id, Some(MAX_PAGE_SIZE), token.as_deref())
+                .await?;
+            Ok((page.items, page.next_page_token))
+        })
+    }
+
+    /// Sends a dead delivery again (409 if it is pending or succeeded); returns it, pending.
+    pub async fn retry_delivery(
+        &self,
+        webhook_id: &str,
+        delivery_id: &str,
+    ) -> Result<Delivery, ClientError> {
+        let url = self.path_url(&[
+            "v1",
+            "webhooks",
+            webhook_id,
+            "deliveries",
+            delivery_id,
+            "retry",
+        ])?;
+        self.send::<(), _>(Method::POST, url, None).await
+    }
+
+    /// One page of events matching `filter`, newest first.
+    pub async fn list_events(
+        &self,
+        filter: &EventFilter,
+        page_size: Option<u32>,
+        page_token: Option<&str>,
+    ) -> Result<EventList, ClientError> {
+        let mut url = self.url("v1/events")?;
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(t) = filter.event_type {
+                q.append_pair("type", t.as_str());
+            }
+            if let Some(username) = &filter.username {
+                q.append_pair("username", username);
+            }
+            if let Some(prefix) = &filter.prefix {
+                q.append_pair("prefix", prefix);
+            }
+            if let Some(bucket) = &filter.bucket_name {
+                q.append_pair("bucketName", bucket);
+            }
+        }
+        page_query(&mut url, page_size, page_token);
+        self.send::<(), _>(Method::GET, url, None).await
+    }
+
+    /// Every event matching `filter`, newest first, page after page, as a stream.
+    pub fn events<'a>(
+        &'a self,
+        filter: &'a EventFilter,
+    ) -> impl Stream<Item = Result<Event, ClientError>> + 'a {
+        paginate(move |token| async move {
+            let page = self
+                .list_events(filter, Some(MAX_PAGE_SIZE), token.as_deref())
+                .await?;
+            Ok((page.items, page.next_page_token))
+        })
+    }
+
+    pub async fn get_event(&self, id: &str) -> Result<Event, ClientError> {
+        let url = self.path_url(&["v1", "events", id])?;
+        self.send::<(), _>(Method::GET, url, None).await
+    }
+
+    /// The base URL plus these path segments, each percent-encoded (so a hostile id cannot
+    /// change the path).
+    fn path_url(&self, segments: &[&str]) -> Result<Url, ClientError> {
+        // The URL parser drops `.` and `..` segments, which would name another resource.
+        if let Some(bad) = segments.iter().find(|s| matches!(**s, "" | "." | "..")) {
+            return Err(ClientError::BadId((*bad).to_owned()));
+        }
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|_| ClientError::Url(self.base.to_string()))?
+            .pop_if_empty()
+            .extend(segments);
+        Ok(url)
+    }
+
     fn user_url(&self, username: &str, suffix: &str) -> Result<Url, ClientError> {
         let mut url = self.url("v1/users")?;
         {
@@ -277,6 +447,58 @@ impl Client {
         }
         Ok(url)
     }
+}
+
+/// Largest page the API serves; the streams fetch pages of this size.
+pub const MAX_PAGE_SIZE: u32 = 100;
+
+/// Filters of [`Client::list_events`]: only events matching every part given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    pub event_type: Option<EventType>,
+    /// Events caused by this user.
+    pub username: Option<String>,
+    /// Events whose bucket key starts with this (`alice/in/`; keys have no leading `/`).
+    pub prefix: Option<String>,
+    pub bucket_name: Option<String>,
+}
+
+fn page_query(url: &mut Url, page_size: Option<u32>, page_token: Option<&str>) {
+    if page_size.is_none() && page_token.is_none() {
+        return;
+    }
+    let mut q = url.query_pairs_mut();
+    if let Some(size) = page_size {
+        q.append_pair("pageSize", &size.to_string());
+    }
+    if let Some(token) = page_token {
+        q.append_pair("pageToken", token);
+    }
+}
+
+/// The items of every page, fetching the next page when the previous one is used up.
+/// `fetch(token)` returns one page's items and its `nextPageToken` (`None` for the first page).
+fn paginate<'a, T, F, Fut>(mut fetch: F) -> impl Stream<Item = Result<T, ClientError>> + 'a
+where
+    T: 'a,
+    F: FnMut(Option<String>) -> Fut + 'a,
+    Fut: Future<Output = Result<(Vec<T>, Option<String>), ClientError>> + 'a,
+{
+    use futures::TryStreamExt;
+    // State: Some(token) = a page to fetch (None token = the first), None = done.
+    let pages = futures::stream::try_unfold(Some(None::<String>), move |state| {
+        let next = state.map(&mut fetch);
+        async move {
+            let Some(next) = next else {
+                return Ok::<_, ClientError>(None);
+            };
+            let (items, token) = next.await?;
+            Ok(Some((items, token.map(Some))))
+        }
+    });
+    pages
+        .map_ok(|items| futures::stream::iter(items.into_iter().map(Ok)))
+        .try_flatten()
 }
 
 async fn check(response: reqwest::Response) -> Result<reqwest::Response, ClientError> {
@@ -490,5 +712,160 @@ impl wharf_core::EventSink for HttpEventSink {
             .post("/internal/v1/events", &body, RECORD_ATTEMPTS)
             .await?;
         reply_id(&reply, "id")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use axum::Json;
+    use axum::extract::State;
+    use axum::http::{Method as HttpMethod, StatusCode as HttpStatus, Uri};
+    use futures::TryStreamExt;
+    use serde_json::{Value, json};
+    use wharf_core::api::FieldError;
+
+    use super::*;
+
+    type Seen = Arc<Mutex<Vec<String>>>;
+
+    fn event(id: &str) -> Value {
+        json!({"id": id, "type": "file.created", "time": "2026-11-28T12:00:00Z",
+            "data": {"bucketName": "default", "key": "alice/x.edi", "username": "alice",
+                "protocol": "sftp", "clientIp": "192.0.2.1", "sessionId": "s-1"}})
+    }
+
+    /// Answers like the API would for the requests these tests send, and records each as
+    /// `METHOD path?query`.
+    async fn fake_api(
+        State(seen): State<Seen>,
+        method: HttpMethod,
+        uri: Uri,
+    ) -> (HttpStatus, Json<Value>) {
+        seen.lock().unwrap().push(format!("{method} {uri}"));
+        let query = uri.query().unwrap_or_default();
+        match uri.path() {
+            "/v1/events" if query.contains("pageToken=second") => {
+                (HttpStatus::OK, Json(json!({"items": [event("evt_3")]})))
+            }
+            "/v1/events" => (
+                HttpStatus::OK,
+                Json(json!({"items": [event("evt_1"), event("evt_2")], "nextPageToken": "second"})),
+            ),
+            "/v1/webhooks" => (HttpStatus::OK, Json(json!({"items": []}))),
+            _ => (
+                HttpStatus::NOT_FOUND,
+                Json(
+                    json!({"type": "about:blank", "title": "Not found", "status": 404,
+                    "detail": format!("nothing at {}", uri.path())}),
+                ),
+            ),
+        }
+    }
+
+    async fn start() -> (Client, Seen) {
+        let seen = Seen::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}/", listener.local_addr().unwrap());
+        let app = axum::Router::new()
+            .fallback(fake_api)
+            .with_state(seen.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (Client::new(&base, Some("k".into())).unwrap(), seen)
+    }
+
+    #[tokio::test]
+    async fn events_stream_every_page_with_the_filters() {
+        let (client, seen) = start().await;
+        let filter = EventFilter {
+            event_type: Some(EventType::FileCreated),
+            username: Some("alice".into()),
+            prefix: Some("alice/in box/".into()),
+            bucket_name: Some("default".into()),
+        };
+        let ids: Vec<String> = client
+            .events(&filter)
+            .map_ok(|e| e.id)
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(ids, ["evt_1", "evt_2", "evt_3"]);
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(
+            seen,
+            [
+                "GET /v1/events?type=file.created&username=alice&prefix=alice%2Fin+box%2F&bucketName=default&pageSize=100",
+                "GET /v1/events?type=file.created&username=alice&prefix=alice%2Fin+box%2F&bucketName=default&pageSize=100&pageToken=second",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn ids_are_one_path_segment() {
+        let (client, seen) = start().await;
+        let err = client.get_webhook("wh_1/../../users").await.unwrap_err();
+        assert_eq!(err.status(), Some(404));
+        let err = client
+            .retry_delivery("wh_1", "dlv_2?x=1")
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), Some(404));
+        assert!(err.to_string().contains("nothing at"), "{err}");
+        assert!(matches!(
+            client.get_event("..").await,
+            Err(ClientError::BadId(_))
+        ));
+        assert!(matches!(
+            client.delete_webhook("").await,
+            Err(ClientError::BadId(_))
+        ));
+        assert!(
+            client
+                .webhooks()
+                .try_collect::<Vec<_>>()
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(
+            seen,
+            [
+                "GET /v1/webhooks/wh_1%2F..%2F..%2Fusers",
+                "POST /v1/webhooks/wh_1/deliveries/dlv_2%3Fx=1/retry",
+                "GET /v1/webhooks?pageSize=100",
+            ]
+        );
+    }
+
+    #[test]
+    fn problems_show_each_field_once() {
+        let field = |f: &str, m: &str| FieldError {
+            field: f.into(),
+            message: m.into(),
+        };
+        let problem = |detail: Option<&str>, errors: Vec<FieldError>| Problem {
+            kind: "about:blank".into(),
+            title: "Validation failed".into(),
+            status: 422,
+            detail: detail.map(Into::into),
+            errors,
+        };
+        assert_eq!(
+            describe(&problem(Some("url: bad"), vec![field("url", "bad")])),
+            "Validation failed (HTTP 422): url: bad"
+        );
+        assert_eq!(
+            describe(&problem(
+                Some("url: bad; events: none"),
+                vec![field("url", "bad"), field("events", "none")]
+            )),
+            "Validation failed (HTTP 422)\n  url: bad\n  events: none"
+        );
+        assert_eq!(
+            describe(&problem(Some("no webhook 'x'"), vec![])),
+            "Validation failed (HTTP 422): no webhook 'x'"
+        );
     }
 }

@@ -8,6 +8,13 @@ use utoipa::ToSchema;
 
 use crate::{BucketName, HomeDirectory, Permissions, Username};
 
+mod webhooks;
+
+pub use webhooks::{
+    CreateWebhookRequest, CreatedWebhook, Delivery, DeliveryAttempt, DeliveryList, DeliveryState,
+    EventList, UpdateWebhookRequest, Webhook, WebhookFilter, WebhookList,
+};
+
 /// Shortest and longest generated password.
 pub const PASSWORD_LENGTH_RANGE: std::ops::RangeInclusive<u32> = 16..=128;
 /// Length of a generated password when none is asked for.

@@ -136,6 +136,14 @@ pub struct PendingUpload {
     pub event_id: String,
 }
 
+/// `201` reply to `POST /internal/v1/events`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordedEvent {
+    /// `evt_…`
+    pub id: String,
+}
+
 /// `POST /internal/v1/uploads/{eventId}/settle`: how the commit went (step 2).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -36,6 +36,12 @@ pub enum Command {
     /// Manage buckets: where home directories live.
     #[command(subcommand)]
     Buckets(BucketsCommand),
+    /// Manage webhooks: signed deliveries of file events, with their delivery log.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
+    /// List file events: uploads, failed uploads, deletes, renames, new directories.
+    #[command(subcommand)]
+    Events(EventsCommand),
 }
 
 #[derive(Args, Clone)]
@@ -386,5 +392,156 @@ pub enum BucketsCommand {
         #[command(flatten)]
         api: ApiArgs,
         bucket_name: String,
+    },
+}
+
+/// An event type by its wire name (`file.created`, …).
+fn parse_event_type(s: &str) -> Result<wharf_core::EventType, String> {
+    wharf_core::EventType::parse(s).ok_or_else(|| {
+        format!(
+            "unknown event type; one of {}",
+            wharf_core::EventType::ALL.map(|t| t.as_str()).join(", ")
+        )
+    })
+}
+
+#[derive(Subcommand)]
+pub enum WebhooksCommand {
+    /// Subscribe a URL to events; prints the webhook's id and signing secret (shown only once).
+    Create {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Where deliveries are POSTed: an http:// or https:// URL.
+        #[arg(long)]
+        url: String,
+        /// An event type to deliver (repeatable): file.created, file.upload_failed,
+        /// file.deleted, file.renamed, directory.created.
+        #[arg(long = "event", value_name = "TYPE", required = true, value_parser = parse_event_type)]
+        events: Vec<wharf_core::EventType>,
+        /// Only events in this bucket.
+        #[arg(long)]
+        bucket: Option<String>,
+        /// Only events whose bucket key starts with this, e.g. alice/in/ (no leading /).
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Only events caused by this user.
+        #[arg(long)]
+        username: Option<String>,
+        /// What the webhook is for.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List webhooks.
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Show one webhook (its secret is never shown again).
+    Get {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The webhook's id (wh_…).
+        id: String,
+    },
+    /// Change a webhook. Filter options change only that part of the filter; an empty value
+    /// (--prefix '') removes it.
+    Update {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The webhook's id (wh_…).
+        id: String,
+        #[arg(long)]
+        url: Option<String>,
+        /// Replace the event types with these (repeatable).
+        #[arg(long = "event", value_name = "TYPE", value_parser = parse_event_type)]
+        events: Vec<wharf_core::EventType>,
+        #[arg(long)]
+        bucket: Option<String>,
+        #[arg(long)]
+        prefix: Option<String>,
+        #[arg(long)]
+        username: Option<String>,
+        /// Remove the whole filter: every matching event type is delivered.
+        #[arg(long, conflicts_with_all = ["bucket", "prefix", "username"])]
+        clear_filter: bool,
+        #[arg(long)]
+        description: Option<String>,
+        /// Resume deliveries (also resumes a webhook paused by the loop guard).
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        /// Stop new deliveries (pending ones wait).
+        #[arg(long)]
+        disable: bool,
+    },
+    /// Delete a webhook with its pending deliveries and delivery log (the events stay).
+    Delete {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The webhook's id (wh_…).
+        id: String,
+    },
+    /// Queue a signed test delivery (type webhook.test) to this webhook only.
+    Test {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The webhook's id (wh_…).
+        id: String,
+    },
+    /// Show a webhook's deliveries, newest first, with every attempt.
+    Deliveries {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The webhook's id (wh_…).
+        id: String,
+        /// Most deliveries shown.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+        limit: u32,
+        /// Continue from this nextPageToken (from a previous --json listing).
+        #[arg(long)]
+        page_token: Option<String>,
+    },
+    /// Send a dead delivery again.
+    Retry {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The webhook's id (wh_…).
+        id: String,
+        /// The delivery's id (dlv_…).
+        delivery_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum EventsCommand {
+    /// List events, newest first.
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Only events of this type: file.created, file.upload_failed, file.deleted,
+        /// file.renamed, directory.created.
+        #[arg(long = "type", value_name = "TYPE", value_parser = parse_event_type)]
+        event_type: Option<wharf_core::EventType>,
+        /// Only events caused by this user.
+        #[arg(long)]
+        username: Option<String>,
+        /// Only events whose bucket key starts with this, e.g. alice/in/ (no leading /).
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Only events in this bucket.
+        #[arg(long)]
+        bucket: Option<String>,
+        /// Most events shown.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+        limit: u32,
+        /// Continue from this nextPageToken (from a previous --json listing).
+        #[arg(long)]
+        page_token: Option<String>,
+    },
+    /// Show one event.
+    Get {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The event's id (evt_…).
+        id: String,
     },
 }

@@ -1,4 +1,5 @@
-//! The CLI commands that talk to the REST API (`wharf users …`, `wharf buckets …`).
+//! The CLI commands that talk to the REST API (`wharf users …`, `wharf buckets …`,
+//! `wharf webhooks …`, `wharf events …`).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -6,13 +7,15 @@ use std::io::Write;
 use anyhow::{Context, Result};
 use futures::TryStreamExt;
 use serde::Serialize;
-use wharf_client::{Client, ClientError};
+use wharf_client::{Client, ClientError, EventFilter, MAX_PAGE_SIZE};
 use wharf_core::api::{
-    Bucket, CreateBucketRequest, CreateUserRequest, PasswordOptions, UpdateUserRequest, User,
+    Bucket, CreateBucketRequest, CreateUserRequest, CreateWebhookRequest, Delivery, DeliveryList,
+    DeliveryState, EventList, PasswordOptions, UpdateUserRequest, UpdateWebhookRequest, User,
+    Webhook, WebhookFilter, WebhookList,
 };
-use wharf_core::{BucketName, HomeDirectory, Username};
+use wharf_core::{BucketName, Event, HomeDirectory, Username};
 
-use crate::cli::{ApiArgs, BucketsCommand, UsersCommand};
+use crate::cli::{ApiArgs, BucketsCommand, EventsCommand, UsersCommand, WebhooksCommand};
 
 fn client(api: &ApiArgs) -> Result<Client> {
     let key = match &api.api_key {
@@ -364,6 +367,421 @@ fn print_user_table(users: &[User]) {
                 .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
                 .unwrap_or_else(|| "never".into())
         );
+    }
+}
+
+fn bucket_name(s: &str) -> Result<BucketName> {
+    BucketName::parse(s).with_context(|| format!("invalid --bucket '{s}'"))
+}
+
+fn username(s: &str) -> Result<Username> {
+    Username::parse(s).with_context(|| format!("invalid --username '{s}'"))
+}
+
+/// Up to `limit` items from consecutive pages starting at `page_token`, and the token of what
+/// follows them (`None` when nothing does). `fetch(size, token)` gets one page.
+async fn collect_pages<T, F, Fut>(
+    limit: u32,
+    mut page_token: Option<String>,
+    mut fetch: F,
+) -> Result<(Vec<T>, Option<String>)>
+where
+    F: FnMut(u32, Option<String>) -> Fut,
+    Fut: Future<Output = Result<(Vec<T>, Option<String>), ClientError>>,
+{
+    let mut items = Vec::new();
+    loop {
+        let remaining = limit.saturating_sub(items.len() as u32);
+        if remaining == 0 {
+            break;
+        }
+        let (page, next) = fetch(remaining.min(MAX_PAGE_SIZE), page_token.take()).await?;
+        items.extend(page);
+        page_token = next;
+        if page_token.is_none() {
+            break;
+        }
+    }
+    Ok((items, page_token))
+}
+
+pub async fn webhooks(command: WebhooksCommand) -> Result<()> {
+    match command {
+        WebhooksCommand::Create {
+            api,
+            url,
+            events,
+            bucket,
+            prefix,
+            username: user,
+            description,
+        } => {
+            let filter = WebhookFilter {
+                bucket_name: bucket.as_deref().map(bucket_name).transpose()?,
+                prefix,
+                username: user.as_deref().map(username).transpose()?,
+            };
+            let request = CreateWebhookRequest {
+                url,
+                events,
+                filter: (filter != WebhookFilter::default()).then_some(filter),
+                description,
+            };
+            let created = client(&api)?.create_webhook(&request).await?;
+            if api.json {
+                return print_json(&created);
+            }
+            println!("Created webhook {}", created.webhook.id);
+            println!("  Secret:       {}", created.secret);
+            println!(
+                "                (shown only this once: it is not shown again. Store it now and \
+                 give it to the receiver to verify signatures)"
+            );
+            print_webhook_details(&created.webhook, "  ");
+            Ok(())
+        }
+        WebhooksCommand::List { api } => {
+            let items: Vec<Webhook> = client(&api)?.webhooks().try_collect().await?;
+            if api.json {
+                return print_json(&WebhookList {
+                    items,
+                    next_page_token: None,
+                });
+            }
+            println!(
+                "{:<36} {:<8} {:<24} {:<40} FILTER",
+                "ID", "ENABLED", "EVENTS", "URL"
+            );
+            for w in &items {
+                let enabled = match (w.enabled, &w.paused_reason) {
+                    (false, _) => "no",
+                    (true, Some(_)) => "paused",
+                    (true, None) => "yes",
+                };
+                println!(
+                    "{:<36} {:<8} {:<24} {:<40} {}",
+                    w.id,
+                    enabled,
+                    event_types(w),
+                    w.url,
+                    describe_filter(&w.filter)
+                );
+            }
+            Ok(())
+        }
+        WebhooksCommand::Get { api, id } => {
+            let webhook = client(&api)?.get_webhook(&id).await?;
+            if api.json {
+                return print_json(&webhook);
+            }
+            print_webhook(&webhook);
+            Ok(())
+        }
+        WebhooksCommand::Update {
+            api,
+            id,
+            url,
+            events,
+            bucket,
+            prefix,
+            username: user,
+            clear_filter,
+            description,
+            enable,
+            disable,
+        } => {
+            let client = client(&api)?;
+            // The API replaces the whole filter: change only the parts given.
+            let filter = if clear_filter {
+                Some(WebhookFilter::default())
+            } else if bucket.is_some() || prefix.is_some() || user.is_some() {
+                let mut filter = client.get_webhook(&id).await?.filter;
+                if let Some(b) = bucket {
+                    filter.bucket_name = (!b.is_empty()).then(|| bucket_name(&b)).transpose()?;
+                }
+                if let Some(p) = prefix {
+                    filter.prefix = (!p.is_empty()).then_some(p);
+                }
+                if let Some(u) = user {
+                    filter.username = (!u.is_empty()).then(|| username(&u)).transpose()?;
+                }
+                Some(filter)
+            } else {
+                None
+            };
+            let request = UpdateWebhookRequest {
+                url,
+                events: (!events.is_empty()).then_some(events),
+                filter,
+                description,
+                enabled: match (enable, disable) {
+                    (true, _) => Some(true),
+                    (_, true) => Some(false),
+                    _ => None,
+                },
+            };
+            let webhook = client.update_webhook(&id, &request).await?;
+            if api.json {
+                return print_json(&webhook);
+            }
+            print_webhook(&webhook);
+            Ok(())
+        }
+        WebhooksCommand::Delete { api, id } => {
+            client(&api)?.delete_webhook(&id).await?;
+            if api.json {
+                return print_json(&serde_json::json!({ "deleted": id }));
+            }
+            println!("Deleted webhook {id} (with its pending deliveries; the events stay)");
+            Ok(())
+        }
+        WebhooksCommand::Test { api, id } => {
+            let delivery = client(&api)?.test_webhook(&id).await?;
+            if api.json {
+                return print_json(&delivery);
+            }
+            println!("Queued test delivery {} to webhook {id}", delivery.id);
+            println!("Follow it with: wharf webhooks deliveries {id}");
+            Ok(())
+        }
+        WebhooksCommand::Deliveries {
+            api,
+            id,
+            limit,
+            page_token,
+        } => {
+            let client = client(&api)?;
+            let (items, next_page_token) = collect_pages(limit, page_token, |size, token| {
+                let (client, id) = (&client, &id);
+                async move {
+                    let page = client
+                        .webhook_deliveries(id, Some(size), token.as_deref())
+                        .await?;
+                    Ok((page.items, page.next_page_token))
+                }
+            })
+            .await?;
+            if api.json {
+                return print_json(&DeliveryList {
+                    items,
+                    next_page_token,
+                });
+            }
+            println!(
+                "{:<36} {:<18} {:<9} {:>8}  {:<19}  LAST ATTEMPT",
+                "DELIVERY", "EVENT TYPE", "STATUS", "ATTEMPTS", "CREATED"
+            );
+            for d in &items {
+                println!(
+                    "{:<36} {:<18} {:<9} {:>8}  {:<19}  {}",
+                    d.id,
+                    d.event_type,
+                    delivery_state(d.status),
+                    d.attempt_count,
+                    d.created_at.format("%Y-%m-%d %H:%M:%S"),
+                    last_attempt(d)
+                );
+            }
+            more_hint(
+                next_page_token.as_deref(),
+                &format!("wharf webhooks deliveries {id}"),
+            );
+            Ok(())
+        }
+        WebhooksCommand::Retry {
+            api,
+            id,
+            delivery_id,
+        } => {
+            let delivery = client(&api)?.retry_delivery(&id, &delivery_id).await?;
+            if api.json {
+                return print_json(&delivery);
+            }
+            println!(
+                "Delivery {} of event {} is {} again; follow it with: wharf webhooks deliveries {id}",
+                delivery.id,
+                delivery.event_id,
+                delivery_state(delivery.status)
+            );
+            Ok(())
+        }
+    }
+}
+
+pub async fn events(command: EventsCommand) -> Result<()> {
+    match command {
+        EventsCommand::List {
+            api,
+            event_type,
+            username,
+            prefix,
+            bucket,
+            limit,
+            page_token,
+        } => {
+            let filter = EventFilter {
+                event_type,
+                username,
+                prefix,
+                bucket_name: bucket,
+            };
+            let client = client(&api)?;
+            let (items, next_page_token) = collect_pages(limit, page_token, |size, token| {
+                let (client, filter) = (&client, &filter);
+                async move {
+                    let page = client
+                        .list_events(filter, Some(size), token.as_deref())
+                        .await?;
+                    Ok((page.items, page.next_page_token))
+                }
+            })
+            .await?;
+            if api.json {
+                return print_json(&EventList {
+                    items,
+                    next_page_token,
+                });
+            }
+            println!(
+                "{:<20} {:<18} {:<12} {:<5} {:>12}  KEY",
+                "TIME", "TYPE", "USERNAME", "VIA", "SIZE"
+            );
+            for e in &items {
+                let key = match &e.data.previous_key {
+                    Some(previous) => format!("{previous} -> {}", e.data.key),
+                    None => e.data.key.clone(),
+                };
+                println!(
+                    "{:<20} {:<18} {:<12} {:<5} {:>12}  {}",
+                    e.time.format("%Y-%m-%d %H:%M:%S"),
+                    e.event_type,
+                    e.data.username,
+                    e.data.protocol,
+                    e.data.size.map(|s| s.to_string()).unwrap_or_default(),
+                    key
+                );
+            }
+            more_hint(next_page_token.as_deref(), "wharf events list");
+            Ok(())
+        }
+        EventsCommand::Get { api, id } => {
+            let event = client(&api)?.get_event(&id).await?;
+            if api.json {
+                return print_json(&event);
+            }
+            print_event(&event);
+            Ok(())
+        }
+    }
+}
+
+/// Tells how to see the next page (on stderr, so the table stays clean for scripts).
+fn more_hint(next_page_token: Option<&str>, command: &str) {
+    if let Some(token) = next_page_token {
+        eprintln!("more: {command} --page-token {token} (with the same filters)");
+    }
+}
+
+fn event_types(webhook: &Webhook) -> String {
+    webhook
+        .events
+        .iter()
+        .map(|t| t.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn describe_filter(filter: &WebhookFilter) -> String {
+    let mut parts = Vec::new();
+    if let Some(b) = &filter.bucket_name {
+        parts.push(format!("bucket={b}"));
+    }
+    if let Some(p) = &filter.prefix {
+        parts.push(format!("prefix={p}"));
+    }
+    if let Some(u) = &filter.username {
+        parts.push(format!("username={u}"));
+    }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+fn print_webhook(webhook: &Webhook) {
+    println!("Id:           {}", webhook.id);
+    print_webhook_details(webhook, "");
+}
+
+fn print_webhook_details(webhook: &Webhook, indent: &str) {
+    println!("{indent}URL:          {}", webhook.url);
+    println!("{indent}Events:       {}", event_types(webhook));
+    println!("{indent}Filter:       {}", describe_filter(&webhook.filter));
+    if !webhook.description.is_empty() {
+        println!("{indent}Description:  {}", webhook.description);
+    }
+    println!("{indent}Enabled:      {}", webhook.enabled);
+    if let Some(reason) = &webhook.paused_reason {
+        println!(
+            "{indent}Paused:       {reason} (resume: wharf webhooks update {} --enable)",
+            webhook.id
+        );
+    }
+    println!("{indent}Created:      {}", webhook.created_at.to_rfc3339());
+}
+
+fn delivery_state(state: DeliveryState) -> &'static str {
+    match state {
+        DeliveryState::Pending => "pending",
+        DeliveryState::Succeeded => "succeeded",
+        DeliveryState::Dead => "dead",
+    }
+}
+
+fn last_attempt(delivery: &Delivery) -> String {
+    let Some(attempt) = delivery.attempts.last() else {
+        return match delivery.next_attempt_at {
+            Some(t) => format!("none yet (due {})", t.format("%H:%M:%S")),
+            None => "none".into(),
+        };
+    };
+    let mut s = match attempt.status_code {
+        Some(code) => format!("HTTP {code}"),
+        None => "no answer".into(),
+    };
+    s.push_str(&format!(" in {} ms", attempt.latency_ms));
+    if let Some(error) = &attempt.error {
+        s.push_str(&format!(": {error}"));
+    }
+    if let (DeliveryState::Pending, Some(t)) = (delivery.status, delivery.next_attempt_at) {
+        s.push_str(&format!("; next at {}", t.format("%H:%M:%S")));
+    }
+    s
+}
+
+fn print_event(event: &Event) {
+    let data = &event.data;
+    println!("Id:          {}", event.id);
+    println!("Type:        {}", event.event_type);
+    println!("Time:        {}", event.time.to_rfc3339());
+    println!("Bucket:      {}", data.bucket_name);
+    println!("Key:         {}", data.key);
+    if let Some(previous) = &data.previous_key {
+        println!("Previous:    {previous}");
+    }
+    if let Some(size) = data.size {
+        println!("Size:        {size}");
+    }
+    if let Some(sha256) = &data.sha256 {
+        println!("SHA-256:     {sha256}");
+    }
+    println!("Username:    {}", data.username);
+    println!("Protocol:    {}", data.protocol);
+    println!("Client IP:   {}", data.client_ip);
+    println!("Session:     {}", data.session_id);
+    if let Some(error) = &data.error {
+        println!("Error:       {error}");
     }
 }
 

@@ -69,6 +69,14 @@ fn main() -> ExitCode {
                 init_tracing(None);
                 commands::buckets(command).await
             }
+            Command::Webhooks(command) => {
+                init_tracing(None);
+                commands::webhooks(command).await
+            }
+            Command::Events(command) => {
+                init_tracing(None);
+                commands::events(command).await
+            }
         }
     });
     match result {

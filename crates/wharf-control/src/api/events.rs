@@ -6,13 +6,12 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use utoipa::IntoParams;
-use wharf_core::api::Problem;
+use wharf_core::api::{EventList, Problem};
 use wharf_core::{Event, EventType};
 
 use super::SharedState;
 use super::error::ApiError;
 use crate::store::EventFilter;
-use crate::webhooks::EventList;
 
 pub const DEFAULT_PAGE_SIZE: u32 = 25;
 pub const MAX_PAGE_SIZE: u32 = 100;

@@ -7,13 +7,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use wharf_core::api::Problem;
 use wharf_core::events::{
-    BeginUploadRequest, PendingUpload, RecordEventRequest, SettleUploadRequest,
+    BeginUploadRequest, PendingUpload, RecordEventRequest, RecordedEvent, SettleUploadRequest,
 };
 use wharf_core::{EventData, EventType, LoginError, LoginGrant, LoginRequest};
 
 use crate::events::check_event_data;
 use crate::store::SettleOutcome;
-use crate::webhooks::RecordedEvent;
 
 use super::SharedState;
 use super::error::ApiError;

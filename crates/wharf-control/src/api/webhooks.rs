@@ -7,7 +7,10 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::IntoParams;
 use wharf_core::EventType;
-use wharf_core::api::{FieldError, Problem};
+use wharf_core::api::{
+    CreateWebhookRequest, CreatedWebhook, Delivery, DeliveryAttempt, DeliveryList, DeliveryState,
+    FieldError, Problem, UpdateWebhookRequest, Webhook, WebhookFilter, WebhookList,
+};
 
 use super::SharedState;
 use super::error::ApiError;
@@ -18,10 +21,7 @@ use crate::store::{
     DeliveryRecord, DeliveryStatus, NewWebhook, RetryOutcome, WebhookChanges, WebhookFilterRecord,
     WebhookRecord,
 };
-use crate::webhooks::{
-    CreateWebhookRequest, CreatedWebhook, Delivery, DeliveryAttempt, DeliveryList, DeliveryState,
-    UpdateWebhookRequest, Webhook, WebhookFilter, WebhookList, generate_secret,
-};
+use crate::webhooks::generate_secret;
 
 /// Longest webhook URL accepted.
 const MAX_URL_BYTES: usize = 2048;
