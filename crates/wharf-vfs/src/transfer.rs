@@ -368,13 +368,15 @@ impl Upload {
     pub async fn abort(mut self) -> Result<(), VfsError> {
         tracing::debug!(path = %self.path, "upload aborted");
         self.state = UploadState::Finished;
+        self.in_flight.shutdown().await;
+        let aborted = match self.multipart.get_mut().take() {
+            Some(mut multipart) => multipart.abort().await,
+            None => Ok(()),
+        };
+        // Reported once the parts are gone, so whoever hears of it finds nothing left.
         self.report_failure("the upload was aborted".to_owned())
             .await;
-        self.in_flight.shutdown().await;
-        if let Some(mut multipart) = self.multipart.get_mut().take() {
-            multipart.abort().await?;
-        }
-        Ok(())
+        Ok(aborted?)
     }
 
     fn check_open(&self) -> Result<(), VfsError> {
