@@ -21,7 +21,6 @@ openapi:
 ci:
     bash .ci/run
 
-# Benchmarks side by side with OpenSSH and rclone (writes docs/benchmarks.md);
-# `just bench --smoke` runs tiny sizes once, to check the script (CI does).
+# Benchmarks vs OpenSSH and rclone, as root: writes docs/benchmarks.md (--smoke: tiny, temp dir).
 bench *ARGS:
     bash bench/run.sh {{ARGS}}
