@@ -229,6 +229,20 @@ macro_rules! user_columns {
          public_keys, disabled, max_sessions, created_at, updated_at, last_connected_at"
     };
 }
+/// `%text%` for a case-insensitive `LIKE … ESCAPE '!'` that matches `text` literally.
+fn like_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.to_ascii_lowercase().chars() {
+        if matches!(c, '%' | '_' | '!') {
+            pattern.push('!');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
 macro_rules! bucket_columns {
     () => {
         "name, url, options, is_default, created_at"
@@ -526,31 +540,32 @@ impl Store {
         after: Option<&Username>,
         limit: u32,
     ) -> Result<Vec<UserRecord>, StoreError> {
-        let limit = i64::from(limit);
-        let rows = match after {
-            Some(after) => {
-                sqlx::query(concat!(
-                    "SELECT ",
-                    user_columns!(),
-                    " FROM users WHERE username > $1 \
-                     ORDER BY username LIMIT $2"
-                ))
-                .bind(after.as_str())
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query(concat!(
-                    "SELECT ",
-                    user_columns!(),
-                    " FROM users ORDER BY username LIMIT $1"
-                ))
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?
-            }
-        };
+        self.search_users(after, None, limit).await
+    }
+
+    /// Users after `after` (by username) whose username, description or home directory
+    /// contains `search` (case-insensitive for ASCII), in username order.
+    pub async fn search_users(
+        &self,
+        after: Option<&Username>,
+        search: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<UserRecord>, StoreError> {
+        // One static statement: no `after` is "after the empty name", no search is "".
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE username > $1 \
+             AND ($2 = '' OR LOWER(username) LIKE $2 ESCAPE '!' \
+                  OR LOWER(description) LIKE $2 ESCAPE '!' \
+                  OR LOWER(home_directory) LIKE $2 ESCAPE '!') \
+             ORDER BY username LIMIT $3"
+        ))
+        .bind(after.map_or("", |a| a.as_str()))
+        .bind(search.map(like_pattern).unwrap_or_default())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(user_from_row).collect()
     }
 

@@ -156,15 +156,22 @@ pub struct ListUsersParams {
     /// Users per page, 1 to 100 (default 25).
     #[param(minimum = 1, maximum = 100)]
     pub page_size: Option<u32>,
-    /// `nextPageToken` of the previous page.
+    /// `nextPageToken` of the previous page (of the same search).
     pub page_token: Option<String>,
+    /// Only users whose username, description or home directory contains this text
+    /// (case-insensitive for ASCII letters; at most 200 bytes).
+    pub search: Option<String>,
 }
+
+/// Longest `search` accepted.
+const MAX_SEARCH_BYTES: usize = 200;
 
 impl ListUsersParams {
     /// Parsed by hand so that a bad value is a 400 naming the parameter.
-    fn parse(query: Option<&str>) -> Result<(u32, Option<Username>), ApiError> {
+    fn parse(query: Option<&str>) -> Result<(u32, Option<Username>, Option<String>), ApiError> {
         let mut page_size = DEFAULT_PAGE_SIZE;
         let mut after = None;
+        let mut search = None;
         for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
             match &*name {
                 "pageSize" => {
@@ -189,10 +196,20 @@ impl ListUsersParams {
                         )
                     })?);
                 }
+                "search" if value.trim().is_empty() => search = None,
+                "search" => {
+                    if value.len() > MAX_SEARCH_BYTES || value.chars().any(char::is_control) {
+                        return Err(ApiError::invalid_field(
+                            "search",
+                            format!("at most {MAX_SEARCH_BYTES} bytes without control characters"),
+                        ));
+                    }
+                    search = Some(value.trim().to_owned());
+                }
                 _ => {}
             }
         }
-        Ok((page_size, after))
+        Ok((page_size, after, search))
     }
 }
 
@@ -207,8 +224,8 @@ fn decode_page_token(token: &str) -> Option<Username> {
 
 /// List users
 ///
-/// Ordered by username; pass `nextPageToken` as `pageToken` for the next page. No
-/// `nextPageToken` means the last page.
+/// Ordered by username; pass `nextPageToken` as `pageToken` (with the same `search`) for the
+/// next page. No `nextPageToken` means the last page.
 #[utoipa::path(
     get,
     path = "/v1/users",
@@ -226,11 +243,11 @@ pub async fn list_users(
     State(state): State<SharedState>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<UserList>, ApiError> {
-    let (page_size, after) = ListUsersParams::parse(query.as_deref())?;
+    let (page_size, after, search) = ListUsersParams::parse(query.as_deref())?;
     // One more than asked tells whether another page follows.
     let mut records = state
         .store
-        .list_users(after.as_ref(), page_size + 1)
+        .search_users(after.as_ref(), search.as_deref(), page_size + 1)
         .await?;
     let more = records.len() > page_size as usize;
     records.truncate(page_size as usize);
@@ -575,7 +592,7 @@ mod tests {
 
     #[test]
     fn list_parameters() {
-        assert_eq!(ListUsersParams::parse(None).unwrap(), (25, None));
+        assert_eq!(ListUsersParams::parse(None).unwrap(), (25, None, None));
         assert_eq!(ListUsersParams::parse(Some("pageSize=100")).unwrap().0, 100);
         for bad in ["pageSize=0", "pageSize=101", "pageSize=x", "pageSize=-1"] {
             assert!(ListUsersParams::parse(Some(bad)).is_err(), "{bad}");
@@ -583,8 +600,13 @@ mod tests {
         assert!(ListUsersParams::parse(Some("pageToken=%%%")).is_err());
         assert_eq!(
             ListUsersParams::parse(Some("pageToken=")).unwrap(),
-            (25, None)
+            (25, None, None)
         );
+        assert_eq!(
+            ListUsersParams::parse(Some("search=+Acme+")).unwrap().2,
+            Some("Acme".to_owned())
+        );
+        assert_eq!(ListUsersParams::parse(Some("search=")).unwrap().2, None);
     }
 
     #[test]

@@ -16,6 +16,7 @@ crate::on_both_databases!(
     create_user_duplicate_is_conflict,
     create_user_rolls_back_when_storage_fails,
     list_users_in_pages,
+    search_users,
     get_update_delete_user,
     update_creates_the_new_home,
     delete_keeps_files,
@@ -351,6 +352,102 @@ async fn create_user_rolls_back_when_storage_fails(db: TestDb) {
         .await;
     assert_eq!(root["bucketName"], "broken");
     store.close().await;
+}
+
+async fn search_users(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    for (name, description, home) in [
+        ("ACME0001", "Acme Corp inbound", "/acme/in"),
+        ("ACME0002", "Acme Corp outbound", "/acme/out"),
+        ("GLOBEX01", "Globex 100% EDI", "/globex"),
+        ("INITECH1", "Initech_payroll", "/partners/initech"),
+    ] {
+        let response = app
+            .post(
+                "/v1/users",
+                &json!({"username": name, "description": description, "homeDirectory": home}),
+            )
+            .await;
+        assert_eq!(response.status(), 201, "{name}");
+    }
+    let names = |page: &Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["username"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // Description, case-insensitive.
+    let page: Value = app
+        .get("/v1/users?search=acme%20CORP")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(names(&page), ["ACME0001", "ACME0002"]);
+    // Username.
+    let page: Value = app
+        .get("/v1/users?search=globex0")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(names(&page), ["GLOBEX01"]);
+    // Home directory.
+    let page: Value = app
+        .get("/v1/users?search=%2Fpartners")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(names(&page), ["INITECH1"]);
+    // LIKE wildcards are literal: `%` and `_` match only themselves.
+    let page: Value = app
+        .get("/v1/users?search=100%25")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(names(&page), ["GLOBEX01"]);
+    let page: Value = app.get("/v1/users?search=inite_h").await.json().await.unwrap();
+    assert_eq!(names(&page), Vec::<String>::new());
+    let page: Value = app
+        .get("/v1/users?search=h_payroll")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(names(&page), ["INITECH1"]);
+    // Paging within a search.
+    let page: Value = app
+        .get("/v1/users?search=acme&pageSize=1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(names(&page), ["ACME0001"]);
+    let token = page["nextPageToken"].as_str().unwrap().to_owned();
+    let page: Value = app
+        .get(&format!(
+            "/v1/users?search=acme&pageSize=1&pageToken={token}"
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(names(&page), ["ACME0002"]);
+    assert!(page.get("nextPageToken").is_none(), "{page}");
+    // A blank search is no search; an oversized one is refused, naming the parameter.
+    let page: Value = app.get("/v1/users?search=%20").await.json().await.unwrap();
+    assert_eq!(names(&page).len(), 4);
+    let long = "x".repeat(201);
+    expect_problem(
+        app.get(&format!("/v1/users?search={long}")).await,
+        400,
+        Some("search"),
+    )
+    .await;
 }
 
 async fn list_users_in_pages(db: TestDb) {
