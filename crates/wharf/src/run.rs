@@ -59,7 +59,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let stores = Arc::new(StoreCache::new());
     let login = control.login_provider();
     let events = control.event_sink();
-    let api_task = tokio::spawn(serve_api(api, control.router(), stop_rx.clone()));
+    let api_task = tokio::spawn(serve_api(api, wharf_console::with_console(control.router()), stop_rx.clone()));
     let sftp_task = tokio::spawn(serve_sftp(
         sftp,
         SftpConfig {
@@ -118,7 +118,7 @@ pub async fn control_plane(args: ControlPlaneArgs) -> Result<()> {
         api.local_addr()?
     );
     let (stop_tx, stop_rx) = watch::channel(false);
-    let api_task = tokio::spawn(serve_api(api, control.router(), stop_rx));
+    let api_task = tokio::spawn(serve_api(api, wharf_console::with_console(control.router()), stop_rx));
     wait_for_signal().await;
     let _ = stop_tx.send(true);
     api_task.await??;
