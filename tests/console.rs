@@ -507,7 +507,12 @@ async fn webhook_created_and_deliveries_listed() {
         .with_state(received.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let wharf = Wharf::start().await;
+    // Failed deliveries die after a second instead of a day, so that one can be retried.
+    let wharf = Wharf::start_with(StartOptions {
+        extra_args: vec!["--webhook-retry-period".into(), "1".into()],
+        ..StartOptions::default()
+    })
+    .await;
     let (username, password) = wharf
         .create_user("/dave", json!({"description": "Dave"}))
         .await;
@@ -596,7 +601,72 @@ async fn webhook_created_and_deliveries_listed() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     browser.screenshot("11-events").await;
+
+    // A webhook whose receiver is down: its delivery dies, and Retry sends it again once the
+    // receiver is up.
+    let late_port = free_port();
+    browser.goto("/ui/webhooks").await;
+    browser
+        .fill("#url", &format!("http://127.0.0.1:{late_port}/hook"))
+        .await;
+    browser.click("#create-webhook").await;
+    browser.click("#to-webhook").await;
+    let webhook_page = browser.path().await;
+    write_file(local.path(), "third.csv", b"id\n3\n");
+    let out = sftp_batch(
+        wharf.sftp_port,
+        &username,
+        Auth::Password(&password),
+        local.path(),
+        "put third.csv\n",
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let dead = "#deliveries tr.delivery[data-state=dead]";
+    wait_for_row(&browser, dead, "a dead delivery").await;
+    let row = browser.text(dead).await;
+    assert!(row.contains("no answer"), "{row}");
+    browser.screenshot("12-dead-delivery").await;
+    let late = Received::default();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", late_port))
+        .await
+        .unwrap();
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(receive))
+        .with_state(late.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    browser.click(&format!("{dead} button")).await;
+    assert!(browser.text("#notice").await.contains("pending again"));
+    assert_eq!(
+        browser.path().await.split('?').next(),
+        webhook_page.split('?').next()
+    );
+    wait_for_row(
+        &browser,
+        "#deliveries tr.delivery[data-state=succeeded]",
+        "the retried delivery succeeding",
+    )
+    .await;
+    let body: Value = serde_json::from_slice(&late.0.lock().unwrap()[0].1).unwrap();
+    assert_eq!(body["data"]["key"], "dave/third.csv");
     browser.close().await;
+}
+
+/// Reloads the page until `css` matches (30 s at most).
+async fn wait_for_row(browser: &Browser, css: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        browser.client.refresh().await.expect("reload");
+        if browser.client.find(Locator::Css(css)).await.is_ok() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "waited 30 s for {what}:\n{}",
+            browser.main_text().await
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Without a browser: a change needs the session's CSRF token, and cross-site posts are

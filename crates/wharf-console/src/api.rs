@@ -188,12 +188,40 @@ fn problem_response(status: StatusCode, title: &str, detail: &str) -> Response {
     response
 }
 
+/// Everything but RFC 3986's unreserved characters is encoded.
+const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// A path segment or query value, percent-encoded for a URI.
 pub(crate) fn enc(text: &str) -> String {
-    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+    percent_encoding::utf8_percent_encode(text, COMPONENT).to_string()
 }
 
 /// A bucket key for the objects API path: each segment encoded, the `/` between them kept.
+/// `.` and `..` segments are encoded too, so that nothing along the way resolves them.
 pub(crate) fn enc_key(key: &str) -> String {
-    key.split('/').map(enc).collect::<Vec<_>>().join("/")
+    key.split('/')
+        .map(|segment| match segment {
+            "." => "%2E".to_owned(),
+            ".." => "%2E%2E".to_owned(),
+            other => enc(other),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoding() {
+        assert_eq!(enc("wh_01a-b.c~d"), "wh_01a-b.c~d");
+        assert_eq!(enc("a b/c?d&e"), "a%20b%2Fc%3Fd%26e");
+        assert_eq!(enc_key("alice/in/x 1.edi"), "alice/in/x%201.edi");
+        assert_eq!(enc_key("a/../b/./c"), "a/%2E%2E/b/%2E/c");
+    }
 }

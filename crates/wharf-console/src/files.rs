@@ -519,7 +519,7 @@ mod tests {
         assert_eq!(upload_name("dir/a.txt"), "a.txt");
         assert_eq!(
             content_disposition("résumé \"x\".pdf"),
-            "attachment; filename=\"r_sum_ _x_.pdf\"; filename*=UTF-8''r%C3%A9sum%C3%A9%20%22x%22%2Epdf"
+            "attachment; filename=\"r_sum_ _x_.pdf\"; filename*=UTF-8''r%C3%A9sum%C3%A9%20%22x%22.pdf"
         );
     }
 }

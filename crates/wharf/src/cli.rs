@@ -72,12 +72,26 @@ pub struct ControlPlaneOptions {
     /// Storage of the default bucket [default: file://<data-dir>/buckets]; s3://, gs://, az://.
     #[arg(long, env = "WHARF_BUCKET_URL")]
     pub bucket_url: Option<String>,
-    /// Address of the REST API (and, later, the web console).
+    /// Address of the REST API and of the web console (`/ui`).
     #[arg(long, env = "WHARF_API_ADDR", default_value = "127.0.0.1:8080")]
     pub api_addr: SocketAddr,
     /// Host name partners connect to, shown in user details and connection hints.
     #[arg(long, env = "WHARF_PUBLIC_HOST", default_value = "localhost")]
     pub public_host: String,
+    /// Seconds a failed webhook delivery keeps being retried (with exponential backoff from
+    /// 5 s up to hourly) before it is marked dead; `POST …/retry` sends a dead one again.
+    #[arg(long, env = "WHARF_WEBHOOK_RETRY_PERIOD", default_value_t = 24 * 60 * 60,
+        value_parser = clap::value_parser!(u64).range(1..=30 * 24 * 60 * 60))]
+    pub webhook_retry_period: u64,
+    /// Seconds one webhook delivery attempt may take (connect, send, answer).
+    #[arg(long, env = "WHARF_WEBHOOK_TIMEOUT", default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub webhook_timeout: u64,
+    /// Refuse webhook URLs that point at loopback, private, link-local or other internal
+    /// addresses (checked when a webhook is saved and on every delivery). Turn it on when the
+    /// people who create webhooks must not reach your internal network.
+    #[arg(long, env = "WHARF_WEBHOOK_DENY_PRIVATE_TARGETS")]
+    pub webhook_deny_private_targets: bool,
 }
 
 #[derive(Args, Clone)]

@@ -59,7 +59,11 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let stores = Arc::new(StoreCache::new());
     let login = control.login_provider();
     let events = control.event_sink();
-    let api_task = tokio::spawn(serve_api(api, wharf_console::with_console(control.router()), stop_rx.clone()));
+    let api_task = tokio::spawn(serve_api(
+        api,
+        wharf_console::with_console(control.router()),
+        stop_rx.clone(),
+    ));
     let sftp_task = tokio::spawn(serve_sftp(
         sftp,
         SftpConfig {
@@ -118,7 +122,11 @@ pub async fn control_plane(args: ControlPlaneArgs) -> Result<()> {
         api.local_addr()?
     );
     let (stop_tx, stop_rx) = watch::channel(false);
-    let api_task = tokio::spawn(serve_api(api, wharf_console::with_console(control.router()), stop_rx));
+    let api_task = tokio::spawn(serve_api(
+        api,
+        wharf_console::with_console(control.router()),
+        stop_rx,
+    ));
     wait_for_signal().await;
     let _ = stop_tx.send(true);
     api_task.await??;
@@ -356,7 +364,16 @@ async fn open_control_plane(
         gateway_token,
         host_keys,
     };
-    let control = ControlPlane::open(config)
+    let control_options = wharf_control::ControlPlaneOptions {
+        deny_private_webhook_targets: options.webhook_deny_private_targets,
+        webhook_timeout: Duration::from_secs(options.webhook_timeout),
+        retry: wharf_control::RetrySchedule {
+            give_up_after: Duration::from_secs(options.webhook_retry_period),
+            ..wharf_control::RetrySchedule::default()
+        },
+        ..wharf_control::ControlPlaneOptions::default()
+    };
+    let control = ControlPlane::open_with(config, control_options)
         .await
         .context("cannot open the control plane's database")?;
     let env_key = std::env::var("WHARF_ADMIN_API_KEY").ok();
