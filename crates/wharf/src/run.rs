@@ -52,6 +52,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         "  API:        http://{}  (docs at /docs)",
         api.local_addr()?
     );
+    println!("  Console:    http://{}/ui", api.local_addr()?);
     println!("  SFTP:       {}", sftp.local_addr()?);
     print_ftps(&ftps, &args.ftps)?;
 
@@ -121,6 +122,7 @@ pub async fn control_plane(args: ControlPlaneArgs) -> Result<()> {
         "  API:        http://{}  (docs at /docs)",
         api.local_addr()?
     );
+    println!("  Console:    http://{}/ui", api.local_addr()?);
     let (stop_tx, stop_rx) = watch::channel(false);
     let api_task = tokio::spawn(serve_api(
         api,
