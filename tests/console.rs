@@ -138,8 +138,27 @@ impl Browser {
         self.find(css).await.click().await.expect("click");
     }
 
-    /// Clicks a button whose form asks "are you sure?" and says yes.
+    /// Clicks a link or submit button and waits until the next page replaced this one, so
+    /// that nothing is read from the old page.
+    async fn click_nav(&self, css: &str) {
+        let old = self.client.find(Locator::Css("html")).await.expect("page");
+        self.click(css).await;
+        self.wait_replaced(old, css).await;
+    }
+
+    async fn wait_replaced(&self, old: fantoccini::elements::Element, after: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while old.tag_name().await.is_ok() {
+            assert!(Instant::now() < deadline, "no new page after {after}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The new page's document is there once its body is.
+        self.find("body").await;
+    }
+
+    /// Clicks a button whose form asks "are you sure?", says yes, and waits for the next page.
     async fn click_and_confirm(&self, css: &str) {
+        let old = self.client.find(Locator::Css("html")).await.expect("page");
         self.click(css).await;
         let deadline = Instant::now() + Duration::from_secs(5);
         while self.client.accept_alert().await.is_err() {
@@ -149,6 +168,7 @@ impl Browser {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        self.wait_replaced(old, css).await;
     }
 
     async fn value(&self, css: &str) -> String {
@@ -185,7 +205,7 @@ impl Browser {
             self.path().await
         );
         self.fill("#apiKey", ADMIN_KEY).await;
-        self.click("#sign-in").await;
+        self.click_nav("#sign-in").await;
         self.find("#new-user").await;
         assert_eq!(self.path().await, "/ui/users");
     }
@@ -219,18 +239,18 @@ async fn sign_in_create_user_and_log_in_over_sftp() {
     browser.goto("/ui/sign-in").await;
     browser.screenshot("01-sign-in").await;
     browser.fill("#apiKey", "not-a-key").await;
-    browser.click("#sign-in").await;
+    browser.click_nav("#sign-in").await;
     let error = browser.text("#sign-in-error").await;
     assert!(error.contains("not valid"), "{error}");
     browser.sign_in().await;
     browser.screenshot("02-users-empty").await;
 
     // New user: one short form.
-    browser.click("#new-user").await;
+    browser.click_nav("#new-user").await;
     browser.fill("#description", "Trading partner Alice").await;
     // A relative home comes back with the API's message next to the field.
     browser.fill("#homeDirectory", "alice").await;
-    browser.click("#create-user").await;
+    browser.click_nav("#create-user").await;
     let message = browser.text("#homeDirectory-error").await;
     assert!(!message.is_empty());
     assert_eq!(
@@ -247,7 +267,7 @@ async fn sign_in_create_user_and_log_in_over_sftp() {
     assert_eq!(browser.value("#description").await, "Trading partner Alice");
     browser.screenshot("03-new-user-error").await;
     browser.fill("#homeDirectory", "/alice").await;
-    browser.click("#create-user").await;
+    browser.click_nav("#create-user").await;
 
     // The result page: username, password (once), host, ports, fingerprints, commands.
     let username = browser.value("#username").await;
@@ -304,7 +324,7 @@ async fn sign_in_create_user_and_log_in_over_sftp() {
 
     // Sign out: the console asks for a key again.
     browser.goto("/ui/users").await;
-    browser.click("#sign-out").await;
+    browser.click_nav("#sign-out").await;
     browser.find("#apiKey").await;
     browser.goto("/ui/users").await;
     assert!(browser.path().await.starts_with("/ui/sign-in"));
@@ -336,10 +356,10 @@ async fn reset_password_keys_disable_and_delete() {
     let (key_path, public_key) = keygen(keys.path(), "bob-key");
     browser.goto(&format!("/ui/users/{username}")).await;
     browser.fill("#publicKey", "ssh-ed25519 garbage").await;
-    browser.click("#add-key button[type=submit]").await;
+    browser.click_nav("#add-key button[type=submit]").await;
     assert!(!browser.text("#publicKey-error").await.is_empty());
     browser.fill("#publicKey", &public_key).await;
-    browser.click("#add-key button[type=submit]").await;
+    browser.click_nav("#add-key button[type=submit]").await;
     assert!(browser.text("#notice").await.contains("public keys"));
     assert!(browser.main_text().await.contains("bob-key"));
     let dir = tempfile::tempdir().unwrap();
@@ -355,7 +375,7 @@ async fn reset_password_keys_disable_and_delete() {
 
     // Disable: the password no longer logs in; enable again: it does.
     browser.click("#disabled").await;
-    browser.click("#save-user").await;
+    browser.click_nav("#save-user").await;
     assert!(browser.text("#notice").await.contains("Saved"));
     let (_, user) = wharf
         .api(Method::GET, &format!("/v1/users/{username}"), None)
@@ -363,14 +383,14 @@ async fn reset_password_keys_disable_and_delete() {
     assert_eq!(user["disabled"], true);
     assert!(!sftp_login_works(&wharf, &username, &new_password).await);
     browser.click("#disabled").await;
-    browser.click("#save-user").await;
+    browser.click_nav("#save-user").await;
     browser.find("#notice").await;
     assert!(sftp_login_works(&wharf, &username, &new_password).await);
 
     // Delete, after a confirmation page.
-    browser.click("#delete-user").await;
+    browser.click_nav("#delete-user").await;
     browser.screenshot("07-delete-user").await;
-    browser.click("#confirm-delete").await;
+    browser.click_nav("#confirm-delete").await;
     assert!(browser.text("#notice").await.contains("Deleted user"));
     let (status, _) = wharf
         .api(Method::GET, &format!("/v1/users/{username}"), None)
@@ -389,7 +409,7 @@ async fn upload_in_the_browser_and_download_over_sftp() {
     let browser = Browser::start(&wharf).await;
     browser.sign_in().await;
     browser.goto(&format!("/ui/users/{username}")).await;
-    browser.click("#browse-files").await;
+    browser.click_nav("#browse-files").await;
     browser.find("#upload-form").await;
     assert!(
         browser.path().await.contains("path=carol"),
@@ -399,9 +419,9 @@ async fn upload_in_the_browser_and_download_over_sftp() {
 
     // A folder, then a 3 MiB file uploaded into it (more than any form limit: it streams).
     browser.fill("#folder-name", "inbound").await;
-    browser.click("#create-folder").await;
+    browser.click_nav("#create-folder").await;
     assert!(browser.text("#notice").await.contains("inbound"));
-    browser.click("a.folder").await;
+    browser.click_nav("a.folder").await;
     let local = tempfile::tempdir().unwrap();
     let data = random_bytes(3 * 1024 * 1024 + 17);
     write_file(local.path(), "invoice 1.edi", &data);
@@ -410,7 +430,7 @@ async fn upload_in_the_browser_and_download_over_sftp() {
         .send_keys(&local.path().join("invoice 1.edi").display().to_string())
         .await
         .expect("choose file");
-    browser.click("#upload").await;
+    browser.click_nav("#upload").await;
     let notice = browser.text("#notice").await;
     assert!(notice.contains("invoice 1.edi"), "{notice}");
     assert!(browser.text("#files").await.contains("3.0 MiB"));
@@ -521,14 +541,14 @@ async fn webhook_created_and_deliveries_listed() {
     browser.goto("/ui/webhooks").await;
     // A bad URL is refused next to the field.
     browser.fill("#url", "not a url").await;
-    browser.click("#create-webhook").await;
+    browser.click_nav("#create-webhook").await;
     assert!(!browser.text("#url-error").await.is_empty());
     browser.fill("#url", &receiver_url).await;
-    browser.click("#create-webhook").await;
+    browser.click_nav("#create-webhook").await;
     let secret = browser.value("#secret").await;
     assert!(secret.starts_with("whsec_"), "{secret}");
     browser.screenshot("09-webhook-created").await;
-    browser.click("#to-webhook").await;
+    browser.click_nav("#to-webhook").await;
     browser.find("#no-deliveries").await;
 
     // A partner uploads; the delivery shows up with the receiver's status.
@@ -609,8 +629,8 @@ async fn webhook_created_and_deliveries_listed() {
     browser
         .fill("#url", &format!("http://127.0.0.1:{late_port}/hook"))
         .await;
-    browser.click("#create-webhook").await;
-    browser.click("#to-webhook").await;
+    browser.click_nav("#create-webhook").await;
+    browser.click_nav("#to-webhook").await;
     let webhook_page = browser.path().await;
     write_file(local.path(), "third.csv", b"id\n3\n");
     let out = sftp_batch(
@@ -635,7 +655,7 @@ async fn webhook_created_and_deliveries_listed() {
         .route("/hook", axum::routing::post(receive))
         .with_state(late.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    browser.click(&format!("{dead} button")).await;
+    browser.click_nav(&format!("{dead} button")).await;
     assert!(browser.text("#notice").await.contains("pending again"));
     assert_eq!(
         browser.path().await.split('?').next(),
