@@ -305,6 +305,172 @@ async fn cli_fails(wharf: &Wharf, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// `wharf objects …`: files streamed through the objects API by the CLI, seen by a partner over
+/// SFTP, and recorded as events like any upload (`protocol: "api"`).
+#[tokio::test]
+async fn the_cli_moves_files_through_the_objects_api() {
+    let wharf = Wharf::start().await;
+    let work = tempfile::tempdir().unwrap();
+    let data = random_bytes(5 * 1024 * 1024 + 3);
+    write_file(work.path(), "up.bin", &data);
+    let up = work.path().join("up.bin");
+    let up = up.to_str().unwrap();
+
+    // Upload: JSON, then text.
+    let put = cli_json(
+        &wharf,
+        &["objects", "put", "default", "partners/acme/in/up.bin", up],
+    )
+    .await;
+    assert_eq!(put["key"], "partners/acme/in/up.bin");
+    assert_eq!(put["size"], data.len());
+    assert_eq!(put["sha256"], sha256(&data));
+    let out = wharf
+        .cli(&[
+            "objects",
+            "put",
+            "default",
+            "partners/acme/in/second.edi",
+            up,
+        ])
+        .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("Uploaded partners/acme/in/second.edi"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        read_file(&wharf.bucket_dir().join("partners/acme/in"), "up.bin"),
+        data
+    );
+
+    // List: JSON, text, and a limit with the hint to go on.
+    let listed = cli_json(
+        &wharf,
+        &["objects", "list", "default", "--prefix", "partners/acme/in"],
+    )
+    .await;
+    let keys: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        ["partners/acme/in/second.edi", "partners/acme/in/up.bin"],
+        "{listed}"
+    );
+    let out = wharf.cli(&["objects", "list", "default"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout(&out).contains("partners/"), "{}", text(&out));
+    let out = wharf
+        .cli(&[
+            "objects",
+            "list",
+            "default",
+            "--prefix",
+            "partners/acme/in/",
+            "--limit",
+            "1",
+        ])
+        .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout(&out).contains("second.edi"), "{}", text(&out));
+    assert!(!stdout(&out).contains("up.bin"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--page-token"),
+        "{}",
+        text(&out)
+    );
+
+    // Download to a file and to standard output.
+    let target = work.path().join("down.bin");
+    let got = cli_json(
+        &wharf,
+        &[
+            "objects",
+            "get",
+            "default",
+            "partners/acme/in/up.bin",
+            "-o",
+            target.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(got["size"], data.len(), "{got}");
+    assert_eq!(sha256(&std::fs::read(&target).unwrap()), sha256(&data));
+    assert!(!work.path().join("down.bin.part").exists());
+    let out = wharf
+        .cli(&[
+            "objects",
+            "get",
+            "default",
+            "partners/acme/in/second.edi",
+            "-o",
+            "-",
+        ])
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(sha256(&out.stdout), sha256(&data));
+    let stderr = cli_fails(&wharf, &["objects", "get", "default", "partners/nope.edi"]).await;
+    assert!(stderr.contains("404"), "{stderr}");
+
+    // A partner whose home is there sees the files over SFTP.
+    let (acme, acme_pw) = wharf.create_user("/partners/acme", json!({})).await;
+    let out = sftp_batch(
+        wharf.sftp_port,
+        &acme,
+        Auth::Password(&acme_pw),
+        work.path(),
+        "ls -l in\nget in/up.bin sftp.bin\n",
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout(&out).contains("up.bin"), "{}", text(&out));
+    assert_eq!(read_file(work.path(), "sftp.bin"), data);
+
+    // Both uploads are events of the API.
+    let (status, events) = wharf
+        .api(
+            Method::GET,
+            "/v1/events?type=file.created&prefix=partners/",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{events}");
+    let items = events["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{events}");
+    for event in items {
+        assert_eq!(event["data"]["protocol"], "api", "{event}");
+        assert_eq!(event["data"]["username"], "wharf-api", "{event}");
+        assert_eq!(event["data"]["sha256"], sha256(&data), "{event}");
+    }
+
+    // Delete: a file, then a directory that is not empty only with --recursive.
+    let out = wharf
+        .cli(&["objects", "delete", "default", "partners/acme/in/up.bin"])
+        .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let stderr = cli_fails(&wharf, &["objects", "delete", "default", "partners"]).await;
+    assert!(stderr.contains("not empty"), "{stderr}");
+    let out = wharf
+        .cli(&["objects", "mkdir", "default", "partners/bob/out"])
+        .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let out = wharf
+        .cli(&["objects", "delete", "default", "partners", "--recursive"])
+        .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let listed = cli_json(&wharf, &["objects", "list", "default"]).await;
+    assert_eq!(listed["items"], json!([]), "{listed}");
+}
+
 #[tokio::test]
 async fn the_cli_manages_webhooks_and_lists_events() {
     let wharf = Wharf::start().await;

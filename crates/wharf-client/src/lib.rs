@@ -28,16 +28,17 @@
 
 use std::time::Duration;
 
-use futures::Stream;
+use bytes::Bytes;
+use futures::{Stream, TryStream};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 use wharf_core::api::{
-    Bucket, BucketList, CreateBucketRequest, CreateUserRequest, CreateWebhookRequest, CreatedUser,
-    CreatedWebhook, Delivery, DeliveryList, EventList, NewPassword, PasswordOptions, Problem,
-    ResetPasswordRequest, ServerInfo, UpdateUserRequest, UpdateWebhookRequest, User, UserList,
-    Webhook, WebhookList,
+    Bucket, BucketList, BucketObject, CreateBucketRequest, CreateUserRequest, CreateWebhookRequest,
+    CreatedUser, CreatedWebhook, Delivery, DeliveryList, EventList, MAX_OBJECT_PAGE_SIZE,
+    NewPassword, ObjectList, PasswordOptions, Problem, ResetPasswordRequest, ServerInfo,
+    UpdateUserRequest, UpdateWebhookRequest, User, UserList, Webhook, WebhookList,
 };
 use wharf_core::{Event, EventType, LoginError, LoginGrant, LoginProvider, LoginRequest};
 
@@ -56,6 +57,13 @@ pub enum ClientError {
     Api { status: u16, problem: Problem },
     #[error("unexpected response from the Wharf API (HTTP {status}): {body}")]
     Unexpected { status: u16, body: String },
+    /// A local file to upload could not be read.
+    #[error("cannot read {path}: {source}")]
+    File {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 fn describe(problem: &Problem) -> String {
@@ -96,7 +104,7 @@ impl ClientError {
                 Some(*status)
             }
             ClientError::Http(e) => e.status().map(|s| s.as_u16()),
-            ClientError::Url(_) | ClientError::BadId(_) => None,
+            ClientError::Url(_) | ClientError::BadId(_) | ClientError::File { .. } => None,
         }
     }
 }
@@ -105,9 +113,14 @@ impl ClientError {
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
+    /// For object transfers, which may take hours: no overall timeout, only one per read.
+    transfers: reqwest::Client,
     base: Url,
     api_key: Option<String>,
 }
+
+/// How long an object transfer may go without a byte moving before it is given up.
+const TRANSFER_READ_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl Client {
     /// `base_url` like `http://127.0.0.1:8080`; `api_key` sent as `Authorization: Bearer`.
@@ -125,8 +138,14 @@ impl Client {
             .timeout(Duration::from_secs(60))
             .user_agent(concat!("wharf-client/", env!("CARGO_PKG_VERSION")))
             .build()?;
+        let transfers = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(TRANSFER_READ_TIMEOUT)
+            .user_agent(concat!("wharf-client/", env!("CARGO_PKG_VERSION")))
+            .build()?;
         Ok(Client {
             http,
+            transfers,
             base,
             api_key,
         })
@@ -418,6 +437,200 @@ impl Client {
         self.send::<(), _>(Method::GET, url, None).await
     }
 
+    /// One page of the entries directly in the directory `prefix` of a bucket (`""` for its
+    /// root; `alice/in` or `alice/in/`), in the store's key order.
+    pub async fn list_objects_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        page_size: Option<u32>,
+        page_token: Option<&str>,
+    ) -> Result<ObjectList, ClientError> {
+        let mut url = self.path_url(&["v1", "buckets", bucket, "objects"])?;
+        if !prefix.is_empty() {
+            url.query_pairs_mut().append_pair("prefix", prefix);
+        }
+        page_query(&mut url, page_size, page_token);
+        self.send::<(), _>(Method::GET, url, None).await
+    }
+
+    /// Every entry directly in the directory `prefix` (see [`Client::list_objects_page`]),
+    /// page after page, as a stream: a directory of any size in bounded memory.
+    pub fn list_objects<'a>(
+        &'a self,
+        bucket: &'a str,
+        prefix: &'a str,
+    ) -> impl Stream<Item = Result<BucketObject, ClientError>> + 'a {
+        paginate(move |token| async move {
+            let page = self
+                .list_objects_page(bucket, prefix, Some(MAX_OBJECT_PAGE_SIZE), token.as_deref())
+                .await?;
+            Ok((page.items, page.next_page_token))
+        })
+    }
+
+    /// Starts downloading an object: the reply's headers have arrived, the content follows
+    /// through [`ObjectDownload::chunk`] or [`ObjectDownload::into_stream`].
+    pub async fn get_object(&self, bucket: &str, key: &str) -> Result<ObjectDownload, ClientError> {
+        self.get_object_from(bucket, key, 0).await
+    }
+
+    /// Like [`Client::get_object`], from byte `offset` on (to resume a download; `Range:
+    /// bytes=offset-`). [`ObjectDownload::size`] is then the size of the rest.
+    pub async fn get_object_from(
+        &self,
+        bucket: &str,
+        key: &str,
+        offset: u64,
+    ) -> Result<ObjectDownload, ClientError> {
+        let url = self.object_url(bucket, key, false)?;
+        let mut request = self.transfer(Method::GET, url);
+        if offset > 0 {
+            request = request.header(reqwest::header::RANGE, format!("bytes={offset}-"));
+        }
+        let response = check(request.send().await?).await?;
+        Ok(ObjectDownload::new(response))
+    }
+
+    /// Uploads an object from `body` (bytes, a string, a file through
+    /// [`reqwest::Body::wrap_stream`], …). The object is visible once the whole body has
+    /// arrived; a failed upload leaves the previous version. Missing parent directories are
+    /// created. The reply carries the size and SHA-256 the server computed.
+    pub async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: impl Into<reqwest::Body>,
+        content_length: Option<u64>,
+    ) -> Result<BucketObject, ClientError> {
+        let url = self.object_url(bucket, key, false)?;
+        let mut request = self
+            .transfer(Method::PUT, url)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(body);
+        if let Some(length) = content_length {
+            request = request.header(reqwest::header::CONTENT_LENGTH, length);
+        }
+        let response = check(request.send().await?).await?;
+        Ok(response.json().await?)
+    }
+
+    /// Uploads an object from a stream of chunks (see [`Client::put_object`]); with
+    /// `content_length` the server can tell a cut stream from a complete one even if the
+    /// connection ends cleanly.
+    pub async fn put_object_stream<S>(
+        &self,
+        bucket: &str,
+        key: &str,
+        chunks: S,
+        content_length: Option<u64>,
+    ) -> Result<BucketObject, ClientError>
+    where
+        S: TryStream + Send + 'static,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        Bytes: From<S::Ok>,
+    {
+        self.put_object(
+            bucket,
+            key,
+            reqwest::Body::wrap_stream(chunks),
+            content_length,
+        )
+        .await
+    }
+
+    /// Uploads the file at `path`, streamed from disk.
+    pub async fn put_object_file(
+        &self,
+        bucket: &str,
+        key: &str,
+        path: &std::path::Path,
+    ) -> Result<BucketObject, ClientError> {
+        use tokio::io::AsyncReadExt;
+        let file_error = |source| ClientError::File {
+            path: path.to_owned(),
+            source,
+        };
+        let file = tokio::fs::File::open(path).await.map_err(file_error)?;
+        let length = file.metadata().await.map_err(file_error)?.len();
+        let chunks = futures::stream::try_unfold(file, |mut file| async move {
+            let mut buffer = bytes::BytesMut::with_capacity(FILE_CHUNK);
+            while buffer.len() < FILE_CHUNK {
+                if file.read_buf(&mut buffer).await? == 0 {
+                    break;
+                }
+            }
+            if buffer.is_empty() {
+                return Ok::<_, std::io::Error>(None);
+            }
+            Ok(Some((buffer.freeze(), file)))
+        });
+        self.put_object_stream(bucket, key, chunks, Some(length))
+            .await
+    }
+
+    /// Creates the directory `key` (and its parents); succeeds if it exists.
+    pub async fn create_directory(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<BucketObject, ClientError> {
+        let url = self.object_url(bucket, key, true)?;
+        let response = check(self.transfer(Method::PUT, url).send().await?).await?;
+        Ok(response.json().await?)
+    }
+
+    /// Deletes a file, or an empty directory.
+    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<(), ClientError> {
+        self.delete_objects(bucket, key, false).await
+    }
+
+    /// Deletes a file or a directory; with `recursive` a directory goes with everything in it
+    /// (at most 10,000 entries).
+    pub async fn delete_objects(
+        &self,
+        bucket: &str,
+        key: &str,
+        recursive: bool,
+    ) -> Result<(), ClientError> {
+        let mut url = self.object_url(bucket, key, false)?;
+        if recursive {
+            url.query_pairs_mut().append_pair("recursive", "true");
+        }
+        self.request::<()>(Method::DELETE, url, None).await?;
+        Ok(())
+    }
+
+    /// `…/v1/buckets/{bucket}/objects/{key}`, each segment of the key percent-encoded. Keys
+    /// with empty, `.` or `..` segments are refused here: the URL parser would fold them and
+    /// name another resource.
+    fn object_url(&self, bucket: &str, key: &str, directory: bool) -> Result<Url, ClientError> {
+        let key = key.trim_end_matches('/');
+        let segments: Vec<&str> = key.split('/').collect();
+        if segments.iter().any(|s| matches!(*s, "" | "." | "..")) {
+            return Err(ClientError::BadId(key.to_owned()));
+        }
+        let mut url = self.path_url(&["v1", "buckets", bucket, "objects"])?;
+        {
+            let mut path = url
+                .path_segments_mut()
+                .map_err(|_| ClientError::Url(key.into()))?;
+            path.extend(segments);
+            if directory {
+                path.push("");
+            }
+        }
+        Ok(url)
+    }
+
+    fn transfer(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
+        let request = self.transfers.request(method, url);
+        match &self.api_key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        }
+    }
+
     /// The base URL plus these path segments, each percent-encoded (so a hostile id cannot
     /// change the path).
     fn path_url(&self, segments: &[&str]) -> Result<Url, ClientError> {
@@ -446,6 +659,52 @@ impl Client {
             }
         }
         Ok(url)
+    }
+}
+
+/// Bytes read from a file per chunk of an upload.
+const FILE_CHUNK: usize = 256 * 1024;
+
+/// An object being downloaded ([`Client::get_object`]).
+pub struct ObjectDownload {
+    response: reqwest::Response,
+}
+
+impl ObjectDownload {
+    fn new(response: reqwest::Response) -> Self {
+        ObjectDownload { response }
+    }
+
+    /// Bytes that follow (`Content-Length`): the object's size, or the rest of it from the
+    /// offset asked for.
+    pub fn size(&self) -> Option<u64> {
+        self.header(reqwest::header::CONTENT_LENGTH)
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// The version's entity tag (`ETag`), to check a resumed download is of the same version.
+    pub fn e_tag(&self) -> Option<&str> {
+        self.header(reqwest::header::ETAG)
+    }
+
+    /// `Last-Modified`, as the server sent it (an HTTP date).
+    pub fn last_modified(&self) -> Option<&str> {
+        self.header(reqwest::header::LAST_MODIFIED)
+    }
+
+    fn header(&self, name: reqwest::header::HeaderName) -> Option<&str> {
+        self.response.headers().get(name)?.to_str().ok()
+    }
+
+    /// The next piece of the content; `None` at its end. A connection cut short is an error.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, ClientError> {
+        Ok(self.response.chunk().await?)
+    }
+
+    /// The content as a stream of pieces.
+    pub fn into_stream(self) -> impl Stream<Item = Result<Bytes, ClientError>> {
+        use futures::TryStreamExt;
+        self.response.bytes_stream().map_err(ClientError::from)
     }
 }
 
@@ -835,6 +1094,41 @@ mod tests {
                 "GET /v1/webhooks/wh_1%2F..%2F..%2Fusers",
                 "POST /v1/webhooks/wh_1/deliveries/dlv_2%3Fx=1/retry",
                 "GET /v1/webhooks?pageSize=100",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn object_keys_keep_their_slashes_and_nothing_else() {
+        let (client, seen) = start().await;
+        let err = client
+            .get_object("default", "alice/in/x #1?.edi")
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(err.status(), Some(404));
+        let _ = client.delete_objects("default", "alice/in/", true).await;
+        let _ = client.create_directory("default", "alice/new").await;
+        let _ = client
+            .list_objects_page("default", "alice/in box", Some(10), None)
+            .await;
+        for bad in ["../users", "a//b", "a/./b", "", "/"] {
+            assert!(
+                matches!(
+                    client.get_object("default", bad).await,
+                    Err(ClientError::BadId(_))
+                ),
+                "{bad}"
+            );
+        }
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(
+            seen,
+            [
+                "GET /v1/buckets/default/objects/alice/in/x%20%231%3F.edi",
+                "DELETE /v1/buckets/default/objects/alice/in?recursive=true",
+                "PUT /v1/buckets/default/objects/alice/new/",
+                "GET /v1/buckets/default/objects?prefix=alice%2Fin+box&pageSize=10",
             ]
         );
     }

@@ -8,8 +8,12 @@ use utoipa::ToSchema;
 
 use crate::{BucketName, HomeDirectory, Permissions, Username};
 
+mod objects;
 mod webhooks;
 
+pub use objects::{
+    BucketObject, DEFAULT_OBJECT_PAGE_SIZE, MAX_OBJECT_PAGE_SIZE, ObjectKind, ObjectList,
+};
 pub use webhooks::{
     CreateWebhookRequest, CreatedWebhook, Delivery, DeliveryAttempt, DeliveryList, DeliveryState,
     EventList, UpdateWebhookRequest, Webhook, WebhookFilter, WebhookList,

@@ -37,8 +37,8 @@ pub use transfer::{
     REORDER_WINDOW, Upload, UploadSummary, part_size,
 };
 pub use vfs::{
-    CreateOptions, Entry, EntryKind, Listing, MAX_DIRECTORY_RENAME_OBJECTS, SessionIdentity, Vfs,
-    WriteMode,
+    CreateOptions, DirectoryPage, Entry, EntryKind, Listing, MAX_DIRECTORY_RENAME_OBJECTS,
+    SessionIdentity, Vfs, WriteMode,
 };
 
 /// Name of the hidden object that marks a directory on stores that have no directories.

@@ -370,12 +370,16 @@ pub struct ListPager {
 
 impl ListPager {
     /// One page of the entries directly under `dir` (a bucket key; the root for ""): objects
-    /// and sub-prefixes, with keys relative to the bucket root.
+    /// and sub-prefixes, with keys relative to the bucket root. With `start_after` (a string
+    /// relative to `dir`, e.g. the last name of a previous listing), only keys after
+    /// `dir/start_after` in the store's order are listed (S3 and GCS `start-after`, Azure
+    /// `startFrom`).
     pub(crate) async fn page(
         &self,
         dir: &Path,
         page_token: Option<String>,
         max_keys: usize,
+        start_after: Option<&str>,
     ) -> Result<(object_store::ListResult, Option<String>), object_store::Error> {
         let full = Path::from_iter(self.root.parts().chain(dir.parts()));
         let prefix = if full.is_root() {
@@ -387,6 +391,7 @@ impl ListPager {
             delimiter: Some(Cow::Borrowed(object_store::path::DELIMITER)),
             max_keys: Some(max_keys),
             page_token,
+            offset: start_after.map(|after| format!("{prefix}{after}")),
             ..Default::default()
         };
         let page = self

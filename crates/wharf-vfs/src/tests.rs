@@ -24,8 +24,8 @@ use tempfile::TempDir;
 use wharf_core::{BucketName, BucketStorage, HomeDirectory, Permissions, Protocol, Username};
 
 use crate::{
-    CreateOptions, EntryKind, PART_SIZE, REORDER_WINDOW, SessionIdentity, StoreCache, Upload,
-    UploadSummary, Vfs, VfsError, VirtualPath, WriteMode, create_home, open_bucket,
+    CreateOptions, Entry, EntryKind, PART_SIZE, REORDER_WINDOW, SessionIdentity, StoreCache,
+    Upload, UploadSummary, Vfs, VfsError, VirtualPath, WriteMode, create_home, open_bucket,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1976,6 +1976,115 @@ async fn local_directories_are_listed_from_disk_in_pages() {
             .unwrap()
             .is_none()
     );
+}
+
+/// Every entry of `path` through [`Vfs::list_from`] pages of `max`: (entries, pages).
+async fn list_all_from(vfs: &Vfs, path: &str, max: usize) -> (Vec<Entry>, usize) {
+    let mut cursor: Option<String> = None;
+    let mut entries = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = vfs
+            .list_from(&p(path), cursor.as_deref(), max)
+            .await
+            .unwrap();
+        assert!(page.entries.len() <= max, "page of {}", page.entries.len());
+        pages += 1;
+        entries.extend(page.entries);
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+        assert!(pages < 10_000, "the listing does not end");
+    }
+    (entries, pages)
+}
+
+#[tokio::test]
+async fn directories_are_listed_from_a_cursor_in_a_stable_order() {
+    let dir = TempDir::new().unwrap();
+    let cache = StoreCache::with_orphan_age(None);
+    let local = cache
+        .bucket(&storage(&format!("file://{}", dir.path().display())))
+        .unwrap();
+    let memory = Fixture::memory();
+    for vfs in [
+        vfs_on_bucket(&local),
+        memory.vfs("/", Permissions::ReadWrite),
+    ] {
+        vfs.mkdir(&p("/big")).await.unwrap();
+        vfs.mkdir(&p("/big/sub")).await.unwrap();
+        vfs.mkdir(&p("/big/sub-")).await.unwrap();
+        vfs.mkdir(&p("/big/empty")).await.unwrap();
+        vfs.mkdir(&p("/big/empty/deeper")).await.unwrap();
+        upload(&vfs, "/big/sub/inside", b"in", 1024).await;
+        upload(&vfs, "/big/odd name #1 %.txt", b"odd", 1024).await;
+        for i in 0..250 {
+            upload(&vfs, &format!("/big/f-{i:03}"), b"12345", 1024).await;
+        }
+        let expected = 250 + 4;
+        for max in [1, 7, 100, 1000] {
+            let (entries, pages) = list_all_from(&vfs, "/big", max).await;
+            let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+            assert_eq!(names.len(), expected, "max {max}: {names:?}");
+            let mut unique = names.clone();
+            unique.sort();
+            unique.dedup();
+            assert_eq!(unique.len(), expected, "max {max}: duplicates");
+            assert_eq!(pages, expected.div_ceil(max), "max {max}");
+            // The same order whatever the page size.
+            let (again, _) = list_all_from(&vfs, "/big", 1000).await;
+            assert_eq!(entries, again);
+        }
+        let (entries, _) = list_all_from(&vfs, "/big", 100).await;
+        let sub = entries.iter().find(|e| e.name == "sub").unwrap();
+        assert_eq!(sub.kind, EntryKind::Directory);
+        let f = entries.iter().find(|e| e.name == "f-249").unwrap();
+        assert_eq!((f.kind, f.size), (EntryKind::File, 5));
+        assert!(f.modified.is_some());
+        // Entries added behind the cursor are not returned again; ahead of it they are.
+        let first = vfs.list_from(&p("/big"), None, 10).await.unwrap();
+        upload(&vfs, "/big/a-new", b"x", 1024).await;
+        upload(&vfs, "/big/z-new", b"x", 1024).await;
+        let mut rest = Vec::new();
+        let mut cursor = first.next.clone();
+        while let Some(c) = cursor {
+            let page = vfs.list_from(&p("/big"), Some(&c), 50).await.unwrap();
+            rest.extend(page.entries.into_iter().map(|e| e.name));
+            cursor = page.next;
+        }
+        assert!(rest.contains(&"z-new".to_owned()));
+        assert!(!rest.contains(&"a-new".to_owned()));
+        assert_eq!(first.entries.len() + rest.len(), expected + 1);
+        // The last page has no cursor; an empty directory is one empty page.
+        let empty = vfs
+            .list_from(&p("/big/empty/deeper"), None, 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            empty,
+            crate::DirectoryPage {
+                entries: vec![],
+                next: None
+            }
+        );
+        assert_err!(
+            vfs.list_from(&p("/missing"), None, 10).await,
+            VfsError::NotFound
+        );
+        assert_err!(
+            vfs.list_from(&p("/big/f-001"), None, 10).await,
+            VfsError::NotADirectory
+        );
+        assert_err!(
+            vfs.list_from(&p("/big"), Some("bad\ncursor"), 10).await,
+            VfsError::InvalidPath(_)
+        );
+        assert_err!(
+            vfs.list_from(&p("/big"), Some(&"x".repeat(5000)), 10).await,
+            VfsError::InvalidPath(_)
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

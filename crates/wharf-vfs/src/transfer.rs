@@ -872,6 +872,7 @@ pub struct Download {
     key: Path,
     size: u64,
     e_tag: Option<String>,
+    last_modified: chrono::DateTime<chrono::Utc>,
     /// File offset of the first byte of `buffer`: where the next sequential read starts.
     position: u64,
     /// Bytes received from the read-ahead and not yet returned.
@@ -971,6 +972,7 @@ impl Download {
             key: meta.location,
             size: meta.size,
             e_tag: meta.e_tag,
+            last_modified: meta.last_modified,
             position: 0,
             buffer: BytesMut::new(),
             ahead: None,
@@ -985,6 +987,17 @@ impl Download {
     /// Size of the file when it was opened.
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// The entity tag of the version being read, as the store reports it (S3 quotes it, local
+    /// disk does not); `None` where the store has none. Every read is pinned to it.
+    pub fn e_tag(&self) -> Option<&str> {
+        self.e_tag.as_deref()
+    }
+
+    /// When the version being read was last modified.
+    pub fn last_modified(&self) -> chrono::DateTime<chrono::Utc> {
+        self.last_modified
     }
 
     /// Up to `len` bytes at `offset`; fewer only at the end of the file, empty at or past it.

@@ -331,6 +331,119 @@ impl Vfs {
         Ok(listing)
     }
 
+    /// Up to `max` entries of a directory in a stable order, starting after `cursor` (the
+    /// [`DirectoryPage::next`] of a previous page; `None` for the first page). For APIs whose
+    /// clients fetch one page per request: each call starts afresh from the cursor, so nothing
+    /// is kept between pages and a page costs memory for `max` entries only, whatever the size
+    /// of the directory.
+    ///
+    /// The order is the store's key order: bytes of the stored (encoded) names, a directory
+    /// sorting as its name followed by `/`. On S3, GCS and Azure a page is one or a few list
+    /// requests that start at the cursor (`start-after`); a local directory is read through on
+    /// every call, keeping the first `max` entries after the cursor (time grows with the
+    /// directory, memory does not); other stores are listed whole.
+    ///
+    /// Entries added or removed between two pages appear or not depending on where they sort;
+    /// none is ever returned twice. A cursor is an opaque string: one that is not from a
+    /// previous page (too long, control characters) is refused with
+    /// [`VfsError::InvalidPath`].
+    pub async fn list_from(
+        &self,
+        path: &VirtualPath,
+        cursor: Option<&str>,
+        max: usize,
+    ) -> Result<DirectoryPage, VfsError> {
+        self.log("list_from", path);
+        if let Some(cursor) = cursor
+            && (cursor.is_empty()
+                || cursor.len() > MAX_CURSOR_BYTES
+                || cursor.chars().any(char::is_control))
+        {
+            return Err(VfsError::InvalidPath(
+                "not a listing cursor from a previous page".into(),
+            ));
+        }
+        let max = max.max(1);
+        let key = self.key(path);
+        let (mut found, more_in_store) = if let Some(root) = &self.inner.local_root {
+            let dir = key
+                .parts()
+                .fold(root.clone(), |dir, part| dir.join(part.as_ref()));
+            match tokio::fs::metadata(&dir).await {
+                Ok(meta) if meta.is_dir() => {}
+                Ok(_) => return Err(VfsError::NotADirectory),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && path.is_root() => {
+                    return Ok(DirectoryPage {
+                        entries: Vec::new(),
+                        next: None,
+                    });
+                }
+                Err(e) => return Err(local_error(e)),
+            }
+            let cursor = cursor.map(str::to_owned);
+            let found = tokio::task::spawn_blocking(move || {
+                local_entries_after(&dir, cursor.as_deref(), max + 1)
+            })
+            .await
+            .map_err(|e| {
+                VfsError::Storage(object_store::Error::Generic {
+                    store: "LocalFileSystem",
+                    source: Box::new(e),
+                })
+            })??;
+            (found, false)
+        } else if let Some(pager) = &self.inner.pager {
+            let mut found = Vec::new();
+            let mut token = None;
+            let mut first = true;
+            loop {
+                // Two more than asked: one tells whether more follow, one may be the directory
+                // the cursor names, which the store lists again.
+                let (result, next) = pager
+                    .page(&key, token.take(), (max + 2).min(LIST_PAGE_KEYS), cursor)
+                    .await
+                    .map_err(VfsError::from)?;
+                let raw = result.objects.len() + result.common_prefixes.len();
+                if first && cursor.is_none() && raw == 0 && !path.is_root() {
+                    return Err(self.not_a_directory_or_missing(&key).await);
+                }
+                first = false;
+                found.extend(
+                    positioned_entries(result)
+                        .filter(|(position, _)| cursor.is_none_or(|c| position.as_str() > c)),
+                );
+                token = next;
+                if token.is_none() || found.len() > max {
+                    break;
+                }
+            }
+            (found, token.is_some())
+        } else {
+            let listing = list_children(self.store(), &key).await?;
+            let raw = listing.objects.len() + listing.common_prefixes.len();
+            if cursor.is_none() && raw == 0 && !path.is_root() {
+                return Err(self.not_a_directory_or_missing(&key).await);
+            }
+            let found = positioned_entries(listing)
+                .filter(|(position, _)| cursor.is_none_or(|c| position.as_str() > c))
+                .collect();
+            (found, false)
+        };
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        found.dedup_by(|a, b| a.0 == b.0);
+        let more = more_in_store || found.len() > max;
+        found.truncate(max);
+        let next = if more {
+            found.last().map(|(position, _)| position.clone())
+        } else {
+            None
+        };
+        Ok(DirectoryPage {
+            entries: found.into_iter().map(|(_, entry)| entry).collect(),
+            next,
+        })
+    }
+
     async fn not_a_directory_or_missing(&self, key: &Path) -> VfsError {
         match head(self.store(), key).await {
             Ok(Some(_)) => VfsError::NotADirectory,
@@ -923,6 +1036,108 @@ fn sort_entries(mut entries: Vec<Entry>) -> Vec<Entry> {
 /// Entries per page fetched from a paged store (the S3 maximum).
 const LIST_PAGE_KEYS: usize = 1000;
 
+/// Longest cursor [`Vfs::list_from`] accepts: a stored name and a `/`. Names made through
+/// Wharf are at most [`crate::MAX_NAME_BYTES`] (three times that percent-encoded); other tools
+/// may store longer ones (S3 keys reach 1024 bytes).
+const MAX_CURSOR_BYTES: usize = 4096;
+
+/// One page of [`Vfs::list_from`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryPage {
+    /// In the store's key order (see [`Vfs::list_from`]).
+    pub entries: Vec<Entry>,
+    /// Where the next page starts (give it to [`Vfs::list_from`]); `None` on the last page.
+    /// Opaque: the position of the last entry in the store's order.
+    pub next: Option<String>,
+}
+
+/// The visible entries of one listing with their positions in the store's key order: the
+/// stored name, followed by `/` for a directory (as its keys sort).
+fn positioned_entries(listing: ListResult) -> impl Iterator<Item = (String, Entry)> {
+    let directories = listing.common_prefixes.into_iter().filter_map(|prefix| {
+        let raw = prefix.filename()?;
+        let name = visible_name(raw)?;
+        Some((format!("{raw}/"), directory_entry(name, None)))
+    });
+    let files = listing.objects.into_iter().filter_map(|meta| {
+        let raw = meta.location.filename()?;
+        let name = visible_name(raw)?;
+        Some((raw.to_owned(), file_entry(name, &meta)))
+    });
+    directories.chain(files)
+}
+
+/// The first `keep` visible entries of the local directory `dir` after `cursor`, in
+/// position order (see [`positioned_entries`]), reading the whole directory but holding only
+/// `keep` entries at a time. Runs on a blocking thread.
+fn local_entries_after(
+    dir: &std::path::Path,
+    cursor: Option<&str>,
+    keep: usize,
+) -> Result<Vec<(String, Entry)>, VfsError> {
+    use std::collections::BinaryHeap;
+    // A max-heap of positions: the largest is dropped whenever more than `keep` are held.
+    let mut best: BinaryHeap<(String, String, bool)> = BinaryHeap::with_capacity(keep + 1);
+    for entry in std::fs::read_dir(dir).map_err(local_error)? {
+        let entry = entry.map_err(local_error)?;
+        let raw = entry.file_name();
+        let Some(raw) = raw.to_str() else {
+            continue;
+        };
+        let Some(name) = visible_name(raw) else {
+            continue;
+        };
+        let is_dir = match entry.file_type() {
+            Ok(t) if t.is_symlink() => match std::fs::metadata(entry.path()) {
+                Ok(meta) => meta.is_dir(),
+                // A dangling link: not listable as a file either.
+                Err(_) => continue,
+            },
+            Ok(t) => t.is_dir(),
+            Err(_) => continue,
+        };
+        let position = if is_dir {
+            format!("{raw}/")
+        } else {
+            raw.to_owned()
+        };
+        if cursor.is_some_and(|c| position.as_str() <= c) {
+            continue;
+        }
+        if best.len() == keep
+            && best
+                .peek()
+                .is_some_and(|(largest, _, _)| position >= *largest)
+        {
+            continue;
+        }
+        best.push((position, name, is_dir));
+        if best.len() > keep {
+            best.pop();
+        }
+    }
+    let mut entries = Vec::with_capacity(best.len());
+    for (position, name, is_dir) in best.into_sorted_vec() {
+        let raw = position.strip_suffix('/').unwrap_or(&position);
+        let Ok(meta) = std::fs::metadata(dir.join(raw)) else {
+            // Deleted meanwhile.
+            continue;
+        };
+        let entry = if is_dir {
+            directory_entry(name, None)
+        } else {
+            Entry {
+                name,
+                kind: EntryKind::File,
+                size: meta.len(),
+                modified: meta.modified().ok().map(DateTime::<Utc>::from),
+            }
+        };
+        entries.push((position, entry));
+    }
+    Ok(entries)
+}
+
 /// A directory being listed. On stores with a [`ListPager`] (S3, GCS, Azure) each page is one
 /// request of at most [`LIST_PAGE_KEYS`] keys, fetched when the previous one has been
 /// consumed, so memory stays bounded whatever the directory's size. A local-disk bucket's
@@ -1075,7 +1290,7 @@ impl Listing {
             ListingSource::Done => return Ok(0),
         };
         let (result, next) = pager
-            .page(dir, token.take(), LIST_PAGE_KEYS)
+            .page(dir, token.take(), LIST_PAGE_KEYS, None)
             .await
             .map_err(VfsError::from)?;
         let raw = result.objects.len() + result.common_prefixes.len();

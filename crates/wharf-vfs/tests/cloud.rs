@@ -49,6 +49,7 @@ on_real_stores!(
     homes_are_isolated,
     bucket_check_reports_what_is_wrong,
     large_directories_list_in_pages,
+    directories_are_listed_from_a_cursor,
     uploads_of_a_crashed_gateway_are_swept,
 );
 
@@ -667,6 +668,77 @@ async fn large_directories_list_in_pages(fx: Fixture) {
         vfs.list_pages(&wharf_vfs::VirtualPath::parse("/big/f-00001").unwrap())
             .await,
         Err(VfsError::NotADirectory)
+    ));
+}
+
+/// `list_from` pages of any size, each starting at the cursor of the previous one (the store's
+/// `start-after`): every entry exactly once, in one order whatever the page size, directories
+/// (whose keys the store lists again after their cursor) included.
+async fn directories_are_listed_from_a_cursor(fx: Fixture) {
+    use futures::StreamExt;
+    let bucket = wharf_vfs::StoreCache::new()
+        .bucket(&fx.storage)
+        .expect("open");
+    let store = bucket.store.clone();
+    let vfs = vfs_on(store.clone(), "/", Permissions::ReadWrite).with_list_pager(bucket.pager);
+    let dir = wharf_vfs::VirtualPath::parse("/big").unwrap();
+    vfs.mkdir(&dir).await.unwrap();
+    const FILES: usize = 1205;
+    let mut keys: Vec<Path> = (0..FILES)
+        .map(|i| Path::from(format!("big/f-{i:05}")))
+        .collect();
+    // Directories with several keys each, one sorting right after a file it starts with.
+    for d in ["dir-a", "f-00007.d", "sub", "sub-"] {
+        for i in 0..3 {
+            keys.push(Path::from(format!("big/{d}/inside-{i}")));
+        }
+    }
+    futures::stream::iter(keys)
+        .map(|key| {
+            let store = store.clone();
+            async move { store.put(&key, Bytes::from_static(b"x").into()).await }
+        })
+        .buffer_unordered(32)
+        .for_each(|r| async move {
+            r.expect("put");
+        })
+        .await;
+    let expected = FILES + 4;
+    let mut orders = Vec::new();
+    for max in [1000, 100, 7] {
+        let mut cursor: Option<String> = None;
+        let mut names = Vec::new();
+        loop {
+            let page = vfs
+                .list_from(&dir, cursor.as_deref(), max)
+                .await
+                .unwrap_or_else(|e| panic!("{} page of {max}: {e}", fx.name()));
+            assert!(page.entries.len() <= max);
+            names.extend(page.entries.into_iter().map(|e| (e.name, e.kind)));
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(names.len(), expected, "{} max {max}", fx.name());
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            names.len(),
+            "{} max {max}: duplicates",
+            fx.name()
+        );
+        assert!(!names.iter().any(|(n, _)| n == DIRECTORY_MARKER));
+        orders.push(names);
+    }
+    assert_eq!(orders[0], orders[1], "{}", fx.name());
+    assert_eq!(orders[0], orders[2], "{}", fx.name());
+    assert!(matches!(
+        vfs.list_from(&wharf_vfs::VirtualPath::parse("/nope").unwrap(), None, 10)
+            .await,
+        Err(VfsError::NotFound)
     ));
 }
 

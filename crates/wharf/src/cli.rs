@@ -42,6 +42,9 @@ pub enum Command {
     /// List file events: uploads, failed uploads, deletes, renames, new directories.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Files in a bucket: list, download, upload and delete them (streamed, any size).
+    #[command(subcommand)]
+    Objects(ObjectsCommand),
 }
 
 #[derive(Args, Clone)]
@@ -557,5 +560,71 @@ pub enum EventsCommand {
         api: ApiArgs,
         /// The event's id (evt_…).
         id: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ObjectsCommand {
+    /// List the files and directories in one directory of a bucket (not below it).
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The bucket, e.g. default.
+        bucket: String,
+        /// The directory, as a key: alice/in (no leading /) [default: the bucket's root].
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Most entries shown.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+        limit: u32,
+        /// Continue from this nextPageToken (from a previous --json listing).
+        #[arg(long)]
+        page_token: Option<String>,
+    },
+    /// Download a file, streamed to disk.
+    Get {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The bucket, e.g. default.
+        bucket: String,
+        /// The file's key, e.g. alice/in/invoice.edi (no leading /).
+        key: String,
+        /// Where to write it; - for standard output [default: the key's file name in the
+        /// current directory]. Written to FILE.part first, renamed once complete.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Upload a file, streamed from disk; missing parent directories are created. The
+    /// object appears only once complete (a failed upload leaves the previous version).
+    Put {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The bucket, e.g. default.
+        bucket: String,
+        /// The key to write, e.g. alice/in/invoice.edi (no leading /).
+        key: String,
+        /// The local file to upload.
+        file: PathBuf,
+    },
+    /// Create a directory (and its parents).
+    Mkdir {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The bucket, e.g. default.
+        bucket: String,
+        /// The directory's key, e.g. alice/out.
+        key: String,
+    },
+    /// Delete a file, or an empty directory.
+    Delete {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The bucket, e.g. default.
+        bucket: String,
+        /// The key of the file or directory.
+        key: String,
+        /// Delete a directory with everything in it (at most 10,000 entries).
+        #[arg(long)]
+        recursive: bool,
     },
 }

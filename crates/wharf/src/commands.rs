@@ -1,5 +1,5 @@
 //! The CLI commands that talk to the REST API (`wharf users …`, `wharf buckets …`,
-//! `wharf webhooks …`, `wharf events …`).
+//! `wharf webhooks …`, `wharf events …`, `wharf objects …`).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -7,15 +7,19 @@ use std::io::Write;
 use anyhow::{Context, Result};
 use futures::TryStreamExt;
 use serde::Serialize;
+use tokio::io::AsyncWriteExt;
 use wharf_client::{Client, ClientError, EventFilter, MAX_PAGE_SIZE};
 use wharf_core::api::{
-    Bucket, CreateBucketRequest, CreateUserRequest, CreateWebhookRequest, Delivery, DeliveryList,
-    DeliveryState, EventList, PasswordOptions, UpdateUserRequest, UpdateWebhookRequest, User,
-    Webhook, WebhookFilter, WebhookList,
+    Bucket, BucketObject, CreateBucketRequest, CreateUserRequest, CreateWebhookRequest, Delivery,
+    DeliveryList, DeliveryState, EventList, MAX_OBJECT_PAGE_SIZE, ObjectKind, ObjectList,
+    PasswordOptions, UpdateUserRequest, UpdateWebhookRequest, User, Webhook, WebhookFilter,
+    WebhookList,
 };
 use wharf_core::{BucketName, Event, HomeDirectory, Username};
 
-use crate::cli::{ApiArgs, BucketsCommand, EventsCommand, UsersCommand, WebhooksCommand};
+use crate::cli::{
+    ApiArgs, BucketsCommand, EventsCommand, ObjectsCommand, UsersCommand, WebhooksCommand,
+};
 
 fn client(api: &ApiArgs) -> Result<Client> {
     let key = match &api.api_key {
@@ -673,6 +677,189 @@ pub async fn events(command: EventsCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+pub async fn objects(command: ObjectsCommand) -> Result<()> {
+    match command {
+        ObjectsCommand::List {
+            api,
+            bucket,
+            prefix,
+            limit,
+            mut page_token,
+        } => {
+            let client = client(&api)?;
+            let mut items = Vec::new();
+            loop {
+                let size = limit
+                    .saturating_sub(items.len() as u32)
+                    .min(MAX_OBJECT_PAGE_SIZE);
+                if size == 0 {
+                    break;
+                }
+                let page = client
+                    .list_objects_page(&bucket, &prefix, Some(size), page_token.as_deref())
+                    .await?;
+                items.extend(page.items);
+                page_token = page.next_page_token;
+                if page_token.is_none() {
+                    break;
+                }
+            }
+            if api.json {
+                return print_json(&ObjectList {
+                    items,
+                    next_page_token: page_token,
+                });
+            }
+            println!("{:<5} {:>14}  {:<19}  KEY", "TYPE", "SIZE", "MODIFIED");
+            for object in &items {
+                print_object_row(object);
+            }
+            more_hint(
+                page_token.as_deref(),
+                &format!("wharf objects list {bucket} --prefix '{prefix}'"),
+            );
+            Ok(())
+        }
+        ObjectsCommand::Get {
+            api,
+            bucket,
+            key,
+            output,
+        } => {
+            let client = client(&api)?;
+            let mut download = client.get_object(&bucket, &key).await?;
+            let to_stdout = output.as_deref() == Some(std::path::Path::new("-"));
+            let written = if to_stdout {
+                let mut out = tokio::io::stdout();
+                let n = copy_download(&mut download, &mut out).await?;
+                out.flush().await?;
+                n
+            } else {
+                let target = match output {
+                    Some(path) => path,
+                    None => {
+                        let name = key.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+                        anyhow::ensure!(
+                            !name.is_empty() && name != "." && name != "..",
+                            "cannot name a file after key '{key}'; pass -o FILE"
+                        );
+                        std::path::PathBuf::from(name)
+                    }
+                };
+                let mut partial = target.clone().into_os_string();
+                partial.push(".part");
+                let partial = std::path::PathBuf::from(partial);
+                let mut file = tokio::fs::File::create(&partial)
+                    .await
+                    .with_context(|| format!("cannot create {}", partial.display()))?;
+                let copied = copy_download(&mut download, &mut file).await;
+                let finished = match copied {
+                    Ok(n) => file
+                        .sync_all()
+                        .await
+                        .map(|()| n)
+                        .map_err(anyhow::Error::from),
+                    Err(e) => Err(e),
+                };
+                let n = match finished {
+                    Ok(n) => n,
+                    Err(e) => {
+                        let _ = tokio::fs::remove_file(&partial).await;
+                        return Err(e.context(format!("downloading {key} failed")));
+                    }
+                };
+                tokio::fs::rename(&partial, &target)
+                    .await
+                    .with_context(|| format!("cannot rename to {}", target.display()))?;
+                if api.json {
+                    print_json(&serde_json::json!({
+                        "bucketName": bucket,
+                        "key": key,
+                        "size": n,
+                        "file": target,
+                    }))?;
+                } else {
+                    println!("Downloaded {key} ({n} bytes) to {}", target.display());
+                }
+                n
+            };
+            if let Some(expected) = download.size() {
+                anyhow::ensure!(
+                    written == expected,
+                    "the download ended after {written} of {expected} bytes"
+                );
+            }
+            Ok(())
+        }
+        ObjectsCommand::Put {
+            api,
+            bucket,
+            key,
+            file,
+        } => {
+            let object = client(&api)?.put_object_file(&bucket, &key, &file).await?;
+            if api.json {
+                return print_json(&object);
+            }
+            println!(
+                "Uploaded {} ({} bytes, SHA-256 {})",
+                object.key,
+                object.size,
+                object.sha256.as_deref().unwrap_or("-")
+            );
+            Ok(())
+        }
+        ObjectsCommand::Mkdir { api, bucket, key } => {
+            let object = client(&api)?.create_directory(&bucket, &key).await?;
+            if api.json {
+                return print_json(&object);
+            }
+            println!("Directory {}/ is there", object.key);
+            Ok(())
+        }
+        ObjectsCommand::Delete {
+            api,
+            bucket,
+            key,
+            recursive,
+        } => {
+            client(&api)?
+                .delete_objects(&bucket, &key, recursive)
+                .await?;
+            if api.json {
+                return print_json(&serde_json::json!({ "deleted": key }));
+            }
+            println!("Deleted {key}");
+            Ok(())
+        }
+    }
+}
+
+/// Writes the rest of `download` to `out`; returns the bytes written.
+async fn copy_download(
+    download: &mut wharf_client::ObjectDownload,
+    out: &mut (impl tokio::io::AsyncWrite + Unpin),
+) -> Result<u64> {
+    let mut written = 0u64;
+    while let Some(chunk) = download.chunk().await? {
+        out.write_all(&chunk).await?;
+        written += chunk.len() as u64;
+    }
+    Ok(written)
+}
+
+fn print_object_row(object: &BucketObject) {
+    let (kind, size, key) = match object.kind {
+        ObjectKind::Directory => ("dir", "-".to_owned(), format!("{}/", object.key)),
+        ObjectKind::File => ("file", object.size.to_string(), object.key.clone()),
+    };
+    let modified = object
+        .last_modified
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|| "-".to_owned());
+    println!("{kind:<5} {size:>14}  {modified:<19}  {key}");
 }
 
 /// Tells how to see the next page (on stderr, so the table stays clean for scripts).

@@ -77,6 +77,10 @@ fn main() -> ExitCode {
                 init_tracing(None);
                 commands::events(command).await
             }
+            Command::Objects(command) => {
+                init_tracing(None);
+                commands::objects(command).await
+            }
         }
     });
     match result {

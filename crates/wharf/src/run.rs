@@ -417,12 +417,16 @@ async fn serve_api(
     router: axum::Router,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .await
-        .context("the API server failed")
+    // Peer addresses reach the handlers (`clientIp` of objects-API events).
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = stop.wait_for(|s| *s).await;
+    })
+    .await
+    .context("the API server failed")
 }
 
 async fn serve_sftp(

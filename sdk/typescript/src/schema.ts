@@ -203,6 +203,73 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/buckets/{bucketName}/objects": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List objects
+         * @description The files and directories directly in the directory `prefix` (one level, like `ls`), in
+         *     the store's key order, which is stable: pass `nextPageToken` as `pageToken` (with the same
+         *     `prefix`) for the next page. No `nextPageToken` means the last page. Each page is read from
+         *     the store when it is asked for, so directories of any size are listed in bounded memory;
+         *     entries added or removed meanwhile appear or not depending on where they sort, but none
+         *     appears twice.
+         */
+        get: operations["listObjects"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/buckets/{bucketName}/objects/{key}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Download an object
+         * @description Streams the object's content. `Range: bytes=a-b` (also `a-` and `-n`) gets one part of it
+         *     (206; 416 outside the object), so interrupted downloads resume; `If-Range` with the
+         *     `ETag` or `Last-Modified` makes sure the part is of the same version. The download is
+         *     pinned to the version it started on: if the object is replaced meanwhile, the body ends
+         *     early instead of mixing versions.
+         */
+        get: operations["getObject"];
+        /**
+         * Upload an object
+         * @description Streams the request body (any size, any content type) into the object, which becomes
+         *     visible only once the whole body has arrived and been stored: readers never see part of
+         *     it, and a client that disconnects or sends less than its `Content-Length` leaves the
+         *     previous version (or nothing) in place, as does a body that stalls for 5 minutes. Missing
+         *     parent directories are created (as `directory.created` events). The upload is recorded as
+         *     a `file.created` event with its size and SHA-256, with `protocol: "api"` and
+         *     `username: "wharf-api"`.
+         *
+         *     A key ending in `/` with an empty body creates a directory instead (201; 200 if it
+         *     exists).
+         */
+        put: operations["putObject"];
+        post?: never;
+        /**
+         * Delete an object
+         * @description Deletes a file (a `file.deleted` event), or an empty directory. With `recursive=true` a
+         *     directory is deleted with everything in it (each file is a `file.deleted` event).
+         */
+        delete: operations["deleteObject"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/events": {
         parameters: {
             query?: never;
@@ -497,6 +564,36 @@ export interface components {
          * @example default
          */
         BucketName: string;
+        /** @description A file or directory in a bucket. */
+        BucketObject: {
+            /**
+             * @description The bucket key, without a leading `/` (`alice/in/x.edi`); a directory's key has no
+             *     trailing `/` either.
+             * @example alice/in/invoice-42.edi
+             */
+            key: string;
+            kind: components["schemas"]["ObjectKind"];
+            /**
+             * Format: date-time
+             * @description Absent where the store keeps none (a directory that exists only through its contents).
+             */
+            lastModified?: string | null;
+            /**
+             * @description The last segment of the key.
+             * @example invoice-42.edi
+             */
+            name: string;
+            /**
+             * @description Lowercase hex SHA-256 of the content, computed while it streamed in: only in the reply
+             *     to an upload (`PUT`).
+             */
+            sha256?: string | null;
+            /**
+             * Format: int64
+             * @description Bytes; 0 for directories.
+             */
+            size: number;
+        };
         /** @description Where a bucket's objects live: an object_store URL plus options (credentials, endpoint, ...). */
         BucketStorage: {
             name: components["schemas"]["BucketName"];
@@ -719,6 +816,20 @@ export interface components {
         /** @description A newly generated password, shown this once only. */
         NewPassword: {
             password: string;
+        };
+        /**
+         * @description Whether a key names a file or a directory.
+         * @enum {string}
+         */
+        ObjectKind: "file" | "directory";
+        /** @description One page of a directory's entries, in the store's key order. */
+        ObjectList: {
+            items: components["schemas"]["BucketObject"][];
+            /**
+             * @description Pass as `pageToken` (with the same `prefix`) to get the next page; absent on the last
+             *     page.
+             */
+            nextPageToken?: string | null;
         };
         /** @description How to generate a password. */
         PasswordOptions: {
@@ -1392,6 +1503,386 @@ export interface operations {
             };
             /** @description The default bucket, or users still live in it */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listObjects: {
+        parameters: {
+            query?: {
+                /**
+                 * @description The directory to list, as a key (`alice/in` or `alice/in/`); empty (or absent) for the
+                 *     bucket root.
+                 */
+                prefix?: string;
+                /** @description `nextPageToken` of the previous page (of the same `prefix`). */
+                pageToken?: string;
+                /** @description Entries per page, 1 to 1000 (default 100). */
+                pageSize?: number;
+            };
+            header?: never;
+            path: {
+                /** @description The bucket's name */
+                bucketName: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of the directory's entries */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ObjectList"];
+                };
+            };
+            /** @description A bad prefix, pageSize or pageToken (the parameter is named) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or wrong API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such bucket, or no such directory */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The bucket's storage failed; try again */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The bucket's storage cannot be opened */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getObject: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description `bytes=first-last`, `bytes=first-` or `bytes=-suffixLength` */
+                Range?: string | null;
+                /** @description Honour `Range` only if the object still has this `ETag` (or `Last-Modified`) */
+                "If-Range"?: string | null;
+            };
+            path: {
+                /** @description The bucket's name */
+                bucketName: string;
+                /** @description The object's key, e.g. `alice/in/x.edi` (its `/` are path separators; percent-encode anything else that is not allowed in a URL path) */
+                key: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The whole object */
+            200: {
+                headers: {
+                    /** @description `bytes` */
+                    "Accept-Ranges"?: string;
+                    /** @description Bytes in the body */
+                    "Content-Length"?: number;
+                    /** @description The version's entity tag */
+                    ETag?: string;
+                    /** @description When the version was written */
+                    "Last-Modified"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": string;
+                };
+            };
+            /** @description The range asked for */
+            206: {
+                headers: {
+                    /** @description Bytes in the body */
+                    "Content-Length"?: number;
+                    /** @description `bytes first-last/size` */
+                    "Content-Range"?: string;
+                    /** @description The version's entity tag */
+                    ETag?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": string;
+                };
+            };
+            /** @description A bad key, or a directory (the field `key` is named) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or wrong API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such bucket or object */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The range is outside the object (`Content-Range: bytes *\/size`) */
+            416: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The bucket's storage failed; try again */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The bucket's storage cannot be opened */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    putObject: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The bucket's name */
+                bucketName: string;
+                /** @description The object's key, e.g. `alice/in/x.edi`; ending in `/` to create a directory */
+                key: string;
+            };
+            cookie?: never;
+        };
+        /** @description The object's content, streamed; empty for a directory */
+        requestBody: {
+            content: {
+                "application/octet-stream": string;
+            };
+        };
+        responses: {
+            /** @description Replaced (or the directory existed) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BucketObject"];
+                };
+            };
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BucketObject"];
+                };
+            };
+            /** @description A bad key (the field `key` is named), a body for a directory, or a body cut short */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or wrong API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such bucket */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The key is a directory, or a file is where a parent directory should be */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upload cannot be stored (e.g. larger than the store allows) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The bucket's storage failed, or the upload could not be recorded; nothing was changed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The bucket's storage cannot be opened */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    deleteObject: {
+        parameters: {
+            query?: {
+                /**
+                 * @description For a directory: also delete everything in it (at most 10,000 entries; a bigger tree is
+                 *     refused with 422 before anything is deleted). Default `false`: only an empty directory
+                 *     is deleted.
+                 */
+                recursive?: boolean;
+            };
+            header?: never;
+            path: {
+                /** @description The bucket's name */
+                bucketName: string;
+                /** @description The key of a file or a directory (a trailing `/` is allowed for directories) */
+                key: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description A bad key or recursive value (the field is named) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or wrong API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such bucket or object */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A directory that is not empty (without recursive=true) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A recursive delete of more than 10,000 entries */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The bucket's storage failed; try again */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The bucket's storage cannot be opened */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };

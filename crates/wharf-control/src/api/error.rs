@@ -27,6 +27,8 @@ pub enum ApiError {
     Unauthorized(&'static str),
     /// 403: a gateway login that is refused (unknown user, wrong secret, disabled).
     LoginDenied,
+    /// 403: the operation is not allowed (e.g. removing a bucket's root directory).
+    Forbidden(String),
     /// 404.
     NotFound(String),
     /// 405.
@@ -37,6 +39,10 @@ pub enum ApiError {
     PayloadTooLarge,
     /// 415.
     UnsupportedMediaType,
+    /// 416: a `Range` outside an object of `size` bytes.
+    RangeNotSatisfiable { size: u64 },
+    /// 502: the bucket's storage failed the operation; retrying may help.
+    StorageFailed(String),
     /// 503: the bucket's storage could not be used.
     StorageUnavailable(String),
     /// 503: the database (or another dependency) is not answering.
@@ -80,6 +86,7 @@ impl ApiError {
                 "Authentication required",
             ),
             ApiError::LoginDenied => (StatusCode::FORBIDDEN, "login-denied", "Access denied"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -97,6 +104,14 @@ impl ApiError {
                 "unsupported-media-type",
                 "Unsupported media type",
             ),
+            ApiError::RangeNotSatisfiable { .. } => (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range-not-satisfiable",
+                "Range not satisfiable",
+            ),
+            ApiError::StorageFailed(_) => {
+                (StatusCode::BAD_GATEWAY, "storage-failed", "Storage failed")
+            }
             ApiError::StorageUnavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "storage-unavailable",
@@ -134,7 +149,9 @@ impl ApiError {
                 vec![],
             ),
             ApiError::NotFound(detail)
+            | ApiError::Forbidden(detail)
             | ApiError::Conflict(detail)
+            | ApiError::StorageFailed(detail)
             | ApiError::StorageUnavailable(detail)
             | ApiError::ServiceUnavailable(detail) => (Some(detail.clone()), vec![]),
             ApiError::MethodNotAllowed => (
@@ -150,6 +167,12 @@ impl ApiError {
             ),
             ApiError::UnsupportedMediaType => (
                 Some("send the body as JSON, with Content-Type: application/json".to_owned()),
+                vec![],
+            ),
+            ApiError::RangeNotSatisfiable { size } => (
+                Some(format!(
+                    "the range is outside the object, which has {size} bytes"
+                )),
                 vec![],
             ),
             ApiError::Internal => (
@@ -174,6 +197,11 @@ impl IntoResponse for ApiError {
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let ApiError::RangeNotSatisfiable { size } = self
+            && let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}"))
+        {
+            headers.insert(header::CONTENT_RANGE, value);
+        }
         if status == StatusCode::UNAUTHORIZED {
             headers.append(
                 header::WWW_AUTHENTICATE,

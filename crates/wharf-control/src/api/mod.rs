@@ -6,6 +6,7 @@ mod error;
 mod events;
 mod extract;
 mod internal;
+mod objects;
 mod ops;
 mod users;
 mod webhooks;
@@ -75,6 +76,7 @@ pub type SharedState = Arc<AppState>;
     tags(
         (name = "users", description = "Partners' logins: credentials, home directory, permissions."),
         (name = "buckets", description = "Where home directories and files live."),
+        (name = "objects", description = "The files and directories in a bucket: listed, downloaded, uploaded and deleted by streaming, with the same events as SFTP and FTPS."),
         (name = "server", description = "How partners connect."),
         (name = "events", description = "File events: completed and failed uploads, deletes, renames, new directories."),
         (name = "webhooks", description = "Signed deliveries of events (Standard Webhooks), with retries and a delivery log."),
@@ -134,6 +136,7 @@ fn v1_routes() -> OpenApiRouter<SharedState> {
         .routes(routes!(buckets::list_buckets, buckets::create_bucket))
         .routes(routes!(buckets::get_bucket, buckets::delete_bucket))
         .routes(routes!(buckets::server_info))
+        .merge(objects::routes())
         .routes(routes!(events::list_events))
         .routes(routes!(events::get_event))
         .routes(routes!(webhooks::create_webhook, webhooks::list_webhooks))

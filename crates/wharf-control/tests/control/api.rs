@@ -410,7 +410,12 @@ async fn search_users(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(names(&page), ["GLOBEX01"]);
-    let page: Value = app.get("/v1/users?search=inite_h").await.json().await.unwrap();
+    let page: Value = app
+        .get("/v1/users?search=inite_h")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(names(&page), Vec::<String>::new());
     let page: Value = app
         .get("/v1/users?search=h_payroll")

@@ -12,7 +12,7 @@ use wharf_core::{
 use crate::common::{GATEWAY_TOKEN, TestApp, TestDb, expect_problem};
 
 #[path = "../../../wharf-vfs/tests/common/servers.rs"]
-mod servers;
+pub(crate) mod servers;
 
 use servers::{AzuriteServer, S3_SECRET_KEY, S3Server};
 

@@ -141,7 +141,10 @@ pub struct TestApp {
 async fn serve(control: &ControlPlane) -> (String, JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let router = control.router();
+    // With the peer's address, as `wharf serve` runs it (events carry it as `clientIp`).
+    let router = control
+        .router()
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = tokio::spawn(async move {
         axum::serve(listener, router).await.unwrap();
     });

@@ -8,6 +8,7 @@ mod buckets;
 mod common;
 mod events;
 mod max_sessions;
+mod objects;
 mod openapi;
 mod receiver;
 mod store;

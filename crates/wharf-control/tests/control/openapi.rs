@@ -46,6 +46,8 @@ fn openapi_document_describes_the_api() {
         "/v1/buckets",
         "/v1/buckets/{bucketName}",
         "/v1/server",
+        "/v1/buckets/{bucketName}/objects",
+        "/v1/buckets/{bucketName}/objects/{key}",
         "/internal/v1/login",
         "/internal/v1/events",
         "/internal/v1/uploads",
@@ -91,6 +93,9 @@ fn openapi_document_describes_the_api() {
         "BeginUploadRequest",
         "PendingUpload",
         "SettleUploadRequest",
+        "BucketObject",
+        "ObjectList",
+        "ObjectKind",
     ] {
         assert!(
             doc["components"]["schemas"].get(schema).is_some(),
