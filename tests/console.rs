@@ -52,6 +52,9 @@ impl Browser {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            // Its own process group: Chromium's processes are killed with it (see Drop), even
+            // when a test panics before `close`.
+            .process_group(0)
             .kill_on_drop(true);
         let driver = driver.spawn().expect("start chromedriver");
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -211,7 +214,18 @@ impl Browser {
     }
 
     async fn close(self) {
-        let _ = self.client.close().await;
+        let _ = self.client.clone().close().await;
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if let Some(pid) = self._driver.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }
 
