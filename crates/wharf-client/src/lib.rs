@@ -24,7 +24,12 @@
 //!
 //! Request and response types are the ones the server itself uses (`wharf_core::api`), so the
 //! client cannot drift from the API. Errors the server reports arrive as
-//! [`ClientError::Api`] with the RFC 9457 problem document.
+//! [`ClientError::Api`] with the RFC 9457 problem document. Lists are also `Stream`s over
+//! every page ([`Client::users`], [`Client::events`], [`Client::list_objects`], …); 429 and
+//! 503 answers are retried with backoff ([`RetryPolicy`]); [`webhooks::verify`] checks a
+//! delivery's Standard Webhooks signature in a receiver.
+
+pub mod webhooks;
 
 use std::time::Duration;
 
@@ -117,6 +122,99 @@ pub struct Client {
     transfers: reqwest::Client,
     base: Url,
     api_key: Option<String>,
+    retry: RetryPolicy,
+}
+
+/// When the client sends a request again by itself: on `429 Too Many Requests` and
+/// `503 Service Unavailable` (any method; the server did not act on it), and on connection
+/// errors of idempotent methods (GET, HEAD, PUT, DELETE). Waits grow exponentially with full
+/// jitter; a `Retry-After` header (seconds or an HTTP date) is honoured, and one longer than
+/// `max_delay` makes the client give up and return the error instead. Object uploads from a
+/// stream are never retried (their body cannot be replayed).
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt (0: none).
+    pub max_retries: u32,
+    /// The first wait (before jitter); doubled for each further retry.
+    pub base_delay: Duration,
+    /// The longest wait, and the longest `Retry-After` honoured.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// 3 retries, from 200 ms, at most 60 s.
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 3,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// No retries at all.
+    pub fn none() -> Self {
+        RetryPolicy {
+            max_retries: 0,
+            ..RetryPolicy::default()
+        }
+    }
+
+    /// The wait before retry number `done + 1`, or `None` when the retries are used up.
+    fn backoff(&self, done: u32) -> Option<Duration> {
+        if done >= self.max_retries {
+            return None;
+        }
+        let ceiling = self
+            .base_delay
+            .saturating_mul(1u32 << done.min(20))
+            .min(self.max_delay);
+        // Full jitter: anywhere between nothing and the ceiling.
+        Some(ceiling.mul_f64(rand_fraction()))
+    }
+
+    /// Whether (and how long) to wait before sending again after `response`.
+    fn wait_for(&self, response: &reqwest::Response, done: u32) -> Option<Duration> {
+        let status = response.status();
+        if status != StatusCode::TOO_MANY_REQUESTS && status != StatusCode::SERVICE_UNAVAILABLE {
+            return None;
+        }
+        let backoff = self.backoff(done)?;
+        match retry_after(response.headers()) {
+            Some(asked) if asked > self.max_delay => None,
+            Some(asked) => Some(asked.max(backoff)),
+            None => Some(backoff),
+        }
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(wait.to_std().unwrap_or(Duration::ZERO))
+}
+
+/// A number in [0, 1) that differs between calls and processes (jitter, not cryptography).
+fn rand_fraction() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// How long an object transfer may go without a byte moving before it is given up.
@@ -148,6 +246,7 @@ impl Client {
             transfers,
             base,
             api_key,
+            retry: RetryPolicy::default(),
         })
     }
 
@@ -173,15 +272,44 @@ impl Client {
         url: Url,
         body: Option<&B>,
     ) -> Result<reqwest::Response, ClientError> {
-        let mut request = self.http.request(method, url);
-        if let Some(key) = &self.api_key {
-            request = request.bearer_auth(key);
+        let idempotent = matches!(
+            method,
+            Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
+        );
+        let mut retries = 0;
+        loop {
+            let mut request = self.http.request(method.clone(), url.clone());
+            if let Some(key) = &self.api_key {
+                request = request.bearer_auth(key);
+            }
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let wait = match request.send().await {
+                Ok(response) => match self.retry.wait_for(&response, retries) {
+                    Some(wait) => wait,
+                    None => return check(response).await,
+                },
+                // Connection trouble: the request may have been processed, so only requests
+                // that can safely be repeated are.
+                Err(e) if idempotent && (e.is_connect() || e.is_timeout() || e.is_request()) => {
+                    match self.retry.backoff(retries) {
+                        Some(wait) => wait,
+                        None => return Err(e.into()),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            };
+            tracing::debug!(%url, retry = retries + 1, ?wait, "retrying a Wharf API request");
+            tokio::time::sleep(wait).await;
+            retries += 1;
         }
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request.send().await?;
-        check(response).await
+    }
+
+    /// Replaces the retry policy (see [`RetryPolicy`]); `RetryPolicy::none()` turns retries off.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
     }
 
     /// Creates a user; the reply carries its password, shown this once.
