@@ -30,6 +30,8 @@ export type Delivery = Schemas["Delivery"];
 export type DeliveryAttempt = Schemas["DeliveryAttempt"];
 export type DeliveryList = Schemas["DeliveryList"];
 export type ServerInfo = Schemas["ServerInfo"];
+export type BucketObject = Schemas["BucketObject"];
+export type ObjectList = Schemas["ObjectList"];
 
 /** The query parameters of an operation (`pageSize`, `pageToken`, filters, …). */
 type Query<Op extends keyof operations> = NonNullable<operations[Op]["parameters"]["query"]>;
@@ -38,6 +40,7 @@ export type ListUsersParams = Query<"listUsers">;
 export type ListEventsParams = Query<"listEvents">;
 export type ListWebhooksParams = Query<"listWebhooks">;
 export type ListDeliveriesParams = Query<"listDeliveries">;
+export type ListObjectsParams = Query<"listObjects">;
 
 /** The raw, fully typed openapi-fetch client over every path of `openapi/openapi.json`. */
 export type WharfApiClient = Client<paths>;
@@ -77,6 +80,7 @@ export class Wharf {
   readonly events: EventsApi;
   readonly webhooks: WebhooksApi;
   readonly server: ServerApi;
+  readonly objects: ObjectsApi;
 
   constructor(options: WharfOptions) {
     if (!options || typeof options.baseUrl !== "string" || options.baseUrl === "") {
@@ -87,15 +91,22 @@ export class Wharf {
     }
     const baseFetch = options.fetch ?? ((request: Request) => globalThis.fetch(request));
     const fetch = options.retry === false ? baseFetch : retryingFetch(baseFetch, options.retry);
-    this.api = createClient<paths>({
-      baseUrl: options.baseUrl.replace(/\/+$/, ""),
-      fetch,
-      headers: {
-        Accept: "application/json, application/problem+json",
-        ...options.headers,
-        Authorization: `Bearer ${options.apiKey}`,
-      },
-    });
+    const baseUrl = options.baseUrl.replace(/\/+$/, "");
+    const headers = {
+      Accept: "application/json, application/problem+json",
+      ...options.headers,
+      Authorization: `Bearer ${options.apiKey}`,
+    };
+    this.api = createClient<paths>({ baseUrl, fetch, headers });
+    // Object transfers build their own requests (keys keep their `/`, bodies stream); a
+    // streamed body cannot be sent twice, so only replayable requests are retried.
+    const send = (request: Request, replayable: boolean): Promise<Response> => {
+      for (const [name, value] of Object.entries(headers)) {
+        if (!request.headers.has(name)) request.headers.set(name, value);
+      }
+      return replayable ? fetch(request) : baseFetch(request);
+    };
+    this.objects = new ObjectsApi(this.api, send, baseUrl);
     this.users = new UsersApi(this.api);
     this.buckets = new BucketsApi(this.api);
     this.events = new EventsApi(this.api);
@@ -298,6 +309,109 @@ export class WebhooksApi {
       }),
     );
   }
+}
+
+/** The body types an object upload accepts; a `ReadableStream` is streamed, never buffered. */
+export type ObjectBody = Blob | ArrayBuffer | ArrayBufferView | string | ReadableStream<Uint8Array>;
+
+/** Objects: the files in a bucket (keys without a leading `/`, like `alice/in/x.edi`). */
+export class ObjectsApi {
+  constructor(
+    private readonly api: WharfApiClient,
+    private readonly send: (request: Request, replayable: boolean) => Promise<Response>,
+    private readonly baseUrl: string,
+  ) {}
+
+  /** One page of one directory level (`prefix` is a directory, `""` the bucket root). */
+  listPage(bucketName: string, params: ListObjectsParams = {}): Promise<ObjectList> {
+    return unwrap(
+      this.api.GET("/v1/buckets/{bucketName}/objects", {
+        params: { path: { bucketName: id("bucketName", bucketName) }, query: params },
+      }),
+    );
+  }
+
+  /** Every entry of a directory, page after page. */
+  list(
+    bucketName: string,
+    params: Omit<ListObjectsParams, "pageToken"> = {},
+  ): AsyncIterableIterator<BucketObject> {
+    return paginate((pageToken) => this.listPage(bucketName, { ...params, ...token(pageToken) }));
+  }
+
+  /**
+   * Downloads an object: the `Response`, whose `body` streams (nothing is buffered here).
+   * `range` is an HTTP range such as `"bytes=100-"` (the answer is then 206).
+   */
+  async get(bucketName: string, key: string, options: { range?: string } = {}): Promise<Response> {
+    const headers: Record<string, string> = { Accept: "application/octet-stream, application/problem+json" };
+    if (options.range !== undefined) headers.Range = options.range;
+    const response = await this.send(
+      new Request(this.url(bucketName, key), { method: "GET", headers }),
+      true,
+    );
+    return okOrThrow(response);
+  }
+
+  /** Downloads a whole object into memory (for small files; use `get` to stream). */
+  async getBytes(bucketName: string, key: string): Promise<Uint8Array> {
+    const response = await this.get(bucketName, key);
+    return new Uint8Array(await response.arrayBuffer());
+  }
+
+  /** Uploads (or replaces) an object; parent directories are created. */
+  async put(bucketName: string, key: string, body: ObjectBody): Promise<BucketObject> {
+    const streamed = typeof ReadableStream !== "undefined" && body instanceof ReadableStream;
+    const init: RequestInit & { duplex?: "half" } = {
+      method: "PUT",
+      body: body as BodyInit,
+      headers: { "Content-Type": "application/octet-stream" },
+    };
+    if (streamed) init.duplex = "half";
+    const response = await this.send(new Request(this.url(bucketName, key), init), !streamed);
+    return (await (await okOrThrow(response)).json()) as BucketObject;
+  }
+
+  /** Creates a directory (and its parents); an existing one is fine. */
+  async mkdir(bucketName: string, path: string): Promise<BucketObject> {
+    const key = path.replace(/\/+$/, "");
+    const request = new Request(`${this.url(bucketName, key)}/`, { method: "PUT", body: "" });
+    return (await (await okOrThrow(await this.send(request, true))).json()) as BucketObject;
+  }
+
+  /** Deletes a file or an empty directory (`recursive: true`: a directory and its content). */
+  async delete(bucketName: string, key: string, options: { recursive?: boolean } = {}): Promise<void> {
+    const query = options.recursive ? "?recursive=true" : "";
+    const response = await this.send(
+      new Request(`${this.url(bucketName, key)}${query}`, { method: "DELETE" }),
+      true,
+    );
+    await okOrThrow(response);
+    await response.body?.cancel();
+  }
+
+  private url(bucketName: string, key: string): string {
+    if (typeof key !== "string" || key === "") throw new TypeError("key must be a non-empty string");
+    // URLs resolve `.` and `..` segments (even percent-encoded) before anything is sent, so
+    // such a key would silently name another object: refuse it here.
+    if (key.split("/").some((segment) => segment === "." || segment === "..")) {
+      throw new TypeError(`key ${JSON.stringify(key)} has a '.' or '..' segment`);
+    }
+    const path = key.split("/").map(encodeURIComponent).join("/");
+    return `${this.baseUrl}/v1/buckets/${encodeURIComponent(id("bucketName", bucketName))}/objects/${path}`;
+  }
+}
+
+/** The response if it is a 2xx; otherwise its problem document, thrown. */
+async function okOrThrow(response: Response): Promise<Response> {
+  if (response.ok) return response;
+  let body: unknown;
+  try {
+    body = await response.json();
+  } catch {
+    body = undefined;
+  }
+  throw new WharfProblemError(response, body);
 }
 
 /** How partners reach this installation. */
