@@ -286,13 +286,13 @@ async fn objects_round_trip() {
         .await
         .unwrap();
     assert_eq!(names.len(), 13, "{names:?}");
-    let (status, doc) = problem(
-        wharf_api
-            .get_object("default", "partners/acme/missing")
-            .await
-            .err()
-            .expect("missing object"),
-    );
+    let Err(missing) = wharf_api
+        .get_object("default", "partners/acme/missing")
+        .await
+    else {
+        panic!("a missing object was found");
+    };
+    let (status, doc) = problem(missing);
     assert_eq!(status, 404);
     assert_eq!(doc.status, 404);
 }

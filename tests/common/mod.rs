@@ -198,67 +198,123 @@ impl Wharf {
     }
 
     pub async fn start_with(options: StartOptions) -> Wharf {
-        let data_dir = options
-            .data_dir
-            .unwrap_or_else(|| tempfile::tempdir().expect("tempdir"));
-        let pg = match options.db {
+        let mut data_dir = Some(
+            options
+                .data_dir
+                .unwrap_or_else(|| tempfile::tempdir().expect("tempdir")),
+        );
+        let mut pg = match options.db {
             Db::Sqlite => None,
             Db::Postgres => Some(PgDatabase::create().await),
         };
-        let api_port = free_port();
-        let sftp_port = free_port();
-        let ftps_port = free_port();
-        let ftps_implicit_port = free_port();
-        let ftps_passive_ports = passive_ports();
-        let log = data_dir.path().join("wharf.log");
-        let mut cmd = Command::new(wharf_bin());
-        cmd.arg("serve")
-            .arg("--data-dir")
-            .arg(data_dir.path())
-            .arg("--api-addr")
-            .arg(format!("127.0.0.1:{api_port}"))
-            .arg("--sftp-addr")
-            .arg(format!("127.0.0.1:{sftp_port}"))
-            .arg("--ftps-addr")
-            .arg(format!("127.0.0.1:{ftps_port}"))
-            .arg("--ftps-implicit-addr")
-            .arg(format!("127.0.0.1:{ftps_implicit_port}"))
-            .arg("--ftps-passive-ports")
-            .arg(format!("{}-{}", ftps_passive_ports.0, ftps_passive_ports.1))
-            .env("WHARF_ADMIN_API_KEY", ADMIN_KEY)
-            .env("WHARF_LOG", "info,wharf_sftp=debug,wharf_ftps=debug")
-            .env_remove("WHARF_DATABASE_URL")
-            .env_remove("WHARF_BUCKET_URL");
-        if options.shared_host_keys {
-            cmd.arg("--host-key-dir").arg(shared_host_keys());
+        // Ports are picked free and then bound by the server: another process (any client's
+        // outgoing connection) may take one in between. Then the server exits saying so, and
+        // it is started again on other ports.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let api_port = free_port();
+            let sftp_port = free_port();
+            let ftps_port = free_port();
+            let ftps_implicit_port = free_port();
+            let ftps_passive_ports = passive_ports();
+            let dir = data_dir.take().expect("the data directory");
+            let log = dir.path().join(format!("wharf-{attempt}.log"));
+            let mut cmd = Command::new(wharf_bin());
+            cmd.arg("serve")
+                .arg("--data-dir")
+                .arg(dir.path())
+                .arg("--api-addr")
+                .arg(format!("127.0.0.1:{api_port}"))
+                .arg("--sftp-addr")
+                .arg(format!("127.0.0.1:{sftp_port}"))
+                .arg("--ftps-addr")
+                .arg(format!("127.0.0.1:{ftps_port}"))
+                .arg("--ftps-implicit-addr")
+                .arg(format!("127.0.0.1:{ftps_implicit_port}"))
+                .arg("--ftps-passive-ports")
+                .arg(format!("{}-{}", ftps_passive_ports.0, ftps_passive_ports.1))
+                .env("WHARF_ADMIN_API_KEY", ADMIN_KEY)
+                .env("WHARF_LOG", "info,wharf_sftp=debug,wharf_ftps=debug")
+                .env_remove("WHARF_DATABASE_URL")
+                .env_remove("WHARF_BUCKET_URL");
+            if options.shared_host_keys {
+                cmd.arg("--host-key-dir").arg(shared_host_keys());
+            }
+            if let Some(pg) = &pg {
+                cmd.arg("--database-url").arg(&pg.url);
+            }
+            cmd.args(&options.extra_args);
+            if let Some(url) = &options.bucket_url {
+                cmd.arg("--bucket-url").arg(url);
+            }
+            for (key, value) in &options.env {
+                cmd.env(key, value);
+            }
+            let child = spawn_logged(cmd, &log);
+            let mut wharf = Wharf {
+                data_dir: dir,
+                api_port,
+                sftp_port,
+                ftps_port,
+                ftps_implicit_port,
+                ftps_passive_ports,
+                http: reqwest::Client::new(),
+                child: Some(child),
+                pg: pg.take(),
+                log,
+            };
+            match wharf
+                .ready_or_exit(&[api_port, sftp_port, ftps_port, ftps_implicit_port])
+                .await
+            {
+                Ok(()) => return wharf,
+                Err(log) if attempt < 5 && log.contains("Address already in use") => {
+                    eprintln!("wharf lost a port to another process; starting it again");
+                    let (dir, database) = wharf.take_state();
+                    data_dir = Some(dir);
+                    pg = database;
+                }
+                Err(log) => panic!("wharf exited before it was ready; log:\n{log}"),
+            }
         }
-        if let Some(pg) = &pg {
-            cmd.arg("--database-url").arg(&pg.url);
+    }
+
+    /// Waits for every port; `Err(log)` if the process exited first.
+    async fn ready_or_exit(&mut self, ports: &[u16]) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for port in ports {
+            loop {
+                if tokio::net::TcpStream::connect(("127.0.0.1", *port))
+                    .await
+                    .is_ok()
+                {
+                    break;
+                }
+                if let Some(child) = self.child.as_mut()
+                    && let Ok(Some(_)) = child.try_wait()
+                {
+                    self.child = None;
+                    return Err(self.log_text());
+                }
+                if Instant::now() > deadline {
+                    panic!(
+                        "wharf did not open port {port} within 60 s; log:\n{}",
+                        self.log_text()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
-        cmd.args(&options.extra_args);
-        if let Some(url) = &options.bucket_url {
-            cmd.arg("--bucket-url").arg(url);
-        }
-        for (key, value) in &options.env {
-            cmd.env(key, value);
-        }
-        let child = spawn_logged(cmd, &log);
-        let wharf = Wharf {
-            data_dir,
-            api_port,
-            sftp_port,
-            ftps_port,
-            ftps_implicit_port,
-            ftps_passive_ports,
-            http: reqwest::Client::new(),
-            child: Some(child),
-            pg,
-            log,
-        };
-        wharf
-            .wait_ready(&[api_port, sftp_port, ftps_port, ftps_implicit_port])
-            .await;
-        wharf
+        Ok(())
+    }
+
+    /// The data directory and database of a server that exited, to start another on them.
+    fn take_state(mut self) -> (tempfile::TempDir, Option<PgDatabase>) {
+        self.child = None;
+        let pg = self.pg.take();
+        let placeholder = tempfile::tempdir().expect("tempdir");
+        (std::mem::replace(&mut self.data_dir, placeholder), pg)
     }
 
     pub async fn wait_ready(&self, ports: &[u16]) {
