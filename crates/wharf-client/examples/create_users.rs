@@ -1,48 +1,54 @@
-//! Creates Alice, Bob and a root user and prints how each connects.
+//! Creates Alice, Bob and a root user, prints how each connects, and lists every user.
 //!
-//! `WHARF_API_URL=http://127.0.0.1:8080 WHARF_API_KEY=$(cat wharf-data/admin-api-key)
-//!  cargo run -p wharf-client --example create_users`
+//! ```sh
+//! WHARF_API_URL=http://127.0.0.1:8080 WHARF_API_KEY=$(cat wharf-data/admin-api-key) \
+//!     cargo run -p wharf-client --example create_users
+//! ```
 
 use futures::TryStreamExt;
 use wharf_client::{Client, ClientError};
-use wharf_core::HomeDirectory;
-use wharf_core::api::CreateUserRequest;
-
-fn user(description: &str, home: &str) -> CreateUserRequest {
-    CreateUserRequest {
-        description: description.into(),
-        home_directory: HomeDirectory::parse(home).expect("an absolute home directory"),
-        username: None,
-        bucket_name: None,
-        password_options: None,
-        public_keys: None,
-        permissions: None,
-        max_sessions: None,
-    }
-}
 
 #[tokio::main]
 async fn main() -> Result<(), ClientError> {
     let url = std::env::var("WHARF_API_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
-    let wharf = Client::new(&url, std::env::var("WHARF_API_KEY").ok())?;
+    let key = std::env::var("WHARF_API_KEY").ok();
+    if key.is_none() {
+        eprintln!("WHARF_API_KEY is not set (the admin key is in <data-dir>/admin-api-key)");
+    }
+    let wharf = Client::new(&url, key)?;
+
     for (description, home) in [
         ("Trading partner Alice", "/alice"),
         ("Trading partner Bob", "/bob"),
         ("Operations (sees the whole bucket)", "/"),
     ] {
-        match wharf.create_user(&user(description, home)).await {
+        match wharf.create_user_at(description, home).await {
+            // The password is in this reply only: hand it to the partner now.
             Ok(created) => println!(
                 "sftp {}@{}  password: {}  home: {}",
                 created.user.username, created.user.endpoint, created.password, home
             ),
             // A problem document: status, title, detail and the fields at fault.
-            Err(ClientError::Api { problem, .. }) => {
-                eprintln!("{}: {:?}", problem.title, problem.errors)
+            Err(error @ ClientError::Api { .. }) => {
+                eprintln!("cannot create {description}: {error}");
+                for field in error.field_errors() {
+                    eprintln!("  {} is wrong: {}", field.field, field.message);
+                }
             }
             Err(other) => return Err(other),
         }
     }
-    let users: Vec<_> = wharf.users().try_collect().await?;
-    println!("{} users in all", users.len());
+
+    // Every user, page after page.
+    let mut users = std::pin::pin!(wharf.users());
+    let mut count = 0;
+    while let Some(user) = users.try_next().await? {
+        println!(
+            "{}  {}  {}",
+            user.username, user.home_directory, user.description
+        );
+        count += 1;
+    }
+    println!("{count} users in all");
     Ok(())
 }

@@ -1,41 +1,64 @@
-//! Typed Rust client of the Wharf REST API.
+//! Typed Rust client of the [Wharf](https://github.com/wharf-sftp/wharf) REST API: users,
+//! buckets, objects, events and webhooks, plus a verifier for Wharf's signed webhook
+//! deliveries ([`webhooks`]).
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), wharf_client::ClientError> {
-//! use wharf_client::Client;
-//! use wharf_core::{HomeDirectory, api::CreateUserRequest};
+//! use futures::TryStreamExt;
+//! use wharf_client::{Client, ClientError};
 //!
-//! let wharf = Client::new("http://127.0.0.1:8080", Some("wharf_…".into()))?;
-//! let alice = wharf
-//!     .create_user(&CreateUserRequest {
-//!         description: "Trading partner Alice".into(),
-//!         home_directory: HomeDirectory::parse("/alice").unwrap(),
-//!         username: None,
-//!         bucket_name: None,
-//!         password_options: None,
-//!         public_keys: None,
-//!         permissions: None,
-//!         max_sessions: None,
-//!     })
-//!     .await?;
-//! println!("{} / {}", alice.user.username, alice.password);
+//! # async fn demo() -> Result<(), ClientError> {
+//! let wharf = Client::new("http://127.0.0.1:8080", std::env::var("WHARF_API_KEY").ok())?;
+//!
+//! // Alice, Bob and a root user (home `/`: sees the whole bucket).
+//! for (description, home) in [("Alice", "/alice"), ("Bob", "/bob"), ("Operations", "/")] {
+//!     let created = wharf.create_user_at(description, home).await?;
+//!     // The password is in this reply only: hand it to the partner now.
+//!     println!("sftp {}@{}  {}", created.user.username, created.user.endpoint, created.password);
+//! }
+//!
+//! // Every user, page after page.
+//! let users: Vec<_> = wharf.users().try_collect().await?;
+//! println!("{} users", users.len());
+//!
+//! // Errors the server reports are typed RFC 9457 problem documents.
+//! match wharf.create_user_at("Carol", "carol").await {
+//!     Err(e) if e.field_error("homeDirectory").is_some() => eprintln!("{e}"),
+//!     other => println!("{other:?}"),
+//! }
 //! # Ok(()) }
 //! ```
 //!
-//! Request and response types are the ones the server itself uses (`wharf_core::api`), so the
-//! client cannot drift from the API. Errors the server reports arrive as
-//! [`ClientError::Api`] with the RFC 9457 problem document. Lists are also `Stream`s over
-//! every page ([`Client::users`], [`Client::events`], [`Client::list_objects`], …); 429 and
-//! 503 answers are retried with backoff ([`RetryPolicy`]); [`webhooks::verify`] checks a
-//! delivery's Standard Webhooks signature in a receiver.
+//! - **Cannot drift from the API.** Request and response types are the server's own
+//!   ([`wharf_core::api`], re-exported as [`api`]; they also generate `openapi/openapi.json`),
+//!   and a test of this crate fails when the API gains an operation no method covers.
+//! - **Lists are `Stream`s** over every page: [`Client::users`], [`Client::search_users`],
+//!   [`Client::webhooks`], [`Client::deliveries`], [`Client::events`],
+//!   [`Client::list_objects`]; one page at a time with `list_*`.
+//! - **Typed errors**: [`ClientError::Api`] carries the [`Problem`]; [`ClientError::status`],
+//!   [`ClientError::field_errors`] and [`ClientError::field_error`] reach into it.
+//! - **Retries** on 429 and 503 (and on connection errors of idempotent requests), with
+//!   exponential backoff, full jitter and `Retry-After` ([`RetryPolicy`]).
+//! - **Streamed objects**: uploads from memory, a stream or a file; downloads chunk by chunk,
+//!   resumable.
+//! - [`Client::call`] reaches any endpoint with the same key, retries and errors.
 
 pub mod webhooks;
+
+/// The README's examples compile too.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
+mod error;
+mod gateway;
+mod retry;
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{Stream, TryStream};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
@@ -45,76 +68,27 @@ use wharf_core::api::{
     NewPassword, ObjectList, PasswordOptions, Problem, ResetPasswordRequest, ServerInfo,
     UpdateUserRequest, UpdateWebhookRequest, User, UserList, Webhook, WebhookList,
 };
-use wharf_core::{Event, EventType, LoginError, LoginGrant, LoginProvider, LoginRequest};
+use wharf_core::{Event, EventType};
 
-/// What went wrong talking to the API.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error("invalid API URL '{0}'")]
-    Url(String),
-    /// An id or name that cannot be a URL path segment (empty, `.` or `..`).
-    #[error("'{0}' is not a valid id")]
-    BadId(String),
-    #[error("cannot reach the Wharf API: {0}")]
-    Http(#[from] reqwest::Error),
-    /// The server answered with an error; `problem` says why (and which field).
-    #[error("{}", describe(problem))]
-    Api { status: u16, problem: Problem },
-    #[error("unexpected response from the Wharf API (HTTP {status}): {body}")]
-    Unexpected { status: u16, body: String },
-    /// A local file to upload could not be read.
-    #[error("cannot read {path}: {source}")]
-    File {
-        path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
+pub use error::ClientError;
+pub use gateway::{HttpEventSink, HttpLoginProvider};
+/// The HTTP method of [`Client::call`].
+pub use reqwest::Method;
+pub use retry::RetryPolicy;
+/// The domain types (`HomeDirectory`, `Username`, `Permissions`, `Event`, …), so that this
+/// crate is the only dependency a program needs.
+pub use wharf_core;
+/// Request and response bodies of the REST API (`CreateUserRequest`, `User`, `Problem`, …).
+pub use wharf_core::api;
 
-fn describe(problem: &Problem) -> String {
-    let mut s = format!("{} (HTTP {})", problem.title, problem.status);
-    let lines: Vec<String> = problem
-        .errors
-        .iter()
-        .map(|e| format!("{}: {}", e.field, e.message))
-        .collect();
-    // The server's detail of a validation problem is its field errors joined: show them once.
-    if let Some(detail) = &problem.detail
-        && *detail != lines.join("; ")
-    {
-        s.push_str(": ");
-        s.push_str(detail);
-    }
-    match lines.as_slice() {
-        [] => {}
-        [line] if problem.detail.as_deref() == Some(line.as_str()) => {
-            s.push_str(": ");
-            s.push_str(line);
-        }
-        _ => {
-            for line in &lines {
-                s.push_str("\n  ");
-                s.push_str(line);
-            }
-        }
-    }
-    s
-}
+/// Largest page the API serves (users, webhooks, deliveries, events); the streams fetch pages
+/// of this size unless [`ClientBuilder::page_size`] says otherwise.
+pub const MAX_PAGE_SIZE: u32 = 100;
 
-impl ClientError {
-    /// The HTTP status of an API error (`None` for transport errors).
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            ClientError::Api { status, .. } | ClientError::Unexpected { status, .. } => {
-                Some(*status)
-            }
-            ClientError::Http(e) => e.status().map(|s| s.as_u16()),
-            ClientError::Url(_) | ClientError::BadId(_) | ClientError::File { .. } => None,
-        }
-    }
-}
+/// How long an object transfer may go without a byte moving before it is given up.
+const TRANSFER_READ_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// A client of one Wharf control plane. Cheap to clone.
+/// A client of one Wharf control plane. Cheap to clone (clones share connections).
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
@@ -123,131 +97,207 @@ pub struct Client {
     base: Url,
     api_key: Option<String>,
     retry: RetryPolicy,
+    page_size: Option<u32>,
 }
 
-/// When the client sends a request again by itself: on `429 Too Many Requests` and
-/// `503 Service Unavailable` (any method; the server did not act on it), and on connection
-/// errors of idempotent methods (GET, HEAD, PUT, DELETE). Waits grow exponentially with full
-/// jitter; a `Retry-After` header (seconds or an HTTP date) is honoured, and one longer than
-/// `max_delay` makes the client give up and return the error instead. Object uploads from a
-/// stream are never retried (their body cannot be replayed).
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    /// Retries after the first attempt (0: none).
-    pub max_retries: u32,
-    /// The first wait (before jitter); doubled for each further retry.
-    pub base_delay: Duration,
-    /// The longest wait, and the longest `Retry-After` honoured.
-    pub max_delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    /// 3 retries, from 200 ms, at most 60 s.
-    fn default() -> Self {
-        RetryPolicy {
-            max_retries: 3,
-            base_delay: Duration::from_millis(200),
-            max_delay: Duration::from_secs(60),
-        }
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base.as_str())
+            .field("api_key", &self.api_key.as_ref().map(|_| "…"))
+            .field("retry", &self.retry)
+            .field("page_size", &self.page_size)
+            .finish()
     }
 }
 
-impl RetryPolicy {
-    /// No retries at all.
-    pub fn none() -> Self {
-        RetryPolicy {
-            max_retries: 0,
-            ..RetryPolicy::default()
-        }
-    }
+/// Settings of a [`Client`] beyond its URL and key: `Client::builder(url).api_key(k)…build()`.
+///
+/// ```
+/// use std::time::Duration;
+/// use wharf_client::{Client, RetryPolicy};
+///
+/// let wharf = Client::builder("https://wharf.example.com")
+///     .api_key("wharf_…")
+///     .retry(RetryPolicy { max_retries: 5, ..RetryPolicy::default() })
+///     .timeout(Duration::from_secs(30))
+///     .header(
+///         "x-request-source".parse().unwrap(),
+///         "billing".parse().unwrap(),
+///     )
+///     .build()?;
+/// # Ok::<(), wharf_client::ClientError>(())
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct ClientBuilder {
+    base_url: String,
+    api_key: Option<String>,
+    retry: RetryPolicy,
+    timeout: Duration,
+    connect_timeout: Duration,
+    transfer_read_timeout: Duration,
+    headers: HeaderMap,
+    user_agent: String,
+    page_size: Option<u32>,
+}
 
-    /// The wait before retry number `done + 1`, or `None` when the retries are used up.
-    fn backoff(&self, done: u32) -> Option<Duration> {
-        if done >= self.max_retries {
-            return None;
-        }
-        let ceiling = self
-            .base_delay
-            .saturating_mul(1u32 << done.min(20))
-            .min(self.max_delay);
-        // Full jitter: anywhere between nothing and the ceiling.
-        Some(ceiling.mul_f64(rand_fraction()))
-    }
-
-    /// Whether (and how long) to wait before sending again after `response`.
-    fn wait_for(&self, response: &reqwest::Response, done: u32) -> Option<Duration> {
-        let status = response.status();
-        if status != StatusCode::TOO_MANY_REQUESTS && status != StatusCode::SERVICE_UNAVAILABLE {
-            return None;
-        }
-        let backoff = self.backoff(done)?;
-        match retry_after(response.headers()) {
-            Some(asked) if asked > self.max_delay => None,
-            Some(asked) => Some(asked.max(backoff)),
-            None => Some(backoff),
-        }
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "…"))
+            .field("retry", &self.retry)
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("transfer_read_timeout", &self.transfer_read_timeout)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("user_agent", &self.user_agent)
+            .field("page_size", &self.page_size)
+            .finish()
     }
 }
 
-/// `Retry-After` as seconds or an HTTP date.
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
+impl ClientBuilder {
+    /// Sent as `Authorization: Bearer <key>` with every request.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self
     }
-    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let wait = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(wait.to_std().unwrap_or(Duration::ZERO))
-}
 
-/// A number in [0, 1) that differs between calls and processes (jitter, not cryptography).
-fn rand_fraction() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
-    );
-    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
-}
+    /// When to send a request again (default: [`RetryPolicy::default`]).
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
 
-/// How long an object transfer may go without a byte moving before it is given up.
-const TRANSFER_READ_TIMEOUT: Duration = Duration::from_secs(120);
+    /// The longest one API request may take, answer included (default 60 s). Object
+    /// transfers have none (they may take hours); see [`Self::transfer_read_timeout`].
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
 
-impl Client {
-    /// `base_url` like `http://127.0.0.1:8080`; `api_key` sent as `Authorization: Bearer`.
-    pub fn new(base_url: &str, api_key: Option<String>) -> Result<Self, ClientError> {
-        let mut base = Url::parse(base_url).map_err(|_| ClientError::Url(base_url.into()))?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(ClientError::Url(base_url.into()));
+    /// The longest a connection may take to open (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long an object transfer may go without a byte moving (default 120 s).
+    pub fn transfer_read_timeout(mut self, timeout: Duration) -> Self {
+        self.transfer_read_timeout = timeout;
+        self
+    }
+
+    /// A header sent with every request (tracing, a proxy's credentials, …).
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.insert(name, value);
+        self
+    }
+
+    /// `User-Agent` (default `wharf-client/<version>`).
+    pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
+        self.user_agent = user_agent.into();
+        self
+    }
+
+    /// Items per page the streams ([`Client::users`], …) ask for; at most what the API
+    /// serves ([`MAX_PAGE_SIZE`], 1000 for objects), which is the default.
+    pub fn page_size(mut self, page_size: u32) -> Self {
+        self.page_size = Some(page_size.max(1));
+        self
+    }
+
+    pub fn build(self) -> Result<Client, ClientError> {
+        let base_url = self.base_url;
+        let mut base = Url::parse(&base_url).map_err(|_| ClientError::Url(base_url.clone()))?;
+        if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
+            return Err(ClientError::Url(base_url));
         }
         if !base.path().ends_with('/') {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
         let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60))
-            .user_agent(concat!("wharf-client/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(self.connect_timeout)
+            .timeout(self.timeout)
+            .user_agent(&self.user_agent)
+            .default_headers(self.headers.clone())
             .build()?;
         let transfers = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(TRANSFER_READ_TIMEOUT)
-            .user_agent(concat!("wharf-client/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(self.connect_timeout)
+            .read_timeout(self.transfer_read_timeout)
+            .user_agent(&self.user_agent)
+            .default_headers(self.headers)
             .build()?;
         Ok(Client {
             http,
             transfers,
             base,
-            api_key,
-            retry: RetryPolicy::default(),
+            api_key: self.api_key,
+            retry: self.retry,
+            page_size: self.page_size,
         })
+    }
+}
+
+/// Connection trouble: the request may or may not have been processed.
+fn is_connection_error(error: &reqwest::Error) -> bool {
+    error.is_connect() || error.is_timeout() || error.is_request()
+}
+
+impl Client {
+    /// `base_url` like `http://127.0.0.1:8080` (a path prefix is kept: `https://host/wharf`);
+    /// `api_key` sent as `Authorization: Bearer`. The defaults of [`ClientBuilder`] apply.
+    pub fn new(base_url: &str, api_key: Option<String>) -> Result<Self, ClientError> {
+        let mut builder = Client::builder(base_url);
+        if let Some(key) = api_key {
+            builder = builder.api_key(key);
+        }
+        builder.build()
+    }
+
+    /// A client with more settings than [`Client::new`] takes (timeouts, headers, retries).
+    pub fn builder(base_url: impl Into<String>) -> ClientBuilder {
+        ClientBuilder {
+            base_url: base_url.into(),
+            api_key: None,
+            retry: RetryPolicy::default(),
+            timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(10),
+            transfer_read_timeout: TRANSFER_READ_TIMEOUT,
+            headers: HeaderMap::new(),
+            user_agent: concat!("wharf-client/", env!("CARGO_PKG_VERSION")).to_owned(),
+            page_size: None,
+        }
+    }
+
+    /// Replaces the retry policy (see [`RetryPolicy`]); `RetryPolicy::none()` turns retries off.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Replaces the page size of the streams (see [`ClientBuilder::page_size`]).
+    pub fn with_page_size(mut self, page_size: u32) -> Self {
+        self.page_size = Some(page_size.max(1));
+        self
+    }
+
+    /// The retry policy in force.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.retry
+    }
+
+    /// The API's base URL (always ending in `/`).
+    pub fn base_url(&self) -> &Url {
+        &self.base
+    }
+
+    /// Page size for a stream over an endpoint serving at most `max` items per page.
+    fn stream_page_size(&self, max: u32) -> u32 {
+        self.page_size.map_or(max, |size| size.min(max))
     }
 
     fn url(&self, path: &str) -> Result<Url, ClientError> {
@@ -256,7 +306,62 @@ impl Client {
             .map_err(|_| ClientError::Url(path.into()))
     }
 
-    async fn send<B: Serialize, T: DeserializeOwned>(
+    /// Sends `request` with the API key, again as the [`RetryPolicy`] says, and turns an
+    /// error answer into a [`ClientError`]. A request whose body cannot be copied (a stream)
+    /// is sent once only.
+    async fn execute(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ClientError> {
+        let request = match &self.api_key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        };
+        let (http, request) = request.build_split();
+        let request = request?;
+        let idempotent = matches!(
+            *request.method(),
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+        );
+        let mut retries = 0;
+        loop {
+            // This attempt sends a copy; the original is kept for the next one.
+            let Some(attempt) = request.try_clone() else {
+                // A streamed body: one attempt, whatever happens.
+                return check(http.execute(request).await?).await;
+            };
+            let wait = match http.execute(attempt).await {
+                Ok(response) => {
+                    match self
+                        .retry
+                        .wait_for(response.status(), response.headers(), retries)
+                    {
+                        Some(wait) => wait,
+                        None => return check(response).await,
+                    }
+                }
+                // A request that may have been processed is only repeated when that is safe.
+                Err(e) if idempotent && is_connection_error(&e) => {
+                    match self.retry.backoff(retries) {
+                        Some(wait) => wait,
+                        None => return Err(e.into()),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            };
+            retries += 1;
+            tracing::debug!(
+                method = %request.method(),
+                url = %request.url(),
+                retry = retries,
+                ?wait,
+                "retrying a Wharf API request"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn send<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         method: Method,
         url: Url,
@@ -266,51 +371,57 @@ impl Client {
         Ok(response.json().await?)
     }
 
-    async fn request<B: Serialize>(
+    async fn request<B: Serialize + ?Sized>(
         &self,
         method: Method,
         url: Url,
         body: Option<&B>,
     ) -> Result<reqwest::Response, ClientError> {
-        let idempotent = matches!(
-            method,
-            Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
-        );
-        let mut retries = 0;
-        loop {
-            let mut request = self.http.request(method.clone(), url.clone());
-            if let Some(key) = &self.api_key {
-                request = request.bearer_auth(key);
-            }
-            if let Some(body) = body {
-                request = request.json(body);
-            }
-            let wait = match request.send().await {
-                Ok(response) => match self.retry.wait_for(&response, retries) {
-                    Some(wait) => wait,
-                    None => return check(response).await,
-                },
-                // Connection trouble: the request may have been processed, so only requests
-                // that can safely be repeated are.
-                Err(e) if idempotent && (e.is_connect() || e.is_timeout() || e.is_request()) => {
-                    match self.retry.backoff(retries) {
-                        Some(wait) => wait,
-                        None => return Err(e.into()),
-                    }
-                }
-                Err(e) => return Err(e.into()),
-            };
-            tracing::debug!(%url, retry = retries + 1, ?wait, "retrying a Wharf API request");
-            tokio::time::sleep(wait).await;
-            retries += 1;
+        let mut request = self.http.request(method, url);
+        if let Some(body) = body {
+            request = request.json(body);
         }
+        self.execute(request).await
     }
 
-    /// Replaces the retry policy (see [`RetryPolicy`]); `RetryPolicy::none()` turns retries off.
-    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
+    /// Any API request, with this client's key, retries and errors: for what no method
+    /// covers (an endpoint newer than this crate, say). `path` is relative to the base URL
+    /// and may carry a query (`v1/users?search=acme`); `body` is sent as JSON. The answer is
+    /// read as `T`; an empty one (`204`) as JSON `null`, which `()`, `Option<_>` and
+    /// `serde_json::Value` accept.
+    ///
+    /// ```no_run
+    /// # async fn demo(wharf: &wharf_client::Client) -> Result<(), wharf_client::ClientError> {
+    /// use wharf_client::{Method, api::User};
+    /// let user: User = wharf.call(Method::GET, "v1/users/WL9F11A9", None).await?;
+    /// let raw: serde_json::Value = wharf.call(Method::GET, "v1/server", None).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<T, ClientError> {
+        let url = self.url(path)?;
+        let response = self.request(method, url, body).await?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await?;
+        let json: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+        serde_json::from_slice(json).map_err(|e| ClientError::Unexpected {
+            status,
+            body: format!(
+                "{e}: {}",
+                String::from_utf8_lossy(&bytes)
+                    .chars()
+                    .take(500)
+                    .collect::<String>()
+            ),
+        })
     }
+
+    // -----------------------------------------------------------------------------------
+    // Users
 
     /// Creates a user; the reply carries its password, shown this once.
     pub async fn create_user(
@@ -321,44 +432,93 @@ impl Client {
             .await
     }
 
-    /// One page of users.
+    /// Creates a user with a generated username and password, the default bucket and
+    /// permissions, and `home_directory` as home (`/` for a root user, who sees the whole
+    /// bucket). The home is checked by the server: a bad one is a [`ClientError::Api`]
+    /// naming `homeDirectory`. For anything more, [`Client::create_user`].
+    pub async fn create_user_at(
+        &self,
+        description: &str,
+        home_directory: &str,
+    ) -> Result<CreatedUser, ClientError> {
+        let body = serde_json::json!({
+            "description": description,
+            "homeDirectory": home_directory,
+        });
+        self.send(Method::POST, self.url("v1/users")?, Some(&body))
+            .await
+    }
+
+    /// One page of users, ordered by username.
     pub async fn list_users(
         &self,
         page_size: Option<u32>,
         page_token: Option<&str>,
     ) -> Result<UserList, ClientError> {
+        self.list_users_matching(None, page_size, page_token).await
+    }
+
+    /// One page of the users whose username, description or home directory contains
+    /// `search` (ASCII letters in any case); pass the same `search` with the next page's token.
+    pub async fn list_users_matching(
+        &self,
+        search: Option<&str>,
+        page_size: Option<u32>,
+        page_token: Option<&str>,
+    ) -> Result<UserList, ClientError> {
         let mut url = self.url("v1/users")?;
+        if let Some(search) = search {
+            url.query_pairs_mut().append_pair("search", search);
+        }
         page_query(&mut url, page_size, page_token);
         self.send::<(), _>(Method::GET, url, None).await
     }
 
     /// Every user, page after page, as a stream.
     pub fn users(&self) -> impl Stream<Item = Result<User, ClientError>> + '_ {
+        self.users_stream(None)
+    }
+
+    /// Every user matching `search` (see [`Client::list_users_matching`]), as a stream.
+    pub fn search_users<'a>(
+        &'a self,
+        search: &'a str,
+    ) -> impl Stream<Item = Result<User, ClientError>> + 'a {
+        self.users_stream(Some(search))
+    }
+
+    fn users_stream<'a>(
+        &'a self,
+        search: Option<&'a str>,
+    ) -> impl Stream<Item = Result<User, ClientError>> + 'a {
+        let size = self.stream_page_size(MAX_PAGE_SIZE);
         paginate(move |token| async move {
             let page = self
-                .list_users(Some(MAX_PAGE_SIZE), token.as_deref())
+                .list_users_matching(search, Some(size), token.as_deref())
                 .await?;
             Ok((page.items, page.next_page_token))
         })
     }
 
+    /// A user, with `lastConnectedAt`.
     pub async fn get_user(&self, username: &str) -> Result<User, ClientError> {
-        let url = self.user_url(username, "")?;
+        let url = self.path_url(&["v1", "users", username])?;
         self.send::<(), _>(Method::GET, url, None).await
     }
 
+    /// Changes the fields present in `request`.
     pub async fn update_user(
         &self,
         username: &str,
         request: &UpdateUserRequest,
     ) -> Result<User, ClientError> {
-        let url = self.user_url(username, "")?;
+        let url = self.path_url(&["v1", "users", username])?;
         self.send(Method::PATCH, url, Some(request)).await
     }
 
     /// Deletes a user; its files stay in the bucket.
     pub async fn delete_user(&self, username: &str) -> Result<(), ClientError> {
-        let url = self.user_url(username, "")?;
+        let url = self.path_url(&["v1", "users", username])?;
         self.request::<()>(Method::DELETE, url, None).await?;
         Ok(())
     }
@@ -369,20 +529,24 @@ impl Client {
         username: &str,
         options: Option<PasswordOptions>,
     ) -> Result<NewPassword, ClientError> {
-        let url = self.user_url(username, "/password")?;
+        let url = self.path_url(&["v1", "users", username, "password"])?;
         let body = ResetPasswordRequest {
             password_options: options,
         };
         self.send(Method::POST, url, Some(&body)).await
     }
 
+    // -----------------------------------------------------------------------------------
+    // Buckets and the server
+
+    /// Every bucket (one page: there are few).
     pub async fn list_buckets(&self) -> Result<BucketList, ClientError> {
         self.send::<(), _>(Method::GET, self.url("v1/buckets")?, None)
             .await
     }
 
     pub async fn get_bucket(&self, name: &str) -> Result<Bucket, ClientError> {
-        let url = self.bucket_url(name)?;
+        let url = self.path_url(&["v1", "buckets", name])?;
         self.send::<(), _>(Method::GET, url, None).await
     }
 
@@ -399,18 +563,9 @@ impl Client {
     /// Deletes a bucket from Wharf; its objects stay in the store. Refused (409) for the
     /// default bucket and for buckets users still live in.
     pub async fn delete_bucket(&self, name: &str) -> Result<(), ClientError> {
-        let url = self.bucket_url(name)?;
+        let url = self.path_url(&["v1", "buckets", name])?;
         self.request::<()>(Method::DELETE, url, None).await?;
         Ok(())
-    }
-
-    fn bucket_url(&self, name: &str) -> Result<Url, ClientError> {
-        let mut url = self.url("v1/buckets")?;
-        // push() percent-encodes, so a hostile name cannot change the path.
-        url.path_segments_mut()
-            .map_err(|_| ClientError::Url(name.into()))?
-            .push(name);
-        Ok(url)
     }
 
     /// How partners reach this installation (host, ports, host-key fingerprints).
@@ -418,6 +573,9 @@ impl Client {
         self.send::<(), _>(Method::GET, self.url("v1/server")?, None)
             .await
     }
+
+    // -----------------------------------------------------------------------------------
+    // Webhooks
 
     /// Subscribes a URL to events; the reply carries the signing secret, shown this once.
     pub async fn create_webhook(
@@ -441,10 +599,9 @@ impl Client {
 
     /// Every webhook, page after page, as a stream.
     pub fn webhooks(&self) -> impl Stream<Item = Result<Webhook, ClientError>> + '_ {
+        let size = self.stream_page_size(MAX_PAGE_SIZE);
         paginate(move |token| async move {
-            let page = self
-                .list_webhooks(Some(MAX_PAGE_SIZE), token.as_deref())
-                .await?;
+            let page = self.list_webhooks(Some(size), token.as_deref()).await?;
             Ok((page.items, page.next_page_token))
         })
     }
@@ -495,9 +652,10 @@ impl Client {
         &'a self,
         id: &'a str,
     ) -> impl Stream<Item = Result<Delivery, ClientError>> + 'a {
+        let size = self.stream_page_size(MAX_PAGE_SIZE);
         paginate(move |token| async move {
             let page = self
-                .webhook_deliveries(id, Some(MAX_PAGE_SIZE), token.as_deref())
+                .webhook_deliveries(id, Some(size), token.as_deref())
                 .await?;
             Ok((page.items, page.next_page_token))
         })
@@ -519,6 +677,9 @@ impl Client {
         ])?;
         self.send::<(), _>(Method::POST, url, None).await
     }
+
+    // -----------------------------------------------------------------------------------
+    // Events
 
     /// One page of events matching `filter`, newest first.
     pub async fn list_events(
@@ -552,18 +713,23 @@ impl Client {
         &'a self,
         filter: &'a EventFilter,
     ) -> impl Stream<Item = Result<Event, ClientError>> + 'a {
+        let size = self.stream_page_size(MAX_PAGE_SIZE);
         paginate(move |token| async move {
             let page = self
-                .list_events(filter, Some(MAX_PAGE_SIZE), token.as_deref())
+                .list_events(filter, Some(size), token.as_deref())
                 .await?;
             Ok((page.items, page.next_page_token))
         })
     }
 
+    /// One event, by id (`evt_…`, also the `webhook-id` of its deliveries).
     pub async fn get_event(&self, id: &str) -> Result<Event, ClientError> {
         let url = self.path_url(&["v1", "events", id])?;
         self.send::<(), _>(Method::GET, url, None).await
     }
+
+    // -----------------------------------------------------------------------------------
+    // Objects
 
     /// One page of the entries directly in the directory `prefix` of a bucket (`""` for its
     /// root; `alice/in` or `alice/in/`), in the store's key order.
@@ -589,41 +755,73 @@ impl Client {
         bucket: &'a str,
         prefix: &'a str,
     ) -> impl Stream<Item = Result<BucketObject, ClientError>> + 'a {
+        let size = self.stream_page_size(MAX_OBJECT_PAGE_SIZE);
         paginate(move |token| async move {
             let page = self
-                .list_objects_page(bucket, prefix, Some(MAX_OBJECT_PAGE_SIZE), token.as_deref())
+                .list_objects_page(bucket, prefix, Some(size), token.as_deref())
                 .await?;
             Ok((page.items, page.next_page_token))
         })
     }
 
     /// Starts downloading an object: the reply's headers have arrived, the content follows
-    /// through [`ObjectDownload::chunk`] or [`ObjectDownload::into_stream`].
+    /// through [`ObjectDownload::chunk`] or [`ObjectDownload::into_stream`]. Retried (per the
+    /// [`RetryPolicy`]) until the headers arrive; a transfer cut short after that is resumed
+    /// with [`Client::resume_object`].
     pub async fn get_object(&self, bucket: &str, key: &str) -> Result<ObjectDownload, ClientError> {
-        self.get_object_from(bucket, key, 0).await
+        self.download(bucket, key, 0, None).await
     }
 
-    /// Like [`Client::get_object`], from byte `offset` on (to resume a download; `Range:
-    /// bytes=offset-`). [`ObjectDownload::size`] is then the size of the rest.
+    /// Like [`Client::get_object`], from byte `offset` on (`Range: bytes=offset-`; the answer
+    /// is a `206`). [`ObjectDownload::size`] is then the size of the rest.
     pub async fn get_object_from(
         &self,
         bucket: &str,
         key: &str,
         offset: u64,
     ) -> Result<ObjectDownload, ClientError> {
-        let url = self.object_url(bucket, key, false)?;
-        let mut request = self.transfer(Method::GET, url);
-        if offset > 0 {
-            request = request.header(reqwest::header::RANGE, format!("bytes={offset}-"));
-        }
-        let response = check(request.send().await?).await?;
-        Ok(ObjectDownload::new(response))
+        self.download(bucket, key, offset, None).await
     }
 
-    /// Uploads an object from `body` (bytes, a string, a file through
-    /// [`reqwest::Body::wrap_stream`], …). The object is visible once the whole body has
+    /// Resumes the download of the version whose [`ObjectDownload::e_tag`] was `e_tag`, from
+    /// byte `offset` (`Range` with `If-Range`). If the object has changed since, the server
+    /// sends the whole new version instead: check [`ObjectDownload::is_partial`] before
+    /// appending.
+    pub async fn resume_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        offset: u64,
+        e_tag: &str,
+    ) -> Result<ObjectDownload, ClientError> {
+        self.download(bucket, key, offset, Some(e_tag)).await
+    }
+
+    async fn download(
+        &self,
+        bucket: &str,
+        key: &str,
+        offset: u64,
+        if_range: Option<&str>,
+    ) -> Result<ObjectDownload, ClientError> {
+        let url = self.object_url(bucket, key, false)?;
+        let mut request = self.transfers.get(url);
+        if offset > 0 {
+            request = request.header(reqwest::header::RANGE, format!("bytes={offset}-"));
+            if let Some(tag) = if_range {
+                request = request.header(reqwest::header::IF_RANGE, tag);
+            }
+        }
+        Ok(ObjectDownload::new(self.execute(request).await?))
+    }
+
+    /// Uploads an object from `body`: bytes (`Vec<u8>`, [`Bytes`], a `String`, …) or a stream
+    /// ([`reqwest::Body::wrap_stream`]). The object is visible once the whole body has
     /// arrived; a failed upload leaves the previous version. Missing parent directories are
     /// created. The reply carries the size and SHA-256 the server computed.
+    ///
+    /// A body in memory is sent again as the [`RetryPolicy`] says (a PUT is idempotent); a
+    /// streamed one is sent once only (it cannot be replayed).
     pub async fn put_object(
         &self,
         bucket: &str,
@@ -633,19 +831,19 @@ impl Client {
     ) -> Result<BucketObject, ClientError> {
         let url = self.object_url(bucket, key, false)?;
         let mut request = self
-            .transfer(Method::PUT, url)
+            .transfers
+            .put(url)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .body(body);
         if let Some(length) = content_length {
             request = request.header(reqwest::header::CONTENT_LENGTH, length);
         }
-        let response = check(request.send().await?).await?;
-        Ok(response.json().await?)
+        Ok(self.execute(request).await?.json().await?)
     }
 
     /// Uploads an object from a stream of chunks (see [`Client::put_object`]); with
     /// `content_length` the server can tell a cut stream from a complete one even if the
-    /// connection ends cleanly.
+    /// connection ends cleanly. Never retried: a stream cannot be sent twice.
     pub async fn put_object_stream<S>(
         &self,
         bucket: &str,
@@ -667,7 +865,8 @@ impl Client {
         .await
     }
 
-    /// Uploads the file at `path`, streamed from disk.
+    /// Uploads the file at `path`, streamed from disk (so never retried: see
+    /// [`Client::put_object_stream`]).
     pub async fn put_object_file(
         &self,
         bucket: &str,
@@ -704,8 +903,7 @@ impl Client {
         key: &str,
     ) -> Result<BucketObject, ClientError> {
         let url = self.object_url(bucket, key, true)?;
-        let response = check(self.transfer(Method::PUT, url).send().await?).await?;
-        Ok(response.json().await?)
+        Ok(self.execute(self.transfers.put(url)).await?.json().await?)
     }
 
     /// Deletes a file, or an empty directory.
@@ -751,14 +949,6 @@ impl Client {
         Ok(url)
     }
 
-    fn transfer(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
-        let request = self.transfers.request(method, url);
-        match &self.api_key {
-            Some(key) => request.bearer_auth(key),
-            None => request,
-        }
-    }
-
     /// The base URL plus these path segments, each percent-encoded (so a hostile id cannot
     /// change the path).
     fn path_url(&self, segments: &[&str]) -> Result<Url, ClientError> {
@@ -773,21 +963,6 @@ impl Client {
             .extend(segments);
         Ok(url)
     }
-
-    fn user_url(&self, username: &str, suffix: &str) -> Result<Url, ClientError> {
-        let mut url = self.url("v1/users")?;
-        {
-            let mut segments = url
-                .path_segments_mut()
-                .map_err(|_| ClientError::Url(username.into()))?;
-            // push() percent-encodes, so a hostile name cannot change the path.
-            segments.push(username);
-            if let Some(rest) = suffix.strip_prefix('/') {
-                segments.push(rest);
-            }
-        }
-        Ok(url)
-    }
 }
 
 /// Bytes read from a file per chunk of an upload.
@@ -798,9 +973,30 @@ pub struct ObjectDownload {
     response: reqwest::Response,
 }
 
+impl std::fmt::Debug for ObjectDownload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectDownload")
+            .field("status", &self.status())
+            .field("size", &self.size())
+            .field("e_tag", &self.e_tag())
+            .finish()
+    }
+}
+
 impl ObjectDownload {
     fn new(response: reqwest::Response) -> Self {
         ObjectDownload { response }
+    }
+
+    /// `200` for the whole object, `206` for the part asked for.
+    pub fn status(&self) -> u16 {
+        self.response.status().as_u16()
+    }
+
+    /// Whether this is the part asked for (`206`) rather than the whole object: a resumed
+    /// download whose version changed ([`Client::resume_object`]) gets the whole new one.
+    pub fn is_partial(&self) -> bool {
+        self.response.status() == StatusCode::PARTIAL_CONTENT
     }
 
     /// Bytes that follow (`Content-Length`): the object's size, or the rest of it from the
@@ -829,15 +1025,17 @@ impl ObjectDownload {
         Ok(self.response.chunk().await?)
     }
 
+    /// The whole content in memory (for small objects; large ones by [`Self::chunk`]).
+    pub async fn bytes(self) -> Result<Bytes, ClientError> {
+        Ok(self.response.bytes().await?)
+    }
+
     /// The content as a stream of pieces.
     pub fn into_stream(self) -> impl Stream<Item = Result<Bytes, ClientError>> {
         use futures::TryStreamExt;
         self.response.bytes_stream().map_err(ClientError::from)
     }
 }
-
-/// Largest page the API serves; the streams fetch pages of this size.
-pub const MAX_PAGE_SIZE: u32 = 100;
 
 /// Filters of [`Client::list_events`]: only events matching every part given.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -888,6 +1086,7 @@ where
         .try_flatten()
 }
 
+/// The response if it is a success; else its problem document as [`ClientError::Api`].
 async fn check(response: reqwest::Response) -> Result<reqwest::Response, ClientError> {
     let status = response.status();
     if status.is_success() {
@@ -906,202 +1105,6 @@ async fn check(response: reqwest::Response) -> Result<reqwest::Response, ClientE
     }
 }
 
-/// The gateways' view of the control plane: `POST /internal/v1/login` with the gateway token.
-#[derive(Clone)]
-pub struct HttpLoginProvider {
-    http: reqwest::Client,
-    url: Url,
-    token: String,
-}
-
-impl HttpLoginProvider {
-    pub fn new(control_plane_url: &str, gateway_token: String) -> Result<Self, ClientError> {
-        let base = Url::parse(control_plane_url)
-            .map_err(|_| ClientError::Url(control_plane_url.into()))?;
-        let url = base
-            .join("/internal/v1/login")
-            .map_err(|_| ClientError::Url(control_plane_url.into()))?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(15))
-            .pool_max_idle_per_host(64)
-            .build()?;
-        Ok(HttpLoginProvider {
-            http,
-            url,
-            token: gateway_token,
-        })
-    }
-}
-
-#[async_trait::async_trait]
-impl LoginProvider for HttpLoginProvider {
-    async fn login(&self, request: LoginRequest) -> Result<LoginGrant, LoginError> {
-        let response = self
-            .http
-            .post(self.url.clone())
-            .bearer_auth(&self.token)
-            .json(&request)
-            .send()
-            .await
-            .map_err(|e| LoginError::Unavailable(e.to_string()))?;
-        match response.status() {
-            StatusCode::OK => response
-                .json()
-                .await
-                .map_err(|e| LoginError::Unavailable(format!("bad login reply: {e}"))),
-            StatusCode::FORBIDDEN | StatusCode::NOT_FOUND => Err(LoginError::Denied),
-            StatusCode::UNAUTHORIZED => Err(LoginError::Unavailable(
-                "the control plane rejected this gateway's token (check WHARF_GATEWAY_TOKEN)"
-                    .into(),
-            )),
-            other => Err(LoginError::Unavailable(format!(
-                "control plane answered HTTP {other}"
-            ))),
-        }
-    }
-}
-
-/// The gateway side of the event contract ([`wharf_core::EventSink`]) over HTTP: posts to the
-/// control plane's `/internal/v1/events` and `/internal/v1/uploads…` with the gateway token.
-///
-/// Network failures and 5xx answers are retried with backoff: briefly for the start of an
-/// upload (the partner is waiting, and an upload that cannot be recorded is not committed),
-/// longer for everything else (the change has been made; its event must not be lost).
-#[derive(Clone)]
-pub struct HttpEventSink {
-    http: reqwest::Client,
-    base: Url,
-    token: String,
-}
-
-/// Attempts for the start of an upload: about 3 s in all.
-const BEGIN_ATTEMPTS: u32 = 4;
-/// Attempts for settled uploads and other events: about 2 minutes in all.
-const RECORD_ATTEMPTS: u32 = 10;
-
-impl HttpEventSink {
-    pub fn new(control_plane_url: &str, gateway_token: String) -> Result<Self, ClientError> {
-        let base = Url::parse(control_plane_url)
-            .map_err(|_| ClientError::Url(control_plane_url.into()))?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(15))
-            .pool_max_idle_per_host(64)
-            .build()?;
-        Ok(HttpEventSink {
-            http,
-            base,
-            token: gateway_token,
-        })
-    }
-
-    /// POSTs `body` to `path`, retrying transient failures; the reply body on success.
-    async fn post<B: Serialize + Sync>(
-        &self,
-        path: &str,
-        body: &B,
-        attempts: u32,
-    ) -> Result<Vec<u8>, wharf_core::EventError> {
-        use wharf_core::EventError;
-        let url = self
-            .base
-            .join(path)
-            .map_err(|e| EventError::Rejected(format!("bad event URL {path}: {e}")))?;
-        let mut delay = Duration::from_millis(200);
-        let mut last = String::new();
-        for attempt in 1..=attempts {
-            if attempt > 1 {
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(20));
-            }
-            let response = match self
-                .http
-                .post(url.clone())
-                .bearer_auth(&self.token)
-                .json(body)
-                .send()
-                .await
-            {
-                Ok(response) => response,
-                Err(e) => {
-                    last = e.to_string();
-                    continue;
-                }
-            };
-            let status = response.status();
-            if status.is_success() {
-                return response
-                    .bytes()
-                    .await
-                    .map(|b| b.to_vec())
-                    .map_err(|e| EventError::Unavailable(e.to_string()));
-            }
-            let text = response.text().await.unwrap_or_default();
-            if status == StatusCode::UNAUTHORIZED {
-                return Err(EventError::Unavailable(
-                    "the control plane rejected this gateway's token (check WHARF_GATEWAY_TOKEN)"
-                        .into(),
-                ));
-            }
-            if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {
-                return Err(EventError::Rejected(format!("HTTP {status}: {text}")));
-            }
-            last = format!("HTTP {status}: {text}");
-        }
-        Err(EventError::Unavailable(last))
-    }
-}
-
-fn reply_id(body: &[u8], field: &str) -> Result<String, wharf_core::EventError> {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get(field).and_then(|id| id.as_str()).map(str::to_owned))
-        .ok_or_else(|| {
-            wharf_core::EventError::Unavailable(format!("the event reply has no '{field}'"))
-        })
-}
-
-#[async_trait::async_trait]
-impl wharf_core::EventSink for HttpEventSink {
-    async fn begin_upload(
-        &self,
-        data: wharf_core::EventData,
-    ) -> Result<String, wharf_core::EventError> {
-        let body = wharf_core::events::BeginUploadRequest { data };
-        let reply = self
-            .post("/internal/v1/uploads", &body, BEGIN_ATTEMPTS)
-            .await?;
-        reply_id(&reply, "eventId")
-    }
-
-    async fn settle_upload(
-        &self,
-        event_id: &str,
-        committed: bool,
-        error: Option<String>,
-    ) -> Result<(), wharf_core::EventError> {
-        let body = wharf_core::events::SettleUploadRequest { committed, error };
-        let path = format!(
-            "/internal/v1/uploads/{}/settle",
-            url::form_urlencoded::byte_serialize(event_id.as_bytes()).collect::<String>()
-        );
-        self.post(&path, &body, RECORD_ATTEMPTS).await.map(|_| ())
-    }
-
-    async fn record(
-        &self,
-        event_type: wharf_core::EventType,
-        data: wharf_core::EventData,
-    ) -> Result<String, wharf_core::EventError> {
-        let body = wharf_core::events::RecordEventRequest { event_type, data };
-        let reply = self
-            .post("/internal/v1/events", &body, RECORD_ATTEMPTS)
-            .await?;
-        reply_id(&reply, "id")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
@@ -1111,7 +1114,6 @@ mod tests {
     use axum::http::{Method as HttpMethod, StatusCode as HttpStatus, Uri};
     use futures::TryStreamExt;
     use serde_json::{Value, json};
-    use wharf_core::api::FieldError;
 
     use super::*;
 
@@ -1258,36 +1260,6 @@ mod tests {
                 "PUT /v1/buckets/default/objects/alice/new/",
                 "GET /v1/buckets/default/objects?prefix=alice%2Fin+box&pageSize=10",
             ]
-        );
-    }
-
-    #[test]
-    fn problems_show_each_field_once() {
-        let field = |f: &str, m: &str| FieldError {
-            field: f.into(),
-            message: m.into(),
-        };
-        let problem = |detail: Option<&str>, errors: Vec<FieldError>| Problem {
-            kind: "about:blank".into(),
-            title: "Validation failed".into(),
-            status: 422,
-            detail: detail.map(Into::into),
-            errors,
-        };
-        assert_eq!(
-            describe(&problem(Some("url: bad"), vec![field("url", "bad")])),
-            "Validation failed (HTTP 422): url: bad"
-        );
-        assert_eq!(
-            describe(&problem(
-                Some("url: bad; events: none"),
-                vec![field("url", "bad"), field("events", "none")]
-            )),
-            "Validation failed (HTTP 422)\n  url: bad\n  events: none"
-        );
-        assert_eq!(
-            describe(&problem(Some("no webhook 'x'"), vec![])),
-            "Validation failed (HTTP 422): no webhook 'x'"
         );
     }
 }

@@ -1,0 +1,208 @@
+//! The gateways' side of the control plane: login checks and the event contract over HTTP,
+//! with the gateway token (`/internal/v1/…`). Used by `wharf sftp-gateway` and
+//! `wharf ftps-gateway` when they run apart from the control plane.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde::Serialize;
+use url::Url;
+use wharf_core::{LoginError, LoginGrant, LoginProvider, LoginRequest};
+
+use crate::ClientError;
+
+/// The gateways' view of the control plane: `POST /internal/v1/login` with the gateway token.
+#[derive(Clone)]
+pub struct HttpLoginProvider {
+    http: reqwest::Client,
+    url: Url,
+    token: String,
+}
+
+impl HttpLoginProvider {
+    pub fn new(control_plane_url: &str, gateway_token: String) -> Result<Self, ClientError> {
+        let base = Url::parse(control_plane_url)
+            .map_err(|_| ClientError::Url(control_plane_url.into()))?;
+        let url = base
+            .join("/internal/v1/login")
+            .map_err(|_| ClientError::Url(control_plane_url.into()))?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(15))
+            .pool_max_idle_per_host(64)
+            .build()?;
+        Ok(HttpLoginProvider {
+            http,
+            url,
+            token: gateway_token,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl LoginProvider for HttpLoginProvider {
+    async fn login(&self, request: LoginRequest) -> Result<LoginGrant, LoginError> {
+        let response = self
+            .http
+            .post(self.url.clone())
+            .bearer_auth(&self.token)
+            .json(&request)
+            .send()
+            .await
+            .map_err(|e| LoginError::Unavailable(e.to_string()))?;
+        match response.status() {
+            StatusCode::OK => response
+                .json()
+                .await
+                .map_err(|e| LoginError::Unavailable(format!("bad login reply: {e}"))),
+            StatusCode::FORBIDDEN | StatusCode::NOT_FOUND => Err(LoginError::Denied),
+            StatusCode::UNAUTHORIZED => Err(LoginError::Unavailable(
+                "the control plane rejected this gateway's token (check WHARF_GATEWAY_TOKEN)"
+                    .into(),
+            )),
+            other => Err(LoginError::Unavailable(format!(
+                "control plane answered HTTP {other}"
+            ))),
+        }
+    }
+}
+
+/// The gateway side of the event contract ([`wharf_core::EventSink`]) over HTTP: posts to the
+/// control plane's `/internal/v1/events` and `/internal/v1/uploads…` with the gateway token.
+///
+/// Network failures and 5xx answers are retried with backoff: briefly for the start of an
+/// upload (the partner is waiting, and an upload that cannot be recorded is not committed),
+/// longer for everything else (the change has been made; its event must not be lost).
+#[derive(Clone)]
+pub struct HttpEventSink {
+    http: reqwest::Client,
+    base: Url,
+    token: String,
+}
+
+/// Attempts for the start of an upload: about 3 s in all.
+const BEGIN_ATTEMPTS: u32 = 4;
+/// Attempts for settled uploads and other events: about 2 minutes in all.
+const RECORD_ATTEMPTS: u32 = 10;
+
+impl HttpEventSink {
+    pub fn new(control_plane_url: &str, gateway_token: String) -> Result<Self, ClientError> {
+        let base = Url::parse(control_plane_url)
+            .map_err(|_| ClientError::Url(control_plane_url.into()))?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(15))
+            .pool_max_idle_per_host(64)
+            .build()?;
+        Ok(HttpEventSink {
+            http,
+            base,
+            token: gateway_token,
+        })
+    }
+
+    /// POSTs `body` to `path`, retrying transient failures; the reply body on success.
+    async fn post<B: Serialize + Sync>(
+        &self,
+        path: &str,
+        body: &B,
+        attempts: u32,
+    ) -> Result<Vec<u8>, wharf_core::EventError> {
+        use wharf_core::EventError;
+        let url = self
+            .base
+            .join(path)
+            .map_err(|e| EventError::Rejected(format!("bad event URL {path}: {e}")))?;
+        let mut delay = Duration::from_millis(200);
+        let mut last = String::new();
+        for attempt in 1..=attempts {
+            if attempt > 1 {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(20));
+            }
+            let response = match self
+                .http
+                .post(url.clone())
+                .bearer_auth(&self.token)
+                .json(body)
+                .send()
+                .await
+            {
+                Ok(response) => response,
+                Err(e) => {
+                    last = e.to_string();
+                    continue;
+                }
+            };
+            let status = response.status();
+            if status.is_success() {
+                return response
+                    .bytes()
+                    .await
+                    .map(|b| b.to_vec())
+                    .map_err(|e| EventError::Unavailable(e.to_string()));
+            }
+            let text = response.text().await.unwrap_or_default();
+            if status == StatusCode::UNAUTHORIZED {
+                return Err(EventError::Unavailable(
+                    "the control plane rejected this gateway's token (check WHARF_GATEWAY_TOKEN)"
+                        .into(),
+                ));
+            }
+            if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {
+                return Err(EventError::Rejected(format!("HTTP {status}: {text}")));
+            }
+            last = format!("HTTP {status}: {text}");
+        }
+        Err(EventError::Unavailable(last))
+    }
+}
+
+fn reply_id(body: &[u8], field: &str) -> Result<String, wharf_core::EventError> {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get(field).and_then(|id| id.as_str()).map(str::to_owned))
+        .ok_or_else(|| {
+            wharf_core::EventError::Unavailable(format!("the event reply has no '{field}'"))
+        })
+}
+
+#[async_trait::async_trait]
+impl wharf_core::EventSink for HttpEventSink {
+    async fn begin_upload(
+        &self,
+        data: wharf_core::EventData,
+    ) -> Result<String, wharf_core::EventError> {
+        let body = wharf_core::events::BeginUploadRequest { data };
+        let reply = self
+            .post("/internal/v1/uploads", &body, BEGIN_ATTEMPTS)
+            .await?;
+        reply_id(&reply, "eventId")
+    }
+
+    async fn settle_upload(
+        &self,
+        event_id: &str,
+        committed: bool,
+        error: Option<String>,
+    ) -> Result<(), wharf_core::EventError> {
+        let body = wharf_core::events::SettleUploadRequest { committed, error };
+        let path = format!(
+            "/internal/v1/uploads/{}/settle",
+            url::form_urlencoded::byte_serialize(event_id.as_bytes()).collect::<String>()
+        );
+        self.post(&path, &body, RECORD_ATTEMPTS).await.map(|_| ())
+    }
+
+    async fn record(
+        &self,
+        event_type: wharf_core::EventType,
+        data: wharf_core::EventData,
+    ) -> Result<String, wharf_core::EventError> {
+        let body = wharf_core::events::RecordEventRequest { event_type, data };
+        let reply = self
+            .post("/internal/v1/events", &body, RECORD_ATTEMPTS)
+            .await?;
+        reply_id(&reply, "id")
+    }
+}
