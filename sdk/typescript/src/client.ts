@@ -32,6 +32,7 @@ export type DeliveryList = Schemas["DeliveryList"];
 export type ServerInfo = Schemas["ServerInfo"];
 export type BucketObject = Schemas["BucketObject"];
 export type ObjectList = Schemas["ObjectList"];
+export type ObjectKind = Schemas["ObjectKind"];
 
 /** The query parameters of an operation (`pageSize`, `pageToken`, filters, …). */
 type Query<Op extends keyof operations> = NonNullable<operations[Op]["parameters"]["query"]>;
@@ -311,8 +312,12 @@ export class WebhooksApi {
   }
 }
 
-/** The body types an object upload accepts; a `ReadableStream` is streamed, never buffered. */
-export type ObjectBody = Blob | ArrayBuffer | ArrayBufferView | string | ReadableStream<Uint8Array>;
+/**
+ * What an object upload accepts: any fetch `BodyInit` (bytes, `Blob`/`File`, string,
+ * `ReadableStream`, …). A `ReadableStream` (or any other non-replayable body) is streamed as
+ * it is read, never buffered, and never retried.
+ */
+export type ObjectBody = BodyInit | ReadableStream<Uint8Array> | Uint8Array | Blob | string;
 
 /** Objects: the files in a bucket (keys without a leading `/`, like `alice/in/x.edi`). */
 export class ObjectsApi {
@@ -331,7 +336,7 @@ export class ObjectsApi {
     );
   }
 
-  /** Every entry of a directory, page after page. */
+  /** Every entry of a directory (files and subdirectories, one level), page after page. */
   list(
     bucketName: string,
     params: Omit<ListObjectsParams, "pageToken"> = {},
@@ -340,8 +345,10 @@ export class ObjectsApi {
   }
 
   /**
-   * Downloads an object: the `Response`, whose `body` streams (nothing is buffered here).
-   * `range` is an HTTP range such as `"bytes=100-"` (the answer is then 206).
+   * Downloads an object: the `Response`, whose `body` is a `ReadableStream` read from the
+   * network as you consume it (nothing is buffered here). Its headers carry `Content-Length`,
+   * `ETag` and `Last-Modified`. `range` is an HTTP range (`"bytes=0-99"`, `"bytes=100-"`,
+   * `"bytes=-100"`): the answer is then 206 with `Content-Range`.
    */
   async get(bucketName: string, key: string, options: { range?: string } = {}): Promise<Response> {
     const headers: Record<string, string> = { Accept: "application/octet-stream, application/problem+json" };
@@ -359,22 +366,28 @@ export class ObjectsApi {
     return new Uint8Array(await response.arrayBuffer());
   }
 
-  /** Uploads (or replaces) an object; parent directories are created. */
+  /**
+   * Uploads (or replaces) an object; missing parent directories are created. Resolves to the
+   * stored object with its `size` and `sha256`. Bytes, strings and `Blob`s are retried like
+   * any request; a `ReadableStream` is streamed and, since it cannot be sent twice, not.
+   */
   async put(bucketName: string, key: string, body: ObjectBody): Promise<BucketObject> {
-    const streamed = typeof ReadableStream !== "undefined" && body instanceof ReadableStream;
+    const url = this.url(bucketName, key);
+    const replayable = isReplayable(body);
     const init: RequestInit & { duplex?: "half" } = {
       method: "PUT",
       body: body as BodyInit,
       headers: { "Content-Type": "application/octet-stream" },
     };
-    if (streamed) init.duplex = "half";
-    const response = await this.send(new Request(this.url(bucketName, key), init), !streamed);
+    // Fetch requires it of a streamed request body (Node's fetch throws without it).
+    if (!replayable) init.duplex = "half";
+    const response = await this.send(new Request(url, init), replayable);
     return (await (await okOrThrow(response)).json()) as BucketObject;
   }
 
   /** Creates a directory (and its parents); an existing one is fine. */
   async mkdir(bucketName: string, path: string): Promise<BucketObject> {
-    const key = path.replace(/\/+$/, "");
+    const key = typeof path === "string" ? path.replace(/\/+$/, "") : path;
     const request = new Request(`${this.url(bucketName, key)}/`, { method: "PUT", body: "" });
     return (await (await okOrThrow(await this.send(request, true))).json()) as BucketObject;
   }
@@ -390,16 +403,58 @@ export class ObjectsApi {
     await response.body?.cancel();
   }
 
+  /** The object's URL: each segment of the key percent-encoded, its `/` kept. */
   private url(bucketName: string, key: string): string {
-    if (typeof key !== "string" || key === "") throw new TypeError("key must be a non-empty string");
-    // URLs resolve `.` and `..` segments (even percent-encoded) before anything is sent, so
-    // such a key would silently name another object: refuse it here.
-    if (key.split("/").some((segment) => segment === "." || segment === "..")) {
-      throw new TypeError(`key ${JSON.stringify(key)} has a '.' or '..' segment`);
+    if (typeof key !== "string") throw new TypeError("key must be a string");
+    const segments = key.split("/");
+    // A URL resolves `.` and `..` segments (percent-encoded ones too) before anything is
+    // sent, so such a key would name another object or resource (`../../default` of bucket
+    // `default` is `/v1/buckets/default`). The server refuses these keys anyway: they are
+    // refused here, with the answer it would give.
+    if (key === "") throw badKey("must not be empty");
+    if (segments.some((segment) => segment === "." || segment === "..")) {
+      throw badKey("must not contain '.' or '..' segments");
     }
-    const path = key.split("/").map(encodeURIComponent).join("/");
+    const path = segments.map(encodeURIComponent).join("/");
     return `${this.baseUrl}/v1/buckets/${encodeURIComponent(id("bucketName", bucketName))}/objects/${path}`;
   }
+}
+
+/**
+ * Whether a request body can be sent again (retried): bytes, strings, `Blob`s, form data.
+ * Anything else (a `ReadableStream`, an async iterable) is consumed by the first attempt.
+ */
+function isReplayable(body: unknown): boolean {
+  return (
+    body === null ||
+    body === undefined ||
+    typeof body === "string" ||
+    body instanceof ArrayBuffer ||
+    ArrayBuffer.isView(body) ||
+    (typeof Blob !== "undefined" && body instanceof Blob) ||
+    (typeof URLSearchParams !== "undefined" && body instanceof URLSearchParams) ||
+    (typeof FormData !== "undefined" && body instanceof FormData)
+  );
+}
+
+/**
+ * The 400 the server answers for a key it refuses (the same problem document), for the keys
+ * refused before sending. Its `response` is made here: nothing was sent.
+ */
+function badKey(message: string): WharfProblemError {
+  const problem = {
+    type: "https://wharf.dev/problems/invalid-request",
+    title: "Invalid request",
+    status: 400,
+    detail: `key: ${message}`,
+    errors: [{ field: "key", message }],
+  };
+  const response = new Response(JSON.stringify(problem), {
+    status: 400,
+    statusText: "Bad Request",
+    headers: { "Content-Type": "application/problem+json" },
+  });
+  return new WharfProblemError(response, problem);
 }
 
 /** The response if it is a 2xx; otherwise its problem document, thrown. */

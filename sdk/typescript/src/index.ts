@@ -14,6 +14,7 @@ export {
   type ObjectBody,
   type BucketObject,
   type ObjectList,
+  type ObjectKind,
   type ListObjectsParams,
   type WharfOptions,
   type WharfApiClient,

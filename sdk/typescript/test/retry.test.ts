@@ -219,3 +219,112 @@ test("parseRetryAfter reads seconds and HTTP dates", () => {
   assert.equal(parseRetryAfter("Thu, 01 Jan 2026 00:00:05 GMT", now), 5000);
   assert.equal(parseRetryAfter("Wed, 31 Dec 2025 23:59:00 GMT", now), 0);
 });
+
+const STORED = { key: "alice/in/x.bin", name: "x.bin", kind: "file", size: 5, sha256: "0".repeat(64) };
+
+/** A body that can be read once: a ReadableStream of these strings. */
+function streamOf(...parts: string[]): ReadableStream<Uint8Array> {
+  const encoder = new TextEncoder();
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      for (const part of parts) controller.enqueue(encoder.encode(part));
+      controller.close();
+    },
+  });
+}
+
+test("object uploads: bytes, strings and Blobs are retried with the same body; streams are not", async () => {
+  const failFirst: Handler = (_req, res, attempt) =>
+    attempt === 1 ? problem(res, 503, { "retry-after": "0" }) : json(res, 201, STORED);
+  for (const body of [new TextEncoder().encode("hello"), "hello", new Blob(["hel", "lo"])]) {
+    const seen = await withServer(failFirst, async (baseUrl) => {
+      const wharf = new Wharf({ baseUrl, apiKey: "k", retry: fast });
+      assert.equal((await wharf.objects.put("default", "alice/in/x.bin", body)).size, 5);
+    });
+    assert.deepEqual(
+      seen.map((s) => [s.method, s.url, s.body, s.authorization]),
+      [
+        ["PUT", "/v1/buckets/default/objects/alice/in/x.bin", "hello", "Bearer k"],
+        ["PUT", "/v1/buckets/default/objects/alice/in/x.bin", "hello", "Bearer k"],
+      ],
+    );
+  }
+
+  // A stream is read by the first attempt: its 503 is thrown, not retried.
+  let seen = await withServer(failFirst, async (baseUrl) => {
+    const wharf = new Wharf({ baseUrl, apiKey: "k", retry: fast });
+    await assert.rejects(wharf.objects.put("default", "alice/in/x.bin", streamOf("hel", "lo")), (e: unknown) => {
+      assert.ok(e instanceof WharfProblemError);
+      assert.equal(e.status, 503);
+      return true;
+    });
+  });
+  assert.deepEqual(seen.map((s) => s.body), ["hello"]);
+
+  // Nor after a network error.
+  seen = await withServer(
+    (req, res, attempt) => (attempt === 1 ? req.socket.destroy() : json(res, 201, STORED)),
+    async (baseUrl) => {
+      const wharf = new Wharf({ baseUrl, apiKey: "k", retry: fast });
+      await assert.rejects(wharf.objects.put("default", "alice/in/x.bin", streamOf("hello")), TypeError);
+    },
+  );
+  assert.equal(seen.length, 1);
+});
+
+test("object downloads and deletes are retried; keys keep their / and encode the rest", async () => {
+  const seen = await withServer(
+    (req, res, attempt) => {
+      if (attempt % 2 === 1) return problem(res, 503, { "retry-after": "0" });
+      if (req.method === "DELETE") return res.writeHead(204).end();
+      res.writeHead(206, { "content-type": "application/octet-stream", "content-range": "bytes 0-1/5" }).end("he");
+    },
+    async (baseUrl) => {
+      const wharf = new Wharf({ baseUrl, apiKey: "k", retry: fast });
+      const response = await wharf.objects.get("default", "alice/in/a b#1?.txt", { range: "bytes=0-1" });
+      assert.equal(response.status, 206);
+      assert.equal(await response.text(), "he");
+      await wharf.objects.delete("default", "alice/in/%.txt", { recursive: true });
+    },
+  );
+  assert.deepEqual(
+    seen.map((s) => [s.method, s.url]),
+    [
+      ["GET", "/v1/buckets/default/objects/alice/in/a%20b%231%3F.txt"],
+      ["GET", "/v1/buckets/default/objects/alice/in/a%20b%231%3F.txt"],
+      ["DELETE", "/v1/buckets/default/objects/alice/in/%25.txt?recursive=true"],
+      ["DELETE", "/v1/buckets/default/objects/alice/in/%25.txt?recursive=true"],
+    ],
+  );
+});
+
+test("keys with . or .. segments are refused before anything is sent", async () => {
+  const seen = await withServer(
+    (_req, res) => json(res, 201, STORED),
+    async (baseUrl) => {
+      const wharf = new Wharf({ baseUrl, apiKey: "k", retry: fast });
+      // Sent as is, these would reach /v1/buckets/default (and delete the bucket's registration)
+      // or another key: a URL resolves dot segments, even percent-encoded ones.
+      for (const call of [
+        () => wharf.objects.delete("default", ".."),
+        () => wharf.objects.delete("default", "../../default"),
+        () => wharf.objects.put("default", "a/%2e%2e/../b", "x"),
+        () => wharf.objects.get("default", "./x"),
+        () => wharf.objects.mkdir("default", "a/.."),
+      ]) {
+        await assert.rejects(call(), (e: unknown) => {
+          assert.ok(e instanceof WharfProblemError, String(e));
+          assert.equal(e.status, 400);
+          assert.equal(e.fieldError("key"), "must not contain '.' or '..' segments");
+          return true;
+        });
+      }
+      await assert.rejects(wharf.objects.put("default", "", "x"), (e: unknown) => {
+        assert.ok(e instanceof WharfProblemError);
+        assert.equal(e.fieldError("key"), "must not be empty");
+        return true;
+      });
+    },
+  );
+  assert.equal(seen.length, 0);
+});
