@@ -21,6 +21,6 @@ openapi:
 ci:
     bash .ci/run
 
-# Benchmarks vs OpenSSH and rclone, as root: writes docs/benchmarks.md (--smoke: tiny, temp dir).
+# Benchmarks vs OpenSSH, rclone and ProFTPD, as root: writes docs/benchmarks.md (--smoke: tiny, temp dir).
 bench *ARGS:
     bash bench/run.sh {{ARGS}}

@@ -5,28 +5,37 @@ Started by `bench/run.sh` (`just bench`), which installs the peers and builds Wh
 root (sshd chroots, a `bench` system user). Every server listens on 127.0.0.1, ports
 24000-24099:
 
-  openssh-local  OpenSSH sshd, `internal-sftp` in a root-owned chroot under /srv, user `bench`
-  rclone-local   `rclone serve sftp` on a local directory
-  wharf-local    `wharf serve`, user `bench` in the default (local-disk) bucket
-  rclone-s3      `rclone serve sftp` on a bucket of an s3s-fs server (--vfs-cache-mode off)
-  wharf-s3       the same `wharf serve`, user `bench-s3` in a bucket on the same s3s-fs server
+  openssh-local     OpenSSH sshd, `internal-sftp` in a root-owned chroot under /srv, user `bench`
+  rclone-local      `rclone serve sftp` on a local directory
+  wharf-local       `wharf serve`, user `bench` in the default (local-disk) bucket
+  rclone-s3         `rclone serve sftp` on a bucket of an s3s-fs server (--vfs-cache-mode off)
+  wharf-s3          the same `wharf serve`, user `bench-s3` in a bucket on the same s3s-fs server
+  proftpd-local     ProFTPD with mod_tls, explicit FTPS (TLSRequired on), user `bench` jailed
+                    to a local directory (DefaultRoot)
+  wharf-ftps-local  the same `wharf serve`'s FTPS gateway, user `bench` as on wharf-local
 
-Workloads (OpenSSH `sftp`, key authentication, batch mode), timed by hyperfine; every timed
-run is a whole client process (start-up, connect, key exchange, authentication, transfer):
+Workloads, timed by hyperfine; every timed run is a whole client process (start-up, connect,
+key exchange or TLS handshake, authentication, transfer). SFTP: OpenSSH `sftp`, key
+authentication, batch mode; FTPS: `lftp` (and `curl` for a), password, TLS on control and data:
 
-  a) one big file up and down, MB/s, with the default cipher and with aes128-gcm
+  a) one big file up and down, MB/s, with the default cipher and with aes128-gcm (SFTP), with
+     lftp and with curl (FTPS)
   b) many 4 KiB files up in one session, files/s
   c) concurrent clients each uploading one file, aggregate MB/s
-  d) connect + authenticate + `ls`, ms
+  d) connect + authenticate + list, ms
+  e) server resident memory (VmRSS of the server's processes): idle, with N idle authenticated
+     sessions (bench/sessions.py), per idle session, and the peak during c)'s uploads
+  f) password logins per second through Wharf's control plane with 100,000 users in its
+     database (bench/sessions.py, paramiko workers), against OpenSSH (and rclone) with one
+     system user; runs after every other workload of every target
 
 Before a target is timed, a round trip through it is compared by SHA-256; after every upload
 workload the remote sizes are checked. A broken target fails loudly: its remaining figures are
 marked FAILED and the run exits non-zero.
 
-Hooks for later (issue 8): workloads (e) server memory and (f) logins per second go into
-WORKLOADS; FTPS targets (Wharf's FTPS gateway, ProFTPD) need a `start_*` function in
-`start_servers`, a Target with proto "ftps" and the FtpsClient (lftp/curl) filled in. Each
-workload names the protocols it runs on, and every client offers the same small interface.
+A target is a `start_*` function in `start_servers` plus a Target; each workload names the
+protocols and stores it runs on, and every client (SftpClient, FtpsClient) offers the same
+small interface.
 
 No figure is asserted anywhere: the numbers are for reading, as ratios between servers measured
 on the same machine in the same run.
@@ -41,10 +50,13 @@ import hashlib
 import json
 import os
 import platform
+import resource
+import select
 import shlex
 import shutil
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -66,7 +78,7 @@ S3_BUCKET_RCLONE, S3_BUCKET_WHARF = "bench-rclone", "bench-wharf"
 
 # Every port of the benchmark, all on 127.0.0.1, in one block that neither the tests (random
 # ports) nor the machine's services use. 24030-24039 and 24060-24079 are kept for the FTPS
-# peers (ProFTPD's control port and passive range).
+# peers (ProFTPD's control port and passive range); Wharf's FTPS gateway has its own.
 PORTS = {
     "openssh-local": 24001,
     "rclone-local": 24003,
@@ -75,10 +87,13 @@ PORTS = {
     "wharf-ftps": 24021,
     "wharf-sftp": 24022,
     "wharf-ftps-implicit": 24023,
+    "proftpd": 24031,
     "wharf-api": 24080,
 }
 WHARF_PASSIVE_PORTS = "24040-24059"
+PROFTPD_PASSIVE_PORTS = "24060-24079"
 GCM = "aes128-gcm@openssh.com"
+SESSIONS_PY = REPO / "bench" / "sessions.py"
 
 MiB = 1 << 20
 
@@ -90,19 +105,26 @@ class Sizes:
     small_size: int     # b) bytes each
     conc_clients: int   # c) client processes at once
     conc_size: int      # c) bytes each client uploads
-    runs: int           # timed runs of a)-c)
+    runs: int           # timed runs of a)-c), rounds of e) and f)
     hs_runs: int        # timed runs of d)
     hs_warmup: int      # untimed runs of d) first
     idle: float         # seconds of rest before every timed run
     verify: int         # bytes of the checked round trip (odd, spans several S3 parts)
+    idle_sessions: int  # e) idle authenticated sessions held open
+    settle: float       # e) seconds between the last session opened and reading the memory
+    users: int          # f) users in Wharf's database
+    login_workers: int  # f) client processes logging in at once
+    login_seconds: float  # f) how long each round of logins lasts
 
 
 FULL = Sizes(big=1024 * MiB, small_files=2000, small_size=4096, conc_clients=20,
              conc_size=50 * MiB, runs=3, hs_runs=20, hs_warmup=2, idle=0.5,
-             verify=20 * MiB + 12345)
+             verify=20 * MiB + 12345, idle_sessions=500, settle=2.0, users=100_000,
+             login_workers=8, login_seconds=10.0)
 SMOKE = Sizes(big=8 * MiB, small_files=50, small_size=4096, conc_clients=3,
               conc_size=2 * MiB, runs=1, hs_runs=1, hs_warmup=0, idle=0.2,
-              verify=9 * MiB + 12345)
+              verify=9 * MiB + 12345, idle_sessions=20, settle=0.5, users=1000,
+              login_workers=4, login_seconds=2.0)
 
 
 class BenchError(Exception):
@@ -234,20 +256,34 @@ def prepare_state():
     if STATE.exists():
         shutil.rmtree(STATE)
     for d in ["log", "client", "etc", "rclone", f"s3/{S3_BUCKET_RCLONE}",
-              f"s3/{S3_BUCKET_WHARF}", "wharf", "src", "batch", "hyperfine", "verify"]:
+              f"s3/{S3_BUCKET_WHARF}", "wharf", "src", "batch", "hyperfine", "verify",
+              "proftpd"]:
         (STATE / d).mkdir(parents=True, exist_ok=True)
     key = STATE / "client" / "id_ed25519"
     run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "wharf-bench", "-f", str(key)])
     run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "wharf-bench-host",
          "-f", str(STATE / "etc" / "host_ed25519")])
+    # One self-signed certificate (ECDSA P-256) for both FTPS servers, so their handshakes
+    # do the same work.
+    run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-days", "30", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(STATE / "etc" / "tls.key"), "-out", str(STATE / "etc" / "tls.crt")])
+    os.chmod(STATE / "etc" / "tls.key", 0o600)
     return key
 
 
-def start_openssh(servers, pubkey):
+def bench_user():
+    """The `bench` system user (sshd and ProFTPD files belong to it) and the SHA-512-crypt
+    hash of its password, as for every peer (peers.md, finding 6): logins compare on protocol
+    work."""
     if run(["id", USER], check=False).returncode != 0:
         run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", USER])
-    # SHA-512-crypt, as for every peer (peers.md, finding 6): logins compare on protocol work.
-    hashed = run(["openssl", "passwd", "-6", PASSWORD]).stdout.strip()
+    return run(["openssl", "passwd", "-6", PASSWORD]).stdout.strip()
+
+
+def start_openssh(servers, pubkey):
+    hashed = bench_user()
     run(["chpasswd", "-e"], input=f"{USER}:{hashed}\n")
     if CHROOT.exists():
         shutil.rmtree(CHROOT)
@@ -285,6 +321,75 @@ Match User {USER}
         raise BenchError(f"sshd rejects its configuration: {check.stderr.strip()}")
     proc = servers.spawn("openssh", ["/usr/sbin/sshd", "-D", "-e", "-f", str(config)])
     wait_port(PORTS["openssh-local"], "sshd", proc)
+    return proc
+
+
+def start_proftpd(servers):
+    """ProFTPD with mod_tls in the foreground (`-n`), as root: explicit FTPS required on control
+    and data connections, one virtual user (AuthUserFile, the `bench` system user's ids, a
+    SHA-512-crypt password) jailed to its home (DefaultRoot ~), no DNS or ident lookups, and
+    every state file (pid, scoreboard, delay table, logs) under the state directory."""
+    hashed = bench_user()
+    uid, gid = run(["id", "-u", USER]).stdout.strip(), run(["id", "-g", USER]).stdout.strip()
+    home = STATE / "proftpd"
+    shutil.chown(home, USER, USER)
+    etc = STATE / "etc"
+    (etc / "ftpd.passwd").write_text(f"{USER}:{hashed}:{uid}:{gid}::{home}:/usr/sbin/nologin\n")
+    (etc / "ftpd.group").write_text(f"{USER}:x:{gid}:\n")
+    for f in ["ftpd.passwd", "ftpd.group"]:
+        os.chmod(etc / f, 0o600)
+    first, last = PROFTPD_PASSIVE_PORTS.split("-")
+    config = etc / "proftpd.conf"
+    config.write_text(f"""# wharf bench: ProFTPD, explicit FTPS, one virtual user in a jail
+ServerType standalone
+ServerName "wharf bench"
+DefaultAddress 127.0.0.1
+SocketBindTight on
+UseIPv6 off
+Port {PORTS['proftpd']}
+PassivePorts {first} {last}
+User nobody
+Group nogroup
+PidFile {etc}/proftpd.pid
+ScoreboardFile {etc}/proftpd.scoreboard
+DelayTable {etc}/proftpd.delay
+SystemLog {STATE}/log/proftpd-system.log
+TransferLog NONE
+WtmpLog off
+UseReverseDNS off
+<IfModule mod_ident.c>
+  IdentLookups off
+</IfModule>
+<IfModule mod_ctrls.c>
+  ControlsEngine off
+</IfModule>
+# Enough for workload e)'s idle sessions.
+MaxInstances 1000
+AuthOrder mod_auth_file.c
+AuthUserFile {etc}/ftpd.passwd
+AuthGroupFile {etc}/ftpd.group
+RequireValidShell off
+DefaultRoot ~
+AllowOverwrite on
+Umask 022
+TimeoutIdle 600
+TimeoutNoTransfer 600
+ModulePath /usr/lib/proftpd
+LoadModule mod_tls.c
+TLSEngine on
+TLSLog {STATE}/log/proftpd-tls.log
+TLSProtocol TLSv1.2 TLSv1.3
+TLSECCertificateFile {etc}/tls.crt
+TLSECCertificateKeyFile {etc}/tls.key
+TLSVerifyClient off
+TLSRequired on
+""")
+    check = run(["proftpd", "-t", "-c", str(config)], check=False)
+    if check.returncode != 0:
+        raise BenchError(f"proftpd rejects its configuration: "
+                         f"{(check.stderr or check.stdout).strip()[-500:]}")
+    proc = servers.spawn("proftpd", ["proftpd", "-n", "-c", str(config)])
+    wait_port(PORTS["proftpd"], "proftpd", proc)
     return proc
 
 
@@ -340,8 +445,10 @@ def start_wharf(servers, pubkey, with_s3=True):
     """One `wharf serve` (SQLite, local-disk default bucket) with a second bucket on s3s-fs,
     registered through the API like an operator would; user `bench` in the local bucket and
     `bench-s3` in the S3 one, both with the benchmark's key (Wharf generates passwords; the
-    workloads log in with the key everywhere). maxSessions is raised from its default of 10
-    to the most allowed, so c) runs 20 clients at once as on the peers."""
+    workloads log in with the key everywhere; FTPS and f) with the password the API returns).
+    maxSessions is raised from its default of 10 to the most allowed (1000), so c) runs 20
+    clients at once and e) holds 500 sessions as on the peers. The FTPS gateway serves the
+    same certificate as ProFTPD. Returns the process and `bench`'s password."""
     env = {**os.environ, "WHARF_ADMIN_API_KEY": ADMIN_KEY, "WHARF_LOG": "warn"}
     for var in ["WHARF_DATABASE_URL", "WHARF_BUCKET_URL", "WHARF_DATA_DIR"]:
         env.pop(var, None)
@@ -356,22 +463,51 @@ def start_wharf(servers, pubkey, with_s3=True):
         "--ftps-addr", f"127.0.0.1:{PORTS['wharf-ftps']}",
         "--ftps-implicit-addr", f"127.0.0.1:{PORTS['wharf-ftps-implicit']}",
         "--ftps-passive-ports", WHARF_PASSIVE_PORTS,
+        "--ftps-cert-file", str(STATE / "etc" / "tls.crt"),
+        "--ftps-key-file", str(STATE / "etc" / "tls.key"),
     ], env=env)
     wait_port(PORTS["wharf-api"], "wharf API", proc)
     wait_port(PORTS["wharf-sftp"], "wharf SFTP", proc)
+    wait_port(PORTS["wharf-ftps"], "wharf FTPS", proc)
     if with_s3:
         api("POST", "/v1/buckets", {
             "bucketName": "bench-s3", "storageUrl": f"s3://{S3_BUCKET_WHARF}",
             "options": {"aws_endpoint": f"http://127.0.0.1:{PORTS['s3s-fs']}",
                         "aws_access_key_id": S3_KEY, "aws_secret_access_key": S3_SECRET,
                         "aws_region": "us-east-1"}})
+    passwords = {}
     for username, bucket in [(USER, None)] + ([(USER + "-s3", "bench-s3")] if with_s3 else []):
         body = {"username": username, "description": "benchmark", "homeDirectory": f"/{username}",
                 "publicKeys": [pubkey.strip()], "maxSessions": 1000}
         if bucket:
             body["bucketName"] = bucket
-        api("POST", "/v1/users", body)
-    return proc
+        passwords[username] = api("POST", "/v1/users", body)["password"]
+    return proc, passwords[USER]
+
+
+def seed_wharf_users(count):
+    """Brings Wharf's user table to `count` users: `load-000001`... are inserted straight into
+    its SQLite database in one transaction, each a copy of `bench`'s row (same bucket,
+    permissions and argon2id password hash, so the same password; no keys; the default
+    maxSessions). The API would hash every password (tens of ms each). Returns the names
+    inserted and the number of users in the table."""
+    db = sqlite3.connect(STATE / "wharf" / "wharf.db", timeout=60)
+    try:
+        have = db.execute("SELECT COUNT(*) FROM users").fetchone()[0]
+        names = [f"load-{i:06}" for i in range(1, max(0, count - have) + 1)]
+        with db:
+            db.executemany(
+                "INSERT INTO users (username, description, home_directory, bucket_name, "
+                "permissions, password_hash, public_keys, disabled, max_sessions, created_at, "
+                "updated_at) SELECT ?, 'benchmark f)', ?, bucket_name, permissions, "
+                "password_hash, '[]', 0, 10, created_at, updated_at FROM users "
+                "WHERE username = ?", [(n, f"/{n}", USER) for n in names])
+        total = db.execute("SELECT COUNT(*) FROM users").fetchone()[0]
+    finally:
+        db.close()
+    if total < count:
+        raise BenchError(f"wharf: {total} users in the database after seeding, {count} wanted")
+    return names, total
 
 
 # --------------------------------------------------------------------------------------------
@@ -381,12 +517,14 @@ def start_wharf(servers, pubkey, with_s3=True):
 @dataclasses.dataclass
 class Target:
     name: str       # as in the tables: <server>-<store>
-    server: str     # openssh, rclone, wharf (later: proftpd, wharf-ftps, ...)
-    proto: str      # sftp (later: ftps)
+    server: str     # openssh, rclone, proftpd, wharf
+    proto: str      # sftp or ftps
     store: str      # local or s3
     port: int
     user: str
-    pid: int = 0    # the serving process, for the memory workload (e) to come
+    pid: int = 0    # the serving process (with its children: e)'s memory)
+    password: str = PASSWORD  # FTPS logins and f)
+    passive: str = ""         # FTPS: the passive port range
 
     @property
     def is_wharf(self):
@@ -395,15 +533,15 @@ class Target:
 
 # The reference peer that issue 8 states Wharf's targets against, per (proto, store). The
 # ratio to the best peer of the same (proto, store) is always shown as well.
-REFERENCE = {("sftp", "local"): "openssh-local", ("sftp", "s3"): "rclone-s3"}
-# Later: ("ftps", "local"): "proftpd-local".
+REFERENCE = {("sftp", "local"): "openssh-local", ("sftp", "s3"): "rclone-s3",
+             ("ftps", "local"): "proftpd-local"}
 
-TARGET_ORDER = ["openssh-local", "rclone-local", "wharf-local", "rclone-s3", "wharf-s3"]
+TARGET_ORDER = ["openssh-local", "rclone-local", "wharf-local", "rclone-s3", "wharf-s3",
+                "proftpd-local", "wharf-ftps-local"]
 
 
 def start_servers(servers, pubkey, pubkey_file, wanted):
-    """Starts the servers behind the wanted targets and returns the targets. An FTPS peer is
-    one more `start_*` function and Target here (proto "ftps")."""
+    """Starts the servers behind the wanted targets and returns the targets."""
     targets = []
     need = lambda *names: any(n in wanted for n in names)  # noqa: E731
     if need("openssh-local"):
@@ -416,16 +554,23 @@ def start_servers(servers, pubkey, pubkey_file, wanted):
         p = start_rclone(servers, "rclone-local", str(STATE / "rclone"), pubkey_file)
         targets.append(Target("rclone-local", "rclone", "sftp", "local",
                               PORTS["rclone-local"], USER, p.pid))
-    if need("wharf-local", "wharf-s3"):
-        p = start_wharf(servers, pubkey, with_s3=need("wharf-s3"))
+    if need("wharf-local", "wharf-s3", "wharf-ftps-local"):
+        p, password = start_wharf(servers, pubkey, with_s3=need("wharf-s3"))
         targets.append(Target("wharf-local", "wharf", "sftp", "local", PORTS["wharf-sftp"],
-                              USER, p.pid))
+                              USER, p.pid, password))
         targets.append(Target("wharf-s3", "wharf", "sftp", "s3", PORTS["wharf-sftp"],
                               USER + "-s3", p.pid))
+        targets.append(Target("wharf-ftps-local", "wharf", "ftps", "local",
+                              PORTS["wharf-ftps"], USER, p.pid, password,
+                              WHARF_PASSIVE_PORTS))
     if need("rclone-s3"):
         p = start_rclone(servers, "rclone-s3", f"benchs3:{S3_BUCKET_RCLONE}", pubkey_file)
         targets.append(Target("rclone-s3", "rclone", "sftp", "s3", PORTS["rclone-s3"], USER,
                               p.pid))
+    if need("proftpd-local"):
+        p = start_proftpd(servers)
+        targets.append(Target("proftpd-local", "proftpd", "ftps", "local", PORTS["proftpd"],
+                              USER, p.pid, PASSWORD, PROFTPD_PASSIVE_PORTS))
     targets = [t for t in targets if t.name in wanted]
     return sorted(targets, key=lambda t: TARGET_ORDER.index(t.name))
 
@@ -437,6 +582,8 @@ class SftpClient:
     the login directory)."""
 
     proto = "sftp"
+    # The variant names of b), c) ({n}: clients) and d).
+    labels = {"b": "sftp put *", "c": "{n} x sftp put", "d": "sftp ls"}
 
     def __init__(self, key):
         self.key = key
@@ -529,15 +676,115 @@ class SftpClient:
 
 
 class FtpsClient:
-    """Hook for the FTPS targets (issue 8): the same interface as SftpClient, with curl and
-    lftp as the variants (peers.md, method: `curl --ssl-reqd -T` / `-o /dev/null`, `lftp put`
-    / `get -o /dev/null`, `lftp mirror -R` for b), `curl -T` x N for c), `lftp cls` and
-    `curl -l` for d)). Not implemented yet."""
+    """Explicit FTPS with `lftp` (every workload) and `curl` (a second client for a), as in
+    peers.md): TLS required on the control and the data connections, the certificate not
+    verified (self-signed), passive mode, password login. Every method returns the shell command
+    of one client process, with the same interface as SftpClient. lftp's settings are one
+    file, `$STATE/batch/ftps.lftp`, the same for every target; the rest of each command is
+    on its command line (`lftp -c 'source ...; open ...; <commands>'`)."""
 
     proto = "ftps"
+    labels = {"b": "lftp mput", "c": "{n} x lftp put", "d": "lftp cls"}
+    SETTINGS = """set ftp:ssl-force true
+set ftp:ssl-protect-data true
+set ftp:ssl-protect-list true
+set ssl:verify-certificate no
+set ftp:passive-mode true
+set xfer:clobber on
+set net:max-retries 1
+set net:timeout 30
+set cmd:fail-exit true
+"""
 
-    def __init__(self, *args, **kwargs):
-        raise NotImplementedError("FTPS targets are not benchmarked yet")
+    def __init__(self):
+        self.settings = STATE / "batch" / "ftps.lftp"
+        self.settings.write_text(self.SETTINGS)
+
+    def variants(self):
+        """Bulk-transfer variants of workload a): (label, client)."""
+        return [("lftp", None), ("curl", "curl")]
+
+    def _lftp(self, target, commands):
+        return shlex.join(["lftp", "-c", f"source {self.settings}; open -u "
+                           f"{target.user},{target.password} -p {target.port} "
+                           f"ftp://127.0.0.1; {commands}"])
+
+    def _curl(self, target, *args):
+        return shlex.join(["curl", "-sS", "--fail", "--ssl-reqd", "-k", "--ftp-pasv",
+                           "-u", f"{target.user}:{target.password}", *args])
+
+    def put(self, target, local, remote, variant=None):
+        if variant == "curl":
+            return self._curl(target, "-T", str(local),
+                              f"ftp://127.0.0.1:{target.port}/{remote}")
+        return self._lftp(target, f"put {local} -o {remote}")
+
+    def get(self, target, remote, local, variant=None):
+        if variant == "curl":
+            return self._curl(target, "-o", str(local),
+                              f"ftp://127.0.0.1:{target.port}/{remote}")
+        return self._lftp(target, f"get {remote} -o {local}")
+
+    def put_dir(self, target, local_dir, remote_dir):
+        """Every file of local_dir into remote_dir, one session (one TLS data connection per
+        file): `mput`."""
+        return self._lftp(target, f"mkdir -p -f {remote_dir}; mput -O {remote_dir} "
+                                  f"{local_dir}/*")
+
+    def put_parallel(self, target, files):
+        """One client process per (local, remote) pair, all started at once; fails if any
+        fails. Like SftpClient's, each process reads its `put` from a file of its own."""
+        for i, (local, remote) in enumerate(files):
+            (STATE / "batch" / f"put_par_{i:02}.lftp").write_text(f"put {local} -o {remote}\n")
+        one = self._lftp(target, "source @@BATCH@@").replace(
+            "@@BATCH@@", f"{STATE}/batch/put_par_'$i'.lftp")
+        return (f"pids=; for i in $(seq -f %02g 0 {len(files) - 1}); do {one} >/dev/null & "
+                f"pids=\"$pids $!\"; done; rc=0; for p in $pids; do wait $p || rc=1; done; "
+                f"exit $rc")
+
+    def listing(self, target):
+        return self._lftp(target, "cls")
+
+    def remove(self, target, files=(), dirs=()):
+        """Deletes remote files and then directories (recursively), ignoring missing ones;
+        files inside a removed directory (`small/*`) go with it."""
+        names = [f for f in files if not any(f.startswith(d + "/") for d in dirs)]
+        commands = []
+        if names:
+            commands.append("rm -f " + " ".join(names))
+        if dirs:
+            commands.append("rm -r -f " + " ".join(dirs))
+        return self._lftp(target, "; ".join(commands) or "cls")
+
+    def sizes(self, target, remote_dir="."):
+        """{name: size} of the regular files in remote_dir (`cls --size`, from the server's
+        MLSD or LIST)."""
+        cmd = self._lftp(target, f"cls -1 --size --block-size=1 {remote_dir}/")
+        result = sh(cmd, timeout=120)
+        if result.returncode != 0:
+            raise BenchError(f"{target.name}: cls {remote_dir} failed: "
+                             f"{result.stderr.strip()[-500:]}")
+        found = {}
+        for line in result.stdout.splitlines():
+            fields = line.split()
+            if len(fields) == 2 and fields[0].isdigit() and not fields[1].endswith("/"):
+                found[Path(fields[1]).name] = int(fields[0])
+        return found
+
+    def negotiated(self, target):
+        """The TLS version and cipher suite curl (OpenSSL) settles on, as the `-v` output
+        says; lftp (GnuTLS) is not asked."""
+        cmd = self._curl(target, "-v", "-l", f"ftp://127.0.0.1:{target.port}/")
+        result = sh(cmd, timeout=60)
+        info = {}
+        for line in result.stderr.splitlines():
+            if "SSL connection using" in line:
+                rest = line.split("SSL connection using", 1)[1].strip()
+                version, _, cipher = rest.partition(" / ")
+                info["tls"] = version.strip()
+                info["cipher"] = cipher.strip()
+                break
+        return info
 
 
 # --------------------------------------------------------------------------------------------
@@ -555,6 +802,7 @@ class Context:
         self.conc = [self.src / f"conc-{i:02}.bin" for i in range(sizes.conc_clients)]
         self.verify_file = self.src / "verify.bin"
         self.rows = []  # every result so far, in order
+        self.wharf_users = None  # f): (usernames file, users in the database, inserted)
 
     def client(self, target):
         return self.clients[target.proto]
@@ -612,6 +860,19 @@ class Context:
         self.rows.append(row)
         return row
 
+    def record(self, target, test, variant, unit, values, command, **extra):
+        """A result row measured without hyperfine (e, f): min/median/max over the rounds."""
+        row = dict(target=target.name, server=target.server, proto=target.proto,
+                   store=target.store, test=test, variant=variant, unit=unit,
+                   min=min(values), median=statistics.median(values), max=max(values),
+                   mean=statistics.fmean(values), runs=len(values), values=values,
+                   seconds=[], status="ok", command=command, prepare="", warmup=0,
+                   template=template(command, target), prepare_template="", **extra)
+        log(f"{target.name}: {test} {variant}: median {fmt(row['median'], unit)} {unit} "
+            f"(min {fmt(row['min'], unit)}, max {fmt(row['max'], unit)})")
+        self.rows.append(row)
+        return row
+
     def diagnose(self, target, command, prepare):
         """Runs a failed command once more outside hyperfine (which hides its output) and
         returns what the client said, with the end of the server's log."""
@@ -625,6 +886,8 @@ class Context:
             said = str(e)
         # Named as Servers.spawn was told: one log per server process.
         name = target.name if target.server == "rclone" else target.server
+        if target.server == "proftpd":
+            name = "proftpd-system"
         server_log = STATE / "log" / f"{name}.log"
         tail = ""
         if server_log.exists():
@@ -642,9 +905,18 @@ class Context:
 
 
 def template(command, target):
-    """The command with this target's port, user and the state directory as variables."""
+    """The command with this target's port, user, password and the state directory as
+    variables."""
     return (command.replace(f"-P {target.port} ", "-P $PORT ")
             .replace(f"{target.user}@127.0.0.1", "$USER@127.0.0.1")
+            .replace(f"-u {target.user},{target.password} -p {target.port} ",
+                     "-u $USER,$PASSWORD -p $PORT ")
+            .replace(f"-u {target.user}:{target.password} ", "-u $USER:$PASSWORD ")
+            .replace(f"127.0.0.1:{target.port}/", "127.0.0.1:$PORT/")
+            .replace(f"--port {target.port} ", "--port $PORT ")
+            .replace(f"--password {target.password} ", "--password $PASSWORD ")
+            .replace(f"--user {target.user} ", "--user $USER ")
+            .replace(f"{REPO}/", "")
             .replace(str(STATE), "$STATE"))
 
 
@@ -687,7 +959,7 @@ def wl_small(ctx, target):
     """b) every small file up in one session."""
     c, n = ctx.client(target), ctx.sizes.small_files
     rm = c.remove(target, ["small/*"], ["small"])
-    ctx.time(target, "b-small", "sftp put *", "files/s",
+    ctx.time(target, "b-small", c.labels["b"], "files/s",
              c.put_dir(target, ctx.small_dir, "small"), lambda s: n / s, prepare=rm,
              budget=60 + n / 5)
     ctx.expect_sizes(target, "small", {f"f{i:05}.bin": ctx.sizes.small_size for i in range(n)})
@@ -700,7 +972,7 @@ def wl_concurrent(ctx, target):
     files = [(p, p.name) for p in ctx.conc]
     rm = c.remove(target, [name for _, name in files])
     total = s.conc_size * s.conc_clients
-    ctx.time(target, "c-conc", f"{s.conc_clients} x sftp put", "MB/s",
+    ctx.time(target, "c-conc", c.labels["c"].format(n=s.conc_clients), "MB/s",
              c.put_parallel(target, files), lambda sec: total / sec / 1e6, prepare=rm,
              budget=60 + total / 2e6)
     ctx.expect_sizes(target, ".", {name: s.conc_size for _, name in files})
@@ -710,8 +982,203 @@ def wl_concurrent(ctx, target):
 def wl_handshake(ctx, target):
     """d) connect + key exchange + authenticate + list the (empty) login directory."""
     c = ctx.client(target)
-    ctx.time(target, "d-login", "sftp ls", "ms", c.listing(target), lambda s: s * 1000,
+    ctx.time(target, "d-login", c.labels["d"], "ms", c.listing(target), lambda s: s * 1000,
              runs=ctx.sizes.hs_runs, warmup=ctx.sizes.hs_warmup, budget=60)
+
+
+def process_tree(pid):
+    """pid and every process descended from it (sshd's and ProFTPD's per-session children)."""
+    children = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(d.name))
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo += children.get(p, [])
+    return tree
+
+
+def memory(pid, pss=False):
+    """(VmRSS summed over the process tree in KiB, PSS summed in KiB or 0, processes). RSS
+    counts pages shared between processes (a forking server's binary and libraries) once per
+    process; PSS divides them among the processes sharing them."""
+    rss = pss_kib = count = 0
+    for p in process_tree(pid):
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+            rss += next(int(line.split()[1]) for line in status.splitlines()
+                        if line.startswith("VmRSS:"))
+            if pss:
+                rollup = Path(f"/proc/{p}/smaps_rollup").read_text()
+                pss_kib += next(int(line.split()[1]) for line in rollup.splitlines()
+                                if line.startswith("Pss:"))
+            count += 1
+        except (OSError, StopIteration, ValueError):
+            continue  # exited meanwhile (or a kernel thread without VmRSS)
+    return rss, pss_kib, count
+
+
+def cpu_seconds(pid):
+    """CPU time of a process and of its children that have been waited for (utime, stime,
+    cutime, cstime): a forking server's listener accounts for its reaped sessions."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_quiet(target, timeout=60.0):
+    """Waits until the server is down to its one listening process again (the sessions of an
+    earlier step have exited), so that its memory is read with no session."""
+    deadline = time.time() + timeout
+    while len(process_tree(target.pid)) > 1 and time.time() < deadline:
+        time.sleep(0.2)
+    left = len(process_tree(target.pid)) - 1
+    if left:
+        log(f"{target.name}: {left} session process(es) still running after {timeout:.0f} s")
+
+
+def wl_memory(ctx, target):
+    """e) the server's resident memory: with no session, with N idle authenticated sessions
+    (bench/sessions.py holds them), per session, and its peak while c)'s uploads run."""
+    c, s = ctx.client(target), ctx.sizes
+    n = s.idle_sessions
+    if target.proto == "sftp":
+        who = ["--key", str(ctx.key)]
+        variant = f"{n} SFTP sessions (paramiko)"
+    else:
+        who = ["--password", target.password]
+        variant = f"{n} FTPS sessions (ftplib)"
+    cmd = shlex.join(["python3", str(SESSIONS_PY), "hold", "--proto", target.proto,
+                      "--port", str(target.port), "--user", target.user, *who,
+                      "--sessions", str(n)])
+    base, loaded, per, per_pss, procs = [], [], [], [], []
+    log(f"{target.name}: e) memory with {n} idle sessions: {s.runs} round(s)")
+    for _ in range(s.runs):
+        wait_quiet(target)
+        time.sleep(s.idle)
+        before = memory(target.pid, pss=True)
+        holder = subprocess.Popen(["bash", "-c", cmd], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  start_new_session=True)
+        try:
+            ready, _, _ = select.select([holder.stdout], [], [], 60 + n * 0.5)
+            line = holder.stdout.readline().strip() if ready else ""
+            if not line.startswith("ready"):
+                holder.kill()
+                err = holder.stderr.read() if holder.poll() is not None else ""
+                raise BenchError(f"{target.name}: opening {n} idle sessions failed: "
+                                 f"{(line or err or 'timed out').strip()[-800:]}")
+            time.sleep(s.settle)
+            after = memory(target.pid, pss=True)
+            holder.stdin.write("close\n")
+            holder.stdin.flush()
+            holder.wait(timeout=60)
+        finally:
+            if holder.poll() is None:
+                os.killpg(holder.pid, signal.SIGKILL)
+                holder.wait()
+        base.append(before[0])
+        loaded.append(after[0])
+        per.append((after[0] - before[0]) / n)
+        per_pss.append((after[1] - before[1]) / n)
+        procs.append(after[2])
+    note = dict(processes=procs)
+    ctx.record(target, "e-base", variant, "KiB", base, cmd, **note)
+    ctx.record(target, "e-idle", variant, "KiB", loaded, cmd, **note)
+    ctx.record(target, "e-session", variant, "KiB", per, cmd, **note)
+    ctx.record(target, "e-session-pss", variant, "KiB", per_pss, cmd, **note)
+
+    # The same N uploads as c), the memory of the server's processes read every 50 ms.
+    files = [(p, p.name) for p in ctx.conc]
+    rm = c.remove(target, [name for _, name in files])
+    put = c.put_parallel(target, files)
+    budget = 60 + s.conc_size * s.conc_clients / 2e6
+    peaks = []
+    log(f"{target.name}: e) memory during {s.conc_clients} uploads: {s.runs} round(s)")
+    for _ in range(s.runs):
+        ctx.untimed(target, rm, "cleaning up")
+        wait_quiet(target)
+        time.sleep(s.idle)
+        peak = memory(target.pid)[0]
+        uploads = subprocess.Popen(["bash", "-c", put], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True, start_new_session=True)
+        deadline = time.time() + budget
+        try:
+            while uploads.poll() is None and time.time() < deadline:
+                peak = max(peak, memory(target.pid)[0])
+                time.sleep(0.05)
+            if uploads.poll() is None:
+                raise BenchError(f"{target.name}: e) uploads timed out after {budget:.0f} s")
+        finally:
+            if uploads.poll() is None:
+                os.killpg(uploads.pid, signal.SIGKILL)
+                uploads.wait()
+        if uploads.returncode != 0:
+            raise BenchError(f"{target.name}: e) uploads failed: "
+                             f"{uploads.stderr.read().strip()[-800:]}")
+        peaks.append(peak)
+    ctx.expect_sizes(target, ".", {name: s.conc_size for _, name in files})
+    ctx.untimed(target, rm, "cleaning up")
+    ctx.record(target, "e-active", c.labels["c"].format(n=s.conc_clients), "KiB", peaks, put)
+
+
+def wl_logins(ctx, target):
+    """f) password logins per second: W client processes (bench/sessions.py, paramiko) each
+    repeating connect + key exchange + password authentication + disconnect for D seconds.
+    Wharf checks each against its database, brought to `users` users first; the peers have
+    their one system user (SHA-512-crypt)."""
+    s = ctx.sizes
+    if target.is_wharf:
+        if ctx.wharf_users is None:
+            log(f"wharf: inserting users until the database has {s.users:,}")
+            t0 = time.time()
+            names, total = seed_wharf_users(s.users)
+            users_file = STATE / "batch" / "users.txt"
+            users_file.write_text("".join(f"{name}\n" for name in names))
+            ctx.wharf_users = (users_file, total, len(names))
+            log(f"wharf: {len(names):,} users inserted in {time.time() - t0:.1f} s; "
+                f"{total:,} in all")
+        users_file, total, inserted = ctx.wharf_users
+        if not inserted:
+            raise BenchError("wharf: no user was inserted for f)")
+        who = ["--users-file", str(users_file)]
+        users = total
+    else:
+        who = ["--user", target.user]
+        users = 1
+    cmd = shlex.join(["python3", str(SESSIONS_PY), "logins", "--port", str(target.port),
+                      *who, "--password", target.password, "--workers", str(s.login_workers),
+                      "--seconds", f"{s.login_seconds:g}"])
+    log(f"{target.name}: f) password logins, {s.login_workers} workers x "
+        f"{s.login_seconds:g} s: {s.runs} round(s)")
+    values, counts, cpu_ms = [], [], []
+    for _ in range(s.runs):
+        wait_quiet(target)
+        time.sleep(s.idle)
+        cpu_before = cpu_seconds(target.pid)
+        result = sh(cmd, timeout=s.login_seconds + 120)
+        wait_quiet(target)  # the sessions' processes reaped: their CPU time is counted
+        try:
+            out = json.loads(result.stdout.strip().splitlines()[-1])
+        except (IndexError, ValueError):
+            raise BenchError(f"{target.name}: f) logins failed: "
+                             f"{(result.stderr or result.stdout).strip()[-800:]}")
+        if out["failures"] or not out["logins"]:
+            raise BenchError(f"{target.name}: f) {out['failures']} of "
+                             f"{out['logins'] + out['failures']} logins failed; first: "
+                             f"{out['first_error']}")
+        values.append(out["logins"] / out["seconds"])
+        counts.append(out["logins"])
+        cpu_ms.append((cpu_seconds(target.pid) - cpu_before) * 1000 / out["logins"])
+    ctx.record(target, "f-logins", f"{s.login_workers} workers", "logins/s", values, cmd,
+               users=users, logins=counts)
+    ctx.record(target, "f-cpu", f"{s.login_workers} workers", "ms", cpu_ms, cmd, users=users)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -720,17 +1187,23 @@ class Workload:
     title: str
     protos: frozenset
     run: object
+    stores: frozenset = frozenset({"local", "s3"})
+    last: bool = False  # runs after every other workload of every target
 
 
+BOTH = frozenset({"sftp", "ftps"})
 WORKLOADS = [
-    Workload("a", "one big file up and down", frozenset({"sftp"}), wl_big),
-    Workload("b", "small files up, one session", frozenset({"sftp"}), wl_small),
-    Workload("c", "concurrent uploads", frozenset({"sftp"}), wl_concurrent),
-    Workload("d", "connect + authenticate + ls", frozenset({"sftp"}), wl_handshake),
-    # To come (issue 8), same shape:
-    # Workload("e", "resident memory, 500 idle sessions / 20 active uploads",
-    #          frozenset({"sftp", "ftps"}), wl_memory),   # reads /proc/<target.pid>/status
-    # Workload("f", "password logins/s, 100,000 users", frozenset({"sftp", "ftps"}), wl_logins),
+    Workload("a", "one big file up and down", BOTH, wl_big),
+    Workload("b", "small files up, one session", BOTH, wl_small),
+    Workload("c", "concurrent uploads", BOTH, wl_concurrent),
+    Workload("d", "connect + authenticate + list", BOTH, wl_handshake),
+    # Local disk only: the S3 targets are the same Wharf process, and store-independent.
+    Workload("e", "resident memory: idle sessions, concurrent uploads", BOTH, wl_memory,
+             frozenset({"local"})),
+    # Last: thousands of argon2 verifications leave Wharf's allocator holding memory that
+    # would show up in e) of the targets measured after them.
+    Workload("f", "password logins per second", frozenset({"sftp"}), wl_logins,
+             frozenset({"local"}), last=True),
 ]
 
 # How each test is titled and which way is better.
@@ -739,7 +1212,14 @@ TESTS = {
     "a-down": ("a) {big} download", True),
     "b-small": ("b) {small_files} files of {small_size} up, one session", True),
     "c-conc": ("c) {conc_clients} clients each uploading {conc_size}, aggregate", True),
-    "d-login": ("d) connect + authenticate + ls", False),
+    "d-login": ("d) connect + authenticate + list", False),
+    "e-base": ("e) server RSS with no session", False),
+    "e-idle": ("e) server RSS with {idle_sessions} idle sessions", False),
+    "e-session": ("e) RSS per idle session", False),
+    "e-session-pss": ("e) PSS per idle session", False),
+    "e-active": ("e) server RSS peak during {conc_clients} uploads", False),
+    "f-logins": ("f) password logins per second", True),
+    "f-cpu": ("f) server CPU time per login", False),
 }
 
 
@@ -757,11 +1237,13 @@ def test_title(test, sizes):
     return TESTS[test][0].format(big=human(sizes.big), small_files=f"{sizes.small_files:,}",
                                  small_size=human(sizes.small_size),
                                  conc_clients=sizes.conc_clients,
-                                 conc_size=human(sizes.conc_size))
+                                 conc_size=human(sizes.conc_size),
+                                 idle_sessions=sizes.idle_sessions)
 
 
 def heading(test, variant, sizes):
-    """A test's title, with the variant where a test has several (the ciphers of a)."""
+    """A test's title, with the variant where a test has several (the ciphers or clients of
+    a)."""
     title = test_title(test, sizes)
     return f"{title}, {variant}" if test.startswith("a-") else title
 
@@ -769,30 +1251,50 @@ def heading(test, variant, sizes):
 def fmt(value, unit):
     if value is None:
         return "—"
-    return f"{value:.1f}" if unit == "ms" else f"{value:.0f}"
+    if unit == "KiB":
+        return f"{value:,.0f}"
+    return f"{value:.1f}" if unit in ("ms", "logins/s") else f"{value:.0f}"
 
 
 def measure(ctx, targets, workloads):
-    """Every workload on every target, target after target. A failure ends that target's
-    run (its remaining figures are marked FAILED); the other targets still run."""
+    """Every workload on every target, target after target, then the workloads marked `last`
+    on every target. A failure ends that target's run (its remaining figures are marked
+    FAILED); the other targets still run."""
     failures = []
-    for target in targets:
-        plan = [w for w in workloads if target.proto in w.protos]
-        try:
-            verify(ctx, target)
-        except BenchError as e:
-            failures.append(str(e))
-            log(f"FAILED: {e}")
-            ctx.rows += failed_rows(target, plan, ctx, "round trip failed", ctx.rows)
-            continue
-        for i, w in enumerate(plan):
+    broken = set()
+
+    def plan(target, last):
+        return [w for w in workloads if target.proto in w.protos and target.store in w.stores
+                and w.last == last]
+
+    def run_plan(target, steps):
+        for i, w in enumerate(steps):
             try:
                 w.run(ctx, target)
             except BenchError as e:
                 failures.append(str(e))
                 log(f"FAILED: {e}")
-                ctx.rows += failed_rows(target, plan[i:], ctx, str(e)[:200], ctx.rows)
-                break
+                ctx.rows += failed_rows(target, steps[i:], ctx, str(e)[:200], ctx.rows)
+                broken.add(target.name)
+                return
+
+    for target in targets:
+        try:
+            verify(ctx, target)
+        except BenchError as e:
+            failures.append(str(e))
+            log(f"FAILED: {e}")
+            ctx.rows += failed_rows(target, plan(target, False) + plan(target, True), ctx,
+                                    "round trip failed", ctx.rows)
+            broken.add(target.name)
+            continue
+        run_plan(target, plan(target, False))
+    for target in targets:
+        if target.name in broken:
+            ctx.rows += failed_rows(target, plan(target, True), ctx,
+                                    "an earlier workload failed", ctx.rows)
+        else:
+            run_plan(target, plan(target, True))
     return ctx.rows, failures
 
 
@@ -801,11 +1303,17 @@ def failed_rows(target, workloads, ctx, why, done):
     have = {(r["target"], r["test"], r["variant"]) for r in done}
     c = ctx.client(target)
     s = ctx.sizes
+    sessions = f"{s.idle_sessions} {target.proto.upper()} sessions " + \
+        ("(paramiko)" if target.proto == "sftp" else "(ftplib)")
     tests = {
         "a": [(t, label, "MB/s") for label, _ in c.variants() for t in ("a-up", "a-down")],
-        "b": [("b-small", "sftp put *", "files/s")],
-        "c": [("c-conc", f"{s.conc_clients} x sftp put", "MB/s")],
-        "d": [("d-login", "sftp ls", "ms")],
+        "b": [("b-small", c.labels["b"], "files/s")],
+        "c": [("c-conc", c.labels["c"].format(n=s.conc_clients), "MB/s")],
+        "d": [("d-login", c.labels["d"], "ms")],
+        "e": [(t, sessions, "KiB") for t in ("e-base", "e-idle", "e-session", "e-session-pss")]
+        + [("e-active", c.labels["c"].format(n=s.conc_clients), "KiB")],
+        "f": [("f-logins", f"{s.login_workers} workers", "logins/s"),
+              ("f-cpu", f"{s.login_workers} workers", "ms")],
     }
     out = []
     for w in workloads:
@@ -841,6 +1349,11 @@ def versions():
         mpl = matplotlib.__version__
     except ImportError:
         mpl = "not installed"
+    try:
+        import paramiko
+        pmk = paramiko.__version__
+    except ImportError:
+        pmk = "not installed"
     return {
         "wharf": f"{first_line([str(WHARF), '--version'])} (commit {git}, {profile}, {WHARF})",
         "OpenSSH sshd (openssh-server)": dpkg("openssh-server"),
@@ -848,8 +1361,13 @@ def versions():
                                                 f"{first_line(['ssh', '-V'])}",
         "rclone": f"{first_line(['rclone', 'version'])} (Debian {dpkg('rclone')})",
         "s3s-fs": first_line(["s3s-fs", "--version"]),
+        "ProFTPD": f"{first_line(['proftpd', '--version'])} (Debian proftpd-core "
+                   f"{dpkg('proftpd-core')}, mod_tls from proftpd-mod-crypto)",
+        "lftp": f"{first_line(['lftp', '--version'])} (Debian {dpkg('lftp')})",
+        "curl": first_line(["curl", "--version"]),
         "hyperfine": first_line(["hyperfine", "--version"]),
         "python": platform.python_version(),
+        "paramiko": pmk,
         "matplotlib": mpl,
     }
 
@@ -891,18 +1409,59 @@ def compare(rows):
         peers = [p for p in rows if not p["server"].startswith("wharf")
                  and p["proto"] == r["proto"] and p["store"] == r["store"]
                  and p["test"] == r["test"] and p["variant"] == r["variant"]
-                 and p["median"]]
+                 and p["median"] and p["median"] > 0]
         if peers:
             best = (max if higher else min)(peers, key=lambda p: p["median"])
             r["vs_best"], r["best_peer"] = r["median"] / best["median"], best["target"]
         ref = REFERENCE.get((r["proto"], r["store"]))
         ref_row = index.get((ref, r["test"], r["variant"]))
-        if ref_row and ref_row["median"]:
+        if ref_row and ref_row["median"] and ref_row["median"] > 0:
             r["vs_reference"], r["reference"] = r["median"] / ref_row["median"], ref
 
 
 def ratio(x):
-    return "" if x is None else f"{x:.2f}x"
+    if x is None:
+        return ""
+    return f"{x:.2f}x" if abs(x) >= 0.1 else f"{x:.2g}x"
+
+
+DESCRIPTIONS = {
+    "openssh-local": "sshd, `internal-sftp` in a chroot (`/srv/wharf-bench`)",
+    "rclone-local": "`rclone serve sftp` on a directory",
+    "wharf-local": "`wharf serve`, default bucket (`file://`)",
+    "rclone-s3": "`rclone serve sftp` on s3s-fs, `--vfs-cache-mode off`",
+    "wharf-s3": "`wharf serve`, bucket `s3://bench-wharf` on s3s-fs",
+    "proftpd-local": "ProFTPD + mod_tls, explicit FTPS (`TLSRequired on`), `DefaultRoot ~`",
+    "wharf-ftps-local": "`wharf serve`'s FTPS gateway, default bucket (`file://`)",
+}
+# Issue 8: Wharf's FTPS at least 0.9x ProFTPD; an idle session at most 256 KiB.
+FTPS_TARGET = 0.9
+IDLE_SESSION_TARGET_KIB = 256
+# Shown in the summaries (the other e) rows are in e)'s own table).
+SUMMARY_TESTS = ["a-up", "a-down", "b-small", "c-conc", "d-login", "e-session", "e-active",
+                 "f-logins"]
+
+
+def spread(r):
+    """`median (min–max)` of a row, or the median alone for one run."""
+    if r is None:
+        return ""
+    if r["median"] is None:
+        return "**FAILED**"
+    if r["runs"] == 1:
+        return fmt(r["median"], r["unit"])
+    return f"{fmt(r['median'], r['unit'])} ({fmt(r['min'], r['unit'])}–" \
+           f"{fmt(r['max'], r['unit'])})"
+
+
+def meets_ftps_target(r):
+    """Whether a wharf-ftps row meets issue 8's "FTPS >= 0.9x ProFTPD": throughput at least
+    0.9x, times at most 1/0.9x."""
+    if r is None or r["vs_reference"] is None:
+        return ""
+    higher = TESTS[r["test"]][1]
+    ok = r["vs_reference"] >= FTPS_TARGET if higher else r["vs_reference"] <= 1 / FTPS_TARGET
+    return "met" if ok else "**not met**"
 
 
 def report(rows, failures, ctx, targets, negotiated, smoke, argv, out_dir, started, elapsed,
@@ -911,20 +1470,27 @@ def report(rows, failures, ctx, targets, negotiated, smoke, argv, out_dir, start
     compare(rows)
     mach = machine()
     vers = versions()
-    tests = []
+    protos = ["sftp", "ftps"]
+    tests = []  # (proto, test, variant), in the order of TESTS, then of measurement
     for r in rows:
-        if (r["test"], r["variant"]) not in tests:
-            tests.append((r["test"], r["variant"]))
-    tests.sort(key=lambda tv: list(TESTS).index(tv[0]))
+        if (r["proto"], r["test"], r["variant"]) not in tests:
+            tests.append((r["proto"], r["test"], r["variant"]))
+    tests.sort(key=lambda k: (protos.index(k[0]), list(TESTS).index(k[1])))
+    index = {(r["target"], r["test"], r["variant"]): r for r in rows}
+    by_name = {t.name: t for t in targets}
+    ftps_client = ctx.clients.get("ftps")
     cmdline = "just bench" + (" " + " ".join(argv) if argv else "")
     L = [
         "# Benchmarks",
         "",
         "Wharf and its peers measured side by side in one run on one machine, with the same "
-        "client (OpenSSH `sftp`, key authentication, batch mode). Each figure is the median "
-        "of the timed runs, with the minimum and maximum; every timed run is a whole client "
-        "process (start-up, TCP connect, key exchange, authentication and the transfer). "
-        "MB/s = 10^6 bytes per second. Client and servers share the machine's cores, so the "
+        "clients: OpenSSH `sftp` (key authentication, batch mode) for SFTP; `lftp` and `curl` "
+        "(explicit TLS on the control and data connections, password) for FTPS. For a) to d) "
+        "each figure is the median of the timed runs, with the minimum and maximum; every "
+        "timed run is a whole client process (start-up, TCP connect, key exchange or TLS "
+        "handshake, authentication and the transfer). e) reads the servers' memory, f) counts "
+        "password logins per second, both over repeated rounds. MB/s = 10^6 bytes per "
+        "second; KiB = 1024 bytes. Client and servers share the machine's cores, so the "
         "figures rank servers against each other; they are not capacity figures.",
         "",
     ]
@@ -945,99 +1511,332 @@ def report(rows, failures, ctx, targets, negotiated, smoke, argv, out_dir, start
         "- Versions: " + "; ".join(f"{k}: {v}" for k, v in vers.items()) + ".",
         f"- Sizes: a) {human(sizes.big)}; b) {sizes.small_files:,} x {human(sizes.small_size)}; "
         f"c) {sizes.conc_clients} x {human(sizes.conc_size)}; {sizes.runs} timed run(s) each; "
-        f"d) {sizes.hs_runs} timed runs after {sizes.hs_warmup} warm-up run(s).",
+        f"d) {sizes.hs_runs} timed runs after {sizes.hs_warmup} warm-up run(s); "
+        f"e) {sizes.idle_sessions} idle sessions and c)'s uploads, {sizes.runs} round(s); "
+        f"f) {sizes.users:,} users in Wharf's database, {sizes.login_workers} client "
+        f"processes logging in for {sizes.login_seconds:g} s, {sizes.runs} round(s).",
         "",
-        "## Targets",
-        "",
-        "All on 127.0.0.1, user `bench` (`bench-s3` on wharf-s3); every workload logs in with "
-        "the ed25519 key `$STATE/client/id_ed25519` (the peers also take the password "
-        "`benchpass`, stored as a SHA-512-crypt hash). What the OpenSSH client negotiates with "
-        "each by default (`sftp -v`):",
-        "",
-        "| target | server | store | port | kex | host key | default cipher | MAC |",
-        "|---|---|---|---|---|---|---|---|",
     ]
-    descr = {
-        "openssh-local": "sshd, `internal-sftp` in a chroot (`/srv/wharf-bench`)",
-        "rclone-local": "`rclone serve sftp` on a directory",
-        "wharf-local": "`wharf serve`, default bucket (`file://`)",
-        "rclone-s3": "`rclone serve sftp` on s3s-fs, `--vfs-cache-mode off`",
-        "wharf-s3": "`wharf serve`, bucket `s3://bench-wharf` on s3s-fs",
-    }
-    for t in targets:
-        n = negotiated.get(t.name, {})
-        cells = [f"`{n[k]}`" if n.get(k) else "?" for k in ("kex", "host key", "cipher", "mac")]
-        L.append(f"| {t.name} | {descr.get(t.name, t.server)} | {t.store} | {t.port} | "
-                 + " | ".join(cells) + " |")
+
+    # Issue 8's stated targets that this run can check.
+    goals = []
+    for proto, test, variant in tests:
+        r = index.get(("wharf-ftps-local", test, variant))
+        if proto == "ftps" and r and r["median"] is not None and not test.startswith("e-"):
+            goals.append(f"| FTPS >= {FTPS_TARGET}x ProFTPD: {heading(test, variant, sizes)} | "
+                         f"{ratio(r['vs_reference'])} | {meets_ftps_target(r)} |")
+    for name, what, note in [("wharf-local", "SFTP", ""),
+                             ("wharf-ftps-local", "FTPS", "; the target is stated for SFTP, "
+                              "shown for comparison")]:
+        r = next((x for x in rows if x["target"] == name and x["test"] == "e-session"), None)
+        if r and r["median"] is not None:
+            ok = "met" if r["median"] <= IDLE_SESSION_TARGET_KIB else "**not met**"
+            goals.append(f"| idle {what} session <= {IDLE_SESSION_TARGET_KIB} KiB "
+                         f"({name}, RSS per session{note}) | {fmt(r['median'], 'KiB')} KiB | "
+                         f"{ok} |")
+    if goals:
+        L += ["## Issue 8 targets checked by this run", "",
+              "| target | Wharf (median) | |", "|---|---|---|"] + goals + [""]
+
+    L += ["## Targets", ""]
+    sftp_targets = [t for t in targets if t.proto == "sftp"]
+    ftps_targets = [t for t in targets if t.proto == "ftps"]
+    if sftp_targets:
+        L += [
+            "SFTP, all on 127.0.0.1, user `bench` (`bench-s3` on wharf-s3); the SFTP "
+            "workloads log in with the ed25519 key `$STATE/client/id_ed25519`, f) with a "
+            "password (the peers: `benchpass`, stored as a SHA-512-crypt hash; Wharf: the "
+            "password its API generated). What the OpenSSH client negotiates with each by "
+            "default (`sftp -v`):",
+            "",
+            "| target | server | store | port | kex | host key | default cipher | MAC |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for t in sftp_targets:
+            n = negotiated.get(t.name, {})
+            cells = [f"`{n[k]}`" if n.get(k) else "?"
+                     for k in ("kex", "host key", "cipher", "mac")]
+            L.append(f"| {t.name} | {DESCRIPTIONS.get(t.name, t.server)} | {t.store} | "
+                     f"{t.port} | " + " | ".join(cells) + " |")
+        L += [
+            "",
+            "rclone-s3 and wharf-s3 use two buckets of the same s3s-fs server (port "
+            f"{PORTS['s3s-fs']}); with `--vfs-cache-mode off` rclone's upload returns when the "
+            "object is stored, as Wharf's does.",
+            "",
+        ]
+    if ftps_targets:
+        L += [
+            "FTPS, all on 127.0.0.1, user `bench` with a password (ProFTPD: `benchpass`, a "
+            "SHA-512-crypt hash in its `AuthUserFile`; Wharf: the password its API generated, "
+            "an argon2id hash). Both servers present the same self-signed ECDSA P-256 "
+            "certificate (`$STATE/etc/tls.crt`), which the clients do not verify. What curl "
+            "(OpenSSL) negotiates with each (`curl -v`):",
+            "",
+            "| target | server | store | control port | passive ports | TLS | cipher suite |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for t in ftps_targets:
+            n = negotiated.get(t.name, {})
+            L.append(f"| {t.name} | {DESCRIPTIONS.get(t.name, t.server)} | {t.store} | "
+                     f"{t.port} | {t.passive} | {n.get('tls', '?')} | "
+                     f"`{n.get('cipher', '?')}` |")
+        L += [
+            "",
+            "ProFTPD runs as root in the foreground (`proftpd -n -c $STATE/etc/proftpd.conf`, "
+            "written by `start_proftpd` in bench/bench.py): `TLSEngine on`, `TLSRequired on` "
+            "(control and data), `TLSProtocol TLSv1.2 TLSv1.3`, one virtual user "
+            "(`AuthUserFile`, `AuthOrder mod_auth_file.c`) jailed with `DefaultRoot ~`, "
+            "`UseReverseDNS off`, `IdentLookups off`, `MaxInstances 1000`, pid, scoreboard "
+            "and delay table under `$STATE/etc`. Note that ProFTPD 1.3.8's master pauses "
+            "about 0.4 s after each session ends before it accepts the next connection "
+            f"(peers.md, finding 4): the {sizes.idle:g} s of rest before each timed run "
+            + ("covers it." if sizes.idle >= 0.4 else "does not cover it, so its d) and "
+               "short transfers include part of that pause."),
+            "",
+        ]
+        if ftps_client:
+            L += ["lftp's settings, `$STATE/batch/ftps.lftp` (the same for every target):", "",
+                  "```"] + ftps_client.SETTINGS.strip().splitlines() + ["```", ""]
+
     L += [
-        "",
-        "rclone-s3 and wharf-s3 use two buckets of the same s3s-fs server (port "
-        f"{PORTS['s3s-fs']}); with `--vfs-cache-mode off` rclone's upload returns when the "
-        "object is stored, as Wharf's does.",
-        "",
         "## Method",
         "",
         f"Before a target is timed, a {sizes.verify:,}-byte file goes up and back down and is "
         "compared by SHA-256; after each upload workload the remote sizes are checked "
-        "(`ls -ln`). Remote files are deleted in hyperfine's `--prepare` step before each "
-        f"timed run, followed by {sizes.idle} s of rest; each workload leaves the login "
-        "directory empty. Each timing is",
+        "(SFTP: `ls -ln`; FTPS: lftp `cls --size`). Remote files are deleted in hyperfine's "
+        f"`--prepare` step before each timed run, followed by {sizes.idle} s of rest; each "
+        "workload leaves the login directory empty. Each timing of a) to d) is",
         "",
         "```",
         f"hyperfine --style none --shell bash --runs N --warmup W --prepare '<delete>; "
         f"sleep {sizes.idle}' --export-json X.json '<timed command>'",
         "```",
         "",
+        "e) and f) are measured by bench/bench.py with bench/sessions.py as the client; see "
+        "their sections. They run on the local-disk targets only (wharf-s3 is the same "
+        "process as wharf-local, and neither depends on the store). f) runs after every "
+        "other workload of every target, so that its argon2 work does not show in e).",
+        "",
         "Ratios: Wharf's median over the best peer's median for the same protocol, store, test "
-        "and cipher (local disk: the best of openssh-local and rclone-local; S3: rclone-s3), "
-        "and on local disk also over openssh-local (issue 8's targets are stated against it). "
-        "Above 1.00x is better for throughput, below 1.00x is better for time (d).",
+        "and variant (SFTP on local disk: the best of openssh-local and rclone-local; SFTP on "
+        "S3: rclone-s3; FTPS: proftpd-local), and over the reference peer (openssh-local, "
+        "proftpd-local; issue 8's targets are stated against them). Above 1.00x is better "
+        "for throughput and logins/s, below 1.00x is better for time (d) and memory (e).",
         "",
         "![throughput per target](benchmarks.png)",
         "",
         "## Summary (medians, Wharf over peer)",
         "",
-        "| test | wharf-local vs best local peer | wharf-local vs openssh-local | "
-        "wharf-s3 vs rclone-s3 |",
-        "|---|---|---|---|",
     ]
-    index = {(r["target"], r["test"], r["variant"]): r for r in rows}
-    for test, variant in tests:
-        wl, ws = index.get(("wharf-local", test, variant)), index.get(("wharf-s3", test, variant))
-        cell = lambda r, k: ratio(r[k]) if r else ""  # noqa: E731
-        best = f"{cell(wl, 'vs_best')} ({wl['best_peer']})" if wl and wl["best_peer"] else ""
-        L.append(f"| {heading(test, variant, sizes)} | {best} | "
-                 f"{cell(wl, 'vs_reference')} | {cell(ws, 'vs_best')} |")
-    L.append("")
-    for test, variant in tests:
-        unit = next(r["unit"] for r in rows if r["test"] == test)
-        L += [f"## {heading(test, variant, sizes)} ({unit})", "",
-              "| target | median | min | max | runs | Wharf vs best peer | Wharf vs OpenSSH |",
-              "|---|---|---|---|---|---|---|"]
-        templates = []
-        for t in targets:
-            r = index.get((t.name, test, variant))
-            if not r:
-                continue
+    summary_sftp = [k for k in tests if k[0] == "sftp" and k[1] in SUMMARY_TESTS]
+    if summary_sftp:
+        L += ["SFTP:", "",
+              "| test | wharf-local vs best local peer | wharf-local vs openssh-local | "
+              "wharf-s3 vs rclone-s3 |",
+              "|---|---|---|---|"]
+        for _, test, variant in summary_sftp:
+            wl = index.get(("wharf-local", test, variant))
+            ws = index.get(("wharf-s3", test, variant))
+            cell = lambda r, k: ratio(r[k]) if r else ""  # noqa: E731
+            best = f"{cell(wl, 'vs_best')} ({wl['best_peer']})" if wl and wl["best_peer"] else ""
+            L.append(f"| {heading(test, variant, sizes)} | {best} | "
+                     f"{cell(wl, 'vs_reference')} | {cell(ws, 'vs_best')} |")
+        L.append("")
+    summary_ftps = [k for k in tests if k[0] == "ftps" and k[1] in SUMMARY_TESTS]
+    if summary_ftps:
+        L += ["FTPS:", "",
+              f"| test | wharf-ftps-local vs proftpd-local | issue 8: >= {FTPS_TARGET}x "
+              "ProFTPD |",
+              "|---|---|---|"]
+        for _, test, variant in summary_ftps:
+            r = index.get(("wharf-ftps-local", test, variant))
+            goal = meets_ftps_target(r) if not test.startswith("e-") else ""
+            L.append(f"| {heading(test, variant, sizes)} | "
+                     f"{ratio(r['vs_reference']) if r else ''} | {goal} |")
+        L.append("")
+
+    for proto in protos:
+        sections = [k for k in tests if k[0] == proto and k[1][0] in "abcd"]
+        if not sections:
+            continue
+        L += [f"## {proto.upper()}: a) to d)", ""]
+        for _, test, variant in sections:
+            unit = next(r["unit"] for r in rows if r["test"] == test)
+            ref_name = {"sftp": "OpenSSH", "ftps": "ProFTPD"}[proto]
+            L += [f"### {heading(test, variant, sizes)} ({unit})", "",
+                  f"| target | median | min | max | runs | Wharf vs best peer | "
+                  f"Wharf vs {ref_name} |",
+                  "|---|---|---|---|---|---|---|"]
+            templates = []
+            for t in targets:
+                r = index.get((t.name, test, variant))
+                if not r:
+                    continue
+                if r["median"] is None:
+                    L.append(f"| {t.name} | **FAILED** (see the failures above) | | | 0 | | |")
+                    continue
+                vs_best = f"{ratio(r['vs_best'])} ({r['best_peer']})" if r["best_peer"] else ""
+                L.append(f"| {t.name} | **{fmt(r['median'], unit)}** | {fmt(r['min'], unit)} | "
+                         f"{fmt(r['max'], unit)} | {r['runs']} | {vs_best} | "
+                         f"{ratio(r['vs_reference']) if r['reference'] else ''} |")
+                if r["template"] not in templates:
+                    templates.append(r["template"])
+            L += ["", "Timed command (`$PORT`, `$USER`, `$PASSWORD`: the target's; `$STATE`: "
+                  f"`{STATE}`):", "", "```"] + templates + ["```", ""]
+
+    memory_targets = [t for t in targets
+                      if any(r["target"] == t.name and r["test"].startswith("e-") for r in rows)]
+    if memory_targets:
+        n = sizes.idle_sessions
+        L += [
+            "## e) Server memory",
+            "",
+            "Resident memory of each server: `VmRSS` from `/proc/<pid>/status`, summed over the "
+            "server's process and every process descended from it (OpenSSH: the listening "
+            "sshd and each session's sshd processes; ProFTPD: the master and "
+            "one child per session; rclone and Wharf: one process). Each round reads it with "
+            f"no session, then opens {n} authenticated sessions and keeps them idle "
+            "(bench/sessions.py `hold`, one Python process: SFTP with paramiko, the ed25519 "
+            "key, the `sftp` subsystem open and one REALPATH answered; FTPS with ftplib, "
+            "explicit TLS, USER/PASS, `PROT P`, PWD answered), reads it again "
+            f"{sizes.settle:g} s after the last one is open, and closes them all. Per session = "
+            f"(RSS with {n} sessions - RSS with none) / {n}. Because RSS counts the pages that "
+            "forked processes share once per process, the PSS per session (`Pss` of "
+            "`/proc/<pid>/smaps_rollup`, shared pages divided among their processes) is "
+            f"shown too. The last column is the peak while c)'s {sizes.conc_clients} "
+            "uploads run (the same command as c), read every 50 ms).",
+            "",
+            f"| target | sessions | processes with {n} sessions | RSS, no session (KiB) | "
+            f"RSS, {n} idle sessions (KiB) | RSS per idle session (KiB) | PSS per idle session "
+            f"(KiB) | RSS peak, {sizes.conc_clients} uploads (KiB) | per session: Wharf vs "
+            "best peer |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        commands = []
+        for t in memory_targets:
+            get = lambda test: next((r for r in rows if r["target"] == t.name  # noqa: E731
+                                     and r["test"] == test), None)
+            base, idle, per, pss, active = (get(x) for x in ("e-base", "e-idle", "e-session",
+                                                           "e-session-pss", "e-active"))
+            procs = ""
+            if idle and idle.get("processes"):
+                procs = str(int(statistics.median(idle["processes"])))
+            vs = f"{ratio(per['vs_best'])} ({per['best_peer']})" \
+                if per and per.get("best_peer") else ""
+            L.append(f"| {t.name} | {t.proto.upper()} | {procs} | {spread(base)} | "
+                     f"{spread(idle)} | {spread(per)} | {spread(pss)} | {spread(active)} | "
+                     f"{vs} |")
+            if idle and idle["template"] and idle["template"] not in commands:
+                commands.append(idle["template"])
+        wharf_per = next((r for r in rows if r["target"] == "wharf-local"
+                          and r["test"] == "e-session" and r["median"] is not None), None)
+        L += [""]
+        if wharf_per:
+            ok = "met" if wharf_per["median"] <= IDLE_SESSION_TARGET_KIB else "**not met**"
+            L += [f"Issue 8's target, an idle SFTP session at most {IDLE_SESSION_TARGET_KIB} "
+                  f"KiB: wharf-local {fmt(wharf_per['median'], 'KiB')} KiB per session, {ok}.",
+                  ""]
+        L += [
+            f"Limits raised for {n} sessions: Wharf's user `bench` is created through the API "
+            "with `maxSessions: 1000` (the default is 10 per user; Wharf accepts at most 1024 "
+            "connections per gateway by default); sshd has `MaxStartups 200:30:400` (it limits "
+            "only connections not yet authenticated; at most 8 are being opened at once) and "
+            "`MaxSessions 100` (channels per connection); ProFTPD has `MaxInstances 1000`; "
+            "rclone has no limit. The benchmark raises its open-file limit to the hard limit "
+            "before it starts the servers.",
+            "",
+            "Reading the figures: Wharf's one process serves wharf-local, wharf-s3 and "
+            "wharf-ftps-local, so its RSS with no session holds what earlier workloads left, "
+            "and memory the allocator kept from them can be reused by new sessions (a delta "
+            "can undercount); an FTPS login verifies an argon2id password hash (19 MiB of "
+            "memory each, up to 2 per core at once), whose memory the allocator may keep.",
+            "",
+            "Command (`$PORT`, `$USER`, `$PASSWORD`: the target's; `$STATE`: "
+            f"`{STATE}`):", "", "```"] + commands + ["```", ""]
+
+    login_rows = [r for r in rows if r["test"] == "f-logins"]
+    if login_rows:
+        hashes = {"wharf": "argon2id (Rust `argon2` crate defaults: 19 MiB, 2 passes, "
+                           "1 lane), in SQLite",
+                  "openssh": "SHA-512-crypt in /etc/shadow (`UsePAM no`)",
+                  "rclone": "plain comparison with `--pass`"}
+        L += [
+            "## f) Password logins per second",
+            "",
+            f"{sizes.login_workers} client processes (bench/sessions.py `logins`, paramiko) "
+            "each repeat, for "
+            f"{sizes.login_seconds:g} s, TCP connect + key exchange + password "
+            "authentication + disconnect (no channel is opened); logins/s = successful "
+            "logins / elapsed seconds, one figure per round; any failed login fails the "
+            f"target. Wharf's database first gets {sizes.users:,} users: `load-000001`... "
+            "inserted straight into its SQLite file in one transaction, each a copy of "
+            "`bench`'s row (so the same argon2id hash: the hash is computed once, by the API); "
+            "the workers pick one of them at random for each login. The peers check their one "
+            "system user.",
+            "",
+            "| target | users | password check | logins/s, median | min | max | rounds | "
+            "logins per round | Wharf vs best peer | Wharf vs OpenSSH | server CPU per login "
+            "(ms) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        commands = []
+        for r in login_rows:
+            t = by_name.get(r["target"])
+            server = t.server if t else r["server"]
             if r["median"] is None:
-                L.append(f"| {t.name} | **FAILED** (see the failures above) | | | 0 | | |")
+                L.append(f"| {r['target']} | | {hashes.get(server, '')} | **FAILED** | | | 0 "
+                         "| | | | |")
                 continue
             vs_best = f"{ratio(r['vs_best'])} ({r['best_peer']})" if r["best_peer"] else ""
-            L.append(f"| {t.name} | **{fmt(r['median'], unit)}** | {fmt(r['min'], unit)} | "
-                     f"{fmt(r['max'], unit)} | {r['runs']} | {vs_best} | "
-                     f"{ratio(r['vs_reference']) if r['reference'] == 'openssh-local' else ''} |")
-            if r["template"] not in templates:
-                templates.append(r["template"])
-        L += ["", "Timed command (`$PORT`, `$USER`: the target's; `$STATE`: "
-              f"`{STATE}`):", "", "```"] + templates + ["```", ""]
+            cpu = index.get((r["target"], "f-cpu", r["variant"]))
+            L.append(f"| {r['target']} | {r.get('users', 0):,} | {hashes.get(server, '')} | "
+                     f"**{fmt(r['median'], r['unit'])}** | {fmt(r['min'], r['unit'])} | "
+                     f"{fmt(r['max'], r['unit'])} | {r['runs']} | "
+                     f"{', '.join(str(x) for x in r.get('logins', []))} | {vs_best} | "
+                     f"{ratio(r['vs_reference']) if r['reference'] else ''} | "
+                     f"{spread(cpu)} |")
+            if r["template"] not in commands:
+                commands.append(r["template"])
+        L += [
+            "",
+            "Server CPU per login: the CPU time (user + system) of the server's process, and "
+            "of the session processes it has reaped, over the round, divided by the logins.",
+            "",
+            "What limits it: every Wharf password login is one argon2id verification (the "
+            "`argon2` crate's defaults: 19 MiB of memory, 2 passes, 1 lane), run on a blocking "
+            "thread with at most 2 per core at once; finding the user among the others is one "
+            "primary-key lookup, and each accepted login also writes `last_connected_at` (one "
+            "SQLite UPDATE). With the client processes on the same cores, Wharf's rate is "
+            "about (cores left to the server) / (CPU per login), and the hash is most of that "
+            "CPU: its cost shows up one for one in SFTP and FTPS password logins (peers.md, "
+            "finding 6: pure-ftpd's argon2id default took ~2.7 s per login there). OpenSSH "
+            "pays a fork and re-exec per connection plus one SHA-512-crypt (5000 rounds, a "
+            "few ms); rclone compares a plain string, so its rate is about what the clients "
+            "and the SSH handshake alone allow here.",
+            "",
+        ]
+        cpu = {r["target"]: r for r in rows if r["test"] == "f-cpu" and r["median"] is not None}
+        if "wharf-local" in cpu and "rclone-local" in cpu:
+            w, rc = cpu["wharf-local"]["median"], cpu["rclone-local"]["median"]
+            L += [f"In this run Wharf used {w:.1f} ms of CPU per login and rclone, whose "
+                  f"handshake is similar but which checks no hash, {rc:.1f} ms: roughly "
+                  f"{w - rc:.1f} ms per login is Wharf's password check (argon2id and the "
+                  "database).", ""]
+        L += [
+            "Command (`$PORT`, `$USER`, `$PASSWORD`: the target's; `$STATE`: "
+            f"`{STATE}`):", "", "```"] + commands + ["```", ""]
+
     L += [
         "## Raw results",
         "",
-        "`benchmarks.json` (every row with each run's seconds, the exact command and prepare "
-        "step) and `benchmarks.csv` next to this file. The batch files the commands name "
-        "(`$STATE/batch/*`) are one line each, e.g. `put $STATE/src/big.bin big.bin`, "
-        "`get big.bin /dev/null`, `ls`; b) runs `-mkdir small`, `cd small`, `lcd "
-        "$STATE/src/small`, `put *`.",
+        "`benchmarks.json` (every row with each run's seconds or each round's value, the exact "
+        "command and prepare step) and `benchmarks.csv` next to this file. The SFTP batch "
+        "files the commands name (`$STATE/batch/*`) are one line each, e.g. `put "
+        "$STATE/src/big.bin big.bin`, `get big.bin /dev/null`, `ls`; b) runs `-mkdir small`, "
+        "`cd small`, `lcd $STATE/src/small`, `put *`. The FTPS c) files "
+        "(`$STATE/batch/put_par_NN.lftp`) are one `put $STATE/src/conc-NN.bin -o "
+        "conc-NN.bin` each.",
         "",
     ]
     (out_dir / "benchmarks.md").write_text("\n".join(L))
@@ -1065,43 +1864,68 @@ def plot(rows, targets, sizes, path, smoke):
         log("matplotlib is missing: no plot")
         return
     index = {(r["target"], r["test"], r["variant"]): r for r in rows}
-    panels = [
-        ("MB/s (median; bars: min-max)", [
-            ("a-up", "default cipher", f"{human(sizes.big)} up\ndefault cipher"),
-            ("a-up", "aes128-gcm", f"{human(sizes.big)} up\naes128-gcm"),
-            ("a-down", "default cipher", f"{human(sizes.big)} down\ndefault cipher"),
-            ("a-down", "aes128-gcm", f"{human(sizes.big)} down\naes128-gcm"),
-            ("c-conc", f"{sizes.conc_clients} x sftp put",
-             f"{sizes.conc_clients} x {human(sizes.conc_size)}\nup, aggregate"),
+    big, n = human(sizes.big), sizes.conc_clients
+    conc = f"{n} x {human(sizes.conc_size)}\nup, aggregate"
+    small = f"{sizes.small_files} x {human(sizes.small_size)}\nup"
+    # One row of panels per protocol: (title, [(y label, [(test, variant, x label)])]).
+    layout = {
+        "sftp": ("SFTP (OpenSSH sftp, key)", [
+            ("MB/s (median; bars: min-max)", [
+                ("a-up", "default cipher", f"{big} up\ndefault cipher"),
+                ("a-up", "aes128-gcm", f"{big} up\naes128-gcm"),
+                ("a-down", "default cipher", f"{big} down\ndefault cipher"),
+                ("a-down", "aes128-gcm", f"{big} down\naes128-gcm"),
+                ("c-conc", SftpClient.labels["c"].format(n=n), conc),
+            ]),
+            ("files/s", [("b-small", SftpClient.labels["b"], small)]),
+            ("ms (lower is better)", [("d-login", SftpClient.labels["d"],
+                                       "connect +\nauth + ls")]),
         ]),
-        ("files/s", [("b-small", "sftp put *",
-                      f"{sizes.small_files} x {human(sizes.small_size)}\nup")]),
-        ("ms (lower is better)", [("d-login", "sftp ls", "connect +\nauth + ls")]),
-    ]
+        "ftps": ("FTPS (lftp, curl; explicit TLS, password)", [
+            ("MB/s (median; bars: min-max)", [
+                ("a-up", "lftp", f"{big} up\nlftp"),
+                ("a-up", "curl", f"{big} up\ncurl"),
+                ("a-down", "lftp", f"{big} down\nlftp"),
+                ("a-down", "curl", f"{big} down\ncurl"),
+                ("c-conc", FtpsClient.labels["c"].format(n=n), conc),
+            ]),
+            ("files/s", [("b-small", FtpsClient.labels["b"], small)]),
+            ("ms (lower is better)", [("d-login", FtpsClient.labels["d"],
+                                       "connect +\nauth + cls")]),
+        ]),
+    }
     colours = {"openssh-local": "#7f7f7f", "rclone-local": "#c7c7c7", "wharf-local": "#1f77b4",
-               "rclone-s3": "#e0c090", "wharf-s3": "#ff7f0e"}
-    fig, axes = plt.subplots(1, 3, figsize=(14, 5), gridspec_kw={"width_ratios": [5, 1.4, 1.4]})
-    names = [t.name for t in targets]
-    width = 0.8 / max(1, len(names))
-    for ax, (ylabel, tests) in zip(axes, panels):
-        for i, name in enumerate(names):
-            xs, ys, lo, hi = [], [], [], []
-            for j, (test, variant, _) in enumerate(tests):
-                r = index.get((name, test, variant))
-                if r and r["median"] is not None:
-                    xs.append(j + (i - (len(names) - 1) / 2) * width)
-                    ys.append(r["median"])
-                    lo.append(r["median"] - r["min"])
-                    hi.append(r["max"] - r["median"])
-            ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, label=name,
-                   color=colours.get(name, "#999999"), edgecolor="black", linewidth=0.5)
-        ax.set_xticks(range(len(tests)))
-        ax.set_xticklabels([label for _, _, label in tests], fontsize=8)
-        ax.set_ylabel(ylabel)
-        ax.grid(axis="y", alpha=0.3)
-    axes[0].set_ylim(top=axes[0].get_ylim()[1] * 1.12)  # room for the legend
-    axes[0].legend(fontsize=8, ncol=len(names), loc="upper left")
-    title = "SFTP, same machine, same client (OpenSSH sftp), one run"
+               "rclone-s3": "#e0c090", "wharf-s3": "#ff7f0e", "proftpd-local": "#9467bd",
+               "wharf-ftps-local": "#2ca02c"}
+    protos = [p for p in layout if any(t.proto == p for t in targets)]
+    if not protos:
+        return
+    fig, axes = plt.subplots(len(protos), 3, figsize=(14, 5 * len(protos)), squeeze=False,
+                             gridspec_kw={"width_ratios": [5, 1.4, 1.4]})
+    for row_axes, proto in zip(axes, protos):
+        title, panels = layout[proto]
+        names = [t.name for t in targets if t.proto == proto]
+        width = 0.8 / max(1, len(names))
+        for ax, (ylabel, tests) in zip(row_axes, panels):
+            for i, name in enumerate(names):
+                xs, ys, lo, hi = [], [], [], []
+                for j, (test, variant, _) in enumerate(tests):
+                    r = index.get((name, test, variant))
+                    if r and r["median"] is not None:
+                        xs.append(j + (i - (len(names) - 1) / 2) * width)
+                        ys.append(r["median"])
+                        lo.append(r["median"] - r["min"])
+                        hi.append(r["max"] - r["median"])
+                ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, label=name,
+                       color=colours.get(name, "#999999"), edgecolor="black", linewidth=0.5)
+            ax.set_xticks(range(len(tests)))
+            ax.set_xticklabels([label for _, _, label in tests], fontsize=8)
+            ax.set_ylabel(ylabel)
+            ax.grid(axis="y", alpha=0.3)
+        row_axes[0].set_title(title, fontsize=10, loc="left")
+        row_axes[0].set_ylim(top=row_axes[0].get_ylim()[1] * 1.12)  # room for the legend
+        row_axes[0].legend(fontsize=8, ncol=len(names), loc="upper left")
+    title = "Wharf and its peers, same machine, same clients, one run"
     fig.suptitle(title + (" - SMOKE RUN, not for reading" if smoke else ""))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -1156,6 +1980,12 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
 
+    # e) holds hundreds of sessions: every server started from here inherits the limit.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 65536 if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
     started = datetime.datetime.now(datetime.timezone.utc)
     t0 = time.time()
     load_start = load()
@@ -1170,7 +2000,7 @@ def main():
         pubkey = pubkey_file.read_text()
         log(f"starting servers (state in {STATE})")
         targets = start_servers(servers, pubkey, pubkey_file, wanted)
-        ctx = Context(sizes, key, {"sftp": SftpClient(key)})
+        ctx = Context(sizes, key, {"sftp": SftpClient(key), "ftps": FtpsClient()})
         for t in targets:
             negotiated[t.name] = ctx.client(t).negotiated(t)
         ctx.make_sources()
