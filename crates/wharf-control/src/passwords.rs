@@ -1,42 +1,153 @@
 //! Password hashing (argon2id) and the two kinds of secret the control plane mints: user
 //! passwords and API keys.
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, Mutex};
 
-use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use rand::RngExt;
 use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
-/// Argon2 with its default parameters (argon2id, 19 MiB, 2 passes) takes tens of milliseconds
-/// of CPU and 19 MiB of memory per call: bound how many run at once so that a login storm
-/// queues instead of exhausting memory, and run them off the async threads.
+/// How many hashes run at once: one per core. Argon2 with its default parameters (argon2id,
+/// 19 MiB, 2 passes) takes tens of milliseconds of CPU per call, so more at once would only
+/// share the cores; a login storm queues instead of exhausting memory.
 static HASHING_SLOTS: LazyLock<Semaphore> = LazyLock::new(|| {
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
-    Semaphore::new(cpus * 2)
+    Semaphore::new(cpus)
 });
+
+/// Argon2's working memory, kept between hashes: at most one buffer per slot.
+///
+/// Allocating 19 MiB per login and freeing it again made the process grow by hundreds of
+/// megabytes under a login storm: glibc raises its mmap threshold after the first such free,
+/// so later buffers come from per-thread arenas, and each of the many blocking threads keeps
+/// its arena's top. Reusing a few buffers keeps memory flat (cores × 19 MiB) and saves the page
+/// faults of touching fresh memory on every login.
+static MEMORY: Mutex<Vec<Vec<Block>>> = Mutex::new(Vec::new());
+
+/// Buffers larger than this (a hash imported with a high memory cost) are used once and freed
+/// rather than kept.
+const MAX_KEPT_BLOCKS: usize = 64 * 1024;
+
+/// A hashing slot: a permit and the working memory that goes with it.
+struct Slot {
+    _permit: SemaphorePermit<'static>,
+    memory: Vec<Block>,
+}
+
+impl Slot {
+    async fn acquire() -> Option<Slot> {
+        let permit = HASHING_SLOTS.acquire().await.ok()?;
+        let memory = MEMORY
+            .lock()
+            .map(|mut kept| kept.pop())
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        Some(Slot {
+            _permit: permit,
+            memory,
+        })
+    }
+
+    /// The first `blocks` blocks of the slot's memory, grown if needed.
+    fn blocks(&mut self, blocks: usize) -> &mut [Block] {
+        if self.memory.len() < blocks {
+            self.memory.resize(blocks, Block::default());
+        }
+        &mut self.memory[..blocks]
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let memory = std::mem::take(&mut self.memory);
+        if memory.len() <= MAX_KEPT_BLOCKS
+            && let Ok(mut kept) = MEMORY.lock()
+        {
+            kept.push(memory);
+        }
+    }
+}
 
 /// A hash of a password nobody knows, verified against when the user does not exist, so that
 /// a login for an unknown user takes as long as one with a wrong password.
 static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
-    hash_blocking(&generate_api_key()).expect("argon2 hashes with its default parameters")
+    let mut memory = Vec::new();
+    hash_with(&generate_api_key(), &mut memory).expect("argon2 hashes with its default parameters")
 });
 
 #[derive(Debug, thiserror::Error)]
 #[error("password hashing failed: {0}")]
 pub struct HashError(String);
 
-fn hash_blocking(password: &str) -> Result<String, HashError> {
-    Argon2::default()
-        .hash_password(password.as_bytes())
-        .map(|hash| hash.to_string())
-        .map_err(|e| HashError(e.to_string()))
+/// The argon2id PHC string of `password` with a new random salt, in `memory`.
+fn hash_with(password: &str, memory: &mut Vec<Block>) -> Result<String, HashError> {
+    let error = |e: &dyn std::fmt::Display| HashError(e.to_string());
+    let params = Params::default();
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
+    }
+    let mut salt = [0u8; 16];
+    rand::rng().fill(&mut salt[..]);
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+        .hash_password_into_with_memory(password.as_bytes(), &salt, &mut out, &mut memory[..blocks])
+        .map_err(|e| error(&e))?;
+    let hash = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).map_err(|e| error(&e))?,
+        salt: Some(Salt::new(&salt).map_err(|e| error(&e))?),
+        hash: Some(Output::new(&out).map_err(|e| error(&e))?),
+    };
+    Ok(hash.to_string())
+}
+
+/// Whether `password` matches the PHC string `phc` (any argon2 variant and parameters).
+/// Unreadable strings are mismatches. The comparison is constant-time ([`Output`]'s `==`).
+fn verify_in(password: &str, phc: &str, slot: &mut Slot) -> bool {
+    let Ok(hash) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params)) = (
+        Algorithm::try_from(hash.algorithm.as_str()),
+        Params::try_from(&hash),
+    ) else {
+        return false;
+    };
+    let version = match hash.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(version)) => version,
+        Some(Err(_)) => return false,
+    };
+    let blocks = params.block_count();
+    let mut out = vec![0u8; expected.len()];
+    let argon2 = Argon2::new(algorithm, version, params);
+    let computed = if blocks > MAX_KEPT_BLOCKS {
+        argon2.hash_password_into(password.as_bytes(), salt, &mut out)
+    } else {
+        argon2.hash_password_into_with_memory(
+            password.as_bytes(),
+            salt,
+            &mut out,
+            slot.blocks(blocks),
+        )
+    };
+    computed.is_ok() && Output::new(&out).is_ok_and(|out| out == *expected)
 }
 
 /// The argon2id PHC string of `password` (salt generated).
 pub async fn hash_password(password: String) -> Result<String, HashError> {
-    let _slot = HASHING_SLOTS.acquire().await.expect("never closed");
-    tokio::task::spawn_blocking(move || hash_blocking(&password))
+    let mut slot = Slot::acquire()
+        .await
+        .ok_or_else(|| HashError("the hashing slots are closed".to_owned()))?;
+    tokio::task::spawn_blocking(move || hash_with(&password, &mut slot.memory))
         .await
         .map_err(|e| HashError(e.to_string()))?
 }
@@ -44,15 +155,13 @@ pub async fn hash_password(password: String) -> Result<String, HashError> {
 /// Whether `password` matches `hash`. With no hash (unknown user), checks against a dummy hash
 /// and returns `false`, taking the same time. An unreadable stored hash is a mismatch.
 pub async fn verify_password(password: String, hash: Option<String>) -> bool {
-    let Ok(_slot) = HASHING_SLOTS.acquire().await else {
+    let Some(mut slot) = Slot::acquire().await else {
         return false;
     };
     tokio::task::spawn_blocking(move || {
         let known = hash.is_some();
         let hash = hash.as_deref().unwrap_or(DUMMY_HASH.as_str());
-        let matches = Argon2::default()
-            .verify_password(password.as_bytes(), hash)
-            .is_ok();
+        let matches = verify_in(&password, hash, &mut slot);
         known && matches
     })
     .await
@@ -97,6 +206,63 @@ mod tests {
         assert!(!verify_password("wrong".into(), Some(hash)).await);
         assert!(!verify_password("anything".into(), None).await);
         assert!(!verify_password("x".into(), Some("not a hash".into())).await);
+    }
+
+    /// The pooled-memory hashing agrees with the argon2 crate's own PHC hashing and
+    /// verification, also for other variants and parameters (hashes made elsewhere).
+    #[tokio::test]
+    async fn agrees_with_the_argon2_crate() {
+        use argon2::{PasswordHasher, PasswordVerifier};
+
+        let ours = hash_password("s3cret".into()).await.unwrap();
+        assert!(
+            Argon2::default()
+                .verify_password(b"s3cret", ours.as_str())
+                .is_ok()
+        );
+        assert!(
+            Argon2::default()
+                .verify_password(b"s3cret!", ours.as_str())
+                .is_err()
+        );
+        assert_ne!(
+            ours,
+            hash_password("s3cret".into()).await.unwrap(),
+            "salted"
+        );
+
+        let theirs = Argon2::default()
+            .hash_password(b"s3cret")
+            .unwrap()
+            .to_string();
+        assert!(verify_password("s3cret".into(), Some(theirs.clone())).await);
+        assert!(!verify_password("s3cret ".into(), Some(theirs)).await);
+
+        let params = Params::new(8 * 1024, 3, 2, Some(24)).unwrap();
+        let argon2i = Argon2::new(Algorithm::Argon2i, Version::V0x10, params)
+            .hash_password(b"legacy")
+            .unwrap()
+            .to_string();
+        assert!(
+            argon2i.starts_with("$argon2i$v=16$m=8192,t=3,p=2$"),
+            "{argon2i}"
+        );
+        // Several at once, so buffers of different sizes go back and forth through the pool.
+        let checks = (0..6).map(|i| {
+            let (hash, password) = if i % 2 == 0 {
+                (argon2i.clone(), "legacy")
+            } else {
+                (ours.clone(), "s3cret")
+            };
+            verify_password(password.into(), Some(hash))
+        });
+        assert!(
+            futures::future::join_all(checks)
+                .await
+                .into_iter()
+                .all(|ok| ok)
+        );
+        assert!(!verify_password("legacy".into(), Some(argon2i.replace("m=8192", "m=4096"))).await);
     }
 
     #[test]
