@@ -278,7 +278,11 @@ impl Store {
                 .min_connections(1)
                 .idle_timeout(None)
                 .max_lifetime(None),
-            (Backend::Sqlite, false) => options.max_connections(8),
+            // No ping before every acquire: a connection to a local file cannot go stale, and
+            // the ping is a round trip to the connection's worker thread that doubled the
+            // database work of every upload (an upload's two event writes are on the path of
+            // the partner's CLOSE).
+            (Backend::Sqlite, false) => options.max_connections(8).test_before_acquire(false),
             (Backend::Postgres, _) => options.max_connections(16),
         };
         if backend == Backend::Sqlite {

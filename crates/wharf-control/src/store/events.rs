@@ -436,8 +436,7 @@ impl Store {
         policy: &OutboxPolicy,
     ) -> Result<(Event, usize), StoreError> {
         let (id, time) = time_ordered_id("evt_");
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO events (id, event_type, status, occurred_at, bucket_name, object_key, \
              username, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
@@ -448,15 +447,20 @@ impl Store {
         .bind(data.bucket_name.as_str())
         .bind(&data.key)
         .bind(data.username.as_str())
-        .bind(data_to_json(data))
-        .execute(&mut *tx)
-        .await?;
+        .bind(data_to_json(data));
         let deliveries = if status == EventStatus::Recorded {
-            create_deliveries(&mut tx, &id, event_type, data, time, policy).await?
+            let mut tx = self.pool.begin().await?;
+            insert.execute(&mut *tx).await?;
+            let deliveries =
+                create_deliveries(&mut tx, &id, event_type, data, time, policy).await?;
+            tx.commit().await?;
+            deliveries
         } else {
+            // A pending event has no deliveries yet: one statement, no transaction (it is on
+            // the path of every upload's commit).
+            insert.execute(&self.pool).await?;
             0
         };
-        tx.commit().await?;
         let event = Event {
             id,
             event_type,
@@ -475,51 +479,50 @@ impl Store {
         error: Option<String>,
         policy: &OutboxPolicy,
     ) -> Result<SettleOutcome, StoreError> {
-        let Some(row) =
-            sqlx::query("SELECT event_type, status, occurred_at, data FROM events WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?
-        else {
-            return Ok(SettleOutcome::NotFound);
-        };
-        let status: String = row.try_get("status")?;
-        let stored_type: String = row.try_get("event_type")?;
-        if status != EventStatus::Pending.as_str() {
-            return Ok(SettleOutcome::AlreadySettled(stored_type));
-        }
-        // A pending event's data never changes, so reading it before the transaction is safe:
-        // the update below applies only while the event is still pending.
-        let time = from_millis(row.try_get("occurred_at")?, "events")?;
-        let mut data = data_from_json(&row.try_get::<String, _>("data")?)?;
         let event_type = if committed {
-            data.error = None;
             EventType::FileCreated
         } else {
-            data.error =
-                Some(error.unwrap_or_else(|| "the upload could not be committed".to_owned()));
             EventType::FileUploadFailed
         };
+        // Settling is on the path of every upload's commit: one statement claims the pending
+        // event and returns what the deliveries need.
         let mut tx = self.pool.begin().await?;
-        let updated = sqlx::query(
-            "UPDATE events SET status = $2, event_type = $3, data = $4 \
-             WHERE id = $1 AND status = $5",
+        let claimed = sqlx::query(
+            "UPDATE events SET status = $2, event_type = $3 WHERE id = $1 AND status = $4 \
+             RETURNING occurred_at, data",
         )
         .bind(id)
         .bind(EventStatus::Recorded.as_str())
         .bind(event_type.as_str())
-        .bind(data_to_json(&data))
         .bind(EventStatus::Pending.as_str())
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-        if updated.rows_affected() == 0 {
+        let Some(row) = claimed else {
             drop(tx);
-            // Settled by someone else in between.
+            // Unknown, or settled before (by a retry or by the reconciler).
             let row = sqlx::query("SELECT event_type FROM events WHERE id = $1")
                 .bind(id)
-                .fetch_one(&self.pool)
+                .fetch_optional(&self.pool)
                 .await?;
-            return Ok(SettleOutcome::AlreadySettled(row.try_get("event_type")?));
+            return match row {
+                Some(row) => Ok(SettleOutcome::AlreadySettled(row.try_get("event_type")?)),
+                None => Ok(SettleOutcome::NotFound),
+            };
+        };
+        let time = from_millis(row.try_get("occurred_at")?, "events")?;
+        let mut data = data_from_json(&row.try_get::<String, _>("data")?)?;
+        let error = if committed {
+            None
+        } else {
+            Some(error.unwrap_or_else(|| "the upload could not be committed".to_owned()))
+        };
+        if data.error != error {
+            data.error = error;
+            sqlx::query("UPDATE events SET data = $2 WHERE id = $1")
+                .bind(id)
+                .bind(data_to_json(&data))
+                .execute(&mut *tx)
+                .await?;
         }
         let deliveries = create_deliveries(&mut tx, id, event_type, &data, time, policy).await?;
         tx.commit().await?;
