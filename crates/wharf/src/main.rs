@@ -18,7 +18,17 @@ fn init_tracing(log: Option<&LogArgs>) {
         .ok()
         .or_else(|| std::env::var("RUST_LOG").ok())
         .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::new(if log.is_some() { "info" } else { "warn" }));
+        .unwrap_or_else(|| {
+            EnvFilter::new(if log.is_some() { "info" } else { "warn" })
+                // rustls warns of every client that sends an IP address as its TLS server name
+                // (lftp, curl: a partner connecting by IP), which RFC 6066 forbids and rustls
+                // ignores; a line per connection would drown the log.
+                .add_directive(
+                    "rustls::msgs::handshake=error"
+                        .parse()
+                        .expect("a valid directive"),
+                )
+        });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
