@@ -16,7 +16,7 @@ use serde::Deserialize;
 use wharf_core::api::BucketList;
 
 use crate::api::{self, Failure, enc, enc_key};
-use crate::session::{Fields, Session};
+use crate::session::{CheckedForm, Session};
 use crate::views::{Chrome, render, size, time};
 use crate::{Shared, failure_page, see_other, signed_out};
 
@@ -428,14 +428,11 @@ async fn upload(
 
 async fn delete(
     State(console): State<Shared>,
-    session: Session,
-    headers: HeaderMap,
-    body: Bytes,
+    CheckedForm {
+        session,
+        fields: form,
+    }: CheckedForm,
 ) -> Response {
-    let form = Fields::parse(&body);
-    if let Err(refused) = session.verify(&headers, Some(form.get("csrf"))) {
-        return refused.into_response();
-    }
     let bucket = form.get("bucket");
     let key = clean_path(form.get("key"));
     let uri = format!("/v1/buckets/{}/objects/{}", enc(bucket), enc_key(&key));
@@ -459,14 +456,11 @@ async fn delete(
 
 async fn create_folder(
     State(console): State<Shared>,
-    session: Session,
-    headers: HeaderMap,
-    body: Bytes,
+    CheckedForm {
+        session,
+        fields: form,
+    }: CheckedForm,
 ) -> Response {
-    let form = Fields::parse(&body);
-    if let Err(refused) = session.verify(&headers, Some(form.get("csrf"))) {
-        return refused.into_response();
-    }
     let bucket = form.get("bucket");
     let path = clean_path(form.get("path"));
     let name = form.get("name").trim();

@@ -39,7 +39,7 @@ use http::Method;
 use serde::Deserialize;
 
 use crate::api::{Api, Failure};
-use crate::session::{Fields, Session, safe_next, set_cookie};
+use crate::session::{CheckedForm, Fields, Session, safe_next, set_cookie};
 use crate::views::{Chrome, ErrorPage, SignInPage, render};
 
 /// What every console handler shares.
@@ -167,11 +167,7 @@ async fn sign_in(State(console): State<Shared>, headers: HeaderMap, body: Bytes)
     }
 }
 
-async fn sign_out(session: Session, headers: HeaderMap, body: Bytes) -> Response {
-    let form = Fields::parse(&body);
-    if let Err(refused) = session.verify(&headers, Some(form.get("csrf"))) {
-        return refused.into_response();
-    }
+async fn sign_out(headers: HeaderMap, _: CheckedForm) -> Response {
     let mut response = Redirect::to("/ui/sign-in").into_response();
     response
         .headers_mut()

@@ -3,10 +3,9 @@
 
 use askama::Template;
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::get;
 use http::Method;
 use serde::Deserialize;
@@ -14,7 +13,7 @@ use serde_json::{Value, json};
 use wharf_core::api::{Bucket, BucketList, CreatedUser, NewPassword, ServerInfo, User, UserList};
 
 use crate::api::{Failure, enc};
-use crate::session::{Fields, Session};
+use crate::session::{CheckedForm, Session};
 use crate::views::{Chrome, FormErrors, render, time};
 use crate::{Shared, failure_page, see_other, signed_out};
 
@@ -221,14 +220,8 @@ fn key_lines(text: &str) -> Vec<String> {
 
 async fn create(
     State(console): State<Shared>,
-    session: Session,
-    headers: HeaderMap,
-    body: Bytes,
+    CheckedForm { session, fields }: CheckedForm,
 ) -> Response {
-    let fields = Fields::parse(&body);
-    if let Err(refused) = session.verify(&headers, Some(fields.get("csrf"))) {
-        return refused.into_response();
-    }
     let form = NewUserValues {
         description: fields.get("description").trim().to_owned(),
         home: fields.get("homeDirectory").trim().to_owned(),
@@ -528,15 +521,9 @@ async fn show(
 
 async fn update(
     State(console): State<Shared>,
-    session: Session,
-    headers: HeaderMap,
     Path(username): Path<String>,
-    body: Bytes,
+    CheckedForm { session, fields }: CheckedForm,
 ) -> Response {
-    let fields = Fields::parse(&body);
-    if let Err(refused) = session.verify(&headers, Some(fields.get("csrf"))) {
-        return refused.into_response();
-    }
     let form = EditValues {
         description: fields.get("description").trim().to_owned(),
         home: fields.get("homeDirectory").trim().to_owned(),
@@ -560,23 +547,19 @@ async fn update(
             uri_ui = ui_user(&username)
         )),
         Err(Failure::SignedOut) => signed_out(),
-        Err(Failure::Problem(problem)) => match get_user(&console, &session, &username).await {
-            Ok(user) => user_page(
-                &session,
-                &user,
-                UserPageParts {
-                    form: Some(form),
-                    errors: FormErrors::from_problem(
-                        problem,
-                        &["description", "homeDirectory", "permissions", "disabled"],
-                    ),
-                    new_key: String::new(),
-                    key_errors: FormErrors::default(),
-                    notice: String::new(),
-                },
-            ),
-            Err(failure) => failure_page(&session, "users", failure),
-        },
+        Err(Failure::Problem(problem)) => {
+            let parts = UserPageParts {
+                form: Some(form),
+                errors: FormErrors::from_problem(
+                    problem,
+                    &["description", "homeDirectory", "permissions", "disabled"],
+                ),
+                new_key: String::new(),
+                key_errors: FormErrors::default(),
+                notice: String::new(),
+            };
+            refused_change(&console, &session, &username, parts).await
+        }
     }
 }
 
@@ -606,34 +589,38 @@ async fn set_keys(
     {
         Ok(_) => see_other(&format!("{}?notice=keys", ui_user(username))),
         Err(Failure::SignedOut) => signed_out(),
-        Err(Failure::Problem(problem)) => match get_user(console, session, username).await {
-            Ok(user) => user_page(
-                session,
-                &user,
-                UserPageParts {
-                    form: None,
-                    errors: FormErrors::default(),
-                    new_key: typed,
-                    key_errors: FormErrors::from_problem(problem, &["publicKeys"]),
-                    notice: String::new(),
-                },
-            ),
-            Err(failure) => failure_page(session, "users", failure),
-        },
+        Err(Failure::Problem(problem)) => {
+            let parts = UserPageParts {
+                form: None,
+                errors: FormErrors::default(),
+                new_key: typed,
+                key_errors: FormErrors::from_problem(problem, &["publicKeys"]),
+                notice: String::new(),
+            };
+            refused_change(console, session, username, parts).await
+        }
+    }
+}
+
+/// How a change the API refused is shown: the user's page, fetched again (the change may have
+/// raced another), with what was typed and the API's messages next to their fields.
+async fn refused_change(
+    console: &Shared,
+    session: &Session,
+    username: &str,
+    parts: UserPageParts,
+) -> Response {
+    match get_user(console, session, username).await {
+        Ok(user) => user_page(session, &user, parts),
+        Err(failure) => failure_page(session, "users", failure),
     }
 }
 
 async fn add_key(
     State(console): State<Shared>,
-    session: Session,
-    headers: HeaderMap,
     Path(username): Path<String>,
-    body: Bytes,
+    CheckedForm { session, fields }: CheckedForm,
 ) -> Response {
-    let fields = Fields::parse(&body);
-    if let Err(refused) = session.verify(&headers, Some(fields.get("csrf"))) {
-        return refused.into_response();
-    }
     let typed = fields.get("publicKey").to_owned();
     let user = match get_user(&console, &session, &username).await {
         Ok(user) => user,
@@ -660,15 +647,9 @@ async fn add_key(
 
 async fn remove_key(
     State(console): State<Shared>,
-    session: Session,
-    headers: HeaderMap,
     Path(username): Path<String>,
-    body: Bytes,
+    CheckedForm { session, fields }: CheckedForm,
 ) -> Response {
-    let fields = Fields::parse(&body);
-    if let Err(refused) = session.verify(&headers, Some(fields.get("csrf"))) {
-        return refused.into_response();
-    }
     let user = match get_user(&console, &session, &username).await {
         Ok(user) => user,
         Err(failure) => return failure_page(&session, "users", failure),
@@ -685,15 +666,9 @@ async fn remove_key(
 
 async fn reset_password(
     State(console): State<Shared>,
-    session: Session,
-    headers: HeaderMap,
     Path(username): Path<String>,
-    body: Bytes,
+    CheckedForm { session, .. }: CheckedForm,
 ) -> Response {
-    let fields = Fields::parse(&body);
-    if let Err(refused) = session.verify(&headers, Some(fields.get("csrf"))) {
-        return refused.into_response();
-    }
     let uri = format!("/v1/users/{}/password", enc(&username));
     let password: NewPassword = match console
         .api
@@ -745,15 +720,9 @@ async fn confirm_delete(
 
 async fn delete(
     State(console): State<Shared>,
-    session: Session,
-    headers: HeaderMap,
     Path(username): Path<String>,
-    body: Bytes,
+    CheckedForm { session, .. }: CheckedForm,
 ) -> Response {
-    let fields = Fields::parse(&body);
-    if let Err(refused) = session.verify(&headers, Some(fields.get("csrf"))) {
-        return refused.into_response();
-    }
     let uri = format!("/v1/users/{}", enc(&username));
     match console
         .api

@@ -3,10 +3,9 @@
 
 use askama::Template;
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::{get, post};
 use http::Method;
 use serde::Deserialize;
@@ -17,7 +16,7 @@ use wharf_core::api::{
 };
 
 use crate::api::{Failure, enc};
-use crate::session::{Fields, Refused, Session};
+use crate::session::{CheckedForm, Session};
 use crate::views::{Chrome, FormErrors, render, time};
 use crate::{Shared, failure_page, see_other, signed_out};
 
@@ -172,14 +171,8 @@ struct CreatedPage {
 
 async fn create(
     State(console): State<Shared>,
-    session: Session,
-    headers: HeaderMap,
-    body: Bytes,
+    CheckedForm { session, fields }: CheckedForm,
 ) -> Response {
-    let fields = Fields::parse(&body);
-    if let Err(refused) = session.verify(&headers, Some(fields.get("csrf"))) {
-        return refused.into_response();
-    }
     let form = WebhookValues {
         url: fields.get("url").trim().to_owned(),
         events: fields
@@ -352,24 +345,11 @@ async fn show(
     })
 }
 
-/// Checks the CSRF token of a bodyless-looking form post.
-fn verified(session: &Session, headers: &HeaderMap, body: &Bytes) -> Result<Fields, Refused> {
-    let fields = Fields::parse(body);
-    session.verify(headers, Some(fields.get("csrf")))?;
-    Ok(fields)
-}
-
 async fn set_enabled(
     State(console): State<Shared>,
-    session: Session,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    body: Bytes,
+    CheckedForm { session, fields }: CheckedForm,
 ) -> Response {
-    let fields = match verified(&session, &headers, &body) {
-        Ok(f) => f,
-        Err(refused) => return refused.into_response(),
-    };
     let enabled = fields.get("enabled") == "true";
     let uri = format!("/v1/webhooks/{}", enc(&id));
     match console
@@ -393,14 +373,9 @@ async fn set_enabled(
 
 async fn send_test(
     State(console): State<Shared>,
-    session: Session,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    body: Bytes,
+    CheckedForm { session, .. }: CheckedForm,
 ) -> Response {
-    if let Err(refused) = verified(&session, &headers, &body) {
-        return refused.into_response();
-    }
     let uri = format!("/v1/webhooks/{}/test", enc(&id));
     match console
         .api
@@ -414,14 +389,9 @@ async fn send_test(
 
 async fn delete(
     State(console): State<Shared>,
-    session: Session,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    body: Bytes,
+    CheckedForm { session, .. }: CheckedForm,
 ) -> Response {
-    if let Err(refused) = verified(&session, &headers, &body) {
-        return refused.into_response();
-    }
     let uri = format!("/v1/webhooks/{}", enc(&id));
     match console
         .api
@@ -435,14 +405,9 @@ async fn delete(
 
 async fn retry(
     State(console): State<Shared>,
-    session: Session,
-    headers: HeaderMap,
     Path((id, delivery)): Path<(String, String)>,
-    body: Bytes,
+    CheckedForm { session, .. }: CheckedForm,
 ) -> Response {
-    if let Err(refused) = verified(&session, &headers, &body) {
-        return refused.into_response();
-    }
     let uri = format!(
         "/v1/webhooks/{}/deliveries/{}/retry",
         enc(&id),
