@@ -1750,7 +1750,7 @@ def report(rows, failures, ctx, targets, negotiated, smoke, argv, out_dir, start
             "wharf-ftps-local, so its RSS with no session holds what earlier workloads left, "
             "and memory the allocator kept from them can be reused by new sessions (a delta "
             "can undercount); an FTPS login verifies an argon2id password hash (19 MiB of "
-            "memory each, up to 2 per core at once), whose memory the allocator may keep.",
+            "memory each, at most one per core at once, in buffers kept and reused).",
             "",
             "Command (`$PORT`, `$USER`, `$PASSWORD`: the target's; `$STATE`: "
             f"`{STATE}`):", "", "```"] + commands + ["```", ""]
@@ -1805,7 +1805,7 @@ def report(rows, failures, ctx, targets, negotiated, smoke, argv, out_dir, start
             "",
             "What limits it: every Wharf password login is one argon2id verification (the "
             "`argon2` crate's defaults: 19 MiB of memory, 2 passes, 1 lane), run on a blocking "
-            "thread with at most 2 per core at once; finding the user among the others is one "
+            "thread with at most one per core at once; finding the user among the others is one "
             "primary-key lookup, and each accepted login also writes `last_connected_at` (one "
             "SQLite UPDATE). With the client processes on the same cores, Wharf's rate is "
             "about (cores left to the server) / (CPU per login), and the hash is most of that "
