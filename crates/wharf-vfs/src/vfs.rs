@@ -979,7 +979,8 @@ async fn lookup(store: &dyn ObjectStore, key: &Path) -> Result<Option<Found>, Vf
     Ok(found_by_listing(list_children(store, key).await?))
 }
 
-/// [`lookup`] in one round trip, for names that usually do not exist yet (an upload's target):
+/// [`lookup`] in one round trip, for names that usually do not exist yet (the target of an
+/// upload or of a mkdir):
 /// the listing below the name is asked for at once with the two HEADs instead of after them.
 /// It costs a wasted LIST when the name is a file or a marked directory.
 async fn lookup_new(store: &dyn ObjectStore, key: &Path) -> Result<Option<Found>, VfsError> {
