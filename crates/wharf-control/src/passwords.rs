@@ -50,14 +50,14 @@ impl Slot {
             memory,
         })
     }
+}
 
-    /// The first `blocks` blocks of the slot's memory, grown if needed.
-    fn blocks(&mut self, blocks: usize) -> &mut [Block] {
-        if self.memory.len() < blocks {
-            self.memory.resize(blocks, Block::default());
-        }
-        &mut self.memory[..blocks]
+/// The first `blocks` blocks of `memory`, grown if needed.
+fn working_memory(memory: &mut Vec<Block>, blocks: usize) -> &mut [Block] {
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
     }
+    &mut memory[..blocks]
 }
 
 impl Drop for Slot {
@@ -87,14 +87,16 @@ fn hash_with(password: &str, memory: &mut Vec<Block>) -> Result<String, HashErro
     let error = |e: &dyn std::fmt::Display| HashError(e.to_string());
     let params = Params::default();
     let blocks = params.block_count();
-    if memory.len() < blocks {
-        memory.resize(blocks, Block::default());
-    }
     let mut salt = [0u8; 16];
     rand::rng().fill(&mut salt[..]);
     let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
-        .hash_password_into_with_memory(password.as_bytes(), &salt, &mut out, &mut memory[..blocks])
+        .hash_password_into_with_memory(
+            password.as_bytes(),
+            &salt,
+            &mut out,
+            working_memory(memory, blocks),
+        )
         .map_err(|e| error(&e))?;
     let hash = PasswordHash {
         algorithm: Algorithm::Argon2id.ident(),
@@ -108,7 +110,7 @@ fn hash_with(password: &str, memory: &mut Vec<Block>) -> Result<String, HashErro
 
 /// Whether `password` matches the PHC string `phc` (any argon2 variant and parameters).
 /// Unreadable strings are mismatches. The comparison is constant-time ([`Output`]'s `==`).
-fn verify_in(password: &str, phc: &str, slot: &mut Slot) -> bool {
+fn verify_in(password: &str, phc: &str, memory: &mut Vec<Block>) -> bool {
     let Ok(hash) = PasswordHash::new(phc) else {
         return false;
     };
@@ -136,7 +138,7 @@ fn verify_in(password: &str, phc: &str, slot: &mut Slot) -> bool {
             password.as_bytes(),
             salt,
             &mut out,
-            slot.blocks(blocks),
+            working_memory(memory, blocks),
         )
     };
     computed.is_ok() && Output::new(&out).is_ok_and(|out| out == *expected)
@@ -161,7 +163,7 @@ pub async fn verify_password(password: String, hash: Option<String>) -> bool {
     tokio::task::spawn_blocking(move || {
         let known = hash.is_some();
         let hash = hash.as_deref().unwrap_or(DUMMY_HASH.as_str());
-        let matches = verify_in(&password, hash, &mut slot);
+        let matches = verify_in(&password, hash, &mut slot.memory);
         known && matches
     })
     .await
