@@ -11,6 +11,20 @@ use wharf_core::{LoginError, LoginGrant, LoginProvider, LoginRequest};
 
 use crate::ClientError;
 
+/// The control plane's base URL and the HTTP client a gateway reaches it with: short timeouts
+/// (a gateway fails a login or retries an event rather than hang) and enough idle connections
+/// for a busy gateway.
+fn control_plane(control_plane_url: &str) -> Result<(Url, reqwest::Client), ClientError> {
+    let base =
+        Url::parse(control_plane_url).map_err(|_| ClientError::Url(control_plane_url.into()))?;
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(15))
+        .pool_max_idle_per_host(64)
+        .build()?;
+    Ok((base, http))
+}
+
 /// The gateways' view of the control plane: `POST /internal/v1/login` with the gateway token.
 #[derive(Clone)]
 pub struct HttpLoginProvider {
@@ -21,16 +35,10 @@ pub struct HttpLoginProvider {
 
 impl HttpLoginProvider {
     pub fn new(control_plane_url: &str, gateway_token: String) -> Result<Self, ClientError> {
-        let base = Url::parse(control_plane_url)
-            .map_err(|_| ClientError::Url(control_plane_url.into()))?;
+        let (base, http) = control_plane(control_plane_url)?;
         let url = base
             .join("/internal/v1/login")
             .map_err(|_| ClientError::Url(control_plane_url.into()))?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(15))
-            .pool_max_idle_per_host(64)
-            .build()?;
         Ok(HttpLoginProvider {
             http,
             url,
@@ -87,13 +95,7 @@ const RECORD_ATTEMPTS: u32 = 10;
 
 impl HttpEventSink {
     pub fn new(control_plane_url: &str, gateway_token: String) -> Result<Self, ClientError> {
-        let base = Url::parse(control_plane_url)
-            .map_err(|_| ClientError::Url(control_plane_url.into()))?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(15))
-            .pool_max_idle_per_host(64)
-            .build()?;
+        let (base, http) = control_plane(control_plane_url)?;
         Ok(HttpEventSink {
             http,
             base,
