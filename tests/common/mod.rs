@@ -317,27 +317,6 @@ impl Wharf {
         (std::mem::replace(&mut self.data_dir, placeholder), pg)
     }
 
-    pub async fn wait_ready(&self, ports: &[u16]) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        for port in ports {
-            loop {
-                if tokio::net::TcpStream::connect(("127.0.0.1", *port))
-                    .await
-                    .is_ok()
-                {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    panic!(
-                        "wharf did not open port {port} within 60 s; log:\n{}",
-                        self.log_text()
-                    );
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
