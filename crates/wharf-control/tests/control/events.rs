@@ -19,6 +19,7 @@ crate::on_both_databases!(
     internal_event_endpoints_check_token_and_body,
     event_list_filters_and_pages,
     pending_upload_settled_committed_and_failed,
+    upload_settled_without_enabled_webhooks,
     reconciler_settles_stale_uploads,
 );
 
@@ -364,6 +365,70 @@ async fn pending_upload_settled_committed_and_failed(db: TestDb) {
 
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
+}
+
+/// With no enabled webhook, settling takes a shorter path (no transaction): it must still claim
+/// the pending event exactly once, refuse the other outcome, and create no delivery for a
+/// disabled webhook.
+async fn upload_settled_without_enabled_webhooks(db: TestDb) {
+    let app = TestApp::spawn_with(db, fast_options()).await;
+    let receiver = Receiver::start().await;
+    let created = create_webhook(
+        &app,
+        json!({"url": receiver.url("/off"), "events": ["file.created"]}),
+    )
+    .await;
+    let disabled_id = created["id"].as_str().unwrap();
+    let patched = app
+        .patch(
+            &format!("/v1/webhooks/{disabled_id}"),
+            &json!({"enabled": false}),
+        )
+        .await;
+    assert_eq!(patched.status(), 200);
+    let sink = app.control.event_sink();
+    let mut data = event_data("default", "alice/in/small.bin", "alice");
+    data.size = Some(4096);
+    data.sha256 = Some("cd".repeat(32));
+    let pending = sink.begin_upload(data.clone()).await.unwrap();
+    assert!(
+        ids(&list(&app, "").await).is_empty(),
+        "pending is not listed"
+    );
+    sink.settle_upload(&pending, true, None).await.unwrap();
+    assert_eq!(ids(&list(&app, "").await), vec![pending.clone()]);
+    let event: Value = app
+        .get(&format!("/v1/events/{pending}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(event["type"], "file.created");
+    assert_eq!(event["data"]["size"], 4096);
+    assert_eq!(event["data"]["sha256"], "cd".repeat(32));
+    // A retry of the same outcome is accepted; the other outcome is refused.
+    sink.settle_upload(&pending, true, None).await.unwrap();
+    let late = sink
+        .settle_upload(&pending, false, Some("late".into()))
+        .await;
+    assert!(matches!(late, Err(EventError::Rejected(_))), "{late:?}");
+    // A failed upload takes the transaction path even without webhooks, and keeps its error.
+    let failed = sink.begin_upload(data).await.unwrap();
+    sink.settle_upload(&failed, false, Some("disconnected".into()))
+        .await
+        .unwrap();
+    let event: Value = app
+        .get(&format!("/v1/events/{failed}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(event["type"], "file.upload_failed");
+    assert_eq!(event["data"]["error"], "disconnected");
+    assert!(
+        deliveries(&app, disabled_id).await.is_empty(),
+        "a disabled webhook gets no delivery"
+    );
 }
 
 async fn reconciler_settles_stale_uploads(db: TestDb) {
