@@ -118,7 +118,7 @@ class Sizes:
 
 
 FULL = Sizes(big=1024 * MiB, small_files=2000, small_size=4096, conc_clients=20,
-             conc_size=50 * MiB, runs=3, hs_runs=20, hs_warmup=2, idle=0.5,
+             conc_size=50 * MiB, runs=5, hs_runs=20, hs_warmup=2, idle=0.5,
              verify=20 * MiB + 12345, idle_sessions=500, settle=2.0, users=100_000,
              login_workers=8, login_seconds=10.0)
 SMOKE = Sizes(big=8 * MiB, small_files=50, small_size=4096, conc_clients=3,
@@ -829,13 +829,15 @@ class Context:
     def time(self, target, test, variant, unit, command, to_value, prepare=None, runs=None,
              warmup=0, budget=None):
         """Times `command` with hyperfine: `runs` runs, each after `prepare` (not timed) and
-        `idle` seconds of rest. Returns one result row; to_value turns seconds into the
+        `sync` and `idle` seconds of rest. Returns one result row; to_value turns seconds into the
         figure."""
         runs = runs or self.sizes.runs
         slug = f"{target.name}-{test}-{variant}".replace(" ", "_").replace("*", "x")
         out = STATE / "hyperfine" / f"{slug}.json"
+        # `sync`: the page cache's dirty data from earlier runs (and targets) is written out
+        # before the run, not during it, so no run pays for another's writeback.
         full_prepare = (f"{prepare} >/dev/null 2>&1; " if prepare else "") + \
-            f"sleep {self.sizes.idle}"
+            f"sync; sleep {self.sizes.idle}"
         cmd = ["hyperfine", "--style", "none", "--shell", "bash", "--runs", str(runs),
                "--warmup", str(warmup), "--prepare", full_prepare, "--export-json", str(out),
                command]
@@ -1605,12 +1607,14 @@ def report(rows, failures, ctx, targets, negotiated, smoke, argv, out_dir, start
         f"Before a target is timed, a {sizes.verify:,}-byte file goes up and back down and is "
         "compared by SHA-256; after each upload workload the remote sizes are checked "
         "(SFTP: `ls -ln`; FTPS: lftp `cls --size`). Remote files are deleted in hyperfine's "
-        f"`--prepare` step before each timed run, followed by {sizes.idle} s of rest; each "
+        "`--prepare` step before each timed run, followed by `sync` (so that no run pays for "
+        f"the writeback of data an earlier run left dirty in the page cache) and {sizes.idle} s "
+        "of rest; each "
         "workload leaves the login directory empty. Each timing of a) to d) is",
         "",
         "```",
         f"hyperfine --style none --shell bash --runs N --warmup W --prepare '<delete>; "
-        f"sleep {sizes.idle}' --export-json X.json '<timed command>'",
+        f"sync; sleep {sizes.idle}' --export-json X.json '<timed command>'",
         "```",
         "",
         "e) and f) are measured by bench/bench.py with bench/sessions.py as the client; see "
