@@ -209,13 +209,26 @@ class Servers:
         self.processes = []
 
     def spawn(self, name, cmd, env=None):
-        logf = open(STATE / "log" / f"{name}.log", "w")
+        logf = open(STATE / "log" / f"{name}.log", "a")
         proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         self.processes.append((name, proc))
         pids = {str(p.pid): " ".join(p.args) for _, p in self.processes}
         (STATE / "pids.json").write_text(json.dumps(pids))
         return proc
+
+    def stop_one(self, name):
+        """Stops the process spawned as `name` (SIGTERM, then SIGKILL after 20 s)."""
+        for entry in [e for e in self.processes if e[0] == name]:
+            proc = entry[1]
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+            self.processes.remove(entry)
 
     def stop(self):
         for name, proc in reversed(self.processes):
@@ -449,26 +462,11 @@ def start_wharf(servers, pubkey, with_s3=True):
     maxSessions is raised from its default of 10 to the most allowed (1000), so c) runs 20
     clients at once and e) holds 500 sessions as on the peers. The FTPS gateway serves the
     same certificate as ProFTPD. Returns the process and `bench`'s password."""
-    env = {**os.environ, "WHARF_ADMIN_API_KEY": ADMIN_KEY, "WHARF_LOG": "warn"}
-    for var in ["WHARF_DATABASE_URL", "WHARF_BUCKET_URL", "WHARF_DATA_DIR"]:
-        env.pop(var, None)
     # A copy, so a build finishing elsewhere during the run cannot swap the binary under it.
     binary = STATE / "bin" / "wharf"
     binary.parent.mkdir(exist_ok=True)
     shutil.copy2(WHARF, binary)
-    proc = servers.spawn("wharf", [
-        str(binary), "serve", "--data-dir", str(STATE / "wharf"),
-        "--sftp-addr", f"127.0.0.1:{PORTS['wharf-sftp']}",
-        "--api-addr", f"127.0.0.1:{PORTS['wharf-api']}",
-        "--ftps-addr", f"127.0.0.1:{PORTS['wharf-ftps']}",
-        "--ftps-implicit-addr", f"127.0.0.1:{PORTS['wharf-ftps-implicit']}",
-        "--ftps-passive-ports", WHARF_PASSIVE_PORTS,
-        "--ftps-cert-file", str(STATE / "etc" / "tls.crt"),
-        "--ftps-key-file", str(STATE / "etc" / "tls.key"),
-    ], env=env)
-    wait_port(PORTS["wharf-api"], "wharf API", proc)
-    wait_port(PORTS["wharf-sftp"], "wharf SFTP", proc)
-    wait_port(PORTS["wharf-ftps"], "wharf FTPS", proc)
+    proc = spawn_wharf(servers)
     if with_s3:
         api("POST", "/v1/buckets", {
             "bucketName": "bench-s3", "storageUrl": f"s3://{S3_BUCKET_WHARF}",
@@ -483,6 +481,38 @@ def start_wharf(servers, pubkey, with_s3=True):
             body["bucketName"] = bucket
         passwords[username] = api("POST", "/v1/users", body)["password"]
     return proc, passwords[USER]
+
+
+def spawn_wharf(servers):
+    """Starts `wharf serve` on the benchmark's state and ports and waits until it listens."""
+    env = {**os.environ, "WHARF_ADMIN_API_KEY": ADMIN_KEY, "WHARF_LOG": "warn"}
+    for var in ["WHARF_DATABASE_URL", "WHARF_BUCKET_URL", "WHARF_DATA_DIR"]:
+        env.pop(var, None)
+    proc = servers.spawn("wharf", [
+        str(STATE / "bin" / "wharf"), "serve", "--data-dir", str(STATE / "wharf"),
+        "--sftp-addr", f"127.0.0.1:{PORTS['wharf-sftp']}",
+        "--api-addr", f"127.0.0.1:{PORTS['wharf-api']}",
+        "--ftps-addr", f"127.0.0.1:{PORTS['wharf-ftps']}",
+        "--ftps-implicit-addr", f"127.0.0.1:{PORTS['wharf-ftps-implicit']}",
+        "--ftps-passive-ports", WHARF_PASSIVE_PORTS,
+        "--ftps-cert-file", str(STATE / "etc" / "tls.crt"),
+        "--ftps-key-file", str(STATE / "etc" / "tls.key"),
+    ], env=env)
+    wait_port(PORTS["wharf-api"], "wharf API", proc)
+    wait_port(PORTS["wharf-sftp"], "wharf SFTP", proc)
+    wait_port(PORTS["wharf-ftps"], "wharf FTPS", proc)
+    return proc
+
+
+def restart_wharf(servers, targets):
+    """Stops `wharf serve` and starts it again on the same state (database, buckets, users
+    and passwords stay), so that e) reads a fresh process: in the process that ran a) to d)
+    the allocator reuses memory those workloads freed, which hides what sessions cost."""
+    servers.stop_one("wharf")
+    proc = spawn_wharf(servers)
+    for t in targets:
+        if t.is_wharf:
+            t.pid = proc.pid
 
 
 def seed_wharf_users(count):
@@ -803,6 +833,7 @@ class Context:
         self.verify_file = self.src / "verify.bin"
         self.rows = []  # every result so far, in order
         self.wharf_users = None  # f): (usernames file, users in the database, inserted)
+        self.restart_wharf = None  # e): starts Wharf afresh (see restart_wharf)
 
     def client(self, target):
         return self.clients[target.proto]
@@ -1045,6 +1076,39 @@ def wait_quiet(target, timeout=60.0):
         log(f"{target.name}: {left} session process(es) still running after {timeout:.0f} s")
 
 
+# e): sessions opened and closed on a freshly started Wharf before its memory is read, so
+# that one-time allocations (the argon2 buffers, one per core, kept for reuse; the TLS and
+# SSH configuration) are not counted per session.
+WARM_SESSIONS = 16
+
+
+def hold_sessions(target, cmd, n, settle):
+    """Opens `n` idle sessions with bench/sessions.py `hold` (`cmd`), reads the server's
+    memory `settle` seconds after the last one is open, closes them all and returns the
+    reading."""
+    holder = subprocess.Popen(["bash", "-c", cmd], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    try:
+        ready, _, _ = select.select([holder.stdout], [], [], 60 + n * 0.5)
+        line = holder.stdout.readline().strip() if ready else ""
+        if not line.startswith("ready"):
+            holder.kill()
+            err = holder.stderr.read() if holder.poll() is not None else ""
+            raise BenchError(f"{target.name}: opening {n} idle sessions failed: "
+                             f"{(line or err or 'timed out').strip()[-800:]}")
+        time.sleep(settle)
+        after = memory(target.pid, pss=True)
+        holder.stdin.write("close\n")
+        holder.stdin.flush()
+        holder.wait(timeout=60)
+    finally:
+        if holder.poll() is None:
+            os.killpg(holder.pid, signal.SIGKILL)
+            holder.wait()
+    return after
+
+
 def wl_memory(ctx, target):
     """e) the server's resident memory: with no session, with N idle authenticated sessions
     (bench/sessions.py holds them), per session, and its peak while c)'s uploads run."""
@@ -1056,35 +1120,22 @@ def wl_memory(ctx, target):
     else:
         who = ["--password", target.password]
         variant = f"{n} FTPS sessions (ftplib)"
-    cmd = shlex.join(["python3", str(SESSIONS_PY), "hold", "--proto", target.proto,
-                      "--port", str(target.port), "--user", target.user, *who,
-                      "--sessions", str(n)])
+    hold = ["python3", str(SESSIONS_PY), "hold", "--proto", target.proto,
+            "--port", str(target.port), "--user", target.user, *who, "--sessions"]
+    cmd = shlex.join(hold + [str(n)])
     base, loaded, per, per_pss, procs = [], [], [], [], []
+    if target.is_wharf and ctx.restart_wharf:
+        warm = min(n, WARM_SESSIONS)
+        log(f"{target.name}: e) restarting wharf serve, so e) reads a fresh process; "
+            f"{warm} sessions to warm it up")
+        ctx.restart_wharf()
+        hold_sessions(target, shlex.join(hold + [str(warm)]), warm, 0)
     log(f"{target.name}: e) memory with {n} idle sessions: {s.runs} round(s)")
     for _ in range(s.runs):
         wait_quiet(target)
         time.sleep(s.idle)
         before = memory(target.pid, pss=True)
-        holder = subprocess.Popen(["bash", "-c", cmd], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                  start_new_session=True)
-        try:
-            ready, _, _ = select.select([holder.stdout], [], [], 60 + n * 0.5)
-            line = holder.stdout.readline().strip() if ready else ""
-            if not line.startswith("ready"):
-                holder.kill()
-                err = holder.stderr.read() if holder.poll() is not None else ""
-                raise BenchError(f"{target.name}: opening {n} idle sessions failed: "
-                                 f"{(line or err or 'timed out').strip()[-800:]}")
-            time.sleep(s.settle)
-            after = memory(target.pid, pss=True)
-            holder.stdin.write("close\n")
-            holder.stdin.flush()
-            holder.wait(timeout=60)
-        finally:
-            if holder.poll() is None:
-                os.killpg(holder.pid, signal.SIGKILL)
-                holder.wait()
+        after = hold_sessions(target, cmd, n, s.settle)
         base.append(before[0])
         loaded.append(after[0])
         per.append((after[0] - before[0]) / n)
@@ -1751,9 +1802,12 @@ def report(rows, failures, ctx, targets, negotiated, smoke, argv, out_dir, start
             "before it starts the servers.",
             "",
             "Reading the figures: Wharf's one process serves wharf-local, wharf-s3 and "
-            "wharf-ftps-local, so its RSS with no session holds what earlier workloads left, "
-            "and memory the allocator kept from them can be reused by new sessions (a delta "
-            "can undercount); an FTPS login verifies an argon2id password hash (19 MiB of "
+            "wharf-ftps-local. It is restarted (same database and buckets) before each of "
+            "its e) measurements, so they read a fresh process: in the process that ran a) "
+            "to d), the allocator reuses memory those workloads freed and a per-session delta "
+            f"undercounts. After the restart, {WARM_SESSIONS} sessions are opened and closed "
+            "before the first reading, so that one-time allocations are not counted per "
+            "session. rclone is not restarted. An FTPS login verifies an argon2id password hash (19 MiB of "
             "memory each, at most one per core at once, in buffers kept and reused).",
             "",
             "Command (`$PORT`, `$USER`, `$PASSWORD`: the target's; `$STATE`: "
@@ -2005,6 +2059,7 @@ def main():
         log(f"starting servers (state in {STATE})")
         targets = start_servers(servers, pubkey, pubkey_file, wanted)
         ctx = Context(sizes, key, {"sftp": SftpClient(key), "ftps": FtpsClient()})
+        ctx.restart_wharf = lambda: restart_wharf(servers, targets)
         for t in targets:
             negotiated[t.name] = ctx.client(t).negotiated(t)
         ctx.make_sources()
