@@ -1124,14 +1124,14 @@ def wl_memory(ctx, target):
             "--port", str(target.port), "--user", target.user, *who, "--sessions"]
     cmd = shlex.join(hold + [str(n)])
     base, loaded, per, per_pss, procs = [], [], [], [], []
-    if target.is_wharf and ctx.restart_wharf:
-        warm = min(n, WARM_SESSIONS)
-        log(f"{target.name}: e) restarting wharf serve, so e) reads a fresh process; "
-            f"{warm} sessions to warm it up")
-        ctx.restart_wharf()
-        hold_sessions(target, shlex.join(hold + [str(warm)]), warm, 0)
-    log(f"{target.name}: e) memory with {n} idle sessions: {s.runs} round(s)")
+    restart = target.is_wharf and ctx.restart_wharf
+    warm = min(n, WARM_SESSIONS)
+    log(f"{target.name}: e) memory with {n} idle sessions: {s.runs} round(s)" +
+        (f", each on a restarted wharf serve warmed up by {warm} sessions" if restart else ""))
     for _ in range(s.runs):
+        if restart:
+            ctx.restart_wharf()
+            hold_sessions(target, shlex.join(hold + [str(warm)]), warm, 0)
         wait_quiet(target)
         time.sleep(s.idle)
         before = memory(target.pid, pss=True)
@@ -1802,12 +1802,12 @@ def report(rows, failures, ctx, targets, negotiated, smoke, argv, out_dir, start
             "before it starts the servers.",
             "",
             "Reading the figures: Wharf's one process serves wharf-local, wharf-s3 and "
-            "wharf-ftps-local. It is restarted (same database and buckets) before each of "
-            "its e) measurements, so they read a fresh process: in the process that ran a) "
-            "to d), the allocator reuses memory those workloads freed and a per-session delta "
-            f"undercounts. After the restart, {WARM_SESSIONS} sessions are opened and closed "
-            "before the first reading, so that one-time allocations are not counted per "
-            "session. rclone is not restarted. An FTPS login verifies an argon2id password hash (19 MiB of "
+            "wharf-ftps-local. It is restarted (same database and buckets) before each round "
+            "of its idle-session readings, so each reads a fresh process: in a process that "
+            "ran earlier workloads or rounds, the allocator reuses memory they freed and a "
+            f"per-session delta undercounts. After each restart, {WARM_SESSIONS} sessions are "
+            "opened and closed before the reading with no session, so that one-time "
+            "allocations are not counted per session. rclone is not restarted. An FTPS login verifies an argon2id password hash (19 MiB of "
             "memory each, at most one per core at once, in buffers kept and reused).",
             "",
             "Command (`$PORT`, `$USER`, `$PASSWORD`: the target's; `$STATE`: "
