@@ -11,7 +11,7 @@ use wharf_core::{EventError, EventType};
 
 use crate::common::{GATEWAY_TOKEN, TestApp, TestDb, expect_problem};
 use crate::receiver::{
-    Receiver, create_webhook, deliveries, event_data, fast_options, wait_for_delivery,
+    Receiver, create_webhook, deliveries, event_data, fast_options, get_event, wait_for_delivery,
 };
 
 crate::on_both_databases!(
@@ -86,12 +86,7 @@ async fn events_recorded_in_process_and_over_http(db: TestDb) {
     assert!(event["time"].as_str().unwrap().ends_with('Z'));
     assert_eq!(page["items"][0]["data"]["previousKey"], "bob/out/old.edi");
 
-    let fetched: Value = app
-        .get(&format!("/v1/events/{first}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let fetched = get_event(&app, &first).await;
     assert_eq!(&fetched, event);
     expect_problem(app.get("/v1/events/evt_nope").await, 404, None).await;
 }
@@ -285,12 +280,7 @@ async fn pending_upload_settled_committed_and_failed(db: TestDb) {
         "nothing is delivered while pending"
     );
     sink.settle_upload(&pending, true, None).await.unwrap();
-    let event: Value = app
-        .get(&format!("/v1/events/{pending}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let event = get_event(&app, &pending).await;
     assert_eq!(event["type"], "file.created");
     assert_eq!(event["data"]["size"], 1234);
     assert_eq!(event["data"]["sha256"], "ab".repeat(32));
@@ -341,12 +331,7 @@ async fn pending_upload_settled_committed_and_failed(db: TestDb) {
     )
     .await;
     assert_eq!(response.status(), 204);
-    let event: Value = app
-        .get(&format!("/v1/events/{failed}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let event = get_event(&app, &failed).await;
     assert_eq!(event["type"], "file.upload_failed");
     assert_eq!(event["data"]["error"], "the store refused the commit");
     let got = receiver.wait_for("/both", 2).await;
@@ -397,12 +382,7 @@ async fn upload_settled_without_enabled_webhooks(db: TestDb) {
     );
     sink.settle_upload(&pending, true, None).await.unwrap();
     assert_eq!(ids(&list(&app, "").await), vec![pending.clone()]);
-    let event: Value = app
-        .get(&format!("/v1/events/{pending}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let event = get_event(&app, &pending).await;
     assert_eq!(event["type"], "file.created");
     assert_eq!(event["data"]["size"], 4096);
     assert_eq!(event["data"]["sha256"], "cd".repeat(32));
@@ -417,12 +397,7 @@ async fn upload_settled_without_enabled_webhooks(db: TestDb) {
     sink.settle_upload(&failed, false, Some("disconnected".into()))
         .await
         .unwrap();
-    let event: Value = app
-        .get(&format!("/v1/events/{failed}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let event = get_event(&app, &failed).await;
     assert_eq!(event["type"], "file.upload_failed");
     assert_eq!(event["data"]["error"], "disconnected");
     assert!(
@@ -499,12 +474,7 @@ async fn reconciler_settles_stale_uploads(db: TestDb) {
         assert_eq!(events[id]["data"]["error"], GATEWAY_STOPPED);
         assert_eq!(events[id]["data"]["size"], 5);
     }
-    let settled: Value = app
-        .get(&format!("/v1/events/{settled}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let settled = get_event(&app, &settled).await;
     assert_eq!(settled["data"]["error"], "disconnected");
     let got = receiver.wait_for("/hook", 5).await;
     let mut delivered: Vec<String> = got

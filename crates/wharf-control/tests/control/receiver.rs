@@ -184,6 +184,15 @@ pub async fn create_webhook(app: &TestApp, body: Value) -> Value {
 }
 
 /// `GET /v1/webhooks/{id}/deliveries` (first page, up to 100).
+/// `GET /v1/events/{id}`, as JSON.
+pub async fn get_event(app: &TestApp, id: &str) -> Value {
+    app.get(&format!("/v1/events/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
 pub async fn deliveries(app: &TestApp, webhook_id: &str) -> Vec<Value> {
     let response = app
         .get(&format!(

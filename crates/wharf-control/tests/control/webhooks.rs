@@ -10,8 +10,8 @@ use wharf_core::EventType;
 
 use crate::common::{TestApp, TestDb, config, expect_problem};
 use crate::receiver::{
-    Receiver, create_webhook, deliveries, event_data, fast_options, verify_with_standardwebhooks,
-    wait_for_delivery,
+    Receiver, create_webhook, deliveries, event_data, fast_options, get_event,
+    verify_with_standardwebhooks, wait_for_delivery,
 };
 
 crate::on_both_databases!(
@@ -362,12 +362,7 @@ async fn delivery_is_signed_per_standard_webhooks(db: TestDb) {
     assert!((chrono::Utc::now().timestamp() - timestamp).abs() < 60);
     assert!(request.header("webhook-signature").starts_with("v1,"));
     let payload = verify_with_standardwebhooks(secret, &request);
-    let event: Value = app
-        .get(&format!("/v1/events/{pending}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let event = get_event(&app, &pending).await;
     assert_eq!(payload, event);
     assert_eq!(payload["type"], "file.created");
     assert_eq!(payload["data"]["size"], 42);
