@@ -2,18 +2,22 @@
 //! [`EventSink`], also behind `/internal/v1/events` and `/internal/v1/uploads…`) and the
 //! reconciler that settles pending uploads the gateways never settled.
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
+use tracing::Instrument;
 use wharf_core::{Event, EventData, EventError, EventSink, EventType};
 use wharf_vfs::StoreCache;
 
 use crate::options::ControlPlaneOptions;
-use crate::store::{EventStatus, OutboxPolicy, PendingEvent, SettleOutcome, Store, StoreError};
+use crate::store::{
+    Backend, EventStatus, OutboxPolicy, PendingEvent, SettleOutcome, Store, StoreError,
+};
 
 /// The error of an upload the reconciler found not committed.
 pub const GATEWAY_STOPPED: &str = "the gateway stopped before the upload was committed";
@@ -23,10 +27,89 @@ const RECONCILE_BATCH: u32 = 100;
 
 /// Records events in the database, with their deliveries (the outbox), and wakes the
 /// delivery worker.
+#[derive(Clone)]
 pub struct DatabaseEvents {
     store: Store,
     policy: OutboxPolicy,
     wake: Arc<Notify>,
+    /// The upload settles running in the background; `None` where they run inline.
+    settles: Option<Arc<Settles>>,
+}
+
+/// The upload settles this process runs in the background, and the barrier that puts them
+/// before every later read and write of events.
+///
+/// An upload's commit ends with its settle (the pending `file.created` becomes visible and gets
+/// its deliveries). The client need not wait for it: the pending event already makes the upload
+/// durable, and a pending event nobody settles is settled by the reconciler. What must hold is
+/// that anything that happens after the client heard "done" sees the settle: `/v1/events`,
+/// the deliveries, and the next event written (so that a delete right after an upload is
+/// recorded, and delivered, after the upload's `file.created`). [`Settles::barrier`] gives that
+/// for the readers and writers of this process. That is every one only where no other process
+/// uses the database, so settles run in the background on SQLite alone; with PostgreSQL another
+/// replica may answer the next `/v1/events`, and they stay inline.
+#[derive(Default)]
+struct Settles {
+    tickets: Mutex<Tickets>,
+    /// Signalled each time a settle ends.
+    done: Notify,
+}
+
+#[derive(Default)]
+struct Tickets {
+    /// The next ticket number.
+    issued: u64,
+    /// The tickets of the settles still running.
+    running: BTreeSet<u64>,
+}
+
+/// A settle in the background; it counts as running until this is dropped.
+struct SettleTicket {
+    settles: Arc<Settles>,
+    number: u64,
+}
+
+impl Settles {
+    fn tickets(&self) -> std::sync::MutexGuard<'_, Tickets> {
+        self.tickets.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn start(self: &Arc<Self>) -> SettleTicket {
+        let mut tickets = self.tickets();
+        let number = tickets.issued;
+        tickets.issued += 1;
+        tickets.running.insert(number);
+        SettleTicket {
+            settles: self.clone(),
+            number,
+        }
+    }
+
+    /// Waits until every settle started before this call has ended.
+    async fn barrier(&self) {
+        let before = self.tickets().issued;
+        loop {
+            let ended = self.done.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if self
+                .tickets()
+                .running
+                .first()
+                .is_none_or(|oldest| *oldest >= before)
+            {
+                return;
+            }
+            ended.await;
+        }
+    }
+}
+
+impl Drop for SettleTicket {
+    fn drop(&mut self) {
+        self.settles.tickets().running.remove(&self.number);
+        self.settles.done.notify_waiters();
+    }
 }
 
 /// Why event data is refused (the field and the reason).
@@ -42,10 +125,21 @@ pub fn check_event_data(data: &EventData) -> Result<(), (&'static str, &'static 
 
 impl DatabaseEvents {
     pub(crate) fn new(store: Store, options: &ControlPlaneOptions, wake: Arc<Notify>) -> Self {
+        let settles = (store.backend() == Backend::Sqlite).then(Arc::default);
         DatabaseEvents {
             store,
             policy: outbox_policy(options),
             wake,
+            settles,
+        }
+    }
+
+    /// Waits for the upload settles this process started in the background, so that what
+    /// follows sees them (see [`Settles`]). Every reader of events and deliveries calls it
+    /// first, and so does shutdown.
+    pub async fn barrier(&self) {
+        if let Some(settles) = &self.settles {
+            settles.barrier().await;
         }
     }
 
@@ -119,30 +213,9 @@ impl DatabaseEvents {
         }
         Ok(outcome)
     }
-}
 
-pub(crate) fn outbox_policy(options: &ControlPlaneOptions) -> OutboxPolicy {
-    OutboxPolicy {
-        give_up_after: options.retry.give_up_after,
-        loop_guard: options
-            .loop_guard
-            .map(|guard| (guard.max_deliveries, guard.window)),
-    }
-}
-
-fn unavailable(e: StoreError) -> EventError {
-    EventError::Unavailable(e.to_string())
-}
-
-#[async_trait::async_trait]
-impl EventSink for DatabaseEvents {
-    async fn begin_upload(&self, data: EventData) -> Result<String, EventError> {
-        check_event_data(&data)
-            .map_err(|(field, message)| EventError::Rejected(format!("{field}: {message}")))?;
-        self.begin(&data).await.map_err(unavailable)
-    }
-
-    async fn settle_upload(
+    /// [`DatabaseEvents::settle`] with the outcomes a gateway must hear of as errors.
+    async fn settle_as_sink(
         &self,
         event_id: &str,
         committed: bool,
@@ -170,10 +243,69 @@ impl EventSink for DatabaseEvents {
             ))),
         }
     }
+}
+
+pub(crate) fn outbox_policy(options: &ControlPlaneOptions) -> OutboxPolicy {
+    OutboxPolicy {
+        give_up_after: options.retry.give_up_after,
+        loop_guard: options
+            .loop_guard
+            .map(|guard| (guard.max_deliveries, guard.window)),
+    }
+}
+
+fn unavailable(e: StoreError) -> EventError {
+    EventError::Unavailable(e.to_string())
+}
+
+#[async_trait::async_trait]
+impl EventSink for DatabaseEvents {
+    async fn begin_upload(&self, data: EventData) -> Result<String, EventError> {
+        check_event_data(&data)
+            .map_err(|(field, message)| EventError::Rejected(format!("{field}: {message}")))?;
+        self.barrier().await;
+        self.begin(&data).await.map_err(unavailable)
+    }
+
+    async fn settle_upload(
+        &self,
+        event_id: &str,
+        committed: bool,
+        error: Option<String>,
+    ) -> Result<(), EventError> {
+        self.barrier().await;
+        self.settle_as_sink(event_id, committed, error).await
+    }
+
+    async fn settle_upload_later(
+        &self,
+        event_id: &str,
+        committed: bool,
+        error: Option<String>,
+    ) -> Result<(), EventError> {
+        let Some(settles) = &self.settles else {
+            return self.settle_upload(event_id, committed, error).await;
+        };
+        let ticket = settles.start();
+        let events = self.clone();
+        let event_id = event_id.to_owned();
+        tokio::spawn(
+            async move {
+                let _running = ticket;
+                if let Err(e) = events.settle_as_sink(&event_id, committed, error).await {
+                    tracing::warn!(event = %event_id, error = %e,
+                        "could not settle the upload event; the reconciler will settle it");
+                }
+            }
+            .instrument(tracing::Span::current()),
+        );
+        Ok(())
+    }
 
     async fn record(&self, event_type: EventType, data: EventData) -> Result<String, EventError> {
         check_event_data(&data)
             .map_err(|(field, message)| EventError::Rejected(format!("{field}: {message}")))?;
+        self.barrier().await;
         self.record_event(event_type, &data)
             .await
             .map(|e| e.id)

@@ -255,6 +255,8 @@ impl ControlPlane {
     /// process was sending back to the outbox, so another control plane sends them at once.
     /// The HTTP API keeps working; webhooks are not delivered by this process any more.
     pub async fn shutdown(&self) {
+        // The upload settles still running in the background end first.
+        self.state.events.barrier().await;
         self.state.tasks.stop().await;
         if let Err(e) = self.state.store.release_claims(&self.state.worker_id).await {
             tracing::warn!(error = %e, "cannot release the claimed webhook deliveries");

@@ -13,6 +13,11 @@
 //! 2. [`EventSink::settle_upload`] after the commit: the event becomes `file.created` (and is
 //!    delivered to webhooks) or `file.upload_failed`.
 //!
+//! The reply to the client does not have to wait for step 2: the pending event already makes
+//! the upload durable. [`EventSink::settle_upload_later`] lets a sink that can order the settle
+//! before every later read and write of events (the in-process one on SQLite) run it in the
+//! background.
+//!
 //! A pending event that is never settled (the gateway crashed between the two steps) is
 //! settled by the control plane itself after a while, by looking at the object in the store.
 
@@ -180,6 +185,20 @@ pub trait EventSink: Send + Sync + 'static {
         committed: bool,
         error: Option<String>,
     ) -> Result<(), EventError>;
+
+    /// Step 2 when the caller goes on without its outcome (the commit is done and the client
+    /// is told so). A sink that can order the settle before every later read and write of
+    /// events returns at once and settles in the background, logging a failure; the default
+    /// settles inline. Either way a pending event nobody settles is settled by the control
+    /// plane later.
+    async fn settle_upload_later(
+        &self,
+        event_id: &str,
+        committed: bool,
+        error: Option<String>,
+    ) -> Result<(), EventError> {
+        self.settle_upload(event_id, committed, error).await
+    }
 
     /// Records any other event (deletes, renames, new directories, failed uploads that never
     /// reached step 1). Returns the event's id.

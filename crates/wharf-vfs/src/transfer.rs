@@ -713,7 +713,7 @@ impl Upload {
         let error = visible.as_ref().err().map(ToString::to_string);
         if let Err(e) = events
             .sink
-            .settle_upload(event_id, visible.is_ok(), error)
+            .settle_upload_later(event_id, visible.is_ok(), error)
             .await
         {
             tracing::warn!(

@@ -156,6 +156,8 @@ pub async fn list_events(
             _ => {}
         }
     }
+    // Uploads whose client has been told "done" are listed (see `DatabaseEvents::barrier`).
+    state.events.barrier().await;
     let mut events = state
         .store
         .list_events(&filter, page.cursor.as_deref(), page.size + 1)
@@ -187,6 +189,7 @@ pub async fn get_event(
     State(state): State<SharedState>,
     Path(id): Path<String>,
 ) -> Result<Json<Event>, ApiError> {
+    state.events.barrier().await;
     state
         .store
         .get_event(&id)

@@ -510,6 +510,8 @@ pub async fn list_deliveries(
     if state.store.get_webhook(&id).await?.is_none() {
         return Err(no_such_webhook(&id));
     }
+    // The deliveries of uploads whose client has been told "done" are listed.
+    state.events.barrier().await;
     let mut records = state
         .store
         .list_deliveries(&id, page.cursor.as_deref(), page.size + 1)

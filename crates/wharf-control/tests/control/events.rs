@@ -20,6 +20,7 @@ crate::on_both_databases!(
     event_list_filters_and_pages,
     pending_upload_settled_committed_and_failed,
     upload_settled_without_enabled_webhooks,
+    upload_settled_later_comes_before_what_follows,
     reconciler_settles_stale_uploads,
 );
 
@@ -404,6 +405,59 @@ async fn upload_settled_without_enabled_webhooks(db: TestDb) {
         deliveries(&app, disabled_id).await.is_empty(),
         "a disabled webhook gets no delivery"
     );
+}
+
+/// `settle_upload_later` (what a gateway calls once the commit is done) may settle in the
+/// background, but whatever comes after it sees the settle: the event and its deliveries are
+/// listed at once, an event recorded next comes after it, and shutdown waits for it.
+async fn upload_settled_later_comes_before_what_follows(db: TestDb) {
+    let app = TestApp::spawn_with(db, fast_options()).await;
+    let receiver = Receiver::start().await;
+    let webhook = create_webhook(
+        &app,
+        json!({"url": receiver.url("/all"), "events": ["file.created", "file.deleted"]}),
+    )
+    .await;
+    let webhook_id = webhook["id"].as_str().unwrap();
+    let sink = app.control.event_sink();
+    const ROUNDS: usize = 20;
+    for round in 0..ROUNDS {
+        let key = format!("alice/in/{round}.edi");
+        let mut data = event_data("default", &key, "alice");
+        data.size = Some(round as u64);
+        data.sha256 = Some("cd".repeat(32));
+        let pending = sink.begin_upload(data.clone()).await.unwrap();
+        sink.settle_upload_later(&pending, true, None)
+            .await
+            .unwrap();
+        let event = get_event(&app, &pending).await;
+        assert_eq!(event["type"], "file.created", "round {round}: {event}");
+        assert_eq!(event["data"]["size"], round);
+        assert_eq!(
+            deliveries(&app, webhook_id).await.len(),
+            2 * round + 1,
+            "round {round}: the settle's delivery is listed"
+        );
+        data.size = None;
+        data.sha256 = None;
+        let deleted = sink.record(EventType::FileDeleted, data).await.unwrap();
+        // Newest first: the delete, then the upload it follows.
+        let newest = ids(&list(&app, "?pageSize=2").await);
+        assert_eq!(newest, [deleted, pending], "round {round}");
+    }
+    receiver.wait_for("/all", 2 * ROUNDS).await;
+
+    // A settle still running when the process stops is finished by the shutdown.
+    let data = event_data("default", "alice/in/last.edi", "alice");
+    let pending = sink.begin_upload(data).await.unwrap();
+    sink.settle_upload_later(&pending, false, Some("disconnected".into()))
+        .await
+        .unwrap();
+    app.control.shutdown().await;
+    let event = app.control.store().get_event(&pending).await.unwrap();
+    let event = event.expect("the settle finished before shutdown returned");
+    assert_eq!(event.event_type, EventType::FileUploadFailed);
+    assert_eq!(event.data.error.as_deref(), Some("disconnected"));
 }
 
 async fn reconciler_settles_stale_uploads(db: TestDb) {

@@ -183,7 +183,6 @@ pub async fn create_webhook(app: &TestApp, body: Value) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-/// `GET /v1/webhooks/{id}/deliveries` (first page, up to 100).
 /// `GET /v1/events/{id}`, as JSON.
 pub async fn get_event(app: &TestApp, id: &str) -> Value {
     app.get(&format!("/v1/events/{id}"))
@@ -193,6 +192,7 @@ pub async fn get_event(app: &TestApp, id: &str) -> Value {
         .unwrap()
 }
 
+/// `GET /v1/webhooks/{id}/deliveries` (first page, up to 100).
 pub async fn deliveries(app: &TestApp, webhook_id: &str) -> Vec<Value> {
     let response = app
         .get(&format!(
