@@ -121,7 +121,9 @@ async fn bucket_registered_through_the_cli_serves_sftp() {
     let s3 = S3Server::start(&["partner-files"]);
     let wharf = Wharf::start().await;
 
-    // Register the S3 bucket with the CLI; the options' values are not echoed.
+    // Register the S3 bucket with the CLI; the options' values are not echoed. Its payloads
+    // are unsigned, as they are by default over HTTPS, so the round trip below proves that
+    // a real S3 server takes them.
     let endpoint = format!("aws_endpoint={}", s3.endpoint());
     let key_id = format!("aws_access_key_id={S3_ACCESS_KEY}");
     let secret = format!("aws_secret_access_key={S3_SECRET_KEY}");
@@ -138,6 +140,8 @@ async fn bucket_registered_through_the_cli_serves_sftp() {
             &key_id,
             "--option",
             &secret,
+            "--option",
+            "aws_unsigned_payload=true",
             "--json",
         ])
         .await;
@@ -147,7 +151,12 @@ async fn bucket_registered_through_the_cli_serves_sftp() {
     assert_eq!(created["storageUrl"], "s3://partner-files/wharf");
     assert_eq!(
         created["optionKeys"],
-        json!(["aws_access_key_id", "aws_endpoint", "aws_secret_access_key"])
+        json!([
+            "aws_access_key_id",
+            "aws_endpoint",
+            "aws_secret_access_key",
+            "aws_unsigned_payload"
+        ])
     );
     assert!(!stdout(&out).contains(S3_SECRET_KEY));
     let out = wharf.cli(&["buckets", "get", "partners"]).await;

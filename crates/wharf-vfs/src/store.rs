@@ -73,7 +73,9 @@ enum Tuning {
 ///   `aws_virtual_hosted_style_request` is `true`. An `http://` endpoint is allowed without
 ///   `aws_allow_http` (naming it is consent enough). Credentials come from
 ///   `aws_access_key_id`/`aws_secret_access_key` (or `AWS_ACCESS_KEY_ID`/…), else from the
-///   usual AWS chain (web identity, ECS, instance metadata). `AWS_CA_BUNDLE` is **not** read
+///   usual AWS chain (web identity, ECS, instance metadata). Over HTTPS payloads are sent
+///   unsigned (TLS protects them; see `s3_builder`) unless `aws_unsigned_payload` is
+///   `false`. `AWS_CA_BUNDLE` is **not** read
 ///   (object_store uses the system's root certificates), so the variable set for other AWS
 ///   tools cannot break Wharf.
 /// - **Azure Blob Storage**: `azure_storage_account_name` and `azure_storage_access_key` (or a
@@ -205,20 +207,7 @@ fn build_store(storage: &BucketStorage, tuning: Tuning) -> Result<OpenedBucket, 
             .into_bucket(Path::default()));
         }
         ObjectStoreScheme::AmazonS3 => {
-            let mut builder = AmazonS3Builder::from_env().with_url(url.as_str());
-            let mut allow_http_given = std::env::var_os("AWS_ALLOW_HTTP").is_some();
-            for (key, value) in options {
-                let key: AmazonS3ConfigKey = parse_key(key, "s3")?;
-                allow_http_given |= key == AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp);
-                builder = builder.with_config(key, value);
-            }
-            let endpoint = builder.get_config_value(&AmazonS3ConfigKey::Endpoint);
-            if is_http(endpoint.as_deref()) && !allow_http_given {
-                builder = builder.with_config(
-                    AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp),
-                    "true",
-                );
-            }
+            let mut builder = s3_builder(AmazonS3Builder::from_env(), &url, options)?;
             if let Tuning::Probe(timeout) = tuning {
                 for (key, value) in probe_client_options(timeout) {
                     builder = builder.with_config(AmazonS3ConfigKey::Client(key), value);
@@ -453,6 +442,44 @@ fn azurite_endpoint(builder: MicrosoftAzureBuilder) -> MicrosoftAzureBuilder {
         builder = builder.with_config(AzureConfigKey::AccessKey, AZURITE_ACCOUNT_KEY);
     }
     builder
+}
+
+/// `builder` (from the environment) with the bucket's URL and options, and Wharf's defaults
+/// where neither the options nor the environment say otherwise:
+/// - an `http://` endpoint is allowed (naming it is consent enough);
+/// - over HTTPS (AWS itself, or an `https://` endpoint) the payload is not signed
+///   (`UNSIGNED-PAYLOAD`), as the AWS SDKs do for S3 over TLS: TLS already protects the bytes,
+///   and signing them is a second SHA-256 over every byte uploaded (the upload computes the
+///   file's own SHA-256 for its event anyway). Over plain HTTP the signature is all that
+///   protects them, so they stay signed. `aws_unsigned_payload: "false"` signs them always.
+fn s3_builder(
+    mut builder: AmazonS3Builder,
+    url: &Url,
+    options: &std::collections::BTreeMap<String, String>,
+) -> Result<AmazonS3Builder, BucketError> {
+    builder = builder.with_url(url.as_str());
+    let given = |key: AmazonS3ConfigKey, variable: &str| {
+        std::env::var_os(variable).is_some()
+            || options.keys().any(|option| {
+                parse_key::<AmazonS3ConfigKey>(option, "s3").is_ok_and(|parsed| parsed == key)
+            })
+    };
+    let allow_http = AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp);
+    let allow_http_given = given(allow_http, "AWS_ALLOW_HTTP");
+    let unsigned_given = given(AmazonS3ConfigKey::UnsignedPayload, "AWS_UNSIGNED_PAYLOAD");
+    for (key, value) in options {
+        let key: AmazonS3ConfigKey = parse_key(key, "s3")?;
+        builder = builder.with_config(key, value);
+    }
+    let endpoint = builder.get_config_value(&AmazonS3ConfigKey::Endpoint);
+    if is_http(endpoint.as_deref()) {
+        if !allow_http_given {
+            builder = builder.with_config(allow_http, "true");
+        }
+    } else if !unsigned_given {
+        builder = builder.with_config(AmazonS3ConfigKey::UnsignedPayload, "true");
+    }
+    Ok(builder)
 }
 
 fn is_http(endpoint: Option<&str>) -> bool {
@@ -771,6 +798,50 @@ mod tests {
             Some("true")
         );
         assert_eq!(emulator.get_config_value(&AzureConfigKey::Endpoint), None);
+    }
+
+    #[test]
+    fn s3_payloads_are_unsigned_over_https_only() {
+        let build = |options: &[(&str, &str)]| {
+            let storage = storage("s3://bucket", options);
+            let url = Url::parse(&storage.url).unwrap();
+            s3_builder(AmazonS3Builder::new(), &url, &storage.options).unwrap()
+        };
+        let unsigned = |builder: &AmazonS3Builder| {
+            builder
+                .get_config_value(&AmazonS3ConfigKey::UnsignedPayload)
+                .is_some_and(|value| value == "true")
+        };
+        // AWS itself and HTTPS endpoints: TLS protects the bytes.
+        assert!(unsigned(&build(&[])));
+        assert!(unsigned(&build(&[(
+            "aws_endpoint",
+            "https://minio.internal:9000"
+        )])));
+        // Plain HTTP: signed, and allowed.
+        let http = build(&[("aws_endpoint", "HTTP://127.0.0.1:9000")]);
+        assert!(!unsigned(&http));
+        assert_eq!(
+            http.get_config_value(&AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp))
+                .as_deref(),
+            Some("true")
+        );
+        // The operator's choice wins, under either spelling.
+        assert!(!unsigned(&build(&[("aws_unsigned_payload", "false")])));
+        assert!(!unsigned(&build(&[
+            ("unsigned_payload", "false"),
+            ("aws_endpoint", "https://minio.internal:9000"),
+        ])));
+        assert!(unsigned(&build(&[
+            ("aws_unsigned_payload", "true"),
+            ("aws_endpoint", "http://127.0.0.1:9000"),
+        ])));
+        let refused = s3_builder(
+            AmazonS3Builder::new(),
+            &Url::parse("s3://bucket").unwrap(),
+            &storage("s3://bucket", &[("aws_unsigned", "true")]).options,
+        );
+        assert!(matches!(refused, Err(BucketError::Option { .. })));
     }
 
     #[test]
