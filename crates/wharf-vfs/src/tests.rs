@@ -1978,6 +1978,75 @@ async fn local_directories_are_listed_from_disk_in_pages() {
     );
 }
 
+/// On a local-disk bucket `create` answers the usual case (a new name in a marked directory)
+/// from the disk; every other case goes to the store. Both must agree with a session that
+/// always asks the store (same bucket, no local root).
+#[tokio::test]
+async fn local_create_checks_agree_with_the_store() {
+    let dir = TempDir::new().unwrap();
+    let cache = StoreCache::with_orphan_age(None);
+    let bucket = cache
+        .bucket(&storage(&format!("file://{}", dir.path().display())))
+        .unwrap();
+    let local = vfs_on_bucket(&bucket);
+    let store_only = Vfs::new(
+        bucket.store.clone(),
+        HomeDirectory::parse("/").unwrap(),
+        Permissions::ReadWrite,
+        local.identity().clone(),
+    );
+    local.mkdir(&p("/d")).await.unwrap();
+    local.mkdir(&p("/d/sub")).await.unwrap();
+    upload(&local, "/d/f", b"file", 1024).await;
+    upload(&local, "/top", b"top", 1024).await;
+    // A directory only implied by an object below it (no marker), and an empty directory on
+    // disk that no store request sees.
+    std::fs::create_dir_all(dir.path().join("implied/deeper")).unwrap();
+    std::fs::write(dir.path().join("implied/deeper/x"), b"x").unwrap();
+    std::fs::create_dir_all(dir.path().join("d/leftover")).unwrap();
+
+    let exclusive = CreateOptions {
+        exclusive: true,
+        ..Default::default()
+    };
+    let cases = [
+        ("/d/new", CreateOptions::default()),
+        ("/new-at-home", CreateOptions::default()),
+        ("/d/odd #1 %.txt", CreateOptions::default()),
+        ("/d/sub", CreateOptions::default()),
+        ("/d/f", exclusive),
+        ("/d/f", CreateOptions::default()),
+        ("/d/f/below", CreateOptions::default()),
+        ("/top/below", CreateOptions::default()),
+        ("/missing/x", CreateOptions::default()),
+        ("/implied/new", CreateOptions::default()),
+        ("/implied/deeper", CreateOptions::default()),
+        ("/d/leftover/new", CreateOptions::default()),
+    ];
+    for (path, options) in cases {
+        let outcome = |result: Result<Upload, VfsError>| match result {
+            Ok(upload) => Ok(upload.start_offset()),
+            Err(e) => Err(format!("{e:?}")),
+        };
+        let from_disk = outcome(local.create(&p(path), options).await);
+        let from_store = outcome(store_only.create(&p(path), options).await);
+        assert_eq!(from_disk, from_store, "{path}");
+    }
+    // The fast answer is the right one: the upload lands and reads back.
+    upload(&local, "/d/new", b"new", 1024).await;
+    assert_eq!(read_all(&store_only, "/d/new").await, b"new");
+    assert_err!(
+        local.create(&p("/d/sub"), CreateOptions::default()).await,
+        VfsError::IsADirectory
+    );
+    assert_err!(
+        local
+            .create(&p("/missing/x"), CreateOptions::default())
+            .await,
+        VfsError::NotFound
+    );
+}
+
 /// Every entry of `path` through [`Vfs::list_from`] pages of `max`: (entries, pages).
 async fn list_all_from(vfs: &Vfs, path: &str, max: usize) -> (Vec<Entry>, usize) {
     let mut cursor: Option<String> = None;
