@@ -1473,9 +1473,17 @@ def compare(rows):
 
 
 def ratio(x):
+    """`1.23x`; a ratio under 0.1 also as a fraction (memory against forking servers):
+    `0.003x (1/330)`."""
     if x is None:
         return ""
-    return f"{x:.2f}x" if abs(x) >= 0.1 else f"{x:.2g}x"
+    if abs(x) >= 0.1:
+        return f"{x:.2f}x"
+    if x > 0:
+        inverse = 1 / x
+        digits = len(str(int(inverse)))
+        return f"{x:.2g}x (1/{int(round(inverse, min(0, 2 - digits))):,})"
+    return f"{x:.2g}x"
 
 
 DESCRIPTIONS = {
