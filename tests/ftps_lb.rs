@@ -51,26 +51,6 @@ fn haproxy_bin() -> PathBuf {
     require_tool("haproxy", "apt-get install -y haproxy")
 }
 
-/// A port that was free on `ip` a moment ago.
-fn free_port_on(ip: &str) -> u16 {
-    std::net::TcpListener::bind((ip, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port")
-}
-
-async fn wait_port(ip: &str, port: u16, log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while tokio::net::TcpStream::connect((ip, port)).await.is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "{ip}:{port} never opened:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// One `wharf ftps-gateway` replica.
 struct Gateway {
     /// HAProxy's name for it.
@@ -127,20 +107,22 @@ impl Cluster {
     async fn start() -> Cluster {
         let haproxy = haproxy_bin();
         let data = tempfile::tempdir().unwrap();
-        let api_port = free_port();
-        let mut cp = Command::new(wharf_bin());
-        cp.arg("control-plane")
-            .arg("--data-dir")
-            .arg(data.path())
-            .arg("--api-addr")
-            .arg(format!("127.0.0.1:{api_port}"))
-            .env("WHARF_ADMIN_API_KEY", ADMIN_KEY)
-            .env("WHARF_GATEWAY_TOKEN", GATEWAY_TOKEN)
-            .env_remove("WHARF_DATABASE_URL")
-            .env_remove("WHARF_BUCKET_URL");
         let cp_log = data.path().join("control-plane.log");
-        let control_plane = spawn_logged(cp, &cp_log);
-        wait_port("127.0.0.1", api_port, &cp_log).await;
+        let (control_plane, ports) = spawn_on_free_ports("127.0.0.1", 1, &cp_log, |ports| {
+            let mut cp = Command::new(wharf_bin());
+            cp.arg("control-plane")
+                .arg("--data-dir")
+                .arg(data.path())
+                .arg("--api-addr")
+                .arg(format!("127.0.0.1:{}", ports[0]))
+                .env("WHARF_ADMIN_API_KEY", ADMIN_KEY)
+                .env("WHARF_GATEWAY_TOKEN", GATEWAY_TOKEN)
+                .env_remove("WHARF_DATABASE_URL")
+                .env_remove("WHARF_BUCKET_URL");
+            cp
+        })
+        .await;
+        let api_port = ports[0];
 
         // Two replicas, each on its own address (as on two hosts) with its own passive slice.
         // The second uses the first one's certificate: every replica presents the same one.
@@ -148,42 +130,42 @@ impl Cluster {
         for (name, ip) in [("gw1", "127.0.0.2"), ("gw2", "127.0.0.3")] {
             let dir = tempfile::tempdir().unwrap();
             let log = dir.path().join("gateway.log");
-            let explicit_port = free_port_on(ip);
-            let implicit_port = free_port_on(ip);
             let passive = passive_ports();
-            let mut gw = Command::new(wharf_bin());
-            gw.arg("ftps-gateway")
-                .arg("--data-dir")
-                .arg(dir.path())
-                .arg("--ftps-addr")
-                .arg(format!("{ip}:{explicit_port}"))
-                .arg("--ftps-implicit-addr")
-                .arg(format!("{ip}:{implicit_port}"))
-                .arg("--ftps-passive-ports")
-                .arg(format!("{}-{}", passive.0, passive.1))
-                .arg("--ftps-passive-host")
-                .arg(LB_IP)
-                .arg("--ftps-proxy-protocol")
-                .arg("--control-plane-url")
-                .arg(format!("http://127.0.0.1:{api_port}"))
-                .env("WHARF_GATEWAY_TOKEN", GATEWAY_TOKEN)
-                .env("WHARF_LOG", "info,wharf_ftps=debug")
-                .env_remove("WHARF_FTPS_CERT_FILE")
-                .env_remove("WHARF_FTPS_KEY_FILE");
-            if let Some(first) = gateways.first() {
-                gw.arg("--ftps-cert-file")
-                    .arg(first.dir.path().join("tls/ftps-cert.pem"))
-                    .arg("--ftps-key-file")
-                    .arg(first.dir.path().join("tls/ftps-key.pem"));
-            }
-            let child = spawn_logged(gw, &log);
-            wait_port(ip, explicit_port, &log).await;
-            wait_port(ip, implicit_port, &log).await;
+            let first_tls = gateways.first().map(|first| first.dir.path().join("tls"));
+            let (child, ports) = spawn_on_free_ports(ip, 2, &log, |ports| {
+                let mut gw = Command::new(wharf_bin());
+                gw.arg("ftps-gateway")
+                    .arg("--data-dir")
+                    .arg(dir.path())
+                    .arg("--ftps-addr")
+                    .arg(format!("{ip}:{}", ports[0]))
+                    .arg("--ftps-implicit-addr")
+                    .arg(format!("{ip}:{}", ports[1]))
+                    .arg("--ftps-passive-ports")
+                    .arg(format!("{}-{}", passive.0, passive.1))
+                    .arg("--ftps-passive-host")
+                    .arg(LB_IP)
+                    .arg("--ftps-proxy-protocol")
+                    .arg("--control-plane-url")
+                    .arg(format!("http://127.0.0.1:{api_port}"))
+                    .env("WHARF_GATEWAY_TOKEN", GATEWAY_TOKEN)
+                    .env("WHARF_LOG", "info,wharf_ftps=debug")
+                    .env_remove("WHARF_FTPS_CERT_FILE")
+                    .env_remove("WHARF_FTPS_KEY_FILE");
+                if let Some(tls) = &first_tls {
+                    gw.arg("--ftps-cert-file")
+                        .arg(tls.join("ftps-cert.pem"))
+                        .arg("--ftps-key-file")
+                        .arg(tls.join("ftps-key.pem"));
+                }
+                gw
+            })
+            .await;
             gateways.push(Gateway {
                 name,
                 ip,
-                explicit_port,
-                implicit_port,
+                explicit_port: ports[0],
+                implicit_port: ports[1],
                 passive,
                 dir,
                 log,
@@ -191,20 +173,16 @@ impl Cluster {
             });
         }
 
-        let explicit_port = free_port();
-        let implicit_port = free_port();
         let config = data.path().join("haproxy.cfg");
-        std::fs::write(
-            &config,
-            haproxy_config(explicit_port, implicit_port, &gateways),
-        )
-        .unwrap();
         let haproxy_log = data.path().join("haproxy.log");
-        let mut cmd = Command::new(haproxy);
-        cmd.arg("-db").arg("-f").arg(&config);
-        let haproxy = spawn_logged(cmd, &haproxy_log);
-        wait_port(LB_IP, explicit_port, &haproxy_log).await;
-        wait_port(LB_IP, implicit_port, &haproxy_log).await;
+        let (haproxy, ports) = spawn_on_free_ports(LB_IP, 2, &haproxy_log, |ports| {
+            std::fs::write(&config, haproxy_config(ports[0], ports[1], &gateways)).unwrap();
+            let mut cmd = Command::new(&haproxy);
+            cmd.arg("-db").arg("-f").arg(&config);
+            cmd
+        })
+        .await;
+        let (explicit_port, implicit_port) = (ports[0], ports[1]);
 
         Cluster {
             data,

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::*;
@@ -731,37 +730,39 @@ async fn postgres_backed_serve_round_trip() {
 #[tokio::test]
 async fn separate_control_plane_and_sftp_gateway() {
     let data = tempfile::tempdir().unwrap();
-    let api_port = free_port();
-    let sftp_port = free_port();
-    let mut cp = tokio::process::Command::new(wharf_bin());
-    cp.arg("control-plane")
-        .arg("--data-dir")
-        .arg(data.path())
-        .arg("--api-addr")
-        .arg(format!("127.0.0.1:{api_port}"))
-        .arg("--public-sftp-port")
-        .arg(sftp_port.to_string())
-        .env("WHARF_ADMIN_API_KEY", ADMIN_KEY)
-        .env("WHARF_GATEWAY_TOKEN", GATEWAY_TOKEN);
     let cp_log = data.path().join("cp.log");
-    let _cp = spawn_logged(cp, &cp_log);
-    wait_port(api_port, &cp_log).await;
+    let (_cp, ports) = spawn_on_free_ports("127.0.0.1", 1, &cp_log, |ports| {
+        let mut cp = tokio::process::Command::new(wharf_bin());
+        cp.arg("control-plane")
+            .arg("--data-dir")
+            .arg(data.path())
+            .arg("--api-addr")
+            .arg(format!("127.0.0.1:{}", ports[0]))
+            .env("WHARF_ADMIN_API_KEY", ADMIN_KEY)
+            .env("WHARF_GATEWAY_TOKEN", GATEWAY_TOKEN);
+        cp
+    })
+    .await;
+    let api_port = ports[0];
 
     let gw_dir = tempfile::tempdir().unwrap();
     let gw_log = gw_dir.path().join("gw.log");
-    let mut gw = tokio::process::Command::new(wharf_bin());
-    gw.arg("sftp-gateway")
-        .arg("--data-dir")
-        .arg(gw_dir.path())
-        .arg("--host-key-dir")
-        .arg(shared_host_keys())
-        .arg("--sftp-addr")
-        .arg(format!("127.0.0.1:{sftp_port}"))
-        .arg("--control-plane-url")
-        .arg(format!("http://127.0.0.1:{api_port}"))
-        .env("WHARF_GATEWAY_TOKEN", GATEWAY_TOKEN);
-    let _gw = spawn_logged(gw, &gw_log);
-    wait_port(sftp_port, &gw_log).await;
+    let (_gw, ports) = spawn_on_free_ports("127.0.0.1", 1, &gw_log, |ports| {
+        let mut gw = tokio::process::Command::new(wharf_bin());
+        gw.arg("sftp-gateway")
+            .arg("--data-dir")
+            .arg(gw_dir.path())
+            .arg("--host-key-dir")
+            .arg(shared_host_keys())
+            .arg("--sftp-addr")
+            .arg(format!("127.0.0.1:{}", ports[0]))
+            .arg("--control-plane-url")
+            .arg(format!("http://127.0.0.1:{api_port}"))
+            .env("WHARF_GATEWAY_TOKEN", GATEWAY_TOKEN);
+        gw
+    })
+    .await;
+    let sftp_port = ports[0];
 
     let http = reqwest::Client::new();
     let created: Value = http
@@ -819,22 +820,6 @@ async fn separate_control_plane_and_sftp_gateway() {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 401);
-}
-
-async fn wait_port(port: u16, log: &Path) {
-    for _ in 0..600 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
-        "port {port} never opened:\n{}",
-        std::fs::read_to_string(log).unwrap_or_default()
-    );
 }
 
 /// Reads one SFTP packet: (type, body after the type byte). `None` when the channel ended.

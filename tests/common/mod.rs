@@ -32,6 +32,57 @@ pub fn free_port() -> u16 {
         .expect("no free port")
 }
 
+/// A port that was free on `ip` (a loopback address) a moment ago.
+pub fn free_port_on(ip: &str) -> u16 {
+    TcpListener::bind((ip, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+/// Starts a server on `count` ports picked free on `ip`: `command(&ports)` builds it, its
+/// output goes to `log`, and this returns once every port answers. A port picked free may be
+/// taken by another process (any client's outgoing connection) before the server binds it;
+/// the server then exits saying so and is started again on other ports, up to five times.
+pub async fn spawn_on_free_ports(
+    ip: &str,
+    count: usize,
+    log: &Path,
+    mut command: impl FnMut(&[u16]) -> Command,
+) -> (Child, Vec<u16>) {
+    for attempt in 1..=5 {
+        let ports: Vec<u16> = (0..count).map(|_| free_port_on(ip)).collect();
+        let mut child = spawn_logged(command(&ports), log);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut exited = false;
+        'ports: for port in &ports {
+            while tokio::net::TcpStream::connect((ip, *port)).await.is_err() {
+                if let Ok(Some(_)) = child.try_wait() {
+                    exited = true;
+                    break 'ports;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{ip}:{port} never opened:\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if !exited && !text.contains("Address already in use") {
+            return (child, ports);
+        }
+        if attempt < 5 && text.contains("Address already in use") {
+            eprintln!("a server lost a port to another process; starting it again");
+            let _ = child.kill().await;
+            continue;
+        }
+        panic!("the server exited before it was ready; log:\n{text}");
+    }
+    unreachable!("the loop returns or panics on its last attempt")
+}
+
 /// Host keys generated once per test binary and shared by every server it starts (RSA key
 /// generation is the slowest part of a first start). One test checks generation itself.
 pub fn shared_host_keys() -> &'static Path {
