@@ -458,17 +458,13 @@ fn s3_builder(
     options: &std::collections::BTreeMap<String, String>,
 ) -> Result<AmazonS3Builder, BucketError> {
     builder = builder.with_url(url.as_str());
-    let given = |key: AmazonS3ConfigKey, variable: &str| {
-        std::env::var_os(variable).is_some()
-            || options.keys().any(|option| {
-                parse_key::<AmazonS3ConfigKey>(option, "s3").is_ok_and(|parsed| parsed == key)
-            })
-    };
     let allow_http = AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp);
-    let allow_http_given = given(allow_http, "AWS_ALLOW_HTTP");
-    let unsigned_given = given(AmazonS3ConfigKey::UnsignedPayload, "AWS_UNSIGNED_PAYLOAD");
+    let mut allow_http_given = std::env::var_os("AWS_ALLOW_HTTP").is_some();
+    let mut unsigned_given = std::env::var_os("AWS_UNSIGNED_PAYLOAD").is_some();
     for (key, value) in options {
         let key: AmazonS3ConfigKey = parse_key(key, "s3")?;
+        allow_http_given |= key == allow_http;
+        unsigned_given |= key == AmazonS3ConfigKey::UnsignedPayload;
         builder = builder.with_config(key, value);
     }
     let endpoint = builder.get_config_value(&AmazonS3ConfigKey::Endpoint);

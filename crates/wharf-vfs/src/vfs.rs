@@ -280,9 +280,7 @@ impl Vfs {
         self.log("list", path);
         let key = self.key(path);
         if let Some(root) = &self.inner.local_root {
-            let dir = key
-                .parts()
-                .fold(root.clone(), |dir, part| dir.join(part.as_ref()));
+            let dir = local_path(root, &key);
             return match tokio::fs::metadata(&dir).await {
                 Ok(meta) if meta.is_dir() => Ok(Listing {
                     source: local_listing(dir),
@@ -366,9 +364,7 @@ impl Vfs {
         let max = max.max(1);
         let key = self.key(path);
         let (mut found, more_in_store) = if let Some(root) = &self.inner.local_root {
-            let dir = key
-                .parts()
-                .fold(root.clone(), |dir, part| dir.join(part.as_ref()));
+            let dir = local_path(root, &key);
             match tokio::fs::metadata(&dir).await {
                 Ok(meta) if meta.is_dir() => {}
                 Ok(_) => return Err(VfsError::NotADirectory),
@@ -800,15 +796,11 @@ impl Vfs {
         if key.parts().any(|part| part.as_ref().contains(['%', '#'])) {
             return false;
         }
-        let on_disk = |key: &Path| {
-            key.parts()
-                .fold(root.clone(), |dir, part| dir.join(part.as_ref()))
-        };
-        let target = on_disk(key);
+        let target = local_path(root, key);
         let marker = path
             .parent()
             .filter(|parent| !parent.is_root())
-            .map(|parent| on_disk(&marker_key(&self.key(&parent))));
+            .map(|parent| local_path(root, &marker_key(&self.key(&parent))));
         tokio::task::spawn_blocking(move || {
             // Nothing at the name: no file, no marker and nothing below it.
             let missing = matches!(
@@ -1293,6 +1285,13 @@ fn local_listing(dir: std::path::PathBuf) -> ListingSource {
         }
     });
     ListingSource::Local { pages, done: false }
+}
+
+/// Where `key` is on a local-disk bucket rooted at `root`: its parts, as the key spells them,
+/// joined under `root`.
+fn local_path(root: &std::path::Path, key: &Path) -> std::path::PathBuf {
+    key.parts()
+        .fold(root.to_path_buf(), |dir, part| dir.join(part.as_ref()))
 }
 
 fn local_error(e: std::io::Error) -> VfsError {
