@@ -108,21 +108,7 @@ impl Cluster {
         let haproxy = haproxy_bin();
         let data = tempfile::tempdir().unwrap();
         let cp_log = data.path().join("control-plane.log");
-        let (control_plane, ports) = spawn_on_free_ports("127.0.0.1", 1, &cp_log, |ports| {
-            let mut cp = Command::new(wharf_bin());
-            cp.arg("control-plane")
-                .arg("--data-dir")
-                .arg(data.path())
-                .arg("--api-addr")
-                .arg(format!("127.0.0.1:{}", ports[0]))
-                .env("WHARF_ADMIN_API_KEY", ADMIN_KEY)
-                .env("WHARF_GATEWAY_TOKEN", GATEWAY_TOKEN)
-                .env_remove("WHARF_DATABASE_URL")
-                .env_remove("WHARF_BUCKET_URL");
-            cp
-        })
-        .await;
-        let api_port = ports[0];
+        let (control_plane, api_port) = spawn_control_plane(data.path(), &cp_log).await;
 
         // Two replicas, each on its own address (as on two hosts) with its own passive slice.
         // The second uses the first one's certificate: every replica presents the same one.

@@ -731,19 +731,7 @@ async fn postgres_backed_serve_round_trip() {
 async fn separate_control_plane_and_sftp_gateway() {
     let data = tempfile::tempdir().unwrap();
     let cp_log = data.path().join("cp.log");
-    let (_cp, ports) = spawn_on_free_ports("127.0.0.1", 1, &cp_log, |ports| {
-        let mut cp = tokio::process::Command::new(wharf_bin());
-        cp.arg("control-plane")
-            .arg("--data-dir")
-            .arg(data.path())
-            .arg("--api-addr")
-            .arg(format!("127.0.0.1:{}", ports[0]))
-            .env("WHARF_ADMIN_API_KEY", ADMIN_KEY)
-            .env("WHARF_GATEWAY_TOKEN", GATEWAY_TOKEN);
-        cp
-    })
-    .await;
-    let api_port = ports[0];
+    let (_cp, api_port) = spawn_control_plane(data.path(), &cp_log).await;
 
     let gw_dir = tempfile::tempdir().unwrap();
     let gw_log = gw_dir.path().join("gw.log");

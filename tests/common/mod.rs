@@ -26,10 +26,7 @@ pub fn wharf_bin() -> &'static str {
 
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port")
+    free_port_on("127.0.0.1")
 }
 
 /// A port that was free on `ip` (a loopback address) a moment ago.
@@ -81,6 +78,27 @@ pub async fn spawn_on_free_ports(
         panic!("the server exited before it was ready; log:\n{text}");
     }
     unreachable!("the loop returns or panics on its last attempt")
+}
+
+/// `wharf control-plane` on `data_dir` (SQLite and the local bucket there) with the tests'
+/// admin key and gateway token, on a free API port; its output goes to `log`. Returns the
+/// process and its API port.
+pub async fn spawn_control_plane(data_dir: &Path, log: &Path) -> (Child, u16) {
+    let (child, ports) = spawn_on_free_ports("127.0.0.1", 1, log, |ports| {
+        let mut cp = Command::new(wharf_bin());
+        cp.arg("control-plane")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--api-addr")
+            .arg(format!("127.0.0.1:{}", ports[0]))
+            .env("WHARF_ADMIN_API_KEY", ADMIN_KEY)
+            .env("WHARF_GATEWAY_TOKEN", GATEWAY_TOKEN)
+            .env_remove("WHARF_DATABASE_URL")
+            .env_remove("WHARF_BUCKET_URL");
+        cp
+    })
+    .await;
+    (child, ports[0])
 }
 
 /// Host keys generated once per test binary and shared by every server it starts (RSA key
@@ -249,40 +267,29 @@ impl Wharf {
     }
 
     pub async fn start_with(options: StartOptions) -> Wharf {
-        let mut data_dir = Some(
-            options
-                .data_dir
-                .unwrap_or_else(|| tempfile::tempdir().expect("tempdir")),
-        );
-        let mut pg = match options.db {
+        let data_dir = options
+            .data_dir
+            .unwrap_or_else(|| tempfile::tempdir().expect("tempdir"));
+        let pg = match options.db {
             Db::Sqlite => None,
             Db::Postgres => Some(PgDatabase::create().await),
         };
-        // Ports are picked free and then bound by the server: another process (any client's
-        // outgoing connection) may take one in between. Then the server exits saying so, and
-        // it is started again on other ports.
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let api_port = free_port();
-            let sftp_port = free_port();
-            let ftps_port = free_port();
-            let ftps_implicit_port = free_port();
-            let ftps_passive_ports = passive_ports();
-            let dir = data_dir.take().expect("the data directory");
-            let log = dir.path().join(format!("wharf-{attempt}.log"));
+        let log = data_dir.path().join("wharf.log");
+        let mut ftps_passive_ports = (0, 0);
+        let (child, ports) = spawn_on_free_ports("127.0.0.1", 4, &log, |ports| {
+            ftps_passive_ports = passive_ports();
             let mut cmd = Command::new(wharf_bin());
             cmd.arg("serve")
                 .arg("--data-dir")
-                .arg(dir.path())
+                .arg(data_dir.path())
                 .arg("--api-addr")
-                .arg(format!("127.0.0.1:{api_port}"))
+                .arg(format!("127.0.0.1:{}", ports[0]))
                 .arg("--sftp-addr")
-                .arg(format!("127.0.0.1:{sftp_port}"))
+                .arg(format!("127.0.0.1:{}", ports[1]))
                 .arg("--ftps-addr")
-                .arg(format!("127.0.0.1:{ftps_port}"))
+                .arg(format!("127.0.0.1:{}", ports[2]))
                 .arg("--ftps-implicit-addr")
-                .arg(format!("127.0.0.1:{ftps_implicit_port}"))
+                .arg(format!("127.0.0.1:{}", ports[3]))
                 .arg("--ftps-passive-ports")
                 .arg(format!("{}-{}", ftps_passive_ports.0, ftps_passive_ports.1))
                 .env("WHARF_ADMIN_API_KEY", ADMIN_KEY)
@@ -302,70 +309,21 @@ impl Wharf {
             for (key, value) in &options.env {
                 cmd.env(key, value);
             }
-            let child = spawn_logged(cmd, &log);
-            let mut wharf = Wharf {
-                data_dir: dir,
-                api_port,
-                sftp_port,
-                ftps_port,
-                ftps_implicit_port,
-                ftps_passive_ports,
-                http: reqwest::Client::new(),
-                child: Some(child),
-                pg: pg.take(),
-                log,
-            };
-            match wharf
-                .ready_or_exit(&[api_port, sftp_port, ftps_port, ftps_implicit_port])
-                .await
-            {
-                Ok(()) => return wharf,
-                Err(log) if attempt < 5 && log.contains("Address already in use") => {
-                    eprintln!("wharf lost a port to another process; starting it again");
-                    let (dir, database) = wharf.take_state();
-                    data_dir = Some(dir);
-                    pg = database;
-                }
-                Err(log) => panic!("wharf exited before it was ready; log:\n{log}"),
-            }
+            cmd
+        })
+        .await;
+        Wharf {
+            data_dir,
+            api_port: ports[0],
+            sftp_port: ports[1],
+            ftps_port: ports[2],
+            ftps_implicit_port: ports[3],
+            ftps_passive_ports,
+            http: reqwest::Client::new(),
+            child: Some(child),
+            pg,
+            log,
         }
-    }
-
-    /// Waits for every port; `Err(log)` if the process exited first.
-    async fn ready_or_exit(&mut self, ports: &[u16]) -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        for port in ports {
-            loop {
-                if tokio::net::TcpStream::connect(("127.0.0.1", *port))
-                    .await
-                    .is_ok()
-                {
-                    break;
-                }
-                if let Some(child) = self.child.as_mut()
-                    && let Ok(Some(_)) = child.try_wait()
-                {
-                    self.child = None;
-                    return Err(self.log_text());
-                }
-                if Instant::now() > deadline {
-                    panic!(
-                        "wharf did not open port {port} within 60 s; log:\n{}",
-                        self.log_text()
-                    );
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        Ok(())
-    }
-
-    /// The data directory and database of a server that exited, to start another on them.
-    fn take_state(mut self) -> (tempfile::TempDir, Option<PgDatabase>) {
-        self.child = None;
-        let pg = self.pg.take();
-        let placeholder = tempfile::tempdir().expect("tempdir");
-        (std::mem::replace(&mut self.data_dir, placeholder), pg)
     }
 
     pub fn log_text(&self) -> String {
