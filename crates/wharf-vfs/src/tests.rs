@@ -2302,3 +2302,192 @@ async fn changes_are_reported_as_events() {
     })
     .await;
 }
+
+/// An [`wharf_core::EventSink`] whose `begin_upload` waits to be released, so a test can look
+/// at the bucket while an upload's event is being recorded.
+struct GatedSink {
+    /// One permit per `begin_upload` that has started.
+    entered: tokio::sync::Semaphore,
+    /// One permit per `begin_upload` allowed to finish.
+    release: tokio::sync::Semaphore,
+    refuse: AtomicBool,
+    calls: std::sync::Mutex<Vec<String>>,
+}
+
+impl Default for GatedSink {
+    fn default() -> Self {
+        GatedSink {
+            entered: tokio::sync::Semaphore::new(0),
+            release: tokio::sync::Semaphore::new(0),
+            refuse: AtomicBool::new(false),
+            calls: std::sync::Mutex::default(),
+        }
+    }
+}
+
+#[async_trait]
+impl wharf_core::EventSink for GatedSink {
+    async fn begin_upload(
+        &self,
+        data: wharf_core::EventData,
+    ) -> Result<String, wharf_core::EventError> {
+        self.entered.add_permits(1);
+        self.release.acquire().await.unwrap().forget();
+        if self.refuse.load(Ordering::SeqCst) {
+            return Err(wharf_core::EventError::Unavailable("down".into()));
+        }
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("begin {}", data.key));
+        Ok("evt_1".into())
+    }
+
+    async fn settle_upload(
+        &self,
+        event_id: &str,
+        committed: bool,
+        _error: Option<String>,
+    ) -> Result<(), wharf_core::EventError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("settle {event_id} {committed}"));
+        Ok(())
+    }
+
+    async fn record(
+        &self,
+        event_type: wharf_core::EventType,
+        data: wharf_core::EventData,
+    ) -> Result<String, wharf_core::EventError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("{event_type} {}", data.key));
+        Ok("evt_2".into())
+    }
+}
+
+/// Waits up to five seconds for a staging file (`name#N`) to appear under `dir`.
+async fn staging_file_appears(dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for _ in 0..100 {
+        found = files_with_hash(dir);
+        if !found.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    found
+}
+
+/// On local disk a small file is written while its event is being recorded, but it becomes
+/// visible only once the event exists; if the event cannot be recorded, nothing of it stays.
+#[tokio::test]
+async fn a_small_local_upload_waits_for_its_event_while_it_is_written() {
+    let dir = TempDir::new().unwrap();
+    let cache = StoreCache::with_orphan_age(None);
+    let bucket = cache
+        .bucket(&storage(&format!("file://{}", dir.path().display())))
+        .unwrap();
+    let sink = Arc::new(GatedSink::default());
+    let vfs = vfs_on_bucket(&bucket).with_events(
+        BucketName::parse("test-bucket").unwrap(),
+        sink.clone() as Arc<dyn wharf_core::EventSink>,
+    );
+    vfs.mkdir(&p("/in")).await.unwrap();
+
+    let mut upload = vfs
+        .create(&p("/in/a.txt"), CreateOptions::default())
+        .await
+        .unwrap();
+    upload.write(0, Bytes::from_static(b"hello")).await.unwrap();
+    let commit = tokio::spawn(upload.commit());
+    sink.entered.acquire().await.unwrap().forget();
+    // The content is on disk beside its name while the event is pending...
+    let staged = staging_file_appears(dir.path()).await;
+    assert_eq!(staged.len(), 1, "{staged:?}");
+    assert_eq!(std::fs::read(&staged[0]).unwrap(), b"hello");
+    // ...and nobody sees it yet.
+    assert_err!(vfs.stat(&p("/in/a.txt")).await, VfsError::NotFound);
+    assert!(vfs.list(&p("/in")).await.unwrap().is_empty());
+    sink.release.add_permits(1);
+    let summary = commit.await.unwrap().unwrap();
+    assert_eq!(summary.size, 5);
+    assert_eq!(summary.sha256, sha256_hex(b"hello"));
+    assert_eq!(read_all(&vfs, "/in/a.txt").await, b"hello");
+    assert!(files_with_hash(dir.path()).is_empty());
+    assert_eq!(
+        std::mem::take(&mut *sink.calls.lock().unwrap()),
+        vec![
+            "directory.created in".to_owned(),
+            "begin in/a.txt".to_owned(),
+            "settle evt_1 true".to_owned()
+        ]
+    );
+
+    // A replacement whose event is refused leaves the old content and no staging file.
+    sink.refuse.store(true, Ordering::SeqCst);
+    let mut refused = vfs
+        .create(&p("/in/a.txt"), CreateOptions::default())
+        .await
+        .unwrap();
+    refused
+        .write(0, Bytes::from_static(b"other"))
+        .await
+        .unwrap();
+    let commit = tokio::spawn(refused.commit());
+    sink.entered.acquire().await.unwrap().forget();
+    assert_eq!(staging_file_appears(dir.path()).await.len(), 1);
+    sink.release.add_permits(1);
+    let message = storage_message(commit.await.unwrap());
+    assert!(message.contains("could not be recorded"), "{message}");
+    assert_eq!(read_all(&vfs, "/in/a.txt").await, b"hello");
+    assert!(files_with_hash(dir.path()).is_empty());
+    assert!(sink.calls.lock().unwrap().is_empty());
+}
+
+/// A small file that cannot be written on local disk (its directory was replaced by a file
+/// behind Wharf's back) fails with the disk's own error and is reported as failed.
+#[tokio::test]
+async fn a_local_upload_that_cannot_be_written_fails_and_is_reported() {
+    let dir = TempDir::new().unwrap();
+    let cache = StoreCache::with_orphan_age(None);
+    let bucket = cache
+        .bucket(&storage(&format!("file://{}", dir.path().display())))
+        .unwrap();
+    let sink = Arc::new(GatedSink::default());
+    sink.release.add_permits(10);
+    let vfs = vfs_on_bucket(&bucket).with_events(
+        BucketName::parse("test-bucket").unwrap(),
+        sink.clone() as Arc<dyn wharf_core::EventSink>,
+    );
+    vfs.mkdir(&p("/in")).await.unwrap();
+    let mut upload = vfs
+        .create(&p("/in/a.txt"), CreateOptions::default())
+        .await
+        .unwrap();
+    upload.write(0, Bytes::from_static(b"hello")).await.unwrap();
+    std::fs::remove_dir_all(dir.path().join("in")).unwrap();
+    std::fs::write(dir.path().join("in"), b"not a directory").unwrap();
+
+    let message = storage_message(upload.commit().await);
+    assert!(
+        message.to_lowercase().contains("not a directory"),
+        "{message}"
+    );
+    assert_eq!(
+        std::mem::take(&mut *sink.calls.lock().unwrap()),
+        vec![
+            "directory.created in".to_owned(),
+            "begin in/a.txt".to_owned(),
+            "settle evt_1 false".to_owned()
+        ]
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("in")).unwrap(),
+        b"not a directory"
+    );
+    assert!(files_with_hash(dir.path()).is_empty());
+}
