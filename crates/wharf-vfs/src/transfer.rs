@@ -144,9 +144,6 @@ pub struct Upload {
     received: u64,
     /// The store is a local disk: small parts, no part limit (see [`LOCAL_PART_SIZE`]).
     local: bool,
-    /// On a local disk, the file's path there: a small file is then written beside it while
-    /// its event is recorded (see [`Upload::put_local`]).
-    local_file: Option<std::path::PathBuf>,
     path: VirtualPath,
     key: Path,
     /// Length of the contiguous data accepted from offset 0 (existing content copied in
@@ -195,7 +192,6 @@ impl Upload {
             journal,
             events,
             local,
-            local_file,
         } = target;
         Upload {
             store,
@@ -203,7 +199,6 @@ impl Upload {
             events,
             received: 0,
             local,
-            local_file,
             path,
             key,
             written: 0,
@@ -654,31 +649,22 @@ impl Upload {
             None
         };
         self.check_pinned().await?;
-        let (event, visible) = match (single_put, self.local_file.take()) {
-            (Some(rest), Some(file)) => {
-                let (event, visible) = self.put_local(file, rest, &sha256).await;
-                (event?, visible)
-            }
-            (single_put, _) => {
-                let event = self.begin_event(&sha256).await?;
-                let visible = match single_put {
-                    Some(rest) => self
-                        .store
-                        .put(&self.key, PutPayload::from(rest))
-                        .await
-                        .map(|_| ())
-                        .map_err(VfsError::from),
-                    None => match self.multipart.get_mut() {
-                        Some(multipart) => multipart
-                            .complete()
-                            .await
-                            .map(|_| ())
-                            .map_err(VfsError::from),
-                        None => Ok(()),
-                    },
-                };
-                (event, visible)
-            }
+        let event = self.begin_event(&sha256).await?;
+        let visible: Result<(), VfsError> = match single_put {
+            Some(rest) => self
+                .store
+                .put(&self.key, PutPayload::from(rest))
+                .await
+                .map(|_| ())
+                .map_err(VfsError::from),
+            None => match self.multipart.get_mut() {
+                Some(multipart) => multipart
+                    .complete()
+                    .await
+                    .map(|_| ())
+                    .map_err(VfsError::from),
+                None => Ok(()),
+            },
         };
         if visible.is_ok() {
             // Completed: there is nothing left to abort.
@@ -692,34 +678,6 @@ impl Upload {
             size: self.written,
             sha256,
         })
-    }
-
-    /// A small file on local disk: what `store.put` does (a staging file beside `file`, renamed
-    /// over it), but the staging file is written while the pending event is recorded, and
-    /// renamed only once that succeeded. The two waits overlap instead of adding up, and the
-    /// file still becomes visible only after its event exists. Returns the event's outcome (as
-    /// [`Upload::begin_event`]) and whether the file became visible.
-    async fn put_local(
-        &mut self,
-        file: std::path::PathBuf,
-        data: Bytes,
-        sha256: &str,
-    ) -> (Result<Option<String>, VfsError>, Result<(), VfsError>) {
-        let (go, wait) = std::sync::mpsc::sync_channel(1);
-        let written =
-            tokio::task::spawn_blocking(move || write_local_then_publish(&file, &data, &wait));
-        let event = self.begin_event(sha256).await;
-        // Fails only if the blocking side already gave up on an error of its own.
-        let _ = go.send(event.is_ok());
-        let visible = match written.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(VfsError::Storage(object_store::Error::Generic {
-                store: "LocalFileSystem",
-                source: Box::new(e),
-            })),
-            Err(e) => Err(storage_error(format!("writing the file failed: {e}"))),
-        };
-        (event, visible)
     }
 
     /// Step 1 of recording the upload: a pending `file.created` with the final size and
@@ -859,8 +817,6 @@ pub(crate) struct UploadTarget {
     pub(crate) events: Option<UploadEvents>,
     /// The store is a local disk (see [`LOCAL_PART_SIZE`]).
     pub(crate) local: bool,
-    /// Where the file is on that disk, when the store spells its key the same way there.
-    pub(crate) local_file: Option<std::path::PathBuf>,
 }
 
 /// What an upload needs to report its events.
@@ -868,59 +824,6 @@ pub(crate) struct UploadEvents {
     pub(crate) sink: Arc<dyn EventSink>,
     /// Bucket, key and session; size, checksum and error are filled in when known.
     pub(crate) data: EventData,
-}
-
-/// Writes `data` to a new staging file beside `file` (`name#N`, as LocalFileSystem names its
-/// own, which listings skip and the sweep removes), then waits for the word on `go`: `true`
-/// renames it over `file`, anything else (or no word) deletes it. Nothing is visible at `file`
-/// until the rename.
-fn write_local_then_publish(
-    file: &std::path::Path,
-    data: &[u8],
-    go: &std::sync::mpsc::Receiver<bool>,
-) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let (mut staged, staging) = create_staging_file(file)?;
-    let written = staged.write_all(data);
-    drop(staged);
-    let published = written.and_then(|()| match go.recv() {
-        Ok(true) => std::fs::rename(&staging, file),
-        // The event could not be recorded: the caller reports that, and nothing is published.
-        Ok(false) | Err(_) => Err(std::io::Error::other("not published")),
-    });
-    if published.is_err() {
-        let _ = std::fs::remove_file(&staging);
-    }
-    published
-}
-
-/// A new, empty staging file for `file`: the first free `name#N`. A missing parent directory
-/// is created, as LocalFileSystem does.
-fn create_staging_file(
-    file: &std::path::Path,
-) -> std::io::Result<(std::fs::File, std::path::PathBuf)> {
-    let mut created_parent = false;
-    let mut n = 1u32;
-    loop {
-        let mut staging = file.as_os_str().to_owned();
-        staging.push(format!("#{n}"));
-        let staging = std::path::PathBuf::from(staging);
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&staging)
-        {
-            Ok(opened) => return Ok((opened, staging)),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !created_parent => {
-                created_parent = true;
-                if let Some(parent) = file.parent() {
-                    std::fs::create_dir_all(parent)?;
-                }
-            }
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 async fn record_failure(sink: Arc<dyn EventSink>, data: EventData) {

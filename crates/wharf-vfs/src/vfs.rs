@@ -730,7 +730,6 @@ impl Vfs {
                 journal: self.inner.uploads.clone(),
                 events,
                 local: self.inner.local_root.is_some(),
-                local_file: self.local_file(&key),
             },
             path.clone(),
             key,
@@ -785,25 +784,19 @@ impl Vfs {
         );
     }
 
-    /// On a local-disk bucket, where `key` is on disk, if LocalFileSystem spells it the same
-    /// way there (it encodes `%` and `#`, which mark its staging files).
-    fn local_file(&self, key: &Path) -> Option<std::path::PathBuf> {
-        let root = self.inner.local_root.as_ref()?;
-        if key.parts().any(|part| part.as_ref().contains(['%', '#'])) {
-            return None;
-        }
-        Some(local_path(root, key))
-    }
-
     /// On a local-disk bucket, whether `key` (of `path`) names nothing yet and its parent is a
     /// directory with a marker (or the home): the usual case of an upload, answered with two
     /// `stat`s in one blocking call instead of five store requests (each its own blocking
     /// task). `false` means "ask the store": any other answer, an error, or a name the
     /// store would spell differently on disk (`%`, `#`).
     async fn new_in_marked_local_directory(&self, path: &VirtualPath, key: &Path) -> bool {
-        let (Some(root), Some(target)) = (&self.inner.local_root, self.local_file(key)) else {
+        let Some(root) = &self.inner.local_root else {
             return false;
         };
+        if key.parts().any(|part| part.as_ref().contains(['%', '#'])) {
+            return false;
+        }
+        let target = local_path(root, key);
         let marker = path
             .parent()
             .filter(|parent| !parent.is_root())
