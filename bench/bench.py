@@ -46,6 +46,7 @@ import csv
 import dataclasses
 import datetime
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -1392,10 +1393,17 @@ def first_line(cmd):
         return "not found"
 
 
+@functools.cache
+def git_describe():
+    """The checkout's commit (`-dirty` if it has changes). Cached: main() asks at the start,
+    when the binary is copied, so edits made while the run goes on are not counted."""
+    return first_line(["git", "-C", str(REPO), "describe", "--always", "--dirty", "--abbrev=12"])
+
+
 def versions():
     def dpkg(pkg):
         return first_line(["dpkg-query", "-W", "-f", "${Version}", pkg])
-    git = first_line(["git", "-C", str(REPO), "describe", "--always", "--dirty", "--abbrev=12"])
+    git = git_describe()
     profile = "debug build" if "/debug/" in str(WHARF) else "release build"
     try:
         import matplotlib
@@ -2053,6 +2061,7 @@ def main():
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
     started = datetime.datetime.now(datetime.timezone.utc)
+    git_describe()
     t0 = time.time()
     load_start = load()
     servers = Servers()
