@@ -368,7 +368,7 @@ impl Upload {
     pub async fn abort(mut self) -> Result<(), VfsError> {
         tracing::debug!(path = %self.path, "upload aborted");
         self.state = UploadState::Finished;
-        self.in_flight.shutdown().await;
+        finish_parts(&mut self.in_flight).await;
         let aborted = match self.multipart.get_mut().take() {
             Some(mut multipart) => multipart.abort().await,
             None => Ok(()),
@@ -763,7 +763,7 @@ impl Upload {
         self.state = UploadState::Finished;
         self.held.clear();
         self.buffer = BytesMut::new();
-        self.in_flight.shutdown().await;
+        finish_parts(&mut self.in_flight).await;
         if let Some(mut multipart) = self.multipart.get_mut().take()
             && let Err(e) = multipart.abort().await
         {
@@ -795,7 +795,7 @@ impl Drop for Upload {
             Ok(handle) => {
                 tracing::debug!(%path, "upload dropped before commit; aborting it");
                 handle.spawn(async move {
-                    in_flight.shutdown().await;
+                    finish_parts(&mut in_flight).await;
                     if let Err(e) = multipart.abort().await {
                         tracing::warn!(%path, error = %e, "could not abort a multipart upload");
                     }
@@ -824,6 +824,15 @@ pub(crate) struct UploadEvents {
     pub(crate) sink: Arc<dyn EventSink>,
     /// Bucket, key and session; size, checksum and error are filled in when known.
     pub(crate) data: EventData,
+}
+
+/// Waits for the parts still being sent, whatever their outcome, before an abort. Cancelling
+/// them instead does not stop a store that has started receiving a part: S3 documents that a
+/// part still arriving during the abort may survive it, and s3s-fs then leaves the part's
+/// file behind. The wait is bounded by the parts in flight ([`IN_FLIGHT_BYTES`]) and by the
+/// store client's request timeout.
+async fn finish_parts(in_flight: &mut JoinSet<object_store::Result<()>>) {
+    while in_flight.join_next().await.is_some() {}
 }
 
 async fn record_failure(sink: Arc<dyn EventSink>, data: EventData) {
