@@ -85,6 +85,11 @@ impl Settles {
         }
     }
 
+    /// No settle is running.
+    fn idle(&self) -> bool {
+        self.tickets().running.is_empty()
+    }
+
     /// Waits until every settle started before this call has ended.
     async fn barrier(&self) {
         let before = self.tickets().issued;
@@ -286,6 +291,14 @@ impl EventSink for DatabaseEvents {
         let Some(settles) = &self.settles else {
             return self.settle_upload(event_id, committed, error).await;
         };
+        // The usual case needs no task: the direct lane settles a committed upload at once
+        // when no webhook wants deliveries. Only while no earlier settle is still running,
+        // so settles keep the order their uploads committed in.
+        if committed && settles.idle() && self.store.settle_committed_direct(event_id) {
+            tracing::info!(event = event_id, r#type = %EventType::FileCreated, deliveries = 0,
+                "upload event settled");
+            return Ok(());
+        }
         let ticket = settles.start();
         let events = self.clone();
         let event_id = event_id.to_owned();

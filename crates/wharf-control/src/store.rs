@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -17,6 +18,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, AnyPool, Connection, Executor, Row};
 use wharf_core::{BucketName, BucketStorage, HomeDirectory, Permissions, Username};
 
+mod direct;
 pub mod events;
 
 pub use events::{
@@ -220,6 +222,9 @@ pub struct NewApiKey {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// On a SQLite file, the connection that upload events are written through first (see
+    /// [`direct`]).
+    direct: Option<Arc<direct::DirectSqlite>>,
 }
 
 // Macros rather than consts so that queries stay `&'static str` (sqlx's `SqlSafeStr`).
@@ -258,7 +263,8 @@ impl Store {
 
     async fn connect_with_patience(url: &str, patience: Duration) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
-        let (backend, connect_url, in_memory) = prepare_url(url)?;
+        let (backend, connect_url, file) = prepare_url(url)?;
+        let in_memory = backend == Backend::Sqlite && file.is_none();
         if !in_memory {
             // The pool would only report "timed out"; one plain connection first surfaces the
             // cause (refused, bad password, no such database) and waits for a starting server.
@@ -310,7 +316,22 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Store { pool, backend })
+        let direct = match file.filter(|f| f.writable) {
+            Some(file) => match direct::DirectSqlite::open(&file.path) {
+                Ok(direct) => Some(Arc::new(direct)),
+                Err(e) => {
+                    // Everything still works through the pool, only slower.
+                    tracing::warn!(error = %e, "cannot open the direct SQLite connection");
+                    None
+                }
+            },
+            None => None,
+        };
+        Ok(Store {
+            pool,
+            backend,
+            direct,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -325,7 +346,39 @@ impl Store {
 
     /// Closes every connection (waits for the ones in use).
     pub async fn close(&self) {
+        if let Some(direct) = &self.direct {
+            direct.close();
+        }
         self.pool.close().await;
+    }
+
+    /// Runs `write` through the direct lane now, if there is one and it is free (see
+    /// [`direct`]); `None`: nothing was written, use the pool. Every
+    /// [`direct::CHECKPOINT_EVERY`] writes it starts a passive checkpoint through the pool,
+    /// since the lane itself never checkpoints.
+    fn write_direct<T>(
+        &self,
+        what: &'static str,
+        write: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> Option<T> {
+        let direct = self.direct.as_ref()?;
+        let value = direct.try_write(what, write)?;
+        if direct.checkpoint_due() {
+            let (pool, direct) = (self.pool.clone(), direct.clone());
+            match tokio::runtime::Handle::try_current() {
+                Ok(handle) => {
+                    handle.spawn(async move {
+                        if let Err(e) = checkpoint(&pool).await {
+                            tracing::warn!(error = %e, "SQLite checkpoint failed");
+                        }
+                        direct.checkpoint_done();
+                    });
+                }
+                // Outside a runtime the pool's own connections checkpoint when they write.
+                Err(_) => direct.checkpoint_done(),
+            }
+        }
+        Some(value)
     }
 
     // ---------------------------------------------------------------------------------------
@@ -815,15 +868,45 @@ fn bucket_from_row(row: &AnyRow) -> Result<BucketRecord, StoreError> {
     })
 }
 
-/// Picks the backend and returns the URL to connect with and whether it is an in-memory SQLite
-/// database. A SQLite file (and its directory) is created if missing.
-fn prepare_url(url: &str) -> Result<(Backend, String, bool), StoreError> {
+/// Checkpoints a SQLite database's write-ahead log for the direct lane. A passive checkpoint
+/// waits for nobody, but the log starts over only when a writer finds all of it copied, and
+/// under a steady stream of writes (one partner's thousands of small files) the next write
+/// always lands before that: the log grows without bound. So once the log is longer than
+/// [`direct::LOG_FRAMES_BEFORE_RESTART`], a RESTART checkpoint follows, which makes writers
+/// wait until the log can start over (the lane's fall back to the pool, whose connections
+/// wait), as they wait for the pool's own automatic checkpoints.
+async fn checkpoint(pool: &AnyPool) -> Result<(), sqlx::Error> {
+    let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+        .fetch_one(pool)
+        .await?;
+    let log: i64 = row.try_get(1)?;
+    if log > direct::LOG_FRAMES_BEFORE_RESTART {
+        tracing::debug!(log, "restarting the SQLite write-ahead log");
+        sqlx::query("PRAGMA wal_checkpoint(RESTART)")
+            .execute(pool)
+            .await?;
+    }
+    Ok(())
+}
+
+/// A SQLite database file named by the store's URL.
+#[derive(Debug, PartialEq, Eq)]
+struct SqliteFile {
+    path: PathBuf,
+    /// Opened read-write with no other connection parameter, so a second connection
+    /// opened on the path alone (the direct lane) sees the same database.
+    writable: bool,
+}
+
+/// Picks the backend and returns the URL to connect with and, for a SQLite file (not an
+/// in-memory database), its path. A SQLite file (and its directory) is created if missing.
+fn prepare_url(url: &str) -> Result<(Backend, String, Option<SqliteFile>), StoreError> {
     let invalid = |reason: &str| StoreError::InvalidUrl {
         url: redact_url(url),
         reason: reason.to_owned(),
     };
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok((Backend::Postgres, url.to_owned(), false));
+        return Ok((Backend::Postgres, url.to_owned(), None));
     }
     let Some(rest) = url
         .strip_prefix("sqlite://")
@@ -848,7 +931,7 @@ fn prepare_url(url: &str) -> Result<(Backend, String, bool), StoreError> {
         || path == ":memory:"
         || params.iter().any(|(k, v)| k == "mode" && v == "memory");
     if in_memory {
-        return Ok((Backend::Sqlite, url.to_owned(), true));
+        return Ok((Backend::Sqlite, url.to_owned(), None));
     }
     let file = PathBuf::from(
         percent_encoding::percent_decode_str(path)
@@ -872,7 +955,17 @@ fn prepare_url(url: &str) -> Result<(Backend, String, bool), StoreError> {
     }
     connect_url.push('?');
     connect_url.push_str(&query.finish());
-    Ok((Backend::Sqlite, connect_url, false))
+    let writable = params
+        .iter()
+        .all(|(k, v)| k == "mode" && (v == "rw" || v == "rwc"));
+    Ok((
+        Backend::Sqlite,
+        connect_url,
+        Some(SqliteFile {
+            path: file,
+            writable,
+        }),
+    ))
 }
 
 /// `url` without a password, for messages and logs.
@@ -893,17 +986,27 @@ mod tests {
 
     #[test]
     fn sqlite_urls() {
-        let (backend, url, mem) = prepare_url("sqlite::memory:").unwrap();
-        assert_eq!((backend, mem), (Backend::Sqlite, true));
+        let (backend, url, file) = prepare_url("sqlite::memory:").unwrap();
+        assert_eq!((backend, file), (Backend::Sqlite, None));
         assert_eq!(url, "sqlite::memory:");
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("sub/wharf.db");
-        let (_, url, mem) = prepare_url(&format!("sqlite://{}", db.display())).unwrap();
-        assert!(!mem);
+        let (_, url, file) = prepare_url(&format!("sqlite://{}", db.display())).unwrap();
+        let writable = SqliteFile {
+            path: db.clone(),
+            writable: true,
+        };
+        assert_eq!(file.as_ref(), Some(&writable));
         assert_eq!(url, format!("sqlite://{}?mode=rwc", db.display()));
         assert!(dir.path().join("sub").is_dir());
-        let (_, url, _) = prepare_url(&format!("sqlite://{}?mode=ro", db.display())).unwrap();
+        let (_, url, file) = prepare_url(&format!("sqlite://{}?mode=ro", db.display())).unwrap();
         assert_eq!(url, format!("sqlite://{}?mode=ro", db.display()));
+        assert!(!file.unwrap().writable);
+        let (_, _, file) = prepare_url(&format!("sqlite://{}?mode=rw", db.display())).unwrap();
+        assert_eq!(file, Some(writable));
+        let (_, _, file) =
+            prepare_url(&format!("sqlite://{}?immutable=true", db.display())).unwrap();
+        assert!(!file.unwrap().writable);
         assert!(matches!(
             prepare_url("mysql://x"),
             Err(StoreError::InvalidUrl { .. })

@@ -436,23 +436,21 @@ impl Store {
         policy: &OutboxPolicy,
     ) -> Result<(Event, usize), StoreError> {
         let (id, time) = time_ordered_id("evt_");
-        let insert = sqlx::query(
-            "INSERT INTO events (id, event_type, status, occurred_at, bucket_name, object_key, \
-             username, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&id)
-        .bind(event_type.as_str())
-        .bind(status.as_str())
-        .bind(to_millis(time))
-        .bind(data.bucket_name.as_str())
-        .bind(&data.key)
-        .bind(data.username.as_str())
-        .bind(data_to_json(data));
+        let json = data_to_json(data);
         let webhooks = if status == EventStatus::Recorded {
             enabled_webhooks(&self.pool).await?
         } else {
             Vec::new()
         };
+        let insert = sqlx::query(INSERT_EVENT)
+            .bind(&id)
+            .bind(event_type.as_str())
+            .bind(status.as_str())
+            .bind(to_millis(time))
+            .bind(data.bucket_name.as_str())
+            .bind(&data.key)
+            .bind(data.username.as_str())
+            .bind(&json);
         let deliveries = if webhooks.iter().any(|w| w.matches(event_type, data)) {
             let mut tx = self.pool.begin().await?;
             insert.execute(&mut *tx).await?;
@@ -463,8 +461,27 @@ impl Store {
         } else {
             // No deliveries (a pending event has none yet; no enabled webhook wants this
             // one): one statement, no transaction. Pending events are on the path of every
-            // upload's commit.
-            insert.execute(&self.pool).await?;
+            // upload's commit, so they take the direct lane where there is one.
+            let direct = status == EventStatus::Pending
+                && self
+                    .write_direct("pending upload event", |conn| {
+                        // `$1`…`$8` appear in order, so SQLite numbers them 1 to 8.
+                        conn.prepare_cached(INSERT_EVENT)?
+                            .execute(rusqlite::params![
+                                id,
+                                event_type.as_str(),
+                                status.as_str(),
+                                to_millis(time),
+                                data.bucket_name.as_str(),
+                                data.key,
+                                data.username.as_str(),
+                                json,
+                            ])
+                    })
+                    .is_some();
+            if !direct {
+                insert.execute(&self.pool).await?;
+            }
             0
         };
         let event = Event {
@@ -490,6 +507,12 @@ impl Store {
         } else {
             EventType::FileUploadFailed
         };
+        if committed && self.settle_committed_direct(id) {
+            return Ok(SettleOutcome::Settled {
+                event_type,
+                deliveries: 0,
+            });
+        }
         // Settling is on the path of every upload's commit. The enabled webhooks are read
         // first, outside any transaction: deliveries go to those enabled when settling starts.
         // With none, a committed upload is settled by one autocommit statement (two round
@@ -538,6 +561,22 @@ impl Store {
             event_type,
             deliveries,
         })
+    }
+
+    /// Settles a committed pending upload through the direct lane, when there is one, it is
+    /// free, and no webhook is enabled (so there are no deliveries to create). `false`: nothing
+    /// was changed; [`Store::settle_upload`] through the pool does the rest.
+    pub(crate) fn settle_committed_direct(&self, id: &str) -> bool {
+        let settled = self.write_direct("upload event settle", |conn| {
+            conn.prepare_cached(SETTLE_COMMITTED_WITHOUT_WEBHOOKS)?
+                .execute(rusqlite::params![
+                    id,
+                    EventStatus::Recorded.as_str(),
+                    EventType::FileCreated.as_str(),
+                    EventStatus::Pending.as_str(),
+                ])
+        });
+        settled == Some(1)
     }
 
     /// Why a pending upload event could not be claimed: unknown, or settled before (by a retry
@@ -1029,6 +1068,16 @@ pub fn later(at: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
 }
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
+
+/// An event row, on both databases (and the direct lane).
+const INSERT_EVENT: &str = "INSERT INTO events (id, event_type, status, occurred_at, \
+    bucket_name, object_key, username, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+/// [`claim_pending`] for a committed upload on the direct lane, only while no webhook is
+/// enabled: it changes nothing otherwise.
+const SETTLE_COMMITTED_WITHOUT_WEBHOOKS: &str = "UPDATE events SET status = ?2, \
+    event_type = ?3 WHERE id = ?1 AND status = ?4 \
+    AND NOT EXISTS (SELECT 1 FROM webhooks WHERE enabled = 1)";
 
 /// Claims a pending upload event as `event_type`, returning what its deliveries need; no row if
 /// it is not pending (any more).
