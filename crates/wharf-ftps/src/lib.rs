@@ -20,6 +20,7 @@
 //! through [`wharf_vfs::Vfs`] exactly as over SFTP: same jail, same permissions, uploads visible
 //! only once complete (after the data connection's TLS close).
 
+mod ack;
 mod auth;
 mod command;
 mod config;

@@ -9,13 +9,15 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+use crate::ack::AckEarly;
 use tokio::time::{Instant, timeout_at};
 use tokio_rustls::TlsAcceptor;
 
 use crate::proxy;
 
 /// A data connection after its TLS handshake.
-pub(crate) type DataStream = tokio_rustls::server::TlsStream<TcpStream>;
+pub(crate) type DataStream = tokio_rustls::server::TlsStream<AckEarly>;
 
 /// Connections from a wrong address (or without a valid PROXY header) tolerated on one
 /// passive port before the transfer fails.
@@ -183,7 +185,7 @@ impl DataPolicy {
         drop(listener);
         let _ = tcp.set_nodelay(true);
         let deadline = Instant::now() + self.timeout;
-        match timeout_at(deadline, self.acceptor.accept(tcp)).await {
+        match timeout_at(deadline, self.acceptor.accept(AckEarly::new(tcp))).await {
             Ok(Ok(stream)) => {
                 let tls = stream.get_ref().1;
                 let resumed = tls.handshake_kind() == Some(rustls::HandshakeKind::Resumed);

@@ -12,6 +12,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+
+use crate::ack::AckEarly;
 use tokio::sync::watch;
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_rustls::TlsAcceptor;
@@ -107,7 +109,7 @@ pub(crate) async fn run(
         Mode::Explicit => ControlStream::Plain(socket),
         Mode::Implicit => {
             let acceptor = TlsAcceptor::from(tls.control.clone());
-            match timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
+            match timeout(HANDSHAKE_TIMEOUT, acceptor.accept(AckEarly::new(socket))).await {
                 Ok(Ok(stream)) => ControlStream::Tls(Box::new(stream)),
                 Ok(Err(e)) => {
                     tracing::info!(error = %e, "TLS handshake failed (implicit FTPS)");
@@ -161,7 +163,7 @@ pub(crate) async fn run(
 /// The control connection's byte stream: plain until `AUTH TLS`, then TLS.
 enum ControlStream {
     Plain(TcpStream),
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    Tls(Box<tokio_rustls::server::TlsStream<AckEarly>>),
     /// During the TLS upgrade, and after a failed one.
     Closed,
 }
@@ -521,7 +523,7 @@ impl Session {
             return Ok(Flow::Close);
         };
         let acceptor = TlsAcceptor::from(self.tls.control.clone());
-        match timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        match timeout(HANDSHAKE_TIMEOUT, acceptor.accept(AckEarly::new(tcp))).await {
             Ok(Ok(stream)) => {
                 let version = stream.get_ref().1.protocol_version();
                 tracing::debug!(?version, "control connection encrypted");
