@@ -91,7 +91,7 @@ mod tests {
     use super::{AckEarly, QUICK_ACK_READS};
 
     /// Each of the first reads leaves the socket acknowledging at once, even where it had
-    /// been switched to delayed acknowledgements; later reads leave the setting alone.
+    /// been switched to delayed acknowledgements; then the socket is left alone.
     #[tokio::test]
     async fn first_reads_switch_to_quick_acks() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

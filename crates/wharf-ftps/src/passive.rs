@@ -9,11 +9,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-
-use crate::ack::AckEarly;
 use tokio::time::{Instant, timeout_at};
 use tokio_rustls::TlsAcceptor;
 
+use crate::ack::AckEarly;
 use crate::proxy;
 
 /// A data connection after its TLS handshake.

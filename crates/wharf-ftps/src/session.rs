@@ -12,13 +12,12 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-
-use crate::ack::AckEarly;
 use tokio::sync::watch;
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_rustls::TlsAcceptor;
 use wharf_vfs::{CreateOptions, EntryKind, VfsError, VirtualPath, WriteMode};
 
+use crate::ack::AckEarly;
 use crate::auth::{self, LoggedIn, LoginFailure};
 use crate::command::{self, Command, MAX_LINE, Verb};
 use crate::listing::{ListFormat, facts, ftp_time};

@@ -649,8 +649,8 @@ mod tests {
     use super::*;
 
     /// Each of the first reads (the key exchange and login) leaves the socket acknowledging
-    /// at once, even where it had been switched to delayed acknowledgements; later reads
-    /// leave the setting alone. A cut socket fails.
+    /// at once, even where it had been switched to delayed acknowledgements; then the
+    /// socket is left alone. A cut socket fails.
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn first_reads_switch_to_quick_acks() {
