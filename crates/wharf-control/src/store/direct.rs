@@ -205,6 +205,13 @@ mod tests {
         event.id
     }
 
+    async fn settle(store: &Store, id: &str) -> SettleOutcome {
+        store
+            .settle_upload(id, true, None, &policy())
+            .await
+            .unwrap()
+    }
+
     async fn status(store: &Store, id: &str) -> String {
         sqlx::query("SELECT status FROM events WHERE id = $1")
             .bind(id)
@@ -253,10 +260,7 @@ mod tests {
         assert_eq!(event.data, upload("alice/in/a.edi"));
         // Settled: the lane changes nothing more, and the pool says why.
         assert!(!store.settle_committed_direct(&id));
-        let again = store
-            .settle_upload(&id, true, None, &policy())
-            .await
-            .unwrap();
+        let again = settle(&store, &id).await;
         assert!(matches!(again, SettleOutcome::AlreadySettled(t) if t == "file.created"));
         assert!(!store.settle_committed_direct("evt_unknown"));
 
@@ -299,10 +303,7 @@ mod tests {
         drop(held);
         assert_eq!(lane.written(), 0);
         assert_eq!(status(&store, &id2).await, "pending");
-        let settled = store
-            .settle_upload(&id, true, None, &policy())
-            .await
-            .unwrap();
+        let settled = settle(&store, &id).await;
         assert!(matches!(
             settled,
             SettleOutcome::Settled { deliveries: 0, .. }
@@ -335,10 +336,7 @@ mod tests {
             "deliveries need the pool"
         );
         assert_eq!(status(&store, &id).await, "pending");
-        let settled = store
-            .settle_upload(&id, true, None, &policy())
-            .await
-            .unwrap();
+        let settled = settle(&store, &id).await;
         assert!(matches!(
             settled,
             SettleOutcome::Settled { deliveries: 1, .. }
@@ -354,10 +352,7 @@ mod tests {
         let rounds = 20 * CHECKPOINT_EVERY;
         for i in 0..rounds {
             let id = begin(&store, &format!("alice/in/{i:05}.edi")).await;
-            let settled = store
-                .settle_upload(&id, true, None, &policy())
-                .await
-                .unwrap();
+            let settled = settle(&store, &id).await;
             assert!(matches!(settled, SettleOutcome::Settled { .. }));
             // As between a session's uploads: the checkpoint task gets to run.
             tokio::task::yield_now().await;

@@ -442,18 +442,21 @@ impl Store {
         } else {
             Vec::new()
         };
-        let insert = sqlx::query(INSERT_EVENT)
-            .bind(&id)
-            .bind(event_type.as_str())
-            .bind(status.as_str())
-            .bind(to_millis(time))
-            .bind(data.bucket_name.as_str())
-            .bind(&data.key)
-            .bind(data.username.as_str())
-            .bind(&json);
+        // Built only where the pool runs it: the direct lane binds its own.
+        let insert = || {
+            sqlx::query(INSERT_EVENT)
+                .bind(&id)
+                .bind(event_type.as_str())
+                .bind(status.as_str())
+                .bind(to_millis(time))
+                .bind(data.bucket_name.as_str())
+                .bind(&data.key)
+                .bind(data.username.as_str())
+                .bind(&json)
+        };
         let deliveries = if webhooks.iter().any(|w| w.matches(event_type, data)) {
             let mut tx = self.pool.begin().await?;
-            insert.execute(&mut *tx).await?;
+            insert().execute(&mut *tx).await?;
             let deliveries =
                 create_deliveries(&mut tx, &webhooks, &id, event_type, data, time, policy).await?;
             tx.commit().await?;
@@ -480,7 +483,7 @@ impl Store {
                     })
                     .is_some();
             if !direct {
-                insert.execute(&self.pool).await?;
+                insert().execute(&self.pool).await?;
             }
             0
         };
