@@ -1,10 +1,13 @@
 //! Password hashing (argon2id) and the two kinds of secret the control plane mints: user
 //! passwords and API keys.
 
+use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
+use aws_lc_rs::hmac;
 use rand::RngExt;
 use sha2::{Digest, Sha256};
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -77,6 +80,83 @@ static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
     let mut memory = Vec::new();
     hash_with(&generate_api_key(), &mut memory).expect("argon2 hashes with its default parameters")
 });
+
+/// How long a successful password check is remembered (see [`Verified`]).
+pub const VERIFIED_TTL: Duration = Duration::from_secs(10 * 60);
+
+/// Most successful checks remembered at once (about 200 bytes each).
+const VERIFIED_MAX: usize = 10_000;
+
+/// Successful password checks of the last [`VERIFIED_TTL`], so that a partner logging in again
+/// with the same password costs one HMAC-SHA256 instead of another argon2 run (tens of
+/// milliseconds of CPU). Partners' scripts reconnect every few minutes, and a client running
+/// 20 transfers at once logs in 20 times; SFTPGo caches verified passwords for the same reason.
+///
+/// - Keyed by the stored hash: a new password (a new salted hash) or a deleted user never
+///   matches an old entry.
+/// - Only successes are remembered, so a wrong password always pays argon2's full cost, and a
+///   hit reveals nothing the login's success does not.
+/// - What is kept is an HMAC of the password under a random key that exists only in this
+///   process's memory, never the password.
+struct Verified {
+    key: hmac::Key,
+    /// Stored hash → when it was verified, and the HMAC of the password that matched it.
+    entries: Mutex<HashMap<String, (Instant, hmac::Tag)>>,
+}
+
+static VERIFIED: LazyLock<Verified> = LazyLock::new(|| {
+    let mut key = [0u8; 32];
+    rand::rng().fill(&mut key[..]);
+    Verified {
+        key: hmac::Key::new(hmac::HMAC_SHA256, &key),
+        entries: Mutex::new(HashMap::new()),
+    }
+});
+
+impl Verified {
+    /// What is signed: the stored hash, a separator, the password.
+    fn message(phc: &str, password: &str) -> Vec<u8> {
+        [phc.as_bytes(), &[0], password.as_bytes()].concat()
+    }
+
+    fn tag(&self, phc: &str, password: &str) -> hmac::Tag {
+        hmac::sign(&self.key, &Self::message(phc, password))
+    }
+
+    /// Whether `password` matched the stored hash `phc` less than [`VERIFIED_TTL`] before
+    /// `now`. Compared in constant time.
+    fn remembers(&self, phc: &str, password: &str, now: Instant) -> bool {
+        let tag = match self.entries.lock() {
+            Ok(entries) => match entries.get(phc) {
+                Some((at, tag)) if now.saturating_duration_since(*at) < VERIFIED_TTL => *tag,
+                _ => return false,
+            },
+            Err(_) => return false,
+        };
+        hmac::verify(&self.key, &Self::message(phc, password), tag.as_ref()).is_ok()
+    }
+
+    /// Notes that `password` matched `phc` at `now`. When full, expired entries go first; if
+    /// none has expired, the oldest does.
+    fn remember(&self, phc: &str, password: &str, now: Instant) {
+        let tag = self.tag(phc, password);
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        if entries.len() >= VERIFIED_MAX && !entries.contains_key(phc) {
+            entries.retain(|_, (at, _)| now.saturating_duration_since(*at) < VERIFIED_TTL);
+            if entries.len() >= VERIFIED_MAX
+                && let Some(oldest) = entries
+                    .iter()
+                    .min_by_key(|(_, (at, _))| *at)
+                    .map(|(phc, _)| phc.clone())
+            {
+                entries.remove(&oldest);
+            }
+        }
+        entries.insert(phc.to_owned(), (now, tag));
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("password hashing failed: {0}")]
@@ -155,16 +235,28 @@ pub async fn hash_password(password: String) -> Result<String, HashError> {
 }
 
 /// Whether `password` matches `hash`. With no hash (unknown user), checks against a dummy hash
-/// and returns `false`, taking the same time. An unreadable stored hash is a mismatch.
+/// and returns `false`, taking the same time. An unreadable stored hash is a mismatch. A
+/// password that matched the same hash in the last [`VERIFIED_TTL`] is accepted without
+/// running argon2 again (see [`Verified`]).
 pub async fn verify_password(password: String, hash: Option<String>) -> bool {
+    if let Some(phc) = &hash
+        && VERIFIED.remembers(phc, &password, Instant::now())
+    {
+        return true;
+    }
     let Some(mut slot) = Slot::acquire().await else {
         return false;
     };
     tokio::task::spawn_blocking(move || {
-        let known = hash.is_some();
-        let hash = hash.as_deref().unwrap_or(DUMMY_HASH.as_str());
-        let matches = verify_in(&password, hash, &mut slot.memory);
-        known && matches
+        let Some(phc) = hash else {
+            verify_in(&password, DUMMY_HASH.as_str(), &mut slot.memory);
+            return false;
+        };
+        let matches = verify_in(&password, &phc, &mut slot.memory);
+        if matches {
+            VERIFIED.remember(&phc, &password, Instant::now());
+        }
+        matches
     })
     .await
     .unwrap_or(false)
@@ -199,6 +291,89 @@ pub fn api_key_prefix(key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_recent_successes_with_the_same_password_and_hash_are_remembered() {
+        let cache = Verified {
+            key: hmac::Key::new(hmac::HMAC_SHA256, b"test key"),
+            entries: Mutex::new(HashMap::new()),
+        };
+        let now = Instant::now();
+        assert!(!cache.remembers("$hash-a", "pw", now), "nothing yet");
+        cache.remember("$hash-a", "pw", now);
+        assert!(cache.remembers("$hash-a", "pw", now));
+        assert!(cache.remembers("$hash-a", "pw", now + VERIFIED_TTL / 2));
+        assert!(
+            !cache.remembers("$hash-a", "pw", now + VERIFIED_TTL),
+            "expired"
+        );
+        assert!(!cache.remembers("$hash-a", "pw!", now), "another password");
+        assert!(!cache.remembers("$hash-a", "p", now), "a prefix of it");
+        assert!(!cache.remembers("$hash-b", "pw", now), "another (new) hash");
+        // The key is the process's own: another process's HMAC never matches.
+        let other = Verified {
+            key: hmac::Key::new(hmac::HMAC_SHA256, b"another key"),
+            entries: Mutex::new(HashMap::new()),
+        };
+        let foreign = other.tag("$hash-c", "pw");
+        cache
+            .entries
+            .lock()
+            .unwrap()
+            .insert("$hash-c".into(), (now, foreign));
+        assert!(!cache.remembers("$hash-c", "pw", now));
+    }
+
+    #[test]
+    fn the_cache_stays_bounded_and_drops_the_oldest() {
+        let cache = Verified {
+            key: hmac::Key::new(hmac::HMAC_SHA256, b"test key"),
+            entries: Mutex::new(HashMap::new()),
+        };
+        let start = Instant::now();
+        for i in 0..VERIFIED_MAX {
+            cache.remember(
+                &format!("$h{i}"),
+                "pw",
+                start + Duration::from_millis(i as u64),
+            );
+        }
+        let later = start + Duration::from_secs(1);
+        cache.remember("$newest", "pw", later);
+        assert_eq!(cache.entries.lock().unwrap().len(), VERIFIED_MAX);
+        assert!(!cache.remembers("$h0", "pw", later), "the oldest went");
+        assert!(cache.remembers("$h1", "pw", later));
+        assert!(cache.remembers("$newest", "pw", later));
+        // Once they have expired, they all make room at once.
+        let expired = start + VERIFIED_TTL + Duration::from_secs(60);
+        cache.remember("$fresh", "pw", expired);
+        assert_eq!(cache.entries.lock().unwrap().len(), 1);
+    }
+
+    /// A wrong password is never remembered, and a right one is: the second check of the
+    /// right one does not run argon2 (the hashing slots are all taken, and it still answers).
+    #[tokio::test]
+    async fn a_verified_password_skips_argon2_until_it_changes() {
+        let hash = hash_password("remember me".into()).await.unwrap();
+        assert!(!verify_password("wrong".into(), Some(hash.clone())).await);
+        assert!(!VERIFIED.remembers(&hash, "wrong", Instant::now()));
+        assert!(verify_password("remember me".into(), Some(hash.clone())).await);
+        assert!(VERIFIED.remembers(&hash, "remember me", Instant::now()));
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let _taken = HASHING_SLOTS.acquire_many(cpus as u32).await.unwrap();
+        let remembered = tokio::time::timeout(
+            Duration::from_secs(5),
+            verify_password("remember me".into(), Some(hash.clone())),
+        )
+        .await;
+        assert_eq!(remembered, Ok(true), "answered without a hashing slot");
+        let wrong = tokio::time::timeout(
+            Duration::from_millis(300),
+            verify_password("wrong".into(), Some(hash)),
+        )
+        .await;
+        assert!(wrong.is_err(), "a wrong password waits for argon2");
+    }
 
     #[tokio::test]
     async fn hashes_and_verifies() {
