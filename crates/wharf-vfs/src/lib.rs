@@ -16,6 +16,7 @@
 
 mod error;
 mod journal;
+mod local;
 mod path;
 mod store;
 mod transfer;

@@ -1853,6 +1853,75 @@ async fn multipart_uploads_are_journaled_and_orphans_swept() {
     assert_eq!(report, crate::SweepReport::default());
 }
 
+/// On a local-disk bucket, multipart uploads write their staging file directly
+/// (`LocalStaging`): on blocking threads with few uploads, on the session's thread with more
+/// uploads than cores. Either way the content, the checksum, appends and aborts come out as
+/// through the store, and no staging file is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_uploads_write_their_staging_files_directly() {
+    let dir = TempDir::new().unwrap();
+    let bucket = StoreCache::with_orphan_age(None)
+        .bucket(&storage(&format!("file://{}", dir.path().display())))
+        .unwrap();
+    let vfs = vfs_on_bucket(&bucket);
+    vfs.mkdir(&p("/in")).await.unwrap();
+    let staging_left = || files_with_hash(dir.path());
+
+    // One upload (a spare core), then more at once than this machine has cores.
+    let one = pattern(5 * crate::transfer::LOCAL_PART_SIZE + 123);
+    let summary = upload(&vfs, "/in/one.bin", &one, 100_000).await;
+    assert_eq!(summary.sha256, sha256_hex(&one));
+    let many = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2 + 2;
+    let uploads = (0..many).map(|i| {
+        let vfs = vfs.clone();
+        tokio::spawn(async move {
+            let data = pattern(3 * crate::transfer::LOCAL_PART_SIZE + i * 1000);
+            let summary = upload(&vfs, &format!("/in/many-{i}.bin"), &data, 64 * 1024).await;
+            assert_eq!(summary.sha256, sha256_hex(&data));
+            data
+        })
+    });
+    let written = futures::future::join_all(uploads).await;
+    for (i, data) in written.into_iter().enumerate() {
+        assert_eq!(
+            read_all(&vfs, &format!("/in/many-{i}.bin")).await,
+            data.unwrap()
+        );
+    }
+    assert_eq!(read_all(&vfs, "/in/one.bin").await, one);
+
+    // An append continues the file through a new staging file.
+    let mut append = vfs.open_append(&p("/in/one.bin")).await.unwrap();
+    let more = pattern(crate::transfer::LOCAL_PART_SIZE * 2);
+    append.write(0, Bytes::from(more.clone())).await.unwrap();
+    append.commit().await.unwrap();
+    assert_eq!(read_all(&vfs, "/in/one.bin").await, [one, more].concat());
+
+    // An aborted one leaves the previous version and no staging file.
+    let mut aborted = vfs
+        .create(&p("/in/many-0.bin"), CreateOptions::default())
+        .await
+        .unwrap();
+    aborted
+        .write(
+            0,
+            Bytes::from(pattern(crate::transfer::LOCAL_PART_SIZE * 2)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        staging_left().len(),
+        1,
+        "the staging file exists while writing"
+    );
+    aborted.abort().await.unwrap();
+    assert_eq!(
+        read_all(&vfs, "/in/many-0.bin").await,
+        pattern(3 * crate::transfer::LOCAL_PART_SIZE)
+    );
+    assert_eq!(staging_left(), Vec::<String>::new());
+}
+
 #[tokio::test]
 async fn local_staging_files_of_crashed_uploads_are_swept() {
     let dir = TempDir::new().unwrap();

@@ -28,6 +28,7 @@ use tokio::task::JoinSet;
 
 use wharf_core::{EventData, EventSink, EventType};
 
+use crate::local::{LocalStaging, PartWrite};
 use crate::{UploadJournal, VfsError, VirtualPath, WriteMode};
 
 /// Size of the first multipart parts, and the size below which a file is sent in one `PUT`
@@ -51,9 +52,16 @@ pub const MAX_PARTS: u64 = 10_000;
 /// in 8 MiB writes 0.54 s).
 pub const LOCAL_PART_SIZE: usize = 256 * 1024;
 
-/// Parts of a local-disk upload being written at once (they queue on the file's lock anyway;
-/// a few keep the disk busy while the client sends the next ones).
+/// Parts of a local-disk upload being written at once through the store (names the store
+/// encodes on disk; they queue on the file's lock anyway, and a few keep the disk busy while
+/// the client sends the next ones).
 const LOCAL_PARTS_IN_FLIGHT: usize = 8;
+
+/// Parts of a local-disk upload written directly ([`LocalStaging`]) that may be on blocking
+/// threads at once (few uploads, or a slow disk): one. Writers of one file take turns on its
+/// inode lock, and more of them only spin there; one overlaps the copy into the page cache with
+/// the session reading, decrypting and hashing the next part.
+const STAGING_PARTS_IN_FLIGHT: usize = 1;
 
 /// Parts of one size before the size doubles (see [`part_size`]).
 const PARTS_PER_SIZE: u64 = 500;
@@ -144,6 +152,9 @@ pub struct Upload {
     received: u64,
     /// The store is a local disk: small parts, no part limit (see [`LOCAL_PART_SIZE`]).
     local: bool,
+    /// Where the file goes on local disk, when its parts are written directly
+    /// ([`LocalStaging`]) rather than through the store.
+    local_file: Option<std::path::PathBuf>,
     path: VirtualPath,
     key: Path,
     /// Length of the contiguous data accepted from offset 0 (existing content copied in
@@ -166,8 +177,8 @@ pub struct Upload {
     held: BTreeMap<u64, Bytes>,
     /// SHA-256 of the contiguous data, so the checksum costs no second read.
     hasher: Sha256,
-    /// The multipart upload, once the file reached [`PART_SIZE`].
-    multipart: Exclusive<Option<Box<dyn MultipartUpload>>>,
+    /// The multipart upload, once the file reached its first part's size.
+    multipart: Exclusive<Option<Parts>>,
     parts_sent: u64,
     /// Parts being sent. Spawned, because a part's future only makes progress while polled and
     /// the client's next write must not wait for it.
@@ -192,6 +203,7 @@ impl Upload {
             journal,
             events,
             local,
+            local_file,
         } = target;
         Upload {
             store,
@@ -199,6 +211,7 @@ impl Upload {
             events,
             received: 0,
             local,
+            local_file,
             path,
             key,
             written: 0,
@@ -489,7 +502,9 @@ impl Upload {
             return Err(too_large());
         }
         // By the schedule, not this part's length: the last part may be short.
-        let max_in_flight = if self.local {
+        let max_in_flight = if self.local_file.is_some() {
+            STAGING_PARTS_IN_FLIGHT
+        } else if self.local {
             LOCAL_PARTS_IN_FLIGHT
         } else {
             (IN_FLIGHT_BYTES / part_size(self.parts_sent)).max(1)
@@ -503,15 +518,26 @@ impl Upload {
             Some(multipart) => multipart,
             None => {
                 tracing::debug!(path = %self.path, "starting a multipart upload");
-                let started = match &self.journal {
-                    Some(journal) => journal.start(&self.key).await?,
-                    None => self.store.put_multipart(&self.key).await?,
+                let started = match (&self.local_file, &self.journal) {
+                    (Some(dest), _) => Parts::Local(LocalStaging::create(dest.clone())?),
+                    (None, Some(journal)) => Parts::Store(journal.start(&self.key).await?),
+                    (None, None) => Parts::Store(self.store.put_multipart(&self.key).await?),
                 };
                 self.multipart.get_mut().insert(started)
             }
         };
-        self.in_flight
-            .spawn(multipart.put_part(PutPayload::from(part)));
+        match multipart {
+            Parts::Store(multipart) => {
+                self.in_flight
+                    .spawn(multipart.put_part(PutPayload::from(part)));
+            }
+            Parts::Local(staging) => match staging.put_part(part) {
+                PartWrite::Done(written) => written?,
+                PartWrite::Pending(writing) => {
+                    self.in_flight.spawn(writing);
+                }
+            },
+        }
         self.parts_sent += 1;
         // Surface failures of earlier parts now rather than at commit.
         while let Some(result) = self.in_flight.try_join_next() {
@@ -658,11 +684,7 @@ impl Upload {
                 .map(|_| ())
                 .map_err(VfsError::from),
             None => match self.multipart.get_mut() {
-                Some(multipart) => multipart
-                    .complete()
-                    .await
-                    .map(|_| ())
-                    .map_err(VfsError::from),
+                Some(multipart) => multipart.complete().await.map_err(VfsError::from),
                 None => Ok(()),
             },
         };
@@ -817,6 +839,33 @@ pub(crate) struct UploadTarget {
     pub(crate) events: Option<UploadEvents>,
     /// The store is a local disk (see [`LOCAL_PART_SIZE`]).
     pub(crate) local: bool,
+    /// The file's path on local disk, if its parts may be written there directly
+    /// ([`LocalStaging`]); `None` sends them through `store`.
+    pub(crate) local_file: Option<std::path::PathBuf>,
+}
+
+/// A multipart upload: the store's, or a local-disk staging file written directly.
+enum Parts {
+    Store(Box<dyn MultipartUpload>),
+    Local(LocalStaging),
+}
+
+impl Parts {
+    /// Makes the upload visible. Every part must have finished.
+    async fn complete(&mut self) -> object_store::Result<()> {
+        match self {
+            Parts::Store(multipart) => multipart.complete().await.map(|_| ()),
+            Parts::Local(staging) => staging.complete().await,
+        }
+    }
+
+    /// Throws the parts away. Every part must have finished.
+    async fn abort(&mut self) -> object_store::Result<()> {
+        match self {
+            Parts::Store(multipart) => multipart.abort().await,
+            Parts::Local(staging) => staging.abort().await,
+        }
+    }
 }
 
 /// What an upload needs to report its events.

@@ -730,6 +730,7 @@ impl Vfs {
                 journal: self.inner.uploads.clone(),
                 events,
                 local: self.inner.local_root.is_some(),
+                local_file: self.local_file(&key),
             },
             path.clone(),
             key,
@@ -794,15 +795,12 @@ impl Vfs {
     /// take microseconds, less than handing them to a blocking thread and back (on a loaded
     /// host that hand-off costs 100–300 µs, on the path of every OPEN).
     fn new_in_marked_local_directory(&self, path: &VirtualPath, key: &Path) -> bool {
-        let Some(root) = &self.inner.local_root else {
+        let (Some(root), Some(file)) = (&self.inner.local_root, self.local_file(key)) else {
             return false;
         };
-        if key.parts().any(|part| part.as_ref().contains(['%', '#'])) {
-            return false;
-        }
         // Nothing at the name: no file, no marker and nothing below it.
         let missing = matches!(
-            std::fs::metadata(local_path(root, key)),
+            std::fs::metadata(file),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound
         );
         missing
@@ -811,6 +809,17 @@ impl Vfs {
                 .filter(|parent| !parent.is_root())
                 .map(|parent| local_path(root, &marker_key(&self.key(&parent))))
                 .is_none_or(|marker| std::fs::metadata(marker).is_ok_and(|meta| meta.is_file()))
+    }
+
+    /// On a local-disk bucket, where `key` is on disk, if the store spells it the same way
+    /// there: `None` for names with `%` or `#` (which `LocalFileSystem` encodes) and on other
+    /// stores.
+    fn local_file(&self, key: &Path) -> Option<std::path::PathBuf> {
+        let root = self.inner.local_root.as_ref()?;
+        if key.parts().any(|part| part.as_ref().contains(['%', '#'])) {
+            return None;
+        }
+        Some(local_path(root, key))
     }
 
     /// Fails unless `path`'s parent is a directory: [`VfsError::NotADirectory`] if it is a file,
