@@ -77,7 +77,8 @@ impl DatabaseLogin {
                     false
                 } else {
                     let hash = found.as_ref().map(|(user, _)| user.password_hash.clone());
-                    passwords::verify_password(password.clone(), hash).await
+                    passwords::verify_login_password(&request.username, password.clone(), hash)
+                        .await
                 }
             }
             LoginSecret::PublicKey { public_key } => match (PublicKey::parse(public_key), &found) {

@@ -92,15 +92,17 @@ const VERIFIED_MAX: usize = 10_000;
 /// milliseconds of CPU). Partners' scripts reconnect every few minutes, and a client running
 /// 20 transfers at once logs in 20 times; SFTPGo caches verified passwords for the same reason.
 ///
-/// - Keyed by the stored hash: a new password (a new salted hash) or a deleted user never
-///   matches an old entry.
+/// - Keyed by the user and the stored hash: a new password (a new salted hash) or a deleted
+///   user never matches an old entry, and no user's entry serves another (even one whose
+///   stored hash is a copy).
 /// - Only successes are remembered, so a wrong password always pays argon2's full cost, and a
 ///   hit reveals nothing the login's success does not.
 /// - What is kept is an HMAC of the password under a random key that exists only in this
 ///   process's memory, never the password.
 struct Verified {
     key: hmac::Key,
-    /// Stored hash → when it was verified, and the HMAC of the password that matched it.
+    /// User and stored hash ([`login_key`]) → when the password was verified, and the HMAC of
+    /// the password that matched.
     entries: Mutex<HashMap<String, (Instant, hmac::Tag)>>,
 }
 
@@ -114,48 +116,53 @@ static VERIFIED: LazyLock<Verified> = LazyLock::new(|| {
 });
 
 impl Verified {
-    /// What is signed: the stored hash, a separator, the password.
-    fn message(phc: &str, password: &str) -> Vec<u8> {
-        [phc.as_bytes(), &[0], password.as_bytes()].concat()
+    /// What is signed: the entry's key, a separator, the password.
+    fn message(key: &str, password: &str) -> Vec<u8> {
+        [key.as_bytes(), &[0], password.as_bytes()].concat()
     }
 
-    fn tag(&self, phc: &str, password: &str) -> hmac::Tag {
-        hmac::sign(&self.key, &Self::message(phc, password))
+    fn tag(&self, key: &str, password: &str) -> hmac::Tag {
+        hmac::sign(&self.key, &Self::message(key, password))
     }
 
-    /// Whether `password` matched the stored hash `phc` less than [`VERIFIED_TTL`] before
-    /// `now`. Compared in constant time.
-    fn remembers(&self, phc: &str, password: &str, now: Instant) -> bool {
+    /// Whether `password` matched for `key` less than [`VERIFIED_TTL`] before `now`. Compared
+    /// in constant time.
+    fn remembers(&self, key: &str, password: &str, now: Instant) -> bool {
         let tag = match self.entries.lock() {
-            Ok(entries) => match entries.get(phc) {
+            Ok(entries) => match entries.get(key) {
                 Some((at, tag)) if now.saturating_duration_since(*at) < VERIFIED_TTL => *tag,
                 _ => return false,
             },
             Err(_) => return false,
         };
-        hmac::verify(&self.key, &Self::message(phc, password), tag.as_ref()).is_ok()
+        hmac::verify(&self.key, &Self::message(key, password), tag.as_ref()).is_ok()
     }
 
-    /// Notes that `password` matched `phc` at `now`. When full, expired entries go first; if
-    /// none has expired, the oldest does.
-    fn remember(&self, phc: &str, password: &str, now: Instant) {
-        let tag = self.tag(phc, password);
+    /// Notes that `password` matched for `key` at `now`. When full, expired entries go first;
+    /// if none has expired, the oldest does.
+    fn remember(&self, key: &str, password: &str, now: Instant) {
+        let tag = self.tag(key, password);
         let Ok(mut entries) = self.entries.lock() else {
             return;
         };
-        if entries.len() >= VERIFIED_MAX && !entries.contains_key(phc) {
+        if entries.len() >= VERIFIED_MAX && !entries.contains_key(key) {
             entries.retain(|_, (at, _)| now.saturating_duration_since(*at) < VERIFIED_TTL);
             if entries.len() >= VERIFIED_MAX
                 && let Some(oldest) = entries
                     .iter()
                     .min_by_key(|(_, (at, _))| *at)
-                    .map(|(phc, _)| phc.clone())
+                    .map(|(key, _)| key.clone())
             {
                 entries.remove(&oldest);
             }
         }
-        entries.insert(phc.to_owned(), (now, tag));
+        entries.insert(key.to_owned(), (now, tag));
     }
+}
+
+/// The key of a user's entry in [`Verified`]: the username and the stored hash.
+fn login_key(username: &str, phc: &str) -> String {
+    format!("{username}\0{phc}")
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -235,31 +242,37 @@ pub async fn hash_password(password: String) -> Result<String, HashError> {
 }
 
 /// Whether `password` matches `hash`. With no hash (unknown user), checks against a dummy hash
-/// and returns `false`, taking the same time. An unreadable stored hash is a mismatch. A
-/// password that matched the same hash in the last [`VERIFIED_TTL`] is accepted without
-/// running argon2 again (see [`Verified`]).
+/// and returns `false`, taking the same time. An unreadable stored hash is a mismatch.
 pub async fn verify_password(password: String, hash: Option<String>) -> bool {
-    if let Some(phc) = &hash
-        && VERIFIED.remembers(phc, &password, Instant::now())
-    {
-        return true;
-    }
     let Some(mut slot) = Slot::acquire().await else {
         return false;
     };
     tokio::task::spawn_blocking(move || {
-        let Some(phc) = hash else {
-            verify_in(&password, DUMMY_HASH.as_str(), &mut slot.memory);
-            return false;
-        };
-        let matches = verify_in(&password, &phc, &mut slot.memory);
-        if matches {
-            VERIFIED.remember(&phc, &password, Instant::now());
-        }
-        matches
+        let known = hash.is_some();
+        let hash = hash.as_deref().unwrap_or(DUMMY_HASH.as_str());
+        let matches = verify_in(&password, hash, &mut slot.memory);
+        known && matches
     })
     .await
     .unwrap_or(false)
+}
+
+/// [`verify_password`] for a login by `username` (whose stored hash is `hash`): a password
+/// that matched the same user's same stored hash in the last [`VERIFIED_TTL`] is accepted
+/// without running argon2 again (see [`Verified`]).
+pub async fn verify_login_password(username: &str, password: String, hash: Option<String>) -> bool {
+    let Some(phc) = hash else {
+        return verify_password(password, None).await;
+    };
+    let key = login_key(username, &phc);
+    if VERIFIED.remembers(&key, &password, Instant::now()) {
+        return true;
+    }
+    let matches = verify_password(password.clone(), Some(phc)).await;
+    if matches {
+        VERIFIED.remember(&key, &password, Instant::now());
+    }
+    matches
 }
 
 const BASE62: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -352,27 +365,29 @@ mod tests {
 
     /// A wrong password is never remembered, and a right one is: the second check of the
     /// right one does not run argon2 (the hashing slots are all taken, and it still answers).
+    /// Another user with a copy of the same stored hash is not served from the first one's
+    /// entry.
     #[tokio::test]
-    async fn a_verified_password_skips_argon2_until_it_changes() {
+    async fn a_verified_password_skips_argon2_for_the_same_user_until_it_changes() {
         let hash = hash_password("remember me".into()).await.unwrap();
-        assert!(!verify_password("wrong".into(), Some(hash.clone())).await);
-        assert!(!VERIFIED.remembers(&hash, "wrong", Instant::now()));
-        assert!(verify_password("remember me".into(), Some(hash.clone())).await);
-        assert!(VERIFIED.remembers(&hash, "remember me", Instant::now()));
+        let check = |user: &'static str, password: &'static str| {
+            verify_login_password(user, password.into(), Some(hash.clone()))
+        };
+        assert!(!check("alice", "wrong").await);
+        assert!(!VERIFIED.remembers(&login_key("alice", &hash), "wrong", Instant::now()));
+        assert!(check("alice", "remember me").await);
+        assert!(VERIFIED.remembers(&login_key("alice", &hash), "remember me", Instant::now()));
+        assert!(!verify_login_password("alice", "remember me".into(), None).await);
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
         let _taken = HASHING_SLOTS.acquire_many(cpus as u32).await.unwrap();
-        let remembered = tokio::time::timeout(
-            Duration::from_secs(5),
-            verify_password("remember me".into(), Some(hash.clone())),
-        )
-        .await;
+        let remembered =
+            tokio::time::timeout(Duration::from_secs(5), check("alice", "remember me")).await;
         assert_eq!(remembered, Ok(true), "answered without a hashing slot");
-        let wrong = tokio::time::timeout(
-            Duration::from_millis(300),
-            verify_password("wrong".into(), Some(hash)),
-        )
-        .await;
+        let waits = Duration::from_millis(300);
+        let wrong = tokio::time::timeout(waits, check("alice", "wrong")).await;
         assert!(wrong.is_err(), "a wrong password waits for argon2");
+        let other = tokio::time::timeout(waits, check("bob", "remember me")).await;
+        assert!(other.is_err(), "another user waits for argon2");
     }
 
     #[tokio::test]
