@@ -95,12 +95,12 @@ fn note_slow_write(took: Duration) {
 /// (throttled, waiting for memory or a lock) switches voluntarily; one preempted while it runs
 /// does not.
 #[cfg(target_os = "linux")]
-fn voluntary_switches() -> Option<i64> {
+fn voluntary_switches() -> Option<libc::c_long> {
     // SAFETY: `rusage` is plain integers, for which all zeroes is a valid value.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: getrusage writes one `rusage` through the pointer, which points to a live one.
     let done = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
-    (done == 0).then(|| i64::from(usage.ru_nvcsw))
+    (done == 0).then_some(usage.ru_nvcsw)
 }
 
 /// Elsewhere there is no per-thread count: every slow write counts as a sleep.
