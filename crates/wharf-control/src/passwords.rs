@@ -109,13 +109,18 @@ struct Verified {
 static VERIFIED: LazyLock<Verified> = LazyLock::new(|| {
     let mut key = [0u8; 32];
     rand::rng().fill(&mut key[..]);
-    Verified {
-        key: hmac::Key::new(hmac::HMAC_SHA256, &key),
-        entries: Mutex::new(HashMap::new()),
-    }
+    Verified::new(&key)
 });
 
 impl Verified {
+    /// An empty cache whose HMACs use `key`.
+    fn new(key: &[u8]) -> Self {
+        Verified {
+            key: hmac::Key::new(hmac::HMAC_SHA256, key),
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// What is signed: the entry's key, a separator, the password.
     fn message(key: &str, password: &str) -> Vec<u8> {
         [key.as_bytes(), &[0], password.as_bytes()].concat()
@@ -307,10 +312,7 @@ mod tests {
 
     #[test]
     fn only_recent_successes_with_the_same_password_and_hash_are_remembered() {
-        let cache = Verified {
-            key: hmac::Key::new(hmac::HMAC_SHA256, b"test key"),
-            entries: Mutex::new(HashMap::new()),
-        };
+        let cache = Verified::new(b"test key");
         let now = Instant::now();
         assert!(!cache.remembers("$hash-a", "pw", now), "nothing yet");
         cache.remember("$hash-a", "pw", now);
@@ -324,10 +326,7 @@ mod tests {
         assert!(!cache.remembers("$hash-a", "p", now), "a prefix of it");
         assert!(!cache.remembers("$hash-b", "pw", now), "another (new) hash");
         // The key is the process's own: another process's HMAC never matches.
-        let other = Verified {
-            key: hmac::Key::new(hmac::HMAC_SHA256, b"another key"),
-            entries: Mutex::new(HashMap::new()),
-        };
+        let other = Verified::new(b"another key");
         let foreign = other.tag("$hash-c", "pw");
         cache
             .entries
@@ -339,10 +338,7 @@ mod tests {
 
     #[test]
     fn the_cache_stays_bounded_and_drops_the_oldest() {
-        let cache = Verified {
-            key: hmac::Key::new(hmac::HMAC_SHA256, b"test key"),
-            entries: Mutex::new(HashMap::new()),
-        };
+        let cache = Verified::new(b"test key");
         let start = Instant::now();
         for i in 0..VERIFIED_MAX {
             cache.remember(

@@ -188,12 +188,12 @@ impl LocalStaging {
     fn put_part_where(&mut self, data: Bytes, inline: bool) -> PartWrite {
         let offset = self.offset;
         self.offset += data.len() as u64;
+        if inline {
+            let written = write_part(&self.file, &data, offset);
+            return PartWrite::Done(written.map_err(|e| io_error(e, "cannot write", &self.dest)));
+        }
         let file = Arc::clone(&self.file);
         let dest = self.dest.clone();
-        if inline {
-            let written = write_part(&file, &data, offset);
-            return PartWrite::Done(written.map_err(|e| io_error(e, "cannot write", &dest)));
-        }
         PartWrite::Pending(
             tokio::task::spawn_blocking(move || {
                 write_part(&file, &data, offset).map_err(|e| io_error(e, "cannot write", &dest))

@@ -697,7 +697,9 @@ impl Vfs {
             return Err(VfsError::IsADirectory);
         }
         let key = self.key(path);
-        let (parent, existing) = if self.new_in_marked_local_directory(path, &key) {
+        let local_file = self.local_file(&key);
+        let (parent, existing) = if self.new_in_marked_local_directory(path, local_file.as_deref())
+        {
             (Ok(()), Ok(None))
         } else {
             futures::join!(
@@ -730,7 +732,7 @@ impl Vfs {
                 journal: self.inner.uploads.clone(),
                 events,
                 local: self.inner.local_root.is_some(),
-                local_file: self.local_file(&key),
+                local_file,
             },
             path.clone(),
             key,
@@ -785,17 +787,21 @@ impl Vfs {
         );
     }
 
-    /// On a local-disk bucket, whether `key` (of `path`) names nothing yet and its parent is a
-    /// directory with a marker (or the home): the usual case of an upload, answered with two
-    /// `stat`s instead of five store requests (each its own blocking task). `false` means "ask
-    /// the store": any other answer, an error, or a name the store would spell differently on
-    /// disk (`%`, `#`).
+    /// On a local-disk bucket, whether `file` (`path` on disk, see [`Vfs::local_file`]) names
+    /// nothing yet and its parent is a directory with a marker (or the home): the usual case
+    /// of an upload, answered with two `stat`s instead of five store requests (each its own
+    /// blocking task). `false` means "ask the store": any other answer, an error, or no `file`
+    /// (a name the store would spell differently on disk: `%`, `#`).
     ///
     /// The two `stat`s run right here, on the runtime's thread: on a local file system they
     /// take microseconds, less than handing them to a blocking thread and back (on a loaded
     /// host that hand-off costs 100–300 µs, on the path of every OPEN).
-    fn new_in_marked_local_directory(&self, path: &VirtualPath, key: &Path) -> bool {
-        let (Some(root), Some(file)) = (&self.inner.local_root, self.local_file(key)) else {
+    fn new_in_marked_local_directory(
+        &self,
+        path: &VirtualPath,
+        file: Option<&std::path::Path>,
+    ) -> bool {
+        let (Some(root), Some(file)) = (&self.inner.local_root, file) else {
             return false;
         };
         // Nothing at the name: no file, no marker and nothing below it.
