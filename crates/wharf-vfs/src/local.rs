@@ -109,16 +109,76 @@ fn voluntary_switches() -> Option<i64> {
     None
 }
 
-/// Writes `data` at `offset`, noting a slow write (see [`SLOW_WRITE`]).
-fn write_part(file: &File, data: &[u8], offset: u64) -> std::io::Result<()> {
+/// Runs `io`, noting a slow write (see [`SLOW_WRITE`]).
+fn timed<T>(io: impl FnOnce() -> T) -> T {
     let switches = voluntary_switches();
     let started = Instant::now();
-    let written = file.write_all_at(data, offset);
+    let done = io();
     let took = started.elapsed();
     if took > SLOW_WRITE && (switches.is_none() || voluntary_switches() != switches) {
         note_slow_write(took);
     }
+    done
+}
+
+/// Writes `data` at `offset`, noting a slow write.
+fn write_part(file: &File, data: &[u8], offset: u64) -> std::io::Result<()> {
+    timed(|| file.write_all_at(data, offset))
+}
+
+/// Writes a whole small file (one that never reached a part's size) to `dest`: a staging file
+/// written and renamed over `dest`, as [`LocalStaging`] does for a large one. There is nothing
+/// to overlap with here (the client waits for the file to be visible), so it all runs on the
+/// caller's thread (a create, one write and a rename: tens of microseconds), unless a write
+/// was slow a moment ago: then on a blocking thread.
+pub(crate) async fn put_whole(dest: PathBuf, data: Bytes) -> object_store::Result<()> {
+    if now_ms() >= INLINE_AFTER_MS.load(Ordering::Relaxed) {
+        timed(|| put_whole_now(&dest, &data))
+    } else {
+        blocking(move || put_whole_now(&dest, &data)).await
+    }
+}
+
+fn put_whole_now(dest: &Path, data: &[u8]) -> object_store::Result<()> {
+    let (file, staging) = create_staging(dest)?;
+    let written = file
+        .write_all_at(data, 0)
+        .map_err(|e| io_error(e, "cannot write", dest))
+        .and_then(|()| {
+            std::fs::rename(&staging, dest)
+                .map_err(|e| io_error(e, "cannot rename the upload to", dest))
+        });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&staging);
+    }
     written
+}
+
+/// Creates a new staging file for `dest` (`dest#N`, the first free `N`), and `dest`'s missing
+/// parent directories, as `LocalFileSystem` does.
+fn create_staging(dest: &Path) -> object_store::Result<(File, PathBuf)> {
+    let mut number = 1u64;
+    loop {
+        let mut staging = dest.as_os_str().to_owned();
+        staging.push(format!("#{number}"));
+        let staging = PathBuf::from(staging);
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&staging)
+        {
+            Ok(file) => return Ok((file, staging)),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => number += 1,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                let Some(parent) = staging.parent() else {
+                    return Err(io_error(e, "cannot create", &staging));
+                };
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| io_error(e, "cannot create directory", parent))?;
+            }
+            Err(e) => return Err(io_error(e, "cannot create", &staging)),
+        }
+    }
 }
 
 /// What [`LocalStaging::put_part`] did with a part.
@@ -146,36 +206,14 @@ impl LocalStaging {
     /// `LocalFileSystem` does). Runs on the caller's thread: creating a file is a metadata
     /// operation of well under a millisecond, once per upload.
     pub(crate) fn create(dest: PathBuf) -> object_store::Result<Self> {
-        let mut number = 1u64;
-        loop {
-            let mut staging = dest.clone().into_os_string();
-            staging.push(format!("#{number}"));
-            let staging = PathBuf::from(staging);
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&staging)
-            {
-                Ok(file) => {
-                    ACTIVE.fetch_add(1, Ordering::Relaxed);
-                    return Ok(LocalStaging {
-                        file: Arc::new(file),
-                        staging: Some(staging),
-                        dest,
-                        offset: 0,
-                    });
-                }
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => number += 1,
-                Err(e) if e.kind() == ErrorKind::NotFound => {
-                    let Some(parent) = staging.parent() else {
-                        return Err(io_error(e, "cannot create", &staging));
-                    };
-                    std::fs::create_dir_all(parent)
-                        .map_err(|e| io_error(e, "cannot create directory", parent))?;
-                }
-                Err(e) => return Err(io_error(e, "cannot create", &staging)),
-            }
-        }
+        let (file, staging) = create_staging(&dest)?;
+        ACTIVE.fetch_add(1, Ordering::Relaxed);
+        Ok(LocalStaging {
+            file: Arc::new(file),
+            staging: Some(staging),
+            dest,
+            offset: 0,
+        })
     }
 
     /// Writes `data` after the previous parts: on this thread, or on a blocking thread while
@@ -402,6 +440,46 @@ mod tests {
         );
         assert!(staging_names(&dir.path().join("gone")).is_empty());
         staging.abort().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_whole_small_file_replaces_the_previous_version_in_one_step() {
+        let dir = TempDir::new().unwrap();
+        let dest = dir.path().join("new/dir/f");
+        put_whole(dest.clone(), Bytes::from_static(b"first"))
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"first");
+        // Another upload of the same name is in progress: its staging name is skipped.
+        let other = LocalStaging::create(dest.clone()).unwrap();
+        put_whole(dest.clone(), Bytes::new()).await.unwrap();
+        assert_eq!(
+            std::fs::read(&dest).unwrap(),
+            b"",
+            "an empty file is a file"
+        );
+        assert_eq!(staging_names(&dir.path().join("new/dir")), ["f#1"]);
+        drop(other);
+        // The target's name is now a non-empty directory: the rename cannot replace it.
+        std::fs::remove_file(&dest).unwrap();
+        std::fs::create_dir_all(dest.join("child")).unwrap();
+        let error = put_whole(dest.clone(), Bytes::from_static(b"data"))
+            .await
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("cannot rename the upload to"),
+            "{error}"
+        );
+        for _ in 0..50 {
+            if staging_names(&dir.path().join("new/dir")).is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            staging_names(&dir.path().join("new/dir")).is_empty(),
+            "a failed write leaves no staging file"
+        );
     }
 
     #[test]

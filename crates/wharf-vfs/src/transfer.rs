@@ -28,7 +28,7 @@ use tokio::task::JoinSet;
 
 use wharf_core::{EventData, EventSink, EventType};
 
-use crate::local::{LocalStaging, PartWrite};
+use crate::local::{self, LocalStaging, PartWrite};
 use crate::{UploadJournal, VfsError, VirtualPath, WriteMode};
 
 /// Size of the first multipart parts, and the size below which a file is sent in one `PUT`
@@ -153,7 +153,8 @@ pub struct Upload {
     /// The store is a local disk: small parts, no part limit (see [`LOCAL_PART_SIZE`]).
     local: bool,
     /// Where the file goes on local disk, when its parts are written directly
-    /// ([`LocalStaging`]) rather than through the store.
+    /// ([`LocalStaging`], and [`local::put_whole`] for a small file) rather than through the
+    /// store.
     local_file: Option<std::path::PathBuf>,
     path: VirtualPath,
     key: Path,
@@ -677,12 +678,15 @@ impl Upload {
         self.check_pinned().await?;
         let event = self.begin_event(&sha256).await?;
         let visible: Result<(), VfsError> = match single_put {
-            Some(rest) => self
-                .store
-                .put(&self.key, PutPayload::from(rest))
-                .await
-                .map(|_| ())
-                .map_err(VfsError::from),
+            Some(rest) => match &self.local_file {
+                Some(dest) => local::put_whole(dest.clone(), rest).await,
+                None => self
+                    .store
+                    .put(&self.key, PutPayload::from(rest))
+                    .await
+                    .map(|_| ()),
+            }
+            .map_err(VfsError::from),
             None => match self.multipart.get_mut() {
                 Some(multipart) => multipart.complete().await.map_err(VfsError::from),
                 None => Ok(()),
