@@ -897,6 +897,98 @@ async fn malformed_sftp_packets_get_errors_not_crashes() {
     assert_eq!(sftp.read("/after.txt").await.unwrap(), b"still fine");
 }
 
+/// An SFTP string: length, then the bytes.
+fn sftp_string(bytes: &[u8]) -> Vec<u8> {
+    let mut s = (bytes.len() as u32).to_be_bytes().to_vec();
+    s.extend_from_slice(bytes);
+    s
+}
+
+/// Requests on one handle sent all at once, mixing small writes (which the server may answer
+/// from its reader) with large ones (which go to the handle's worker): every reply arrives,
+/// FSTAT sees every write before it, and the file is the writes in order.
+#[tokio::test]
+async fn pipelined_requests_on_one_handle_keep_their_order() {
+    const SSH_FXP_INIT: u8 = 1;
+    const SSH_FXP_OPEN: u8 = 3;
+    const SSH_FXP_CLOSE: u8 = 4;
+    const SSH_FXP_WRITE: u8 = 6;
+    const SSH_FXP_FSTAT: u8 = 8;
+    const SSH_FXP_STATUS: u8 = 101;
+    const SSH_FXP_HANDLE: u8 = 102;
+    const SSH_FXP_ATTRS: u8 = 105;
+    let wharf = Wharf::start().await;
+    let (user, pw) = wharf.create_user("/order", json!({})).await;
+    let mut raw = raw_sftp(wharf.sftp_port, &user, &pw).await;
+    raw.stream
+        .write_all(&packet(SSH_FXP_INIT, &[0, 0, 0, 3]))
+        .await
+        .unwrap();
+    read_packet(&mut raw.stream).await.expect("version");
+
+    let mut open = 1u32.to_be_bytes().to_vec();
+    open.extend(sftp_string(b"/mixed.bin"));
+    open.extend(0x1au32.to_be_bytes()); // WRITE | CREAT | TRUNC
+    open.extend(0u32.to_be_bytes()); // no attributes
+    raw.stream
+        .write_all(&packet(SSH_FXP_OPEN, &open))
+        .await
+        .unwrap();
+    let (kind, body) = read_packet(&mut raw.stream).await.expect("handle");
+    assert_eq!(kind, SSH_FXP_HANDLE, "{body:?}");
+    let handle = body[8..].to_vec();
+
+    // Sizes around the server's 64 KiB limit for answering from the reader.
+    let sizes = [
+        100_000, 4_096, 1, 200_000, 65_536, 65_537, 3_000, 250_000, 10, 70_000,
+    ];
+    let data = random_bytes(sizes.iter().sum());
+    let mut requests = Vec::new();
+    let mut offset = 0usize;
+    for (i, size) in sizes.iter().enumerate() {
+        let mut write = (10 + i as u32).to_be_bytes().to_vec();
+        write.extend(sftp_string(&handle));
+        write.extend((offset as u64).to_be_bytes());
+        write.extend(sftp_string(&data[offset..offset + size]));
+        requests.extend(packet(SSH_FXP_WRITE, &write));
+        offset += size;
+    }
+    let mut fstat = 100u32.to_be_bytes().to_vec();
+    fstat.extend(sftp_string(&handle));
+    requests.extend(packet(SSH_FXP_FSTAT, &fstat));
+    let mut close = 101u32.to_be_bytes().to_vec();
+    close.extend(sftp_string(&handle));
+    requests.extend(packet(SSH_FXP_CLOSE, &close));
+    raw.stream.write_all(&requests).await.unwrap();
+
+    let mut answered = Vec::new();
+    for _ in 0..sizes.len() + 2 {
+        let (kind, body) = read_packet(&mut raw.stream).await.expect("reply");
+        let id = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+        if id == 100 {
+            assert_eq!(kind, SSH_FXP_ATTRS);
+            let flags = u32::from_be_bytes([body[4], body[5], body[6], body[7]]);
+            assert_ne!(flags & 1, 0, "FSTAT reports a size");
+            let size = u64::from_be_bytes(body[8..16].try_into().unwrap());
+            assert_eq!(size, data.len() as u64, "FSTAT came after every write");
+        } else {
+            assert_eq!(kind, SSH_FXP_STATUS, "request {id}");
+            assert_eq!(&body[4..8], &[0, 0, 0, 0], "request {id} succeeded");
+        }
+        answered.push(id);
+    }
+    answered.sort_unstable();
+    let mut expected: Vec<u32> = (10..10 + sizes.len() as u32).collect();
+    expected.extend([100, 101]);
+    assert_eq!(answered, expected, "one reply per request");
+
+    let sftp = rust_sftp(wharf.sftp_port, &user, &pw).await.unwrap();
+    assert_eq!(
+        sha256(&sftp.read("/mixed.bin").await.unwrap()),
+        sha256(&data)
+    );
+}
+
 #[tokio::test]
 async fn twenty_concurrent_sessions_and_concurrent_handles() {
     let wharf = Wharf::start().await;

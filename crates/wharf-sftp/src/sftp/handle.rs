@@ -1,16 +1,35 @@
-//! Open handles. Each open file or directory has a worker task that owns its state and serves
-//! the requests naming that handle one after another, in the order they arrived: writes reach
-//! the upload in order, reads continue the download stream. Different handles (and path
-//! requests) proceed concurrently, so one slow store call never stalls the channel.
+//! Open handles. Requests naming one handle are served one after another, in the order they
+//! arrived: writes reach the upload in order, reads continue the download stream. Different
+//! handles (and path requests) proceed concurrently, so one slow store call never stalls the
+//! channel.
+//!
+//! A handle's state lives in its [`Slot`] while nothing is queued for it. The reader then
+//! serves the next request itself, up to its first wait: most requests of a small upload on a
+//! local disk (a 4 KiB WRITE into the buffer, the CLOSE that commits it) never wait, and
+//! answering them right there saves two hand-offs between tasks per request (on a VM each
+//! costs more than the work). A request that has to wait, a READ, or a large WRITE goes to the
+//! handle's worker task (started the first time one does), and so does everything after it
+//! until the worker has caught up and puts the state back.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Poll;
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use russh_sftp::protocol::{Attrs, Data, File, FileAttributes, Name, Packet, StatusCode};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tracing::Instrument;
 use wharf_core::Permissions;
 use wharf_vfs::{Download, Listing, Upload, Vfs, VirtualPath};
 
 use super::reply::{Reply, check_setstat, dir_attrs, entry_attrs, error_status, file_attrs, ok};
-use super::{MAX_IO_LEN, READDIR_BATCH, Replies};
+use super::{MAX_IO_LEN, READDIR_BATCH, Replies, Shared};
+
+/// Writes larger than this go to the worker even when the reader could serve them: for a
+/// large upload the worker hashes and stores one part while the reader decodes the next.
+const INLINE_WRITE_MAX: usize = 64 * 1024;
 
 /// What an open handle is.
 pub(crate) enum HandleState {
@@ -48,39 +67,215 @@ pub(crate) enum HandleOp {
     Close,
 }
 
-/// A request queued for a handle worker, with the in-flight permit released once it is answered.
+impl HandleOp {
+    /// Whether the reader may serve this request itself (up to its first wait).
+    fn inline(&self) -> bool {
+        match self {
+            HandleOp::Read { .. } => false,
+            HandleOp::Write { data, .. } => data.len() <= INLINE_WRITE_MAX,
+            _ => true,
+        }
+    }
+}
+
+/// A request for a handle, with the in-flight permit released once it is answered.
 pub(crate) struct Queued {
     pub id: u32,
     pub op: HandleOp,
     pub permit: OwnedSemaphorePermit,
 }
 
-/// Serves one handle until CLOSE or until the session ends (then an open upload is dropped,
-/// which aborts it: nothing half-written becomes visible).
-pub(crate) async fn run_handle(
+/// Where a handle's state is between requests.
+#[derive(Default)]
+pub(crate) struct Slot {
+    /// The state, while no request for the handle is queued or in progress elsewhere.
+    state: Option<HandleState>,
+    /// Work sent to the worker and not finished yet. The worker puts the state back here when
+    /// this reaches 0.
+    queued: usize,
+}
+
+/// An open handle, as the reader finds it by name.
+#[derive(Clone)]
+pub(crate) struct HandleEntry {
+    slot: Arc<Mutex<Slot>>,
+    /// The worker's queue, once there is a worker.
+    worker: Option<mpsc::UnboundedSender<Work>>,
+}
+
+impl HandleEntry {
+    /// A handle whose state waits in its slot, with no worker yet.
+    pub(crate) fn new(state: HandleState) -> Self {
+        HandleEntry {
+            slot: Arc::new(Mutex::new(Slot {
+                state: Some(state),
+                queued: 0,
+            })),
+            worker: None,
+        }
+    }
+
+    /// Drops the handle at the end of the session. An upload still open is aborted, never
+    /// committed (dropping it does that).
+    pub(crate) fn abandon(self) {
+        if let Some(HandleState::Write(upload)) = lock(&self.slot).state.take() {
+            tracing::info!(path = %upload.path(), "upload abandoned without CLOSE: aborted");
+        }
+    }
+}
+
+/// What the worker does next, in order.
+pub(crate) enum Work {
+    /// A request to serve with the state the worker holds.
+    Queued(Queued),
+    /// A request the reader started with the state from the slot; it yields the state back
+    /// (`None` after a CLOSE).
+    Started(BoxFuture<'static, Option<HandleState>>),
+}
+
+fn lock(slot: &Mutex<Slot>) -> MutexGuard<'_, Slot> {
+    // Nothing panics while holding it; a poisoned slot is still consistent.
+    slot.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Polls `future` once, with the calling task's waker.
+pub(crate) async fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *future).poll(cx))).await
+}
+
+/// Serves a request naming `handle`: here if the state is in its slot and the request is
+/// quick (see the module docs), else on the handle's worker.
+pub(crate) async fn dispatch(shared: &Arc<Shared>, handle: String, queued: Queued) {
+    let close = matches!(queued.op, HandleOp::Close);
+    let found = shared.handles.lock().ok().and_then(|mut handles| {
+        let handles = handles.as_mut()?;
+        if close {
+            handles.remove(&handle)
+        } else {
+            handles.get(&handle).cloned()
+        }
+    });
+    let Some(entry) = found else {
+        let reply = error_status(queued.id, Reply::BadHandle);
+        shared.replies.send(reply, queued.permit);
+        return;
+    };
+    let parked = {
+        let mut slot = lock(&entry.slot);
+        let parked = slot.state.take();
+        if parked.is_none() {
+            slot.queued += 1;
+        }
+        parked
+    };
+    let work = match parked {
+        // The state is with the worker, or on its way there: queue behind it.
+        None => Work::Queued(queued),
+        Some(state) => {
+            let inline = queued.op.inline();
+            let (vfs, replies) = (shared.vfs.clone(), shared.replies.clone());
+            let mut started = Box::pin(
+                async move { serve(state, &vfs, queued, &replies).await }.in_current_span(),
+            );
+            if inline && let Poll::Ready(state) = poll_once(&mut started).await {
+                lock(&entry.slot).state = state;
+                return;
+            }
+            lock(&entry.slot).queued += 1;
+            Work::Started(started)
+        }
+    };
+    let worker = match entry.worker {
+        Some(worker) => worker,
+        None => start_worker(shared, &handle, &entry.slot, close),
+    };
+    // Fails only once the worker has ended, i.e. the session is over: the work is dropped
+    // (an upload in it is aborted).
+    let _ = worker.send(work);
+}
+
+/// Starts the worker of `handle` and records its queue (unless the handle is being closed).
+fn start_worker(
+    shared: &Arc<Shared>,
+    handle: &str,
+    slot: &Arc<Mutex<Slot>>,
+    closing: bool,
+) -> mpsc::UnboundedSender<Work> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    if !closing
+        && let Ok(mut handles) = shared.handles.lock()
+        && let Some(entry) = handles.as_mut().and_then(|handles| handles.get_mut(handle))
+    {
+        entry.worker = Some(tx.clone());
+    }
+    shared.tasks.spawn(
+        run_handle(
+            handle.to_owned(),
+            Arc::clone(slot),
+            shared.vfs.clone(),
+            rx,
+            shared.replies.clone(),
+        )
+        .in_current_span(),
+    );
+    tx
+}
+
+/// Serves one handle's queued work until CLOSE or until the session ends (then an open upload
+/// is dropped, which aborts it: nothing half-written becomes visible).
+async fn run_handle(
     name: String,
-    mut state: HandleState,
+    slot: Arc<Mutex<Slot>>,
     vfs: Vfs,
-    mut queue: mpsc::UnboundedReceiver<Queued>,
+    mut queue: mpsc::UnboundedReceiver<Work>,
     replies: Replies,
 ) {
-    let permissions = vfs.permissions();
-    while let Some(Queued { id, op, permit }) = queue.recv().await {
-        if let HandleOp::Close = op {
-            let packet = close(state, id).await;
-            replies.send(packet, permit);
-            tracing::debug!(handle = %name, "closed");
-            return;
-        }
-        let packet = match serve(&mut state, &vfs, permissions, id, op).await {
-            Ok(packet) => packet,
-            Err(e) => error_status(id, e),
+    let mut state = None;
+    while let Some(work) = queue.recv().await {
+        state = match work {
+            Work::Started(started) => started.await,
+            Work::Queued(queued) => match state.take() {
+                Some(current) => serve(current, &vfs, queued, &replies).await,
+                // Closed already: nothing is queued behind a CLOSE.
+                None => {
+                    let reply = error_status(queued.id, Reply::BadHandle);
+                    replies.send(reply, queued.permit);
+                    None
+                }
+            },
         };
-        replies.send(packet, permit);
+        let mut slot = lock(&slot);
+        slot.queued -= 1;
+        if slot.queued == 0 {
+            // Caught up: the reader may serve the next request itself.
+            slot.state = state.take();
+        }
     }
-    if let HandleState::Write(upload) = state {
-        tracing::info!(path = %upload.path(), "upload abandoned without CLOSE: aborted");
+    let left = state.or_else(|| lock(&slot).state.take());
+    if let Some(HandleState::Write(upload)) = left {
+        tracing::info!(handle = %name, path = %upload.path(), "upload abandoned without CLOSE: aborted");
     }
+}
+
+/// Serves one request and sends its reply; returns the state for the next one (`None` once
+/// closed).
+async fn serve(
+    mut state: HandleState,
+    vfs: &Vfs,
+    queued: Queued,
+    replies: &Replies,
+) -> Option<HandleState> {
+    let Queued { id, op, permit } = queued;
+    if let HandleOp::Close = op {
+        replies.send(close(state, id).await, permit);
+        return None;
+    }
+    let packet = match serve_op(&mut state, vfs, vfs.permissions(), id, op).await {
+        Ok(packet) => packet,
+        Err(e) => error_status(id, e),
+    };
+    replies.send(packet, permit);
+    Some(state)
 }
 
 /// CLOSE: commits an upload (the reply says whether the file is now stored), drops the rest.
@@ -103,7 +298,7 @@ async fn close(state: HandleState, id: u32) -> Packet {
 }
 
 /// One request other than CLOSE.
-async fn serve(
+async fn serve_op(
     state: &mut HandleState,
     vfs: &Vfs,
     permissions: Permissions,

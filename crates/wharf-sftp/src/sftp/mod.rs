@@ -6,10 +6,12 @@
 //! stalls every request queued behind it. Here:
 //!
 //! - the **reader** (the task running [`SftpSession::run`]) decodes packets and never awaits a
-//!   store call;
-//! - requests naming a **handle** go to that handle's worker ([`handle`]), which serves them in
-//!   arrival order (writes reach the upload in order, reads continue one download stream);
-//! - **path** requests (stat, open, mkdir, rename, …) run as their own tasks;
+//!   store call: it serves a request itself only up to its first wait;
+//! - requests naming a **handle** are served in arrival order ([`handle`]: writes reach the
+//!   upload in order, reads continue one download stream), by the reader while they are quick
+//!   and nothing is queued for the handle, else by the handle's worker task;
+//! - **path** requests (stat, open, mkdir, rename, …) that have to wait go on as their own
+//!   tasks;
 //! - one **writer** task sends the replies as they complete (the protocol allows any order),
 //!   coalescing them into few flushes;
 //! - at most [`MAX_IN_FLIGHT`] requests are in progress; the reader stops reading beyond that,
@@ -31,7 +33,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use wharf_vfs::{CreateOptions, EntryKind, Vfs, VfsError, VirtualPath, WriteMode};
 
-use handle::{HandleOp, HandleState, Queued, run_handle};
+use handle::{HandleEntry, HandleOp, HandleState, Queued};
 use reply::{Reply, entry_attrs, error_status, extended_reply, ok, status};
 
 /// Largest packet a client may send: a 256 KiB write plus headers (OpenSSH's own limit).
@@ -80,8 +82,8 @@ impl Replies {
 /// What the reader and every request task share.
 struct Shared {
     vfs: Vfs,
-    /// Open handles' queues; `None` once the session is over (late OPENs then abort).
-    handles: Mutex<Option<HashMap<String, mpsc::UnboundedSender<Queued>>>>,
+    /// Open handles; `None` once the session is over (late OPENs then abort).
+    handles: Mutex<Option<HashMap<String, HandleEntry>>>,
     next_handle: std::sync::atomic::AtomicU64,
     replies: Replies,
     tasks: TaskTracker,
@@ -132,8 +134,13 @@ impl SftpSession {
             // No more requests: close the handle queues so their workers finish what is queued
             // and end (dropping an uncommitted upload aborts it). When every task is done the
             // last reply sender goes away and the writer finishes.
-            if let Ok(mut handles) = shared.handles.lock() {
-                handles.take();
+            let open = shared
+                .handles
+                .lock()
+                .ok()
+                .and_then(|mut handles| handles.take());
+            for entry in open.into_iter().flat_map(HashMap::into_values) {
+                entry.abandon();
             }
             shared.tasks.close();
             shared.tasks.wait().await;
@@ -187,7 +194,7 @@ async fn read_requests<R: AsyncRead + Unpin>(
             shared.replies.send(reply, permit);
             continue;
         }
-        dispatch(shared, packet, permit);
+        dispatch(shared, packet, permit).await;
     }
 }
 
@@ -241,8 +248,10 @@ fn version() -> Version {
     version
 }
 
-/// Routes one request: to its handle's worker, or to a task of its own.
-fn dispatch(shared: &Arc<Shared>, packet: Packet, permit: OwnedSemaphorePermit) {
+/// Serves one request: a request naming a handle in that handle's order ([`handle::dispatch`]),
+/// any other here up to its first wait, and from there on in a task of its own (most path
+/// requests on a local disk never wait, and a task would only add two hand-offs).
+async fn dispatch(shared: &Arc<Shared>, packet: Packet, permit: OwnedSemaphorePermit) {
     let id = packet.get_request_id();
     let on_handle = match packet {
         Packet::Read(p) => Some((
@@ -276,7 +285,7 @@ fn dispatch(shared: &Arc<Shared>, packet: Packet, permit: OwnedSemaphorePermit) 
         }
         other => {
             let task = shared.clone();
-            shared.tasks.spawn(
+            let mut request = Box::pin(
                 async move {
                     let reply = match task.path_request(other).await {
                         Ok(packet) => packet,
@@ -286,33 +295,16 @@ fn dispatch(shared: &Arc<Shared>, packet: Packet, permit: OwnedSemaphorePermit) 
                 }
                 .in_current_span(),
             );
+            if handle::poll_once(&mut request).await.is_pending() {
+                shared.tasks.spawn(request);
+            }
             return;
         }
     };
     let Some((handle, op)) = on_handle else {
         return;
     };
-    let queue = shared.handles.lock().ok().and_then(|mut handles| {
-        let handles = handles.as_mut()?;
-        if matches!(op, HandleOp::Close) {
-            handles.remove(&handle)
-        } else {
-            handles.get(&handle).cloned()
-        }
-    });
-    let queued = Queued { id, op, permit };
-    match queue {
-        Some(queue) => {
-            if let Err(mpsc::error::SendError(q)) = queue.send(queued) {
-                shared
-                    .replies
-                    .send(error_status(id, Reply::BadHandle), q.permit);
-            }
-        }
-        None => shared
-            .replies
-            .send(error_status(id, Reply::BadHandle), queued.permit),
-    }
+    handle::dispatch(shared, handle, Queued { id, op, permit }).await;
 }
 
 impl Shared {
@@ -443,7 +435,6 @@ impl Shared {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             + 1)
         .to_string();
-        let (tx, rx) = mpsc::unbounded_channel();
         {
             let mut handles = self
                 .handles
@@ -462,19 +453,9 @@ impl Shared {
                     format!("too many open files (at most {MAX_OPEN_HANDLES} per session)"),
                 ));
             }
-            handles.insert(name.clone(), tx);
+            handles.insert(name.clone(), HandleEntry::new(state));
         }
         tracing::debug!(handle = %name, "opened");
-        self.tasks.spawn(
-            run_handle(
-                name.clone(),
-                state,
-                self.vfs.clone(),
-                rx,
-                self.replies.clone(),
-            )
-            .in_current_span(),
-        );
         Ok(name)
     }
 
