@@ -86,7 +86,6 @@ pub(crate) struct Queued {
 }
 
 /// Where a handle's state is between requests.
-#[derive(Default)]
 pub(crate) struct Slot {
     /// The state, while no request for the handle is queued or in progress elsewhere.
     state: Option<HandleState>,
