@@ -1017,7 +1017,7 @@ def move_aside(target, name):
     still dirty): every create walks past each recently freed inode of its block group
     (`recently_deleted()` in fs/ext4/ialloc.c). Deleting b)'s 2,000 files before a timed run
     made each of the next run's creates walk past up to 2,000 of them, in whichever server
-    created them: measured, half of Wharf's CPU in b) and about 1 ms per file, and a spread of
+    created them: measured, half of Wharf's CPU in b), about 0.5 ms per file, and a spread of
     2.5x in OpenSSH's runs, depending on whether the new directory's inodes landed in the
     old one's block group. On ext4 with a journal (the usual case) there is no such walk."""
     src, trash = shlex.quote(str(target.home / name)), shlex.quote(str(STATE / "trash"))
