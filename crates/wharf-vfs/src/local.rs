@@ -1,5 +1,6 @@
 //! [`LocalStaging`]: a multipart upload to a local-disk bucket whose parts are written on the
-//! caller's thread when the cores are busy, and on a blocking thread otherwise.
+//! caller's thread when the cores are busy, and on a blocking thread otherwise; and
+//! [`put_whole`], the same staging file for a small upload, written in one step.
 //!
 //! object_store's `LocalFileSystem` hands every part to a blocking thread and back, several at
 //! once: with [`LOCAL_PART_SIZE`](crate::transfer::LOCAL_PART_SIZE) parts that is 4,096
