@@ -823,6 +823,17 @@ async fn read_packet(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> Option
     Some((kind, body))
 }
 
+// SFTP v3 packet types the raw-packet tests send or expect.
+const SSH_FXP_INIT: u8 = 1;
+const SSH_FXP_VERSION: u8 = 2;
+const SSH_FXP_OPEN: u8 = 3;
+const SSH_FXP_CLOSE: u8 = 4;
+const SSH_FXP_WRITE: u8 = 6;
+const SSH_FXP_FSTAT: u8 = 8;
+const SSH_FXP_STATUS: u8 = 101;
+const SSH_FXP_HANDLE: u8 = 102;
+const SSH_FXP_ATTRS: u8 = 105;
+
 fn packet(kind: u8, body: &[u8]) -> Vec<u8> {
     let mut p = ((body.len() + 1) as u32).to_be_bytes().to_vec();
     p.push(kind);
@@ -832,10 +843,6 @@ fn packet(kind: u8, body: &[u8]) -> Vec<u8> {
 
 #[tokio::test]
 async fn malformed_sftp_packets_get_errors_not_crashes() {
-    const SSH_FXP_INIT: u8 = 1;
-    const SSH_FXP_VERSION: u8 = 2;
-    const SSH_FXP_OPEN: u8 = 3;
-    const SSH_FXP_STATUS: u8 = 101;
     const BAD_MESSAGE: u32 = 5;
     let wharf = Wharf::start().await;
     let (user, pw) = wharf.create_user("/fuzz", json!({})).await;
@@ -909,14 +916,6 @@ fn sftp_string(bytes: &[u8]) -> Vec<u8> {
 /// FSTAT sees every write before it, and the file is the writes in order.
 #[tokio::test]
 async fn pipelined_requests_on_one_handle_keep_their_order() {
-    const SSH_FXP_INIT: u8 = 1;
-    const SSH_FXP_OPEN: u8 = 3;
-    const SSH_FXP_CLOSE: u8 = 4;
-    const SSH_FXP_WRITE: u8 = 6;
-    const SSH_FXP_FSTAT: u8 = 8;
-    const SSH_FXP_STATUS: u8 = 101;
-    const SSH_FXP_HANDLE: u8 = 102;
-    const SSH_FXP_ATTRS: u8 = 105;
     let wharf = Wharf::start().await;
     let (user, pw) = wharf.create_user("/order", json!({})).await;
     let mut raw = raw_sftp(wharf.sftp_port, &user, &pw).await;

@@ -142,17 +142,20 @@ pub(crate) async fn put_whole(dest: PathBuf, data: Bytes) -> object_store::Resul
 
 fn put_whole_now(dest: &Path, data: &[u8]) -> object_store::Result<()> {
     let (file, staging) = create_staging(dest)?;
-    let written = file
-        .write_all_at(data, 0)
-        .map_err(|e| io_error(e, "cannot write", dest))
-        .and_then(|()| {
-            std::fs::rename(&staging, dest)
-                .map_err(|e| io_error(e, "cannot rename the upload to", dest))
-        });
-    if written.is_err() {
+    if let Err(e) = file.write_all_at(data, 0) {
         let _ = std::fs::remove_file(&staging);
+        return Err(io_error(e, "cannot write", dest));
     }
-    written
+    rename_into_place(&staging, dest)
+}
+
+/// The commit: renames `staging` over `dest`, atomically replacing any previous version. A
+/// staging file that cannot be renamed is removed, so a failed commit leaves nothing behind.
+fn rename_into_place(staging: &Path, dest: &Path) -> object_store::Result<()> {
+    std::fs::rename(staging, dest).map_err(|e| {
+        let _ = std::fs::remove_file(staging);
+        io_error(e, "cannot rename the upload to", dest)
+    })
 }
 
 /// Creates a new staging file for `dest` (`dest#N`, the first free `N`), and `dest`'s missing
@@ -250,14 +253,9 @@ impl LocalStaging {
             .take()
             .ok_or_else(|| generic("the upload is finished".to_owned()))?;
         let dest = self.dest.clone();
-        blocking(move || {
-            std::fs::rename(&staging, &dest).map_err(|e| {
-                // Left for the caller's abort, which then finds nothing: remove it here.
-                let _ = std::fs::remove_file(&staging);
-                io_error(e, "cannot rename the upload to", &dest)
-            })
-        })
-        .await
+        // A failed rename removes the staging file itself: the caller's abort then finds
+        // nothing.
+        blocking(move || rename_into_place(&staging, &dest)).await
     }
 
     /// Removes the staging file.
@@ -332,6 +330,18 @@ mod tests {
             PartWrite::Done(result) => result,
             PartWrite::Pending(writing) => writing.await,
         }
+    }
+
+    /// Waits (up to a second) until no staging file is left in `dir`; Drop removes them in the
+    /// background.
+    async fn staging_names_settled(dir: &Path) -> Vec<String> {
+        for _ in 0..50 {
+            if staging_names(dir).is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        staging_names(dir)
     }
 
     fn staging_names(dir: &Path) -> Vec<String> {
@@ -414,13 +424,7 @@ mod tests {
         );
         let dropped = LocalStaging::create(dest.clone()).unwrap();
         drop(dropped);
-        for _ in 0..50 {
-            if staging_names(dir.path()).is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(staging_names(dir.path()).is_empty());
+        assert!(staging_names_settled(dir.path()).await.is_empty());
         assert!(!dest.exists());
     }
 
@@ -471,14 +475,10 @@ mod tests {
             error.to_string().contains("cannot rename the upload to"),
             "{error}"
         );
-        for _ in 0..50 {
-            if staging_names(&dir.path().join("new/dir")).is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
         assert!(
-            staging_names(&dir.path().join("new/dir")).is_empty(),
+            staging_names_settled(&dir.path().join("new/dir"))
+                .await
+                .is_empty(),
             "a failed write leaves no staging file"
         );
     }
