@@ -828,10 +828,12 @@ const SSH_FXP_INIT: u8 = 1;
 const SSH_FXP_VERSION: u8 = 2;
 const SSH_FXP_OPEN: u8 = 3;
 const SSH_FXP_CLOSE: u8 = 4;
+const SSH_FXP_READ: u8 = 5;
 const SSH_FXP_WRITE: u8 = 6;
 const SSH_FXP_FSTAT: u8 = 8;
 const SSH_FXP_STATUS: u8 = 101;
 const SSH_FXP_HANDLE: u8 = 102;
+const SSH_FXP_DATA: u8 = 103;
 const SSH_FXP_ATTRS: u8 = 105;
 
 fn packet(kind: u8, body: &[u8]) -> Vec<u8> {
@@ -912,12 +914,37 @@ fn sftp_string(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// Requests on one handle sent all at once, mixing small writes (which the server may answer
-/// from its reader) with large ones (which go to the handle's worker): every reply arrives,
+/// as they arrive) with large ones (which go to the handle's worker): every reply arrives,
 /// FSTAT sees every write before it, and the file is the writes in order.
 #[tokio::test]
 async fn pipelined_requests_on_one_handle_keep_their_order() {
+    // Sizes around the server's 64 KiB limit for answering a write at once.
+    let sizes = [
+        100_000, 4_096, 1, 200_000, 65_536, 65_537, 3_000, 250_000, 10, 70_000,
+    ];
+    pipelined_writes_then_fstat_and_close(&sizes, 0).await;
+}
+
+/// More requests in one burst than the server keeps in progress (128): READs on one handle
+/// take the permits, so the writes on another handle behind them wait in the backlog, and must
+/// still reach the upload in order (a write out of order fails the upload).
+#[tokio::test]
+async fn a_burst_beyond_the_in_flight_limit_keeps_its_order() {
+    let sizes: Vec<usize> = (0..150).flat_map(|i| [100, 70_000, 7, i]).collect();
+    pipelined_writes_then_fstat_and_close(&sizes, 400).await;
+}
+
+/// Opens a file over raw SFTP and sends, in one burst without waiting: `reads` READs of a
+/// second file, one WRITE per size (consecutive offsets), an FSTAT and the CLOSEs. Replies
+/// are read as they come, as a real client does (the SSH client's per-channel queue is
+/// bounded). Checks every reply and the stored file.
+async fn pipelined_writes_then_fstat_and_close(sizes: &[usize], reads: u32) {
+    const READ_LEN: usize = 32 * 1024;
     let wharf = Wharf::start().await;
     let (user, pw) = wharf.create_user("/order", json!({})).await;
+    let source = random_bytes(16 * READ_LEN);
+    let sftp = rust_sftp(wharf.sftp_port, &user, &pw).await.unwrap();
+    sftp.put("/source.bin", &source).await.unwrap();
     let mut raw = raw_sftp(wharf.sftp_port, &user, &pw).await;
     raw.stream
         .write_all(&packet(SSH_FXP_INIT, &[0, 0, 0, 3]))
@@ -925,51 +952,68 @@ async fn pipelined_requests_on_one_handle_keep_their_order() {
         .unwrap();
     read_packet(&mut raw.stream).await.expect("version");
 
-    let mut open = 1u32.to_be_bytes().to_vec();
-    open.extend(sftp_string(b"/mixed.bin"));
-    open.extend(0x1au32.to_be_bytes()); // WRITE | CREAT | TRUNC
-    open.extend(0u32.to_be_bytes()); // no attributes
-    raw.stream
-        .write_all(&packet(SSH_FXP_OPEN, &open))
-        .await
-        .unwrap();
-    let (kind, body) = read_packet(&mut raw.stream).await.expect("handle");
-    assert_eq!(kind, SSH_FXP_HANDLE, "{body:?}");
-    let handle = body[8..].to_vec();
+    let mut handles = Vec::new();
+    for (path, flags) in [(&b"/mixed.bin"[..], 0x1au32), (b"/source.bin", 0x01)] {
+        // 0x1a: WRITE | CREAT | TRUNC; 0x01: READ.
+        let mut open = 1u32.to_be_bytes().to_vec();
+        open.extend(sftp_string(path));
+        open.extend(flags.to_be_bytes());
+        open.extend(0u32.to_be_bytes()); // no attributes
+        raw.stream
+            .write_all(&packet(SSH_FXP_OPEN, &open))
+            .await
+            .unwrap();
+        let (kind, body) = read_packet(&mut raw.stream).await.expect("handle");
+        assert_eq!(kind, SSH_FXP_HANDLE, "{body:?}");
+        handles.push(body[8..].to_vec());
+    }
+    let (handle, reading) = (&handles[0], &handles[1]);
 
-    // Sizes around the server's 64 KiB limit for answering from the reader.
-    let sizes = [
-        100_000, 4_096, 1, 200_000, 65_536, 65_537, 3_000, 250_000, 10, 70_000,
-    ];
-    let data = random_bytes(sizes.iter().sum());
     let mut requests = Vec::new();
+    let read_id = |i: u32| 1_000_000 + i;
+    for i in 0..reads {
+        let mut read = read_id(i).to_be_bytes().to_vec();
+        read.extend(sftp_string(reading));
+        read.extend(((i as usize % 16 * READ_LEN) as u64).to_be_bytes());
+        read.extend((READ_LEN as u32).to_be_bytes());
+        requests.extend(packet(SSH_FXP_READ, &read));
+    }
+    let data = random_bytes(sizes.iter().sum());
     let mut offset = 0usize;
     for (i, size) in sizes.iter().enumerate() {
         let mut write = (10 + i as u32).to_be_bytes().to_vec();
-        write.extend(sftp_string(&handle));
+        write.extend(sftp_string(handle));
         write.extend((offset as u64).to_be_bytes());
         write.extend(sftp_string(&data[offset..offset + size]));
         requests.extend(packet(SSH_FXP_WRITE, &write));
         offset += size;
     }
-    let mut fstat = 100u32.to_be_bytes().to_vec();
-    fstat.extend(sftp_string(&handle));
+    let fstat_id = 10 + sizes.len() as u32;
+    let mut fstat = fstat_id.to_be_bytes().to_vec();
+    fstat.extend(sftp_string(handle));
     requests.extend(packet(SSH_FXP_FSTAT, &fstat));
-    let mut close = 101u32.to_be_bytes().to_vec();
-    close.extend(sftp_string(&handle));
-    requests.extend(packet(SSH_FXP_CLOSE, &close));
-    raw.stream.write_all(&requests).await.unwrap();
+    for (id, h) in [(fstat_id + 1, handle), (fstat_id + 2, reading)] {
+        let mut close = id.to_be_bytes().to_vec();
+        close.extend(sftp_string(h));
+        requests.extend(packet(SSH_FXP_CLOSE, &close));
+    }
+    let (mut replies, mut sending) = tokio::io::split(raw.stream);
+    let sent = tokio::spawn(async move { sending.write_all(&requests).await });
 
     let mut answered = Vec::new();
-    for _ in 0..sizes.len() + 2 {
-        let (kind, body) = read_packet(&mut raw.stream).await.expect("reply");
+    for _ in 0..sizes.len() + reads as usize + 3 {
+        let (kind, body) = read_packet(&mut replies).await.expect("reply");
         let id = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
-        if id == 100 {
+        if id == fstat_id {
             assert_eq!(kind, SSH_FXP_ATTRS);
             let flags = u32::from_be_bytes([body[4], body[5], body[6], body[7]]);
             assert_ne!(flags & 1, 0, "FSTAT reports a size");
             let size = u64::from_be_bytes(body[8..16].try_into().unwrap());
             assert_eq!(size, data.len() as u64, "FSTAT came after every write");
+        } else if id >= read_id(0) {
+            assert_eq!(kind, SSH_FXP_DATA, "read {id}");
+            let at = (id - read_id(0)) as usize % 16 * READ_LEN;
+            assert_eq!(&body[8..], &source[at..at + READ_LEN], "read {id}");
         } else {
             assert_eq!(kind, SSH_FXP_STATUS, "request {id}");
             assert_eq!(&body[4..8], &[0, 0, 0, 0], "request {id} succeeded");
@@ -977,11 +1021,11 @@ async fn pipelined_requests_on_one_handle_keep_their_order() {
         answered.push(id);
     }
     answered.sort_unstable();
-    let mut expected: Vec<u32> = (10..10 + sizes.len() as u32).collect();
-    expected.extend([100, 101]);
+    let mut expected: Vec<u32> = (10..fstat_id + 3).collect();
+    expected.extend((0..reads).map(read_id));
     assert_eq!(answered, expected, "one reply per request");
+    sent.await.unwrap().unwrap();
 
-    let sftp = rust_sftp(wharf.sftp_port, &user, &pw).await.unwrap();
     assert_eq!(
         sha256(&sftp.read("/mixed.bin").await.unwrap()),
         sha256(&data)

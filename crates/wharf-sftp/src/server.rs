@@ -74,7 +74,10 @@ impl SftpConfig {
             // Large windows and packets keep bulk transfers from stalling on flow control.
             window_size: 16 * 1024 * 1024,
             maximum_packet_size: 65535,
-            channel_buffer_size: 256,
+            // Messages per connection queue. SFTP replies are whole packets of up to 255 KiB
+            // here (see `ChannelSink`), so this also bounds what a client that does not read
+            // can make the server hold: 64 × 255 KiB.
+            channel_buffer_size: 64,
             nodelay: true,
             preferred: Preferred {
                 // russh's defaults plus aes128-gcm, the fastest cipher on AES-NI machines and
@@ -155,6 +158,7 @@ pub async fn serve(
         };
         let _ = socket.set_nodelay(true);
         let session_id = new_session_id();
+        let span = info_span!("sftp", session = %session_id, client = %peer);
         let handler = Connection {
             login: login.clone(),
             stores: stores.clone(),
@@ -168,11 +172,12 @@ pub async fn serve(
             refusal: None,
             offered_key: None,
             channels: HashMap::new(),
+            sftp: HashMap::new(),
+            span: span.clone(),
         };
         let russh_config = russh_config.clone();
         let login_timeout = config.login_timeout;
         let authenticated = handler.authenticated.clone();
-        let span = info_span!("sftp", session = %session_id, client = %peer);
         tokio::spawn(
             async move {
                 let _permit = permit;
@@ -410,6 +415,54 @@ struct Connection {
     offered_key: Option<(SshPublicKey, LoginGrant)>,
     /// Session channels opened but not yet given a subsystem.
     channels: HashMap<ChannelId, Channel<Msg>>,
+    /// SFTP sessions by channel, until the client ends its input.
+    sftp: HashMap<ChannelId, SftpSession>,
+    /// The connection's span (russh runs the handler in a task of its own, outside it).
+    span: tracing::Span,
+}
+
+/// Where an SFTP session's replies go when not sent from inside `data`: the connection's
+/// message queue, whole replies only in each message (so nothing sent from inside `data` can
+/// land in the middle of one). The queue is bounded and russh stops taking
+/// from it while the client's window is full, so a client that does not read pushes back.
+struct ChannelSink {
+    handle: russh::server::Handle,
+    channel: ChannelId,
+}
+
+impl crate::sftp::ReplySink for ChannelSink {
+    fn send(&self, packet: bytes::Bytes) -> futures::future::BoxFuture<'_, Result<(), ()>> {
+        Box::pin(async move { self.handle.data(self.channel, packet).await.map_err(|_| ()) })
+    }
+
+    fn finish(&self, code: u32) -> futures::future::BoxFuture<'_, ()> {
+        Box::pin(async move {
+            // scp (over SFTP) checks the exit status; then close the channel cleanly.
+            let _ = self.handle.exit_status_request(self.channel, code).await;
+            let _ = self.handle.eof(self.channel).await;
+            let _ = self.handle.close(self.channel).await;
+        })
+    }
+}
+
+/// Replies sent from inside `data`, straight into the connection's output.
+struct Direct<'a> {
+    session: &'a mut Session,
+    channel: ChannelId,
+}
+
+impl crate::sftp::DirectOut for Direct<'_> {
+    fn ready(&self) -> bool {
+        // Once some output waits for the client's window, later replies wait in the SFTP
+        // session's queue (bounded by its in-flight limit) rather than in russh's.
+        !self.session.has_pending_data(self.channel)
+    }
+
+    fn send(&mut self, packet: bytes::Bytes) {
+        if let Err(e) = self.session.data(self.channel, packet) {
+            tracing::debug!(error = %e, "cannot send an SFTP reply");
+        }
+    }
 }
 
 impl Connection {
@@ -548,7 +601,7 @@ impl russh::server::Handler for Connection {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if self.grant.is_none() || self.channels.len() >= 16 {
+        if self.grant.is_none() || self.channels.len() + self.sftp.len() >= 16 {
             reply
                 .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
                 .await;
@@ -598,28 +651,53 @@ impl russh::server::Handler for Connection {
         if let Some(sink) = &self.events {
             vfs = vfs.with_events(grant.bucket.name.clone(), sink.clone());
         }
-        let handle = session.handle();
-        let span = tracing::Span::current();
-        tokio::spawn(
-            async move {
-                tracing::debug!("sftp subsystem started");
-                let mut stream = channel.into_stream();
-                let code = match SftpSession::new(vfs).run(&mut stream).await {
-                    Ok(()) => 0,
-                    Err(e) => {
-                        tracing::info!(error = %e, "sftp session failed");
-                        1
-                    }
-                };
-                // scp (over SFTP) checks the exit status; then close the channel cleanly.
-                let _ = handle.exit_status_request(channel_id, code).await;
-                let _ = handle.eof(channel_id).await;
-                let _ = handle.close(channel_id).await;
-                drop(stream);
-                tracing::debug!(code, "sftp subsystem ended");
-            }
-            .instrument(span),
-        );
+        // The channel's own message queue is not read: what the client sends arrives in
+        // `data` below and goes straight into the SFTP session.
+        drop(channel);
+        let sink = Arc::new(ChannelSink {
+            handle: session.handle(),
+            channel: channel_id,
+        });
+        self.span
+            .in_scope(|| tracing::debug!("sftp subsystem started"));
+        let sftp = SftpSession::start(vfs, sink, self.span.clone());
+        self.sftp.insert(channel_id, sftp);
+        Ok(())
+    }
+
+    async fn data(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if let Some(sftp) = self.sftp.get_mut(&channel) {
+            sftp.feed(data, &mut Direct { session, channel }).await;
+        }
+        Ok(())
+    }
+
+    async fn channel_eof(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // The SFTP session answers what is in progress, then sends the exit status and closes.
+        if let Some(mut sftp) = self.sftp.remove(&channel) {
+            sftp.end();
+        }
+        Ok(())
+    }
+
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.channels.remove(&channel);
+        if let Some(mut sftp) = self.sftp.remove(&channel) {
+            sftp.end();
+        }
         Ok(())
     }
 

@@ -3,7 +3,9 @@
 //! handles (and path requests) proceed concurrently, so one slow store call never stalls the
 //! channel.
 //!
-//! A handle's state lives in its [`Slot`] while nothing is queued for it. The reader then
+//! The **reader** here is whoever takes the packets off the channel in order: `SftpSession::feed`
+//! in the SSH connection's task, or the backlog task once requests queue beyond the in-flight
+//! limit. A handle's state lives in its [`Slot`] while nothing is queued for it. The reader then
 //! serves the next request itself, up to its first wait: most requests of a small upload on a
 //! local disk (a 4 KiB WRITE into the buffer, the CLOSE that commits it) never wait, and
 //! answering them right there saves two hand-offs between tasks per request (on a VM each
@@ -59,7 +61,7 @@ impl HandleState {
 /// A request on one handle.
 pub(crate) enum HandleOp {
     Read { offset: u64, len: u32 },
-    Write { offset: u64, data: Vec<u8> },
+    Write { offset: u64, data: Bytes },
     Fstat,
     Fsetstat(FileAttributes),
     Readdir,
@@ -321,7 +323,7 @@ async fn serve_op(
         }
         (HandleOp::Read { .. }, _) => return Err(wrong_kind("open for reading")),
         (HandleOp::Write { offset, data }, HandleState::Write(upload)) => {
-            upload.write(offset, Bytes::from(data)).await?;
+            upload.write(offset, data).await?;
             ok(id)
         }
         (HandleOp::Write { .. }, _) => return Err(wrong_kind("open for writing")),

@@ -5,30 +5,39 @@
 //! Its stock server loop is strictly serial (read, handle, write, flush), so one slow store call
 //! stalls every request queued behind it. Here:
 //!
-//! - the **reader** (the task running [`SftpSession::run`]) decodes packets and never awaits a
-//!   store call: it serves a request itself only up to its first wait;
+//! - the SSH connection task pushes what arrives on the channel into [`SftpSession::feed`]
+//!   (russh's `Handler::data`), which frames the packets and serves each **up to its first
+//!   wait**, then sends the replies it has through russh's `Session` before it returns. A
+//!   quick request (a stat, a small write into the upload buffer, the close that commits a
+//!   small file on a local disk) is thus read, served and answered by one task, with no
+//!   hand-off between tasks or threads: on a VM each hand-off costs more than the work;
 //! - requests naming a **handle** are served in arrival order ([`handle`]: writes reach the
-//!   upload in order, reads continue one download stream), by the reader while they are quick
-//!   and nothing is queued for the handle, else by the handle's worker task;
+//!   upload in order, reads continue one download stream), in `feed` while they are quick and
+//!   nothing is queued for the handle, else by the handle's worker task;
 //! - **path** requests (stat, open, mkdir, rename, …) that have to wait go on as their own
 //!   tasks;
-//! - one **writer** task sends the replies as they complete (the protocol allows any order),
-//!   coalescing them into few flushes;
-//! - at most [`MAX_IN_FLIGHT`] requests are in progress; the reader stops reading beyond that,
-//!   which pushes back on the client through SSH flow control and bounds memory.
+//! - a **writer** task sends the replies that complete later (the protocol allows any order),
+//!   small ones joined, and only whole replies in each message to the connection (so nothing
+//!   sent directly can land inside one);
+//! - at most [`MAX_IN_FLIGHT`] requests are in progress. Beyond that, packets go to a
+//!   **backlog** task that serves them in order as permits free up, and everything after them
+//!   follows them there; when the backlog is full too, `feed` waits, which stops the
+//!   connection reading and pushes back on the client through TCP.
 
 mod handle;
 mod reply;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
+use futures::future::BoxFuture;
 use russh_sftp::extensions::{self, LimitsExtension, Statvfs};
 use russh_sftp::protocol::{File, Handle, Name, OpenFlags, Packet, StatusCode, Version};
 use serde::Deserialize;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use wharf_vfs::{CreateOptions, EntryKind, Vfs, VfsError, VirtualPath, WriteMode};
@@ -50,36 +59,202 @@ const READDIR_BATCH: usize = 128;
 /// Why a session ended other than by the client closing it.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
-    #[error("i/o error on the SFTP channel: {0}")]
-    Io(#[from] std::io::Error),
     #[error("client sent a packet of {0} bytes; the limit is {MAX_PACKET_LEN}")]
     PacketTooLarge(u32),
+    #[error("the client has not read its replies for {0:?}; giving up on the channel")]
+    Stalled(Duration),
 }
 
-/// One SFTP subsystem on one SSH channel.
+/// How long [`SftpSession::feed`] waits for room in the backlog before it gives up on a
+/// client that sends requests but does not read the replies.
+const STALL_LIMIT: Duration = Duration::from_secs(120);
+/// Packets waiting for an in-flight permit before [`SftpSession::feed`] waits for room.
+const BACKLOG: usize = 64;
+/// Most reply bytes [`SftpSession::feed`] sends directly until the connection has written them
+/// out (it writes to the socket only after `feed` returns, and beyond the client's window only
+/// once the window opens). This bounds what a burst of requests, or a client that does not
+/// read, can make the connection hold; the rest waits in the writer's queue, under the
+/// in-flight limit.
+const DIRECT_BUDGET: usize = 32 * 1024 * 1024;
+
+/// Where a channel's replies go when they cannot be sent right away (see [`DirectOut`]).
+pub trait ReplySink: Send + Sync + 'static {
+    /// Sends one or more whole reply packets; waits while the client is behind. `Err` once the
+    /// channel is gone.
+    fn send(&self, packet: Bytes) -> BoxFuture<'_, Result<(), ()>>;
+    /// Ends the channel once every reply is sent: exit status `code`, EOF, close.
+    fn finish(&self, code: u32) -> BoxFuture<'_, ()>;
+}
+
+/// The caller's way to send replies at once, from inside [`SftpSession::feed`].
+pub trait DirectOut {
+    /// Whether a reply sent now goes straight out (not queued behind the client's window).
+    fn ready(&self) -> bool;
+    /// Sends one or more whole reply packets.
+    fn send(&mut self, packet: Bytes);
+}
+
+/// One SFTP subsystem on one SSH channel. The SSH connection pushes what the client sends into
+/// [`feed`](Self::feed), which serves quick requests right there and answers them through its
+/// [`DirectOut`]; everything else is answered through the [`ReplySink`].
 pub struct SftpSession {
-    vfs: Vfs,
+    shared: Arc<Shared>,
+    limit: Arc<Semaphore>,
+    /// Received bytes not yet framed into a packet.
+    input: BytesMut,
+    /// Packets for the backlog task; `None` once the input has ended.
+    backlog: Option<mpsc::Sender<Bytes>>,
+    /// What `feed` may still send directly before the connection has written it out (see
+    /// [`DIRECT_BUDGET`]).
+    direct_budget: usize,
+    span: tracing::Span,
 }
 
-/// Sends replies to the writer task; the permit is released once the reply is written.
+/// Replies on their way to the client, each holding its in-flight permit until it is taken to
+/// be sent.
 #[derive(Clone)]
-pub(crate) struct Replies(mpsc::UnboundedSender<(Bytes, OwnedSemaphorePermit)>);
+pub(crate) struct Replies(Arc<ReplyQueue>);
+
+struct ReplyQueue {
+    outgoing: Mutex<Outgoing>,
+    /// Wakes the writer task.
+    ready: Notify,
+    /// Wakes [`SftpSession::feed`] while it waits for room in the backlog.
+    answered: Notify,
+}
+
+#[derive(Default)]
+struct Outgoing {
+    packets: VecDeque<(Bytes, OwnedSemaphorePermit)>,
+    /// [`SftpSession::feed`] is running and sends what is queued when it ends: the writer is
+    /// not woken meanwhile.
+    direct: bool,
+    /// No more replies will come: the writer ends once the queue is empty.
+    closed: bool,
+}
 
 impl Replies {
+    fn new() -> Self {
+        Replies(Arc::new(ReplyQueue {
+            outgoing: Mutex::new(Outgoing::default()),
+            ready: Notify::new(),
+            answered: Notify::new(),
+        }))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Outgoing> {
+        // Every change under the lock is one step: a poisoned queue is still consistent.
+        self.0
+            .outgoing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     pub(crate) fn send(&self, packet: Packet, permit: OwnedSemaphorePermit) {
         let id = packet.get_request_id();
         let bytes = Bytes::try_from(packet).or_else(|e| {
             tracing::error!(error = %e, "cannot encode a reply");
             Bytes::try_from(status(id, StatusCode::Failure, "internal error"))
         });
-        if let Ok(bytes) = bytes {
-            // Fails only when the writer is gone, i.e. the client disconnected.
-            let _ = self.0.send((bytes, permit));
+        let Ok(bytes) = bytes else {
+            return;
+        };
+        let wake = {
+            let mut outgoing = self.lock();
+            outgoing.packets.push_back((bytes, permit));
+            !outgoing.direct
+        };
+        if wake {
+            self.0.ready.notify_one();
+        } else {
+            self.0.answered.notify_one();
+        }
+    }
+
+    fn begin_direct(&self) {
+        self.lock().direct = true;
+    }
+
+    /// Sends what is queued through `direct` while it is ready (with `force`, even when it is
+    /// not: the connection then holds the replies until the client's window opens), `budget`
+    /// bytes at most.
+    fn flush_direct(&self, direct: &mut dyn DirectOut, budget: &mut usize, force: bool) {
+        let mut outgoing = self.lock();
+        while *budget > 0 && (force || direct.ready()) {
+            let Some(batch) = outgoing.take_batch() else {
+                break;
+            };
+            *budget = budget.saturating_sub(batch.len());
+            direct.send(batch);
+        }
+    }
+
+    /// Leaves direct mode, waking the writer for whatever is left.
+    fn end_direct(&self) {
+        let left = {
+            let mut outgoing = self.lock();
+            outgoing.direct = false;
+            !outgoing.packets.is_empty()
+        };
+        if left {
+            self.0.ready.notify_one();
+        }
+    }
+
+    /// Resolves once a reply has been queued in direct mode (possibly one queued before).
+    async fn answered(&self) {
+        self.0.answered.notified().await
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.0.ready.notify_one();
+    }
+
+    /// The next replies for the writer; `None` once closed and empty.
+    async fn next(&self) -> Option<Bytes> {
+        loop {
+            {
+                let mut outgoing = self.lock();
+                if let Some(batch) = outgoing.take_batch() {
+                    return Some(batch);
+                }
+                if outgoing.closed {
+                    return None;
+                }
+            }
+            // A notification given meanwhile is kept for this wait: nothing is lost.
+            self.0.ready.notified().await;
         }
     }
 }
 
-/// What the reader and every request task share.
+/// Small replies queued together are sent as one channel message up to this size: fewer SSH
+/// packets, and a client's per-message queue fills more slowly.
+const BATCH_BYTES: usize = 64 * 1024;
+
+impl Outgoing {
+    /// The next reply, or several small ones joined, up to [`BATCH_BYTES`]. Their permits are
+    /// released: the caller sends them at once.
+    fn take_batch(&mut self) -> Option<Bytes> {
+        let (first, _permit) = self.packets.pop_front()?;
+        let joins = |next: Option<&(Bytes, OwnedSemaphorePermit)>, len: usize| {
+            next.is_some_and(|(packet, _)| len + packet.len() <= BATCH_BYTES)
+        };
+        if !joins(self.packets.front(), first.len()) {
+            return Some(first);
+        }
+        let mut batch = BytesMut::from(first);
+        while joins(self.packets.front(), batch.len()) {
+            if let Some((packet, _permit)) = self.packets.pop_front() {
+                batch.extend_from_slice(&packet);
+            }
+        }
+        Some(batch.freeze())
+    }
+}
+
+/// What the session, the backlog task and every request task share.
 struct Shared {
     vfs: Vfs,
     /// Open handles; `None` once the session is over (late OPENs then abort).
@@ -87,6 +262,13 @@ struct Shared {
     next_handle: std::sync::atomic::AtomicU64,
     replies: Replies,
     tasks: TaskTracker,
+    /// Whether SSH_FXP_INIT has been answered.
+    initialized: AtomicBool,
+    /// Packets handed to the backlog task and not yet dispatched. While any are, later packets
+    /// queue behind them, so requests on one handle keep their order.
+    backlogged: AtomicUsize,
+    /// The channel's exit status.
+    exit_code: AtomicU32,
 }
 
 /// `SSH_FXP_EXTENDED` `posix-rename@openssh.com` payload.
@@ -103,136 +285,269 @@ struct OneString {
 }
 
 impl SftpSession {
-    pub fn new(vfs: Vfs) -> Self {
-        SftpSession { vfs }
-    }
-
-    /// Serves the protocol on `stream` until the client closes it, then waits for the requests
-    /// in progress to be answered. Uploads still open at the end are aborted, never committed.
-    ///
-    /// The stream is borrowed, not consumed: an SSH channel stream closes the channel when
-    /// dropped, and the caller still has to send `exit-status` on it.
-    pub async fn run<S>(self, stream: &mut S) -> Result<(), SessionError>
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send,
-    {
-        let (mut reader, writer) = tokio::io::split(stream);
-        let (tx, rx) = mpsc::unbounded_channel();
+    /// Starts serving `vfs` on a channel whose replies go to `sink`; must be called within a
+    /// tokio runtime (it starts the writer and the backlog task).
+    pub fn start(vfs: Vfs, sink: Arc<dyn ReplySink>, span: tracing::Span) -> Self {
         let limit = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
         let shared = Arc::new(Shared {
-            vfs: self.vfs,
+            vfs,
             handles: Mutex::new(Some(HashMap::new())),
             next_handle: Default::default(),
-            replies: Replies(tx),
+            replies: Replies::new(),
             tasks: TaskTracker::new(),
+            initialized: AtomicBool::new(false),
+            backlogged: AtomicUsize::new(0),
+            exit_code: AtomicU32::new(0),
         });
-
-        // Reading (and dispatching) and writing replies run side by side in this task; the
-        // request work itself runs in handle workers and request tasks.
-        let read_side = async move {
-            let result = read_requests(&mut reader, &shared, &limit).await;
-            // No more requests: close the handle queues so their workers finish what is queued
-            // and end (dropping an uncommitted upload aborts it). When every task is done the
-            // last reply sender goes away and the writer finishes.
-            let open = shared
-                .handles
-                .lock()
-                .ok()
-                .and_then(|mut handles| handles.take());
-            for entry in open.into_iter().flat_map(HashMap::into_values) {
-                entry.abandon();
-            }
-            shared.tasks.close();
-            shared.tasks.wait().await;
-            result
-        };
-        let (result, written) = tokio::join!(read_side, write_replies(writer, rx));
-        if let Err(e) = written {
-            tracing::debug!(error = %e, "writing replies failed");
+        let (tx, rx) = mpsc::channel(BACKLOG);
+        let writer = tokio::spawn(
+            write_replies(shared.replies.clone(), sink.clone()).instrument(span.clone()),
+        );
+        tokio::spawn(
+            run_backlog(shared.clone(), limit.clone(), rx, writer, sink).instrument(span.clone()),
+        );
+        SftpSession {
+            shared,
+            limit,
+            input: BytesMut::new(),
+            backlog: Some(tx),
+            direct_budget: DIRECT_BUDGET,
+            span,
         }
-        result
     }
-}
 
-async fn read_requests<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    shared: &Arc<Shared>,
-    limit: &Arc<Semaphore>,
-) -> Result<(), SessionError> {
-    let mut initialized = false;
-    loop {
-        let Ok(permit) = limit.clone().acquire_owned().await else {
-            return Ok(());
-        };
-        let Some(raw) = read_packet(reader).await? else {
-            return Ok(());
-        };
-        // The request id sits right after the type byte in every request.
-        let id = raw
-            .get(1..5)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-            .unwrap_or(0);
-        let mut body = raw;
-        let packet = match Packet::try_from(&mut body) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::debug!(error = %e, "malformed SFTP packet");
-                let reply = status(id, StatusCode::BadMessage, "malformed packet");
-                shared.replies.send(reply, permit);
-                continue;
-            }
-        };
-        if !initialized {
-            let reply = match packet {
-                Packet::Init(init) => {
-                    initialized = true;
-                    tracing::debug!(version = init.version, "sftp init");
-                    version().into()
+    /// Takes what the client sent on the channel. Complete requests are served here up to
+    /// their first wait, and their replies sent through `direct` before this returns; the
+    /// rest is answered later through the sink. Waits only when the client is far ahead
+    /// (more than [`MAX_IN_FLIGHT`] requests in progress and [`BACKLOG`] more received).
+    pub async fn feed(&mut self, data: &[u8], direct: &mut (dyn DirectOut + Send)) {
+        let span = self.span.clone();
+        self.feed_inner(data, direct).instrument(span).await
+    }
+
+    async fn feed_inner(&mut self, data: &[u8], direct: &mut (dyn DirectOut + Send)) {
+        if self.backlog.is_none() {
+            return;
+        }
+        self.input.extend_from_slice(data);
+        self.shared.replies.begin_direct();
+        // What was sent directly has left once nothing waits for the client's window.
+        if direct.ready() {
+            self.direct_budget = DIRECT_BUDGET;
+        }
+        let mut budget = self.direct_budget;
+        while let Some(raw) = self.next_packet() {
+            if self.shared.backlogged.load(Ordering::Acquire) == 0 {
+                // Sending what is answered already frees permits.
+                let permit = self.limit.clone().try_acquire_owned().or_else(|_| {
+                    self.shared.replies.flush_direct(direct, &mut budget, false);
+                    self.limit.clone().try_acquire_owned()
+                });
+                if let Ok(permit) = permit {
+                    handle_packet(&self.shared, raw, permit).await;
+                    continue;
                 }
-                _ => status(id, StatusCode::BadMessage, "expected SSH_FXP_INIT first"),
+            }
+            let Some(backlog) = &self.backlog else {
+                break;
             };
+            self.shared.backlogged.fetch_add(1, Ordering::AcqRel);
+            let queued = match backlog.try_send(raw) {
+                Ok(()) => Some(true),
+                Err(mpsc::error::TrySendError::Closed(_)) => None,
+                Err(mpsc::error::TrySendError::Full(raw)) => {
+                    wait_for_room(&self.shared, backlog, raw, direct, &mut budget).await
+                }
+            };
+            match queued {
+                Some(true) => {}
+                Some(false) => {
+                    tracing::warn!(error = %SessionError::Stalled(STALL_LIMIT), "ending the SFTP session");
+                    self.fail();
+                }
+                None => break,
+            }
+        }
+        self.shared.replies.flush_direct(direct, &mut budget, false);
+        self.shared.replies.end_direct();
+        self.direct_budget = budget;
+    }
+
+    /// The next complete packet of the input (type byte first). A length over the limit ends
+    /// the session: the stream cannot be resynchronised after it.
+    fn next_packet(&mut self) -> Option<Bytes> {
+        // Nothing more once the session has ended.
+        self.backlog.as_ref()?;
+        let header = self.input.get(..4)?;
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+        if len == 0 || len > MAX_PACKET_LEN {
+            tracing::info!(error = %SessionError::PacketTooLarge(len), "ending the SFTP session");
+            self.fail();
+            return None;
+        }
+        if self.input.len() < 4 + len as usize {
+            // Room for the rest of this packet, so it is not grown piecemeal.
+            self.input.reserve(4 + len as usize - self.input.len());
+            return None;
+        }
+        self.input.advance(4);
+        Some(self.input.split_to(len as usize).freeze())
+    }
+
+    /// Ends the session with exit status 1 and ignores further input.
+    fn fail(&mut self) {
+        self.shared.exit_code.store(1, Ordering::Release);
+        self.end();
+    }
+
+    /// The client sent EOF (or closed the channel): requests in progress are answered, then
+    /// the channel is ended. Uploads still open are aborted, never committed.
+    pub fn end(&mut self) {
+        self.backlog = None;
+        self.input = BytesMut::new();
+    }
+}
+
+/// Queues `raw` in the full backlog once there is room: `Some(true)`, or `Some(false)` when
+/// there was none for [`STALL_LIMIT`], `None` when the backlog is gone.
+///
+/// The connection neither reads nor writes while this waits (so the client's window cannot
+/// open either), and replies that complete meanwhile are sent from here even beyond the
+/// window, within `budget`: they free the permits the backlog task waits for. A client that
+/// sends more than that without reading loses the channel after [`STALL_LIMIT`].
+async fn wait_for_room(
+    shared: &Shared,
+    backlog: &mpsc::Sender<Bytes>,
+    raw: Bytes,
+    direct: &mut (dyn DirectOut + Send),
+    budget: &mut usize,
+) -> Option<bool> {
+    let deadline = tokio::time::Instant::now() + STALL_LIMIT;
+    loop {
+        shared.replies.flush_direct(direct, budget, true);
+        tokio::select! {
+            room = backlog.reserve() => {
+                let room = room.ok()?;
+                room.send(raw);
+                return Some(true);
+            }
+            () = shared.replies.answered() => {}
+            () = tokio::time::sleep_until(deadline) => return Some(false),
+        }
+    }
+}
+
+/// Serves the packets [`SftpSession::feed`] could not serve at once, in order, as permits
+/// free up. Once the input has ended: closes the open handles, waits for the requests in
+/// progress and the writer, and ends the channel.
+async fn run_backlog(
+    shared: Arc<Shared>,
+    limit: Arc<Semaphore>,
+    mut backlog: mpsc::Receiver<Bytes>,
+    writer: tokio::task::JoinHandle<()>,
+    sink: Arc<dyn ReplySink>,
+) {
+    while let Some(raw) = backlog.recv().await {
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            break;
+        };
+        handle_packet(&shared, raw, permit).await;
+        shared.backlogged.fetch_sub(1, Ordering::AcqRel);
+    }
+    // No more requests: close the handles so their workers finish what is queued and end
+    // (dropping an uncommitted upload aborts it).
+    let open = shared
+        .handles
+        .lock()
+        .ok()
+        .and_then(|mut handles| handles.take());
+    for entry in open.into_iter().flat_map(HashMap::into_values) {
+        entry.abandon();
+    }
+    shared.tasks.close();
+    shared.tasks.wait().await;
+    shared.replies.close();
+    if let Err(e) = writer.await {
+        tracing::error!(error = %e, "the SFTP reply writer failed");
+    }
+    let code = shared.exit_code.load(Ordering::Acquire);
+    sink.finish(code).await;
+    tracing::debug!(code, "sftp subsystem ended");
+}
+
+/// Serves one packet up to its first wait (see [`dispatch`]).
+async fn handle_packet(shared: &Arc<Shared>, raw: Bytes, permit: OwnedSemaphorePermit) {
+    // The request id sits right after the type byte in every request.
+    let id = raw
+        .get(1..5)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        .unwrap_or(0);
+    let initialized = shared.initialized.load(Ordering::Acquire);
+    if initialized && let Some((handle, offset, data)) = parse_write(&raw) {
+        let op = HandleOp::Write { offset, data };
+        handle::dispatch(shared, handle, Queued { id, op, permit }).await;
+        return;
+    }
+    let mut body = raw;
+    let packet = match Packet::try_from(&mut body) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::debug!(error = %e, "malformed SFTP packet");
+            let reply = status(id, StatusCode::BadMessage, "malformed packet");
             shared.replies.send(reply, permit);
-            continue;
+            return;
         }
-        dispatch(shared, packet, permit).await;
-    }
-}
-
-/// One packet (type byte first), `None` at a clean end of stream.
-async fn read_packet<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Option<Bytes>, SessionError> {
-    let len = match reader.read_u32().await {
-        Ok(len) => len,
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.into()),
     };
-    if len == 0 || len > MAX_PACKET_LEN {
-        // The stream cannot be resynchronised after a bad length: end the session.
-        return Err(SessionError::PacketTooLarge(len));
+    if !initialized {
+        let reply = match packet {
+            Packet::Init(init) => {
+                shared.initialized.store(true, Ordering::Release);
+                tracing::debug!(version = init.version, "sftp init");
+                version().into()
+            }
+            _ => status(id, StatusCode::BadMessage, "expected SSH_FXP_INIT first"),
+        };
+        shared.replies.send(reply, permit);
+        return;
     }
-    let mut buf = vec![0u8; len as usize];
-    match reader.read_exact(&mut buf).await {
-        Ok(_) => Ok(Some(Bytes::from(buf))),
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    dispatch(shared, packet, permit).await;
 }
 
-async fn write_replies<W: AsyncWrite + Unpin>(
-    writer: W,
-    mut rx: mpsc::UnboundedReceiver<(Bytes, OwnedSemaphorePermit)>,
-) -> std::io::Result<()> {
-    let mut writer = BufWriter::with_capacity(MAX_PACKET_LEN as usize, writer);
-    while let Some((bytes, permit)) = rx.recv().await {
-        writer.write_all(&bytes).await?;
-        drop(permit);
-        // Write whatever else is ready before flushing: fewer, larger SSH packets.
-        while let Ok((bytes, permit)) = rx.try_recv() {
-            writer.write_all(&bytes).await?;
-            drop(permit);
-        }
-        writer.flush().await?;
+/// SSH_FXP_WRITE's type byte.
+const SSH_FXP_WRITE: u8 = 6;
+
+/// An SSH_FXP_WRITE packet's handle, offset and data, the data as a slice of `raw` (russh-sftp
+/// would copy it, and it is every byte of every upload). `None` for anything else, including
+/// a malformed WRITE, which the generic decoder then answers.
+fn parse_write(raw: &Bytes) -> Option<(String, u64, Bytes)> {
+    fn string(raw: &Bytes, at: usize) -> Option<(std::ops::Range<usize>, usize)> {
+        let len = raw.get(at..at + 4)?;
+        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        let start = at + 4;
+        let end = start.checked_add(len).filter(|&end| end <= raw.len())?;
+        Some((start..end, end))
     }
-    writer.flush().await
+    if raw.first() != Some(&SSH_FXP_WRITE) {
+        return None;
+    }
+    // Type byte, request id, then the handle.
+    let (handle, at) = string(raw, 5)?;
+    let handle = std::str::from_utf8(&raw[handle]).ok()?.to_owned();
+    let offset = raw.get(at..at + 8)?;
+    let offset = u64::from_be_bytes(offset.try_into().ok()?);
+    let (data, end) = string(raw, at + 8)?;
+    (end == raw.len()).then(|| (handle, offset, raw.slice(data)))
+}
+
+/// Sends the replies the session did not send directly, as they come.
+async fn write_replies(replies: Replies, sink: Arc<dyn ReplySink>) {
+    let mut open = true;
+    while let Some(batch) = replies.next().await {
+        // Once the channel is gone, the rest is dropped.
+        if open && sink.send(batch).await.is_err() {
+            open = false;
+        }
+    }
 }
 
 fn version() -> Version {
@@ -265,7 +580,7 @@ async fn dispatch(shared: &Arc<Shared>, packet: Packet, permit: OwnedSemaphorePe
             p.handle,
             HandleOp::Write {
                 offset: p.offset,
-                data: p.data,
+                data: Bytes::from(p.data),
             },
         )),
         Packet::Fstat(p) => Some((p.handle, HandleOp::Fstat)),
@@ -509,5 +824,62 @@ impl Shared {
                 format!("extension '{other}' is not supported"),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_packet(handle: &[u8], offset: u64, data: &[u8]) -> Vec<u8> {
+        let mut raw = vec![SSH_FXP_WRITE];
+        raw.extend(7u32.to_be_bytes());
+        raw.extend((handle.len() as u32).to_be_bytes());
+        raw.extend(handle);
+        raw.extend(offset.to_be_bytes());
+        raw.extend((data.len() as u32).to_be_bytes());
+        raw.extend(data);
+        raw
+    }
+
+    /// A WRITE is taken apart without copying its data, exactly as russh-sftp decodes it; a
+    /// malformed one is left to the generic decoder (which answers it with an error).
+    #[test]
+    fn writes_are_parsed_like_the_generic_decoder_and_malformed_ones_are_refused() {
+        let raw = Bytes::from(write_packet(b"12", 1 << 40, b"hello"));
+        let (handle, offset, data) = parse_write(&raw).expect("a valid write");
+        assert_eq!(
+            (handle.as_str(), offset, &data[..]),
+            ("12", 1 << 40, &b"hello"[..])
+        );
+        // The data is a view of the packet, not a copy.
+        assert_eq!(data.as_ptr(), raw[raw.len() - 5..].as_ptr());
+        let Ok(Packet::Write(generic)) = Packet::try_from(&mut raw.clone()) else {
+            panic!("russh-sftp decodes it as a write");
+        };
+        assert_eq!((generic.handle, generic.offset), (handle, offset));
+        assert_eq!(generic.data, data);
+
+        let empty = Bytes::from(write_packet(b"1", 0, b""));
+        assert_eq!(parse_write(&empty).map(|w| w.2.len()), Some(0));
+
+        let valid = write_packet(b"1", 0, b"data");
+        for bad in [
+            valid[..valid.len() - 1].to_vec(),  // data cut short
+            [&valid[..], b"x"].concat(),        // trailing bytes
+            valid[..12].to_vec(),               // offset cut short
+            write_packet(b"\xff\xfe", 0, b"d"), // handle not UTF-8
+            {
+                let mut huge = valid.clone(); // data length beyond the packet
+                let at = valid.len() - 8;
+                huge[at..at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+                huge
+            },
+        ] {
+            assert_eq!(parse_write(&Bytes::from(bad.clone())), None, "{bad:?}");
+        }
+        let mut read = valid.clone();
+        read[0] = 5; // SSH_FXP_READ
+        assert_eq!(parse_write(&Bytes::from(read)), None);
     }
 }
