@@ -3,7 +3,8 @@
 //!
 //! - [`serve`]: accept loop with a connection limit and graceful stop.
 //! - [`HostKeys`]: ed25519 and RSA host keys, generated once and persisted.
-//! - [`SftpSession`]: the SFTP protocol over one channel.
+//! - [`SftpSession`]: the SFTP protocol over one channel, fed by the connection
+//!   ([`DirectOut`] for replies sent at once, [`ReplySink`] for the rest).
 //!
 //! Logins are decided by a [`wharf_core::LoginProvider`]: the control plane in-process in
 //! `wharf serve`, over HTTP in `wharf sftp-gateway`.
@@ -14,4 +15,4 @@ mod sftp;
 
 pub use host_keys::{HostKeyError, HostKeys};
 pub use server::{ServeError, SftpConfig, serve};
-pub use sftp::{MAX_PACKET_LEN, SessionError, SftpSession};
+pub use sftp::{DirectOut, MAX_PACKET_LEN, ReplySink, SessionError, SftpSession};

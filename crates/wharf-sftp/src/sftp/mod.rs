@@ -319,7 +319,7 @@ impl SftpSession {
     /// Takes what the client sent on the channel. Complete requests are served here up to
     /// their first wait, and their replies sent through `direct` before this returns; the
     /// rest is answered later through the sink. Waits only when the client is far ahead
-    /// (more than [`MAX_IN_FLIGHT`] requests in progress and [`BACKLOG`] more received).
+    /// (more than `MAX_IN_FLIGHT` requests in progress and `BACKLOG` more received).
     pub async fn feed(&mut self, data: &[u8], direct: &mut (dyn DirectOut + Send)) {
         let span = self.span.clone();
         self.feed_inner(data, direct).instrument(span).await
