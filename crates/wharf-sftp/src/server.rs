@@ -682,10 +682,9 @@ impl russh::server::Handler for Connection {
         channel: ChannelId,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        // The SFTP session answers what is in progress, then sends the exit status and closes.
-        if let Some(mut sftp) = self.sftp.remove(&channel) {
-            sftp.end();
-        }
+        // Dropping the SFTP session ends its input: it answers what is in progress, then
+        // sends the exit status and closes.
+        self.sftp.remove(&channel);
         Ok(())
     }
 
@@ -695,9 +694,7 @@ impl russh::server::Handler for Connection {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         self.channels.remove(&channel);
-        if let Some(mut sftp) = self.sftp.remove(&channel) {
-            sftp.end();
-        }
+        self.sftp.remove(&channel);
         Ok(())
     }
 

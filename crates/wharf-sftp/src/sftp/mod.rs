@@ -97,6 +97,10 @@ pub trait DirectOut {
 /// One SFTP subsystem on one SSH channel. The SSH connection pushes what the client sends into
 /// [`feed`](Self::feed), which serves quick requests right there and answers them through its
 /// [`DirectOut`]; everything else is answered through the [`ReplySink`].
+///
+/// Dropping it ends the input (the client sent EOF or closed the channel): the requests in
+/// progress are answered, then the channel is ended. Uploads still open are aborted, never
+/// committed.
 pub struct SftpSession {
     shared: Arc<Shared>,
     limit: Arc<Semaphore>,
@@ -397,12 +401,6 @@ impl SftpSession {
     /// Ends the session with exit status 1 and ignores further input.
     fn fail(&mut self) {
         self.shared.exit_code.store(1, Ordering::Release);
-        self.end();
-    }
-
-    /// The client sent EOF (or closed the channel): requests in progress are answered, then
-    /// the channel is ended. Uploads still open are aborted, never committed.
-    pub fn end(&mut self) {
         self.backlog = None;
         self.input = BytesMut::new();
     }
