@@ -60,6 +60,8 @@ matrix! {
         openssh_sftp_round_trips,
         scp_up_and_down,
         paramiko_script,
+        paramiko_put_and_get_every_size,
+        paramiko_lazy_pipelining,
         rclone_copy_and_list,
         openssh_reput_resumes,
         killed_client_leaves_nothing,
@@ -69,6 +71,8 @@ matrix! {
         openssh_sftp_round_trips,
         scp_up_and_down,
         paramiko_script,
+        paramiko_put_and_get_every_size,
+        paramiko_lazy_pipelining,
         rclone_copy_and_list,
         openssh_reput_resumes,
         killed_client_leaves_nothing,
@@ -597,8 +601,8 @@ async fn twenty_concurrent_sftp_sessions(store: Store) {
 // ---------------------------------------------------------------------------------------------
 // paramiko
 
-/// `tests/clients/paramiko_client.py`: round trip, append twice, directories, the jail.
-async fn paramiko_script(store: Store) {
+/// Checks that paramiko is installed, and returns the Python to run it with.
+async fn paramiko_python() -> PathBuf {
     let python = require_tool("python3", "apt-get install -y python3");
     let probe = Command::new(&python)
         .args(["-c", "import paramiko"])
@@ -611,34 +615,103 @@ async fn paramiko_script(store: Store) {
          paramiko\n{}",
         text(&probe)
     );
-    let stack = Stack::start(store).await;
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/clients/paramiko_client.py"
+    python
+}
+
+/// Runs `tests/clients/<script>` with the port, the user and the password, then `args`; asserts
+/// that it succeeded and printed `ok_line`.
+async fn run_client_script(
+    stack: &Stack,
+    store: Store,
+    script: &str,
+    args: &[&str],
+    ok_line: &str,
+) {
+    let python = paramiko_python().await;
+    let path = format!(
+        "{}/../../tests/clients/{script}",
+        env!("CARGO_MANIFEST_DIR")
     );
     let out = tokio::time::timeout(
         LONG,
         Command::new(&python)
-            .arg(script)
+            .arg(&path)
             .arg(stack.port().to_string())
             .arg(&stack.user)
             .arg(&stack.password)
+            .args(args)
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true)
             .output(),
     )
     .await
-    .expect("paramiko timed out")
+    .unwrap_or_else(|_| {
+        panic!(
+            "{script} {args:?} timed out on {store:?}\n{}",
+            stack.diagnostics()
+        )
+    })
     .expect("run python3");
     assert!(
-        out.status.success(),
-        "paramiko failed on {store:?}:\n{}\n{}",
+        out.status.success() && stdout(&out).contains(ok_line),
+        "{script} {args:?} failed on {store:?}:\n{}\n{}",
         text(&out),
         stack.diagnostics()
     );
-    assert!(stdout(&out).contains("paramiko: ok"), "{}", text(&out));
+    eprint!("{}", stdout(&out));
+}
+
+/// `tests/clients/paramiko_client.py`: round trip, append twice, directories, the jail.
+async fn paramiko_script(store: Store) {
+    let stack = Stack::start(store).await;
+    run_client_script(&stack, store, "paramiko_client.py", &[], "paramiko: ok").await;
     let keys = stack.stored_keys();
     assert!(keys.contains(&format!("{HOME}/log.txt")), "{keys:?}");
+    stack.assert_no_unfinished_uploads();
+}
+
+/// paramiko's own `put()` and `get()` with its default window and packet sizes (pipelined
+/// writes whose statuses it reads lazily, ~2,000 prefetched reads at once) for 1 KiB, 10 MiB
+/// and 300 MiB; every file comes back and is stored byte for byte.
+async fn paramiko_put_and_get_every_size(store: Store) {
+    let huge = tokio::task::spawn_blocking(huge_file).await.unwrap();
+    let stack = Stack::start(store).await;
+    let work = tempfile::tempdir().unwrap();
+    write_file(work.path(), "small.bin", &random_bytes(KIB));
+    write_file(work.path(), "ten.bin", &random_bytes(10 * MIB));
+    std::os::unix::fs::symlink(&huge.path, work.path().join("huge.bin")).unwrap();
+    let files: Vec<String> = ["small.bin", "ten.bin", "huge.bin"]
+        .iter()
+        .map(|name| work.path().join(name).display().to_string())
+        .collect();
+    let args: Vec<&str> = files.iter().map(String::as_str).collect();
+    run_client_script(&stack, store, "paramiko_transfer.py", &args, "transfer: ok").await;
+    for (name, sum) in [
+        ("small.bin", file_sha(work.path(), "small.bin")),
+        ("ten.bin", file_sha(work.path(), "ten.bin")),
+        ("huge.bin", huge.sha256.clone()),
+    ] {
+        if let Some(stored) = stack.stored_sha256(&format!("{HOME}/{name}")) {
+            assert_eq!(stored, sum, "stored {name}");
+        }
+    }
+    stack.assert_no_unfinished_uploads();
+}
+
+/// Clients that pipeline lazily, through paramiko's own request machinery: 5,000 WRITEs of
+/// 32 KiB before reading any reply, 5,000 READs likewise (their replies far beyond the
+/// client's 2 MiB window), and both again reading the replies only after every 700 requests.
+/// Every reply arrives, in request order per handle, and the files are whole.
+async fn paramiko_lazy_pipelining(store: Store) {
+    let stack = Stack::start(store).await;
+    for case in ["burst-writes", "burst-reads", "every-n"] {
+        let started = Instant::now();
+        run_client_script(&stack, store, "paramiko_stress.py", &[case], "stress: ok").await;
+        eprintln!(
+            "matrix: {store:?}: paramiko {case} took {:.1?}",
+            started.elapsed()
+        );
+    }
     stack.assert_no_unfinished_uploads();
 }
 

@@ -934,6 +934,92 @@ async fn a_burst_beyond_the_in_flight_limit_keeps_its_order() {
     pipelined_writes_then_fstat_and_close(&sizes, 400).await;
 }
 
+/// A client that keeps sending READs and never reads a reply: the replies fill its window, the
+/// server goes on reading (it must, to see window adjustments) and queues the requests, and
+/// once they pass the backlog limit it ends the channel with a message saying why. The
+/// server's memory stays bounded and another partner works normally meanwhile.
+#[tokio::test]
+async fn a_client_that_never_reads_its_replies_loses_the_channel() {
+    const READ_LEN: u32 = 32 * 1024;
+    let wharf = Wharf::start().await;
+    let (user, pw) = wharf.create_user("/flood", json!({})).await;
+    let sftp = rust_sftp(wharf.sftp_port, &user, &pw).await.unwrap();
+    sftp.put("/source.bin", &random_bytes(READ_LEN as usize))
+        .await
+        .unwrap();
+
+    let mut raw = raw_sftp(wharf.sftp_port, &user, &pw).await;
+    raw.stream
+        .write_all(&packet(SSH_FXP_INIT, &[0, 0, 0, 3]))
+        .await
+        .unwrap();
+    read_packet(&mut raw.stream).await.expect("version");
+    let mut open = 1u32.to_be_bytes().to_vec();
+    open.extend(sftp_string(b"/source.bin"));
+    open.extend(1u32.to_be_bytes()); // READ
+    open.extend(0u32.to_be_bytes());
+    raw.stream
+        .write_all(&packet(SSH_FXP_OPEN, &open))
+        .await
+        .unwrap();
+    let (kind, body) = read_packet(&mut raw.stream).await.expect("handle");
+    assert_eq!(kind, SSH_FXP_HANDLE);
+    let handle = body[8..].to_vec();
+
+    // 200,000 READs (6 MB of requests): far more than a client that reads its replies ever
+    // has outstanding, and past the server's backlog limit once their replies stop.
+    const READS: u32 = 200_000;
+    let (mut replies, mut sending) = tokio::io::split(raw.stream);
+    let sent = tokio::spawn(async move {
+        let mut burst = Vec::new();
+        for id in 0..READS {
+            let mut read = (10 + id).to_be_bytes().to_vec();
+            read.extend(sftp_string(&handle));
+            read.extend(0u64.to_be_bytes());
+            read.extend(READ_LEN.to_be_bytes());
+            burst.extend(packet(SSH_FXP_READ, &read));
+            if burst.len() > 64 * 1024 {
+                if sending.write_all(&burst).await.is_err() {
+                    return;
+                }
+                burst.clear();
+            }
+        }
+        let _ = sending.write_all(&burst).await;
+    });
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !wharf
+        .log_text()
+        .contains("does not respect SFTP flow control")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not end the flooding channel:\n{}",
+            wharf.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Meanwhile another session is served as usual.
+    let other = rust_sftp(wharf.sftp_port, &user, &pw).await.unwrap();
+    other.put("/other.txt", b"unaffected").await.unwrap();
+    assert_eq!(other.read("/other.txt").await.unwrap(), b"unaffected");
+
+    // Once the flooding client reads, it gets the replies to what was served, then the end of
+    // the channel: far fewer replies than requests.
+    let mut answered = 0u32;
+    let drained = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some((kind, _)) = read_packet(&mut replies).await {
+            assert_eq!(kind, SSH_FXP_DATA);
+            answered += 1;
+        }
+    })
+    .await;
+    assert!(drained.is_ok(), "the channel did not end");
+    assert!(answered < READS / 2, "{answered} of {READS} READs answered");
+    sent.abort();
+}
+
 /// Opens a file over raw SFTP and sends, in one burst without waiting: `reads` READs of a
 /// second file, one WRITE per size (consecutive offsets), an FSTAT and the CLOSEs. Replies
 /// are read as they come, as a real client does (the SSH client's per-channel queue is

@@ -15,4 +15,7 @@ mod sftp;
 
 pub use host_keys::{HostKeyError, HostKeys};
 pub use server::{ServeError, SftpConfig, serve};
-pub use sftp::{DirectOut, MAX_PACKET_LEN, ReplySink, SessionError, SftpSession};
+pub use sftp::{
+    BACKLOG_LIMIT, BACKLOG_SOFT_LIMIT, DirectOut, MAX_PACKET_LEN, ReplySink, SessionError,
+    SftpSession,
+};

@@ -14,36 +14,51 @@
 //! - requests naming a **handle** are served in arrival order ([`handle`]: writes reach the
 //!   upload in order, reads continue one download stream), in `feed` while they are quick and
 //!   nothing is queued for the handle, else by the handle's worker task;
-//! - **path** requests (stat, open, mkdir, rename, …) that have to wait go on as their own
-//!   tasks;
-//! - a **writer** task sends the replies that complete later (the protocol allows any order),
-//!   small ones joined, and only whole replies in each message to the connection (so nothing
-//!   sent directly can land inside one);
+//! - **path** requests (stat, open, mkdir, rename, …; [`requests`]) that have to wait go on as
+//!   their own tasks;
+//! - replies leave in the order they are made ([`replies`]): directly from `feed`, or through
+//!   a **writer** task when they complete later;
 //! - at most [`MAX_IN_FLIGHT`] requests are in progress. Beyond that, packets go to a
 //!   **backlog** task that serves them in order as permits free up, and everything after them
-//!   follows them there; when the backlog is full too, `feed` waits, which stops the
-//!   connection reading and pushes back on the client through TCP.
+//!   follows them there.
+//!
+//! **Flow control.** russh opens the client's window again as soon as data arrives, so the
+//! only way to slow a client down is to stop reading its connection, i.e. to wait inside
+//! `feed`. While `feed` waits, the connection can neither send nor read anything, including
+//! the window adjustments that let more replies out. So `feed` waits only for the gateway's
+//! own work (the store): when the backlog holds more than [`BACKLOG_SOFT_LIMIT`] bytes and every
+//! finished reply can go out. When replies wait for the client instead (its window is full,
+//! or the writer's replies wait in the connection), `feed` returns at once, and the connection
+//! goes on reading and writing; a client that then keeps sending requests without reading the
+//! replies (more than [`BACKLOG_LIMIT`] bytes queued) breaks the protocol's flow control and
+//! loses the channel. Clients that keep hundreds of requests in flight and read their replies
+//! lazily (paramiko) never come near it: what they queue is small, or can be served without
+//! them.
 
 mod handle;
+mod replies;
 mod reply;
+mod requests;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use futures::future::BoxFuture;
-use russh_sftp::extensions::{self, LimitsExtension, Statvfs};
-use russh_sftp::protocol::{File, Handle, Name, OpenFlags, Packet, StatusCode, Version};
-use serde::Deserialize;
+use russh_sftp::extensions;
+use russh_sftp::protocol::{Packet, StatusCode, Version};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
-use wharf_vfs::{CreateOptions, EntryKind, Vfs, VfsError, VirtualPath, WriteMode};
+use wharf_vfs::Vfs;
 
-use handle::{HandleEntry, HandleOp, HandleState, Queued};
-use reply::{Reply, entry_attrs, error_status, extended_reply, ok, status};
+use handle::{HandleEntry, HandleOp, Queued};
+use replies::{Replies, write_replies};
+use reply::{error_status, status};
+use requests::OneString;
+
+pub use replies::{DirectOut, ReplySink};
 
 /// Largest packet a client may send: a 256 KiB write plus headers (OpenSSH's own limit).
 pub const MAX_PACKET_LEN: u32 = 256 * 1024 + 1024;
@@ -55,43 +70,33 @@ pub const MAX_OPEN_HANDLES: usize = 256;
 pub const MAX_IN_FLIGHT: usize = 128;
 /// Directory entries per SSH_FXP_NAME reply.
 const READDIR_BATCH: usize = 128;
+/// Bytes of requests waiting in the backlog above which [`SftpSession::feed`] waits for the
+/// gateway's own work before it reads more (see the module docs).
+pub const BACKLOG_SOFT_LIMIT: usize = 2 * 1024 * 1024;
+/// Bytes of requests waiting in the backlog, while their replies wait for the client, above
+/// which the session ends: the client sends without reading (see the module docs).
+pub const BACKLOG_LIMIT: usize = 16 * 1024 * 1024;
+/// What one packet waiting in the backlog costs beyond its bytes (its place in the queue):
+/// counted so that a flood of tiny requests reaches [`BACKLOG_LIMIT`] too.
+const QUEUED_PACKET_COST: usize = 128;
+/// How long [`SftpSession::feed`] waits for the gateway's own work to make room in the backlog
+/// before it gives up on the channel.
+const STALL_LIMIT: Duration = Duration::from_secs(120);
 
 /// Why a session ended other than by the client closing it.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     #[error("client sent a packet of {0} bytes; the limit is {MAX_PACKET_LEN}")]
     PacketTooLarge(u32),
-    #[error("the client has not read its replies for {0:?}; giving up on the channel")]
+    #[error(
+        "the client queued {0} bytes of requests without reading the replies (the limit is \
+         {BACKLOG_LIMIT}); it does not respect SFTP flow control"
+    )]
+    FlowControl(usize),
+    #[error(
+        "requests made no progress for {0:?} (storage not answering); giving up on the channel"
+    )]
     Stalled(Duration),
-}
-
-/// How long [`SftpSession::feed`] waits for room in the backlog before it gives up on a
-/// client that sends requests but does not read the replies.
-const STALL_LIMIT: Duration = Duration::from_secs(120);
-/// Packets waiting for an in-flight permit before [`SftpSession::feed`] waits for room.
-const BACKLOG: usize = 64;
-/// Most reply bytes [`SftpSession::feed`] sends directly until the connection has written them
-/// out (it writes to the socket only after `feed` returns, and beyond the client's window only
-/// once the window opens). This bounds what a burst of requests, or a client that does not
-/// read, can make the connection hold; the rest waits in the writer's queue, under the
-/// in-flight limit.
-const DIRECT_BUDGET: usize = 32 * 1024 * 1024;
-
-/// Where a channel's replies go when they cannot be sent right away (see [`DirectOut`]).
-pub trait ReplySink: Send + Sync + 'static {
-    /// Sends one or more whole reply packets; waits while the client is behind. `Err` once the
-    /// channel is gone.
-    fn send(&self, packet: Bytes) -> BoxFuture<'_, Result<(), ()>>;
-    /// Ends the channel once every reply is sent: exit status `code`, EOF, close.
-    fn finish(&self, code: u32) -> BoxFuture<'_, ()>;
-}
-
-/// The caller's way to send replies at once, from inside [`SftpSession::feed`].
-pub trait DirectOut {
-    /// Whether a reply sent now goes straight out (not queued behind the client's window).
-    fn ready(&self) -> bool;
-    /// Sends one or more whole reply packets.
-    fn send(&mut self, packet: Bytes);
 }
 
 /// One SFTP subsystem on one SSH channel. The SSH connection pushes what the client sends into
@@ -107,155 +112,8 @@ pub struct SftpSession {
     /// Received bytes not yet framed into a packet.
     input: BytesMut,
     /// Packets for the backlog task; `None` once the input has ended.
-    backlog: Option<mpsc::Sender<Bytes>>,
-    /// What `feed` may still send directly before the connection has written it out (see
-    /// [`DIRECT_BUDGET`]).
-    direct_budget: usize,
+    backlog: Option<mpsc::UnboundedSender<Bytes>>,
     span: tracing::Span,
-}
-
-/// Replies on their way to the client, each holding its in-flight permit until it is taken to
-/// be sent.
-#[derive(Clone)]
-pub(crate) struct Replies(Arc<ReplyQueue>);
-
-struct ReplyQueue {
-    outgoing: Mutex<Outgoing>,
-    /// Wakes the writer task.
-    ready: Notify,
-    /// Wakes [`SftpSession::feed`] while it waits for room in the backlog.
-    answered: Notify,
-}
-
-#[derive(Default)]
-struct Outgoing {
-    packets: VecDeque<(Bytes, OwnedSemaphorePermit)>,
-    /// [`SftpSession::feed`] is running and sends what is queued when it ends: the writer is
-    /// not woken meanwhile.
-    direct: bool,
-    /// No more replies will come: the writer ends once the queue is empty.
-    closed: bool,
-}
-
-impl Replies {
-    fn new() -> Self {
-        Replies(Arc::new(ReplyQueue {
-            outgoing: Mutex::new(Outgoing::default()),
-            ready: Notify::new(),
-            answered: Notify::new(),
-        }))
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Outgoing> {
-        // Every change under the lock is one step: a poisoned queue is still consistent.
-        self.0
-            .outgoing
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub(crate) fn send(&self, packet: Packet, permit: OwnedSemaphorePermit) {
-        let id = packet.get_request_id();
-        let bytes = Bytes::try_from(packet).or_else(|e| {
-            tracing::error!(error = %e, "cannot encode a reply");
-            Bytes::try_from(status(id, StatusCode::Failure, "internal error"))
-        });
-        let Ok(bytes) = bytes else {
-            return;
-        };
-        let wake = {
-            let mut outgoing = self.lock();
-            outgoing.packets.push_back((bytes, permit));
-            !outgoing.direct
-        };
-        if wake {
-            self.0.ready.notify_one();
-        } else {
-            self.0.answered.notify_one();
-        }
-    }
-
-    fn begin_direct(&self) {
-        self.lock().direct = true;
-    }
-
-    /// Sends what is queued through `direct` while it is ready (with `force`, even when it is
-    /// not: the connection then holds the replies until the client's window opens), `budget`
-    /// bytes at most.
-    fn flush_direct(&self, direct: &mut dyn DirectOut, budget: &mut usize, force: bool) {
-        let mut outgoing = self.lock();
-        while *budget > 0 && (force || direct.ready()) {
-            let Some(batch) = outgoing.take_batch() else {
-                break;
-            };
-            *budget = budget.saturating_sub(batch.len());
-            direct.send(batch);
-        }
-    }
-
-    /// Leaves direct mode, waking the writer for whatever is left.
-    fn end_direct(&self) {
-        let left = {
-            let mut outgoing = self.lock();
-            outgoing.direct = false;
-            !outgoing.packets.is_empty()
-        };
-        if left {
-            self.0.ready.notify_one();
-        }
-    }
-
-    /// Resolves once a reply has been queued in direct mode (possibly one queued before).
-    async fn answered(&self) {
-        self.0.answered.notified().await
-    }
-
-    fn close(&self) {
-        self.lock().closed = true;
-        self.0.ready.notify_one();
-    }
-
-    /// The next replies for the writer; `None` once closed and empty.
-    async fn next(&self) -> Option<Bytes> {
-        loop {
-            {
-                let mut outgoing = self.lock();
-                if let Some(batch) = outgoing.take_batch() {
-                    return Some(batch);
-                }
-                if outgoing.closed {
-                    return None;
-                }
-            }
-            // A notification given meanwhile is kept for this wait: nothing is lost.
-            self.0.ready.notified().await;
-        }
-    }
-}
-
-/// Small replies queued together are sent as one channel message up to this size: fewer SSH
-/// packets, and a client's per-message queue fills more slowly.
-const BATCH_BYTES: usize = 64 * 1024;
-
-impl Outgoing {
-    /// The next reply, or several small ones joined, up to [`BATCH_BYTES`]. Their permits are
-    /// released: the caller sends them at once.
-    fn take_batch(&mut self) -> Option<Bytes> {
-        let (first, _permit) = self.packets.pop_front()?;
-        let joins = |next: Option<&(Bytes, OwnedSemaphorePermit)>, len: usize| {
-            next.is_some_and(|(packet, _)| len + packet.len() <= BATCH_BYTES)
-        };
-        if !joins(self.packets.front(), first.len()) {
-            return Some(first);
-        }
-        let mut batch = BytesMut::from(first);
-        while joins(self.packets.front(), batch.len()) {
-            if let Some((packet, _permit)) = self.packets.pop_front() {
-                batch.extend_from_slice(&packet);
-            }
-        }
-        Some(batch.freeze())
-    }
 }
 
 /// What the session, the backlog task and every request task share.
@@ -271,21 +129,14 @@ struct Shared {
     /// Packets handed to the backlog task and not yet dispatched. While any are, later packets
     /// queue behind them, so requests on one handle keep their order.
     backlogged: AtomicUsize,
+    /// What those packets cost: their bytes plus [`QUEUED_PACKET_COST`] each.
+    backlog_bytes: AtomicUsize,
+    /// Wakes [`SftpSession::feed`] while it waits: the backlog task dispatched a packet.
+    dispatched: Notify,
+    /// The client flooded the backlog: what is still queued is dropped, not served.
+    flooded: AtomicBool,
     /// The channel's exit status.
     exit_code: AtomicU32,
-}
-
-/// `SSH_FXP_EXTENDED` `posix-rename@openssh.com` payload.
-#[derive(Deserialize)]
-struct PathPair {
-    old: String,
-    new: String,
-}
-
-/// `SSH_FXP_EXTENDED` payloads that carry one string (a path or a handle).
-#[derive(Deserialize)]
-struct OneString {
-    value: String,
 }
 
 impl SftpSession {
@@ -301,9 +152,12 @@ impl SftpSession {
             tasks: TaskTracker::new(),
             initialized: AtomicBool::new(false),
             backlogged: AtomicUsize::new(0),
+            backlog_bytes: AtomicUsize::new(0),
+            dispatched: Notify::new(),
+            flooded: AtomicBool::new(false),
             exit_code: AtomicU32::new(0),
         });
-        let (tx, rx) = mpsc::channel(BACKLOG);
+        let (tx, rx) = mpsc::unbounded_channel();
         let writer = tokio::spawn(
             write_replies(shared.replies.clone(), sink.clone()).instrument(span.clone()),
         );
@@ -315,15 +169,14 @@ impl SftpSession {
             limit,
             input: BytesMut::new(),
             backlog: Some(tx),
-            direct_budget: DIRECT_BUDGET,
             span,
         }
     }
 
     /// Takes what the client sent on the channel. Complete requests are served here up to
     /// their first wait, and their replies sent through `direct` before this returns; the
-    /// rest is answered later through the sink. Waits only when the client is far ahead
-    /// (more than `MAX_IN_FLIGHT` requests in progress and `BACKLOG` more received).
+    /// rest is answered later through the sink. Waits only while the gateway's own work is
+    /// behind (see the module docs), never for the client.
     pub async fn feed(&mut self, data: &[u8], direct: &mut (dyn DirectOut + Send)) {
         let span = self.span.clone();
         self.feed_inner(data, direct).instrument(span).await
@@ -334,17 +187,13 @@ impl SftpSession {
             return;
         }
         self.input.extend_from_slice(data);
-        self.shared.replies.begin_direct();
-        // What was sent directly has left once nothing waits for the client's window.
-        if direct.ready() {
-            self.direct_budget = DIRECT_BUDGET;
-        }
-        let mut budget = self.direct_budget;
+        let replies = self.shared.replies.clone();
+        replies.begin_direct();
         while let Some(raw) = self.next_packet() {
             if self.shared.backlogged.load(Ordering::Acquire) == 0 {
                 // Sending what is answered already frees permits.
                 let permit = self.limit.clone().try_acquire_owned().or_else(|_| {
-                    self.shared.replies.flush_direct(direct, &mut budget, false);
+                    replies.flush_direct(direct);
                     self.limit.clone().try_acquire_owned()
                 });
                 if let Ok(permit) = permit {
@@ -352,29 +201,67 @@ impl SftpSession {
                     continue;
                 }
             }
-            let Some(backlog) = &self.backlog else {
-                break;
-            };
-            self.shared.backlogged.fetch_add(1, Ordering::AcqRel);
-            let queued = match backlog.try_send(raw) {
-                Ok(()) => Some(true),
-                Err(mpsc::error::TrySendError::Closed(_)) => None,
-                Err(mpsc::error::TrySendError::Full(raw)) => {
-                    wait_for_room(&self.shared, backlog, raw, direct, &mut budget).await
-                }
-            };
-            match queued {
-                Some(true) => {}
-                Some(false) => {
-                    tracing::warn!(error = %SessionError::Stalled(STALL_LIMIT), "ending the SFTP session");
-                    self.fail();
-                }
-                None => break,
+            if let Err(e) = self.queue(raw) {
+                tracing::warn!(error = %e, "ending the SFTP session");
+                self.shared.flooded.store(true, Ordering::Release);
+                self.fail();
             }
         }
-        self.shared.replies.flush_direct(direct, &mut budget, false);
-        self.shared.replies.end_direct();
-        self.direct_budget = budget;
+        if self.backlog.is_some()
+            && self.shared.backlog_bytes.load(Ordering::Acquire) > BACKLOG_SOFT_LIMIT
+            && let Err(e) = self.wait_for_backlog(direct).await
+        {
+            tracing::warn!(error = %e, "ending the SFTP session");
+            self.fail();
+        }
+        replies.flush_direct(direct);
+        replies.end_direct();
+    }
+
+    /// Hands `raw` to the backlog task, behind the packets already there.
+    fn queue(&mut self, raw: Bytes) -> Result<(), SessionError> {
+        let Some(backlog) = &self.backlog else {
+            return Ok(());
+        };
+        let cost = raw.len() + QUEUED_PACKET_COST;
+        self.shared.backlogged.fetch_add(1, Ordering::AcqRel);
+        let queued = self.shared.backlog_bytes.fetch_add(cost, Ordering::AcqRel) + cost;
+        if backlog.send(raw).is_err() {
+            // The backlog task is gone: the session is over.
+            self.backlog = None;
+            return Ok(());
+        }
+        if queued > BACKLOG_LIMIT {
+            return Err(SessionError::FlowControl(queued));
+        }
+        Ok(())
+    }
+
+    /// Waits while the backlog is over [`BACKLOG_SOFT_LIMIT`] and only the gateway's own work
+    /// can shrink it: every finished reply goes out directly, so the requests in progress free
+    /// their permits as they finish. Returns at once when replies wait for the client (or for
+    /// the connection), since the connection must go on reading and writing for them.
+    async fn wait_for_backlog(
+        &self,
+        direct: &mut (dyn DirectOut + Send),
+    ) -> Result<(), SessionError> {
+        let shared = &self.shared;
+        let deadline = tokio::time::Instant::now() + STALL_LIMIT;
+        loop {
+            let waiting_for_client = shared.replies.flush_direct(direct);
+            if waiting_for_client
+                || shared.backlog_bytes.load(Ordering::Acquire) <= BACKLOG_SOFT_LIMIT
+            {
+                return Ok(());
+            }
+            tokio::select! {
+                () = shared.dispatched.notified() => {}
+                () = shared.replies.answered() => {}
+                () = tokio::time::sleep_until(deadline) => {
+                    return Err(SessionError::Stalled(STALL_LIMIT));
+                }
+            }
+        }
     }
 
     /// The next complete packet of the input (type byte first). A length over the limit ends
@@ -406,42 +293,13 @@ impl SftpSession {
     }
 }
 
-/// Queues `raw` in the full backlog once there is room: `Some(true)`, or `Some(false)` when
-/// there was none for [`STALL_LIMIT`], `None` when the backlog is gone.
-///
-/// The connection neither reads nor writes while this waits (so the client's window cannot
-/// open either), and replies that complete meanwhile are sent from here even beyond the
-/// window, within `budget`: they free the permits the backlog task waits for. A client that
-/// sends more than that without reading loses the channel after [`STALL_LIMIT`].
-async fn wait_for_room(
-    shared: &Shared,
-    backlog: &mpsc::Sender<Bytes>,
-    raw: Bytes,
-    direct: &mut (dyn DirectOut + Send),
-    budget: &mut usize,
-) -> Option<bool> {
-    let deadline = tokio::time::Instant::now() + STALL_LIMIT;
-    loop {
-        shared.replies.flush_direct(direct, budget, true);
-        tokio::select! {
-            room = backlog.reserve() => {
-                let room = room.ok()?;
-                room.send(raw);
-                return Some(true);
-            }
-            () = shared.replies.answered() => {}
-            () = tokio::time::sleep_until(deadline) => return Some(false),
-        }
-    }
-}
-
 /// Serves the packets [`SftpSession::feed`] could not serve at once, in order, as permits
 /// free up. Once the input has ended: closes the open handles, waits for the requests in
 /// progress and the writer, and ends the channel.
 async fn run_backlog(
     shared: Arc<Shared>,
     limit: Arc<Semaphore>,
-    mut backlog: mpsc::Receiver<Bytes>,
+    mut backlog: mpsc::UnboundedReceiver<Bytes>,
     writer: tokio::task::JoinHandle<()>,
     sink: Arc<dyn ReplySink>,
 ) {
@@ -449,8 +307,13 @@ async fn run_backlog(
         let Ok(permit) = limit.clone().acquire_owned().await else {
             break;
         };
-        handle_packet(&shared, raw, permit).await;
+        let cost = raw.len() + QUEUED_PACKET_COST;
+        if !shared.flooded.load(Ordering::Acquire) {
+            handle_packet(&shared, raw, permit).await;
+        }
+        shared.backlog_bytes.fetch_sub(cost, Ordering::AcqRel);
         shared.backlogged.fetch_sub(1, Ordering::AcqRel);
+        shared.dispatched.notify_one();
     }
     // No more requests: close the handles so their workers finish what is queued and end
     // (dropping an uncommitted upload aborts it).
@@ -537,17 +400,6 @@ fn parse_write(raw: &Bytes) -> Option<(String, u64, Bytes)> {
     (end == raw.len()).then(|| (handle, offset, raw.slice(data)))
 }
 
-/// Sends the replies the session did not send directly, as they come.
-async fn write_replies(replies: Replies, sink: Arc<dyn ReplySink>) {
-    let mut open = true;
-    while let Some(batch) = replies.next().await {
-        // Once the channel is gone, the rest is dropped.
-        if open && sink.send(batch).await.is_err() {
-            open = false;
-        }
-    }
-}
-
 fn version() -> Version {
     let mut version = Version::new();
     for (name, ver) in [
@@ -618,211 +470,6 @@ async fn dispatch(shared: &Arc<Shared>, packet: Packet, permit: OwnedSemaphorePe
         return;
     };
     handle::dispatch(shared, handle, Queued { id, op, permit }).await;
-}
-
-impl Shared {
-    async fn path_request(&self, packet: Packet) -> Result<Packet, Reply> {
-        let vfs = &self.vfs;
-        match packet {
-            Packet::Init(p) => Err(Reply::Status(
-                StatusCode::BadMessage,
-                format!("duplicate SSH_FXP_INIT (version {})", p.version),
-            )),
-            Packet::RealPath(p) => {
-                let path = VirtualPath::parse(&p.path)?;
-                Ok(Name {
-                    id: p.id,
-                    files: vec![File::dummy(path.to_string())],
-                }
-                .into())
-            }
-            Packet::Stat(p) => self.stat(p.id, &p.path).await,
-            // There are no symbolic links: lstat is stat.
-            Packet::Lstat(p) => self.stat(p.id, &p.path).await,
-            Packet::SetStat(p) => {
-                let path = VirtualPath::parse(&p.path)?;
-                let entry = vfs.stat(&path).await?;
-                reply::check_setstat(&p.attrs, Some(entry.size))?;
-                Ok(ok(p.id))
-            }
-            Packet::Open(p) => self.open(p.id, &p.filename, p.pflags).await,
-            Packet::OpenDir(p) => {
-                let path = VirtualPath::parse(&p.path)?;
-                let entry = vfs.stat(&path).await?;
-                if entry.kind != EntryKind::Directory {
-                    return Err(VfsError::NotADirectory.into());
-                }
-                let handle = self.register(HandleState::Dir {
-                    path,
-                    listing: None,
-                })?;
-                Ok(Handle { id: p.id, handle }.into())
-            }
-            Packet::Remove(p) => {
-                vfs.remove(&VirtualPath::parse(&p.filename)?).await?;
-                Ok(ok(p.id))
-            }
-            Packet::MkDir(p) => {
-                vfs.mkdir(&VirtualPath::parse(&p.path)?).await?;
-                Ok(ok(p.id))
-            }
-            Packet::RmDir(p) => {
-                vfs.rmdir(&VirtualPath::parse(&p.path)?).await?;
-                Ok(ok(p.id))
-            }
-            Packet::Rename(p) => {
-                // SFTPv3 rename must not overwrite; posix-rename@openssh.com does.
-                self.rename(&p.oldpath, &p.newpath, false).await?;
-                Ok(ok(p.id))
-            }
-            Packet::ReadLink(_) | Packet::Symlink(_) => Err(Reply::Status(
-                StatusCode::OpUnsupported,
-                "symbolic links are not supported".into(),
-            )),
-            Packet::Extended(p) => self.extended(p.id, &p.request, p.data).await,
-            _ => Err(Reply::Status(
-                StatusCode::BadMessage,
-                "not a request packet".into(),
-            )),
-        }
-    }
-
-    async fn stat(&self, id: u32, path: &str) -> Result<Packet, Reply> {
-        let path = VirtualPath::parse(path)?;
-        let entry = self.vfs.stat(&path).await?;
-        Ok(russh_sftp::protocol::Attrs {
-            id,
-            attrs: entry_attrs(&entry, self.vfs.permissions()),
-        }
-        .into())
-    }
-
-    async fn open(&self, id: u32, filename: &str, flags: OpenFlags) -> Result<Packet, Reply> {
-        let path = VirtualPath::parse(filename)?;
-        let read = flags.contains(OpenFlags::READ);
-        let write = flags.contains(OpenFlags::WRITE) || flags.contains(OpenFlags::APPEND);
-        let state = match (read, write) {
-            (true, true) => {
-                return Err(Reply::Status(
-                    StatusCode::OpUnsupported,
-                    "opening a file for reading and writing at once is not supported on \
-                     object storage; open it for one or the other"
-                        .into(),
-                ));
-            }
-            (_, false) => HandleState::Read(self.vfs.open_read(&path).await?),
-            (false, true) => {
-                if !flags.contains(OpenFlags::CREATE) {
-                    // Without CREATE the file must exist already.
-                    let entry = self.vfs.stat(&path).await?;
-                    if entry.kind == EntryKind::Directory {
-                        return Err(VfsError::IsADirectory.into());
-                    }
-                }
-                // APPEND: every write goes to the end (paramiko "a", some GUI clients).
-                // No TRUNCATE: the client keeps what is there and writes from where it wants;
-                // for a resume (OpenSSH reput, WinSCP) that is the current end of the file,
-                // for a rewrite it is offset 0. The VFS decides from the first write.
-                let mode = if flags.contains(OpenFlags::APPEND) {
-                    WriteMode::Append
-                } else if flags.contains(OpenFlags::TRUNCATE) {
-                    WriteMode::Truncate
-                } else {
-                    WriteMode::Resume
-                };
-                let options = CreateOptions {
-                    exclusive: flags.contains(OpenFlags::EXCLUDE),
-                    mode,
-                };
-                HandleState::Write(Box::new(self.vfs.create(&path, options).await?))
-            }
-        };
-        let handle = self.register(state)?;
-        Ok(Handle { id, handle }.into())
-    }
-
-    /// Gives an open file or directory a handle and a worker.
-    fn register(&self, state: HandleState) -> Result<String, Reply> {
-        let name = (self
-            .next_handle
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            + 1)
-        .to_string();
-        {
-            let mut handles = self
-                .handles
-                .lock()
-                .map_err(|_| Reply::Status(StatusCode::Failure, "internal error".into()))?;
-            // The session ended while this OPEN was in progress: drop (abort) the state.
-            let Some(handles) = handles.as_mut() else {
-                return Err(Reply::Status(
-                    StatusCode::NoConnection,
-                    "session closed".into(),
-                ));
-            };
-            if handles.len() >= MAX_OPEN_HANDLES {
-                return Err(Reply::Status(
-                    StatusCode::Failure,
-                    format!("too many open files (at most {MAX_OPEN_HANDLES} per session)"),
-                ));
-            }
-            handles.insert(name.clone(), HandleEntry::new(state));
-        }
-        tracing::debug!(handle = %name, "opened");
-        Ok(name)
-    }
-
-    async fn rename(&self, old: &str, new: &str, overwrite: bool) -> Result<(), Reply> {
-        let from = VirtualPath::parse(old)?;
-        let to = VirtualPath::parse(new)?;
-        self.vfs.rename(&from, &to, overwrite).await?;
-        Ok(())
-    }
-
-    async fn extended(&self, id: u32, request: &str, data: Vec<u8>) -> Result<Packet, Reply> {
-        let mut data = Bytes::from(data);
-        let bad = |_| Reply::Status(StatusCode::BadMessage, "malformed extended request".into());
-        match request {
-            "posix-rename@openssh.com" => {
-                let pair: PathPair = russh_sftp::de::from_bytes(&mut data).map_err(bad)?;
-                self.rename(&pair.old, &pair.new, true).await?;
-                Ok(ok(id))
-            }
-            extensions::STATVFS => {
-                let path: OneString = russh_sftp::de::from_bytes(&mut data).map_err(bad)?;
-                VirtualPath::parse(&path.value)?;
-                // Object storage has no fixed capacity: report a large volume so clients that
-                // check free space before uploading go ahead.
-                let stat = Statvfs {
-                    block_size: 4096,
-                    fragment_size: 4096,
-                    blocks: 1 << 40,
-                    blocks_free: 1 << 40,
-                    blocks_avail: 1 << 40,
-                    inodes: 1 << 32,
-                    inodes_free: 1 << 32,
-                    inodes_avail: 1 << 32,
-                    fs_id: 0,
-                    flags: 0,
-                    name_max: wharf_vfs::MAX_NAME_BYTES as u64,
-                };
-                extended_reply(id, &stat)
-            }
-            extensions::LIMITS => {
-                let limits = LimitsExtension {
-                    max_packet_len: MAX_PACKET_LEN as u64,
-                    max_read_len: MAX_IO_LEN as u64,
-                    max_write_len: MAX_IO_LEN as u64,
-                    max_open_handles: MAX_OPEN_HANDLES as u64,
-                };
-                extended_reply(id, &limits)
-            }
-            other => Err(Reply::Status(
-                StatusCode::OpUnsupported,
-                format!("extension '{other}' is not supported"),
-            )),
-        }
-    }
 }
 
 #[cfg(test)]
