@@ -14,9 +14,11 @@
 //! - Directories: real prefixes plus a hidden marker object ([`DIRECTORY_MARKER`]) so that empty
 //!   directories persist on object stores.
 
+mod checksum;
 mod error;
 mod journal;
 mod local;
+mod owned;
 mod path;
 mod store;
 mod transfer;
@@ -25,6 +27,7 @@ mod vfs;
 #[cfg(test)]
 mod tests;
 
+pub use checksum::{Checksum, HashAlgorithm, KnownHashes, MAX_HASH_BLOCKS, MIN_HASH_BLOCK};
 pub use error::VfsError;
 pub use journal::{NOTE_REFRESH, ORPHAN_AGE, SweepReport, UPLOAD_JOURNAL, UploadJournal};
 pub use path::{MAX_NAME_BYTES, MAX_PATH_BYTES, VirtualPath};

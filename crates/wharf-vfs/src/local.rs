@@ -258,6 +258,11 @@ impl LocalStaging {
         blocking(move || rename_into_place(&staging, &dest)).await
     }
 
+    /// Where the file goes.
+    pub(crate) fn dest(&self) -> &Path {
+        &self.dest
+    }
+
     /// Removes the staging file.
     pub(crate) async fn abort(&mut self) -> object_store::Result<()> {
         let Some(staging) = self.staging.take() else {
@@ -282,6 +287,21 @@ impl Drop for LocalStaging {
             }
         }
     }
+}
+
+/// The entity tag `LocalFileSystem` reports for the file at `path` (inode, modification time
+/// and size; a test keeps the two in step), or `None` if it cannot be read. One `stat` on the
+/// caller's thread.
+pub(crate) fn e_tag(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    let mtime = meta
+        .modified()
+        .ok()?
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .ok()?
+        .as_micros();
+    Some(format!("\"{:x}-{mtime:x}-{:x}\"", meta.ino(), meta.len()))
 }
 
 async fn blocking(
@@ -324,6 +344,22 @@ mod tests {
     use super::*;
 
     use tempfile::TempDir;
+
+    /// Our entity tag of a local file is the one `LocalFileSystem` reports: if object_store
+    /// changes its scheme, remembered checksums would silently stop matching.
+    #[tokio::test]
+    async fn local_e_tags_match_the_stores() {
+        use object_store::ObjectStoreExt;
+        let dir = TempDir::new().unwrap();
+        std::fs::write(dir.path().join("f.bin"), b"some bytes").unwrap();
+        let store = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+        let meta = store
+            .head(&object_store::path::Path::from("f.bin"))
+            .await
+            .unwrap();
+        assert_eq!(e_tag(&dir.path().join("f.bin")), meta.e_tag);
+        assert_eq!(e_tag(&dir.path().join("missing")), None);
+    }
 
     async fn wait(write: PartWrite) -> object_store::Result<()> {
         match write {

@@ -23,6 +23,7 @@ use url::Url;
 use wharf_core::{BucketStorage, HomeDirectory};
 
 use crate::VfsError;
+use crate::checksum::KnownHashes;
 use crate::journal::{ORPHAN_AGE, SweepReport, UploadJournal, sweep_local_staging};
 use crate::vfs::{ensure_directory, object_key};
 
@@ -310,6 +311,7 @@ impl OpenedStore {
                 .map(|multipart| UploadJournal::new(store.clone(), multipart, prefix.clone())),
             pager: self.pager.map(|p| ListPager { root: prefix, ..p }),
             local_root: self.local_root,
+            hashes: KnownHashes::default(),
             store,
         }
     }
@@ -329,6 +331,8 @@ pub struct OpenedBucket {
     pub uploads: Option<UploadJournal>,
     /// The directory of a `file://` bucket.
     pub local_root: Option<PathBuf>,
+    /// SHA-256 of the bucket's recent uploads, shared by every session on it.
+    pub hashes: KnownHashes,
 }
 
 impl OpenedBucket {

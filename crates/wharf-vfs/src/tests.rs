@@ -24,8 +24,9 @@ use tempfile::TempDir;
 use wharf_core::{BucketName, BucketStorage, HomeDirectory, Permissions, Protocol, Username};
 
 use crate::{
-    CreateOptions, Entry, EntryKind, PART_SIZE, REORDER_WINDOW, SessionIdentity, StoreCache,
-    Upload, UploadSummary, Vfs, VfsError, VirtualPath, WriteMode, create_home, open_bucket,
+    CreateOptions, Entry, EntryKind, HashAlgorithm, PART_SIZE, REORDER_WINDOW, SessionIdentity,
+    StoreCache, Upload, UploadSummary, Vfs, VfsError, VirtualPath, WriteMode, create_home,
+    open_bucket,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1399,6 +1400,173 @@ async fn write_only_users_deliver_but_cannot_read_or_delete() {
         assert_err!(wo.rmdir(&p("/in")).await, VfsError::PermissionDenied(_));
         let admin = fx.vfs("/", Permissions::ReadWrite);
         assert_eq!(read_all(&admin, "/in/drop.edi").await, b"order");
+    })
+    .await;
+}
+
+/// write-only is a drop box: new files and directories only; a session may change nothing it
+/// did not upload itself (overwrite, resume, append, rename from or onto), and its own uploads
+/// only while it lasts.
+#[tokio::test]
+async fn write_only_is_a_drop_box() {
+    on_both(|fx| async move {
+        let admin = fx.vfs("/", Permissions::ReadWrite);
+        upload(&admin, "/theirs.edi", b"someone else's", 1024).await;
+        let wo = fx.vfs("/", Permissions::WriteOnly);
+        let denied = |what: &str, result: Result<(), VfsError>| {
+            assert!(
+                matches!(result, Err(VfsError::PermissionDenied(_))),
+                "{what}: {result:?}"
+            );
+        };
+        for mode in [WriteMode::Truncate, WriteMode::Resume, WriteMode::Append] {
+            denied(
+                &format!("{mode:?} onto another's file"),
+                wo.create(&p("/theirs.edi"), with_mode(mode))
+                    .await
+                    .map(|_| ()),
+            );
+        }
+        denied(
+            "rename another's file",
+            wo.rename(&p("/theirs.edi"), &p("/moved.edi"), false).await,
+        );
+        denied("delete", wo.remove(&p("/theirs.edi")).await);
+
+        // Its own delivery: upload to a temporary name, rename into place (WinSCP, FileZilla).
+        upload(&wo, "/mine.edi.filepart", b"mine", 1024).await;
+        wo.rename(&p("/mine.edi.filepart"), &p("/mine.edi"), false)
+            .await
+            .unwrap();
+        denied(
+            "rename its own file onto another's",
+            wo.rename(&p("/mine.edi"), &p("/theirs.edi"), true).await,
+        );
+        // ... and continue it within the session.
+        let mut more = resume(&wo, "/mine.edi").await;
+        more.write(4, Bytes::from_static(b"+")).await.unwrap();
+        more.commit().await.unwrap();
+        wo.mkdir(&p("/in")).await.unwrap();
+        denied(
+            "rename a directory",
+            wo.rename(&p("/in"), &p("/out"), false).await,
+        );
+
+        // Another session of the same user is a stranger to those files.
+        let later = fx.vfs("/", Permissions::WriteOnly);
+        denied(
+            "resume an earlier session's file",
+            later
+                .create(&p("/mine.edi"), with_mode(WriteMode::Resume))
+                .await
+                .map(|_| ()),
+        );
+        denied(
+            "rename an earlier session's file",
+            later.rename(&p("/mine.edi"), &p("/x.edi"), false).await,
+        );
+
+        // A file someone else creates while a drop-box upload of that name is open wins.
+        let mut racing = wo
+            .create(&p("/race.edi"), with_mode(WriteMode::Truncate))
+            .await
+            .unwrap();
+        racing.write(0, Bytes::from_static(b"late")).await.unwrap();
+        upload(&admin, "/race.edi", b"first", 1024).await;
+        assert_err!(racing.commit().await, VfsError::PermissionDenied(_));
+
+        assert_eq!(read_all(&admin, "/theirs.edi").await, b"someone else's");
+        assert_eq!(read_all(&admin, "/mine.edi").await, b"mine+");
+        assert_eq!(read_all(&admin, "/race.edi").await, b"first");
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checksums
+
+#[tokio::test]
+async fn checksums_of_files_ranges_and_blocks() {
+    use md5::Digest as _;
+    on_both(|fx| async move {
+        let vfs = fx.vfs("/", Permissions::ReadWrite);
+        let data = pattern(3 * 1024 * 1024 + 17);
+        upload(&vfs, "/f.bin", &data, 64 * 1024).await;
+        let sha = |bytes: &[u8]| Sha256::digest(bytes).to_vec();
+
+        // Whole file, right after this gateway committed it: no read of the file.
+        let gets = fx.gets();
+        let whole = vfs
+            .checksum(&p("/f.bin"), HashAlgorithm::Sha256, 0, 0, 0)
+            .await
+            .unwrap();
+        assert_eq!(whole.digests, vec![sha(&data)]);
+        assert_eq!(whole.range, 0..data.len() as u64);
+        assert_eq!(fx.gets(), gets, "the upload's own SHA-256 is used");
+
+        // A range, clipped to the end; blocks of 1 MiB.
+        let part = vfs
+            .checksum(&p("/f.bin"), HashAlgorithm::Sha256, 1000, 1 << 40, 0)
+            .await
+            .unwrap();
+        assert_eq!(part.range, 1000..data.len() as u64);
+        assert_eq!(part.digests, vec![sha(&data[1000..])]);
+        let blocks = vfs
+            .checksum(&p("/f.bin"), HashAlgorithm::Md5, 0, 0, 1 << 20)
+            .await
+            .unwrap();
+        assert_eq!(blocks.digests.len(), 4);
+        for (i, digest) in blocks.digests.iter().enumerate() {
+            let block = &data[i << 20..((i + 1) << 20).min(data.len())];
+            assert_eq!(*digest, md5::Md5::digest(block).to_vec(), "block {i}");
+        }
+        assert_err!(
+            vfs.checksum(
+                &p("/f.bin"),
+                HashAlgorithm::Sha1,
+                data.len() as u64 + 1,
+                0,
+                0
+            )
+            .await,
+            VfsError::Unsupported(_)
+        );
+        assert_err!(
+            vfs.checksum(&p("/f.bin"), HashAlgorithm::Sha1, 0, 0, 16)
+                .await,
+            VfsError::Unsupported(_)
+        );
+        assert_err!(
+            vfs.checksum(&p("/nope"), HashAlgorithm::Sha256, 0, 0, 0)
+                .await,
+            VfsError::NotFound
+        );
+        vfs.mkdir(&p("/d")).await.unwrap();
+        assert_err!(
+            vfs.checksum(&p("/d"), HashAlgorithm::Sha256, 0, 0, 0).await,
+            VfsError::IsADirectory
+        );
+        // An empty file has the digest of nothing.
+        upload(&vfs, "/empty", b"", 1024).await;
+        let empty = vfs
+            .checksum(&p("/empty"), HashAlgorithm::Sha256, 0, 0, 0)
+            .await
+            .unwrap();
+        assert_eq!(empty.digests, vec![sha(b"")]);
+
+        // A drop box checks what it delivered in this session, nothing else.
+        let wo = fx.vfs("/", Permissions::WriteOnly);
+        assert_err!(
+            wo.checksum(&p("/f.bin"), HashAlgorithm::Sha256, 0, 0, 0)
+                .await,
+            VfsError::PermissionDenied(_)
+        );
+        upload(&wo, "/delivered.edi", b"abc", 1024).await;
+        let own = wo
+            .checksum(&p("/delivered.edi"), HashAlgorithm::Sha256, 0, 0, 0)
+            .await
+            .unwrap();
+        assert_eq!(own.digests, vec![sha(b"abc")]);
     })
     .await;
 }

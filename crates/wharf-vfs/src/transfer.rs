@@ -28,7 +28,9 @@ use tokio::task::JoinSet;
 
 use wharf_core::{EventData, EventSink, EventType};
 
+use crate::checksum::KnownHashes;
 use crate::local::{self, LocalStaging, PartWrite};
+use crate::owned::SessionUploads;
 use crate::{UploadJournal, VfsError, VirtualPath, WriteMode};
 
 /// Size of the first multipart parts, and the size below which a file is sent in one `PUT`
@@ -148,6 +150,13 @@ pub struct Upload {
     journal: Option<UploadJournal>,
     /// Where the upload's events go (see [`wharf_core::events`]).
     events: Option<UploadEvents>,
+    /// Where the committed version's SHA-256 is remembered.
+    hashes: KnownHashes,
+    /// The session's uploads, which this one joins when committed.
+    uploaded: SessionUploads,
+    /// The file did not exist at open and must not be replaced at commit either (a drop box's
+    /// new file: someone else may have created it meanwhile).
+    no_replace: bool,
     /// Bytes received from the client (a failed upload's event reports them).
     received: u64,
     /// The store is a local disk: small parts, no part limit (see [`LOCAL_PART_SIZE`]).
@@ -205,11 +214,17 @@ impl Upload {
             events,
             local,
             local_file,
+            hashes,
+            uploaded,
+            no_replace,
         } = target;
         Upload {
             store,
             journal,
             events,
+            hashes,
+            uploaded,
+            no_replace,
             received: 0,
             local,
             local_file,
@@ -650,6 +665,21 @@ impl Upload {
         }
     }
 
+    /// Fails if the upload must not replace a file and one exists by now.
+    async fn check_no_replace(&self) -> Result<(), VfsError> {
+        if self.no_replace
+            && crate::vfs::head(self.store.as_ref(), &self.key)
+                .await?
+                .is_some()
+        {
+            return Err(VfsError::PermissionDenied(
+                "the file was created by someone else while this upload was in progress; a \
+                 write-only user cannot replace it",
+            ));
+        }
+        Ok(())
+    }
+
     /// Sends what remains and makes the object visible.
     async fn finish(&mut self) -> Result<UploadSummary, VfsError> {
         if let Some(size) = self.base.as_ref().map(|base| base.size) {
@@ -676,20 +706,23 @@ impl Upload {
             None
         };
         self.check_pinned().await?;
+        self.check_no_replace().await?;
         let event = self.begin_event(&sha256).await?;
-        let visible: Result<(), VfsError> = match single_put {
+        let visible: Result<Option<String>, VfsError> = match single_put {
             Some(rest) => match &self.local_file {
-                Some(dest) => local::put_whole(dest.clone(), rest).await,
+                Some(dest) => local::put_whole(dest.clone(), rest)
+                    .await
+                    .map(|()| local::e_tag(dest)),
                 None => self
                     .store
                     .put(&self.key, PutPayload::from(rest))
                     .await
-                    .map(|_| ()),
+                    .map(|done| done.e_tag),
             }
             .map_err(VfsError::from),
             None => match self.multipart.get_mut() {
                 Some(multipart) => multipart.complete().await.map_err(VfsError::from),
-                None => Ok(()),
+                None => Ok(None),
             },
         };
         if visible.is_ok() {
@@ -697,9 +730,15 @@ impl Upload {
             *self.multipart.get_mut() = None;
         }
         if let Some(event_id) = event {
-            self.settle_event(&event_id, &visible).await;
+            self.settle_event(&event_id, visible.as_ref().map(|_| ()))
+                .await;
         }
-        visible?;
+        let e_tag = visible?;
+        self.uploaded.record(&self.key);
+        match (e_tag, hex::decode(&sha256)) {
+            (Some(tag), Ok(digest)) => self.hashes.insert(&self.key, tag, digest),
+            _ => self.hashes.forget(&self.key),
+        }
         Ok(UploadSummary {
             size: self.written,
             sha256,
@@ -732,7 +771,7 @@ impl Upload {
 
     /// Step 2: how the commit went. If this cannot be recorded, the control plane settles the
     /// pending event itself later by looking at the store.
-    async fn settle_event(&mut self, event_id: &str, visible: &Result<(), VfsError>) {
+    async fn settle_event(&mut self, event_id: &str, visible: Result<(), &VfsError>) {
         let Some(events) = self.events.take() else {
             return;
         };
@@ -846,6 +885,12 @@ pub(crate) struct UploadTarget {
     /// The file's path on local disk, if its parts may be written there directly
     /// ([`LocalStaging`]); `None` sends them through `store`.
     pub(crate) local_file: Option<std::path::PathBuf>,
+    /// Where the committed version's SHA-256 is remembered.
+    pub(crate) hashes: KnownHashes,
+    /// The session's uploads.
+    pub(crate) uploaded: SessionUploads,
+    /// Refuse the commit if the file exists by then (see [`Upload`]'s field).
+    pub(crate) no_replace: bool,
 }
 
 /// A multipart upload: the store's, or a local-disk staging file written directly.
@@ -855,11 +900,15 @@ enum Parts {
 }
 
 impl Parts {
-    /// Makes the upload visible. Every part must have finished.
-    async fn complete(&mut self) -> object_store::Result<()> {
+    /// Makes the upload visible; returns the entity tag of the new version where known.
+    /// Every part must have finished.
+    async fn complete(&mut self) -> object_store::Result<Option<String>> {
         match self {
-            Parts::Store(multipart) => multipart.complete().await.map(|_| ()),
-            Parts::Local(staging) => staging.complete().await,
+            Parts::Store(multipart) => multipart.complete().await.map(|done| done.e_tag),
+            Parts::Local(staging) => {
+                staging.complete().await?;
+                Ok(local::e_tag(staging.dest()))
+            }
         }
     }
 

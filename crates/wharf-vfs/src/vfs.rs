@@ -15,6 +15,8 @@ use wharf_core::{
     BucketName, EventData, EventSink, EventType, HomeDirectory, Permissions, Protocol, Username,
 };
 
+use crate::checksum::KnownHashes;
+use crate::owned::SessionUploads;
 use crate::transfer::{UploadEvents, UploadTarget};
 use crate::{
     DIRECTORY_MARKER, Download, ListPager, OpenedBucket, UPLOAD_JOURNAL, Upload, UploadJournal,
@@ -145,6 +147,10 @@ struct Session {
     local_root: Option<std::path::PathBuf>,
     /// Where file events go, with the bucket's name for them.
     events: Option<(Arc<dyn EventSink>, BucketName)>,
+    /// SHA-256 of the bucket's recent uploads (shared by the bucket's sessions).
+    hashes: KnownHashes,
+    /// What this session uploaded (the files a write-only session may still change).
+    uploaded: SessionUploads,
     home: HomeDirectory,
     permissions: Permissions,
     identity: SessionIdentity,
@@ -174,6 +180,8 @@ impl Vfs {
                 uploads: None,
                 local_root: None,
                 events: None,
+                hashes: KnownHashes::default(),
+                uploaded: SessionUploads::default(),
                 home,
                 permissions,
                 identity,
@@ -197,6 +205,8 @@ impl Vfs {
                 uploads: bucket.uploads.clone(),
                 local_root: bucket.local_root.clone(),
                 events: None,
+                hashes: bucket.hashes.clone(),
+                uploaded: SessionUploads::default(),
                 home,
                 permissions,
                 identity,
@@ -233,6 +243,8 @@ impl Vfs {
             uploads: shared.uploads.clone(),
             local_root: shared.local_root.clone(),
             events: shared.events.clone(),
+            hashes: shared.hashes.clone(),
+            uploaded: shared.uploaded.clone(),
             home: shared.home.clone(),
             permissions: shared.permissions,
             identity: shared.identity.clone(),
@@ -562,6 +574,7 @@ impl Vfs {
         match lookup(self.store(), &key).await? {
             Some(Found::File(_)) => {
                 self.store().delete(&key).await?;
+                self.inner.hashes.forget(&key);
                 self.emit(EventType::FileDeleted, &key, None).await;
                 Ok(())
             }
@@ -603,6 +616,13 @@ impl Vfs {
         let source = lookup(self.store(), &from_key)
             .await?
             .ok_or(VfsError::NotFound)?;
+        let drop_box = self.permissions() != Permissions::ReadWrite;
+        if drop_box && !(matches!(source, Found::File(_)) && self.uploaded_here(&from_key)) {
+            return Err(self.deny(
+                "this user may only rename files it uploaded in this session (a write-only \
+                 user cannot move what is already there)",
+            ));
+        }
         if from == to {
             return Ok(());
         }
@@ -623,6 +643,12 @@ impl Vfs {
         if target.is_some() && !overwrite {
             return Err(VfsError::AlreadyExists);
         }
+        if drop_box && target.is_some() {
+            return Err(self.deny(
+                "this user may not rename onto an existing name (a write-only user never \
+                 replaces a file)",
+            ));
+        }
         match (source, target) {
             (Found::File(_), None) => self.rename_file(&from_key, &to_key, false).await?,
             (Found::File(_), Some(Found::File(_))) => {
@@ -638,6 +664,9 @@ impl Vfs {
             }
             (Found::Directory(_), None) => self.rename_directory(&from_key, &to_key).await?,
         }
+        self.inner.uploaded.moved(&from_key, &to_key);
+        self.inner.hashes.forget(&from_key);
+        self.inner.hashes.forget(&to_key);
         self.emit(EventType::FileRenamed, &to_key, Some(&from_key))
             .await;
         Ok(())
@@ -711,9 +740,18 @@ impl Vfs {
         let existing = match existing? {
             Some(Found::Directory(_)) => return Err(VfsError::IsADirectory),
             Some(Found::File(_)) if options.exclusive => return Err(VfsError::AlreadyExists),
+            Some(Found::File(_)) if !self.may_change_existing(&key) => {
+                return Err(self.deny(
+                    "this user may only upload new files: the file exists (a write-only user \
+                     cannot overwrite, resume or append to files it did not upload in this \
+                     session)",
+                ));
+            }
             Some(Found::File(meta)) => Some(meta),
             None => None,
         };
+        // A drop box never replaces a file someone else put there meanwhile.
+        let no_replace = existing.is_none() && self.permissions() != Permissions::ReadWrite;
         let base = match options.mode {
             WriteMode::Truncate => None,
             WriteMode::Resume | WriteMode::Append => existing,
@@ -733,6 +771,9 @@ impl Vfs {
                 events,
                 local: self.inner.local_root.is_some(),
                 local_file,
+                hashes: self.inner.hashes.clone(),
+                uploaded: self.inner.uploaded.clone(),
+                no_replace,
             },
             path.clone(),
             key,
@@ -764,18 +805,42 @@ impl Vfs {
         object_key(self.inner.home.segments(), path.segments())
     }
 
+    pub(crate) fn key_of(&self, path: &VirtualPath) -> Path {
+        self.key(path)
+    }
+
+    pub(crate) fn store_ref(&self) -> &dyn ObjectStore {
+        self.store()
+    }
+
+    pub(crate) fn known_hashes(&self) -> &KnownHashes {
+        &self.inner.hashes
+    }
+
+    /// Whether this session committed the file at `key` (see [`SessionUploads`]).
+    pub(crate) fn uploaded_here(&self, key: &Path) -> bool {
+        self.inner.uploaded.contains(key)
+    }
+
+    /// Whether this session may replace, continue or rename the existing file at `key`:
+    /// read-write sessions may change any file, write-only ones (drop boxes) only what they
+    /// uploaded themselves.
+    fn may_change_existing(&self, key: &Path) -> bool {
+        self.permissions() == Permissions::ReadWrite || self.uploaded_here(key)
+    }
+
     fn require(&self, allowed: bool, why: &'static str) -> Result<(), VfsError> {
-        if allowed {
-            Ok(())
-        } else {
-            tracing::debug!(
-                user = %self.identity().username,
-                session = %self.identity().session_id,
-                why,
-                "permission denied"
-            );
-            Err(VfsError::PermissionDenied(why))
-        }
+        if allowed { Ok(()) } else { Err(self.deny(why)) }
+    }
+
+    fn deny(&self, why: &'static str) -> VfsError {
+        tracing::debug!(
+            user = %self.identity().username,
+            session = %self.identity().session_id,
+            why,
+            "permission denied"
+        );
+        VfsError::PermissionDenied(why)
     }
 
     fn log(&self, operation: &'static str, path: &VirtualPath) {
