@@ -770,3 +770,86 @@ async fn changes_need_the_csrf_token() {
     let (status, _) = wharf.api(Method::GET, "/v1/users", None).await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_only_users_and_chosen_passwords() {
+    require_tool("sftp", "apt-get install -y openssh-client");
+    let wharf = Wharf::start().await;
+    let browser = Browser::start(&wharf).await;
+    browser.sign_in().await;
+
+    // New user without password login, with a chosen password (under More options).
+    browser.click_nav("#new-user").await;
+    browser.fill("#description", "Migrated partner").await;
+    browser.fill("#homeDirectory", "/migrated").await;
+    assert!(
+        browser
+            .find("#passwordEnabled")
+            .await
+            .prop("checked")
+            .await
+            .unwrap()
+            .as_deref()
+            == Some("true"),
+        "password login is allowed by default"
+    );
+    browser.click("#passwordEnabled").await;
+    browser.click("details summary").await;
+    browser.fill("#password", "too short").await;
+    browser.click_nav("#create-user").await;
+    // The API's message is next to the field, the options are open, the secret not sent back.
+    let message = browser.text("#password-error").await;
+    assert!(message.contains("16 to 128"), "{message}");
+    assert_eq!(browser.value("#password").await, "");
+    assert_eq!(browser.value("#description").await, "Migrated partner");
+    browser.screenshot("13-new-user-password-error").await;
+    let chosen = "Kept-From-The-Old-Server-1";
+    browser.fill("#password", chosen).await;
+    browser.click_nav("#create-user").await;
+
+    // The credentials: the password given, a note that it does not log in yet, and the FTPS
+    // certificate's fingerprint as the API tells it.
+    let username = browser.value("#username").await;
+    assert_eq!(browser.value("#password").await, chosen);
+    assert!(browser.text("#password-off").await.contains("public key"));
+    let (_, server) = wharf.api(Method::GET, "/v1/server", None).await;
+    let fingerprint = server["ftpsCertificateSha256"].as_str().unwrap().to_owned();
+    assert_eq!(browser.text("#ftps-certificate").await, fingerprint);
+    browser.screenshot("14-key-only-user-created").await;
+    let (_, user) = wharf
+        .api(Method::GET, &format!("/v1/users/{username}"), None)
+        .await;
+    assert_eq!(user["passwordEnabled"], false);
+    assert!(!sftp_login_works(&wharf, &username, chosen).await);
+
+    // Allowing password login on the user's page lets the chosen password in.
+    browser.goto(&format!("/ui/users/{username}")).await;
+    assert!(browser.text("h1").await.contains("keys only"));
+    browser.click("#passwordEnabled").await;
+    browser.click_nav("#save-user").await;
+    assert!(browser.text("#notice").await.contains("Saved"));
+    let (_, user) = wharf
+        .api(Method::GET, &format!("/v1/users/{username}"), None)
+        .await;
+    assert_eq!(user["passwordEnabled"], true);
+    assert!(sftp_login_works(&wharf, &username, chosen).await);
+
+    // A chosen password beside "Reset password": refused with the reason next to it, then set.
+    browser
+        .fill("#newPassword", " leading space password")
+        .await;
+    browser.click_and_confirm("#reset-password").await;
+    let message = browser.text("#newPassword-error").await;
+    assert!(message.contains("whitespace"), "{message}");
+    assert!(
+        sftp_login_works(&wharf, &username, chosen).await,
+        "unchanged"
+    );
+    let another = "Set-Beside-Reset-Password";
+    browser.fill("#newPassword", another).await;
+    browser.click_and_confirm("#reset-password").await;
+    assert_eq!(browser.value("#password").await, another);
+    assert!(sftp_login_works(&wharf, &username, another).await);
+    assert!(!sftp_login_works(&wharf, &username, chosen).await);
+    browser.close().await;
+}

@@ -1465,3 +1465,338 @@ async fn connections_that_never_log_in_are_closed() {
         .await
         .unwrap();
 }
+
+/// Runs `wharf <args>` against `wharf` with `HOME` set to `home` and `stdin` as its input.
+async fn cli_at_home(
+    wharf: &Wharf,
+    home: &std::path::Path,
+    stdin: &[u8],
+    args: &[&str],
+) -> std::process::Output {
+    let mut child = tokio::process::Command::new(wharf_bin())
+        .args(args)
+        .env("WHARF_API_URL", wharf.api_url())
+        .env("WHARF_API_KEY", ADMIN_KEY)
+        .env("HOME", home)
+        .env_remove("WHARF_DATA_DIR")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run wharf CLI");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin).await.expect("write stdin");
+    drop(input);
+    child.wait_with_output().await.expect("wharf CLI output")
+}
+
+/// The value after `name` on a line of `printed` (`Username:     K4XQ7T3M`).
+fn printed_field(printed: &str, name: &str) -> String {
+    printed
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(name))
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_else(|| panic!("no {name} in:\n{printed}"))
+}
+
+#[tokio::test]
+async fn cli_key_only_users_and_chosen_passwords() {
+    let wharf = Wharf::start().await;
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".ssh")).unwrap();
+    let (key, _) = keygen(&home.path().join(".ssh"), "id_ed25519");
+
+    // A key-only user, its key read from ~/.ssh (the shell never sees the '@~').
+    let out = cli_at_home(
+        &wharf,
+        home.path(),
+        b"",
+        &[
+            "users",
+            "create",
+            "--description",
+            "Keys only",
+            "--home",
+            "/keys",
+            "--password-enabled",
+            "false",
+            "--public-key",
+            "@~/.ssh/id_ed25519.pub",
+            "--json",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let keys_user = created["username"].as_str().unwrap().to_owned();
+    let generated = created["password"].as_str().unwrap().to_owned();
+    assert_eq!(created["passwordEnabled"], false);
+    assert_eq!(created["publicKeys"].as_array().unwrap().len(), 1);
+    assert!(rust_key_login(wharf.sftp_port, &keys_user, &key).await);
+    assert!(
+        rust_sftp(wharf.sftp_port, &keys_user, &generated)
+            .await
+            .is_err(),
+        "a key-only user logged in with a password"
+    );
+    let out = wharf.cli(&["users", "get", &keys_user]).await;
+    assert!(
+        stdout(&out).contains("Password login:  off"),
+        "{}",
+        text(&out)
+    );
+
+    // Turned on, the password it was given logs in.
+    let out = wharf
+        .cli(&[
+            "users",
+            "update",
+            &keys_user,
+            "--password-enabled",
+            "true",
+            "--json",
+        ])
+        .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let updated: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(updated["passwordEnabled"], true);
+    rust_sftp(wharf.sftp_port, &keys_user, &generated)
+        .await
+        .expect("password login once enabled");
+
+    // A password chosen by the operator, from standard input; not printed back.
+    let chosen = "Chosen-On-Stdin-2026";
+    let out = cli_at_home(
+        &wharf,
+        home.path(),
+        format!("{chosen}\n").as_bytes(),
+        &[
+            "users",
+            "create",
+            "--description",
+            "Migrated",
+            "--home",
+            "/migrated",
+            "--password-stdin",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let printed = stdout(&out);
+    assert!(!printed.contains(chosen), "{printed}");
+    let migrated = printed_field(&printed, "Username:");
+    rust_sftp(wharf.sftp_port, &migrated, chosen)
+        .await
+        .expect("the chosen password logs in");
+
+    // Reset to one read from ~/…, with a Windows line ending.
+    let from_file = "Chosen-In-A-File-0042";
+    std::fs::write(home.path().join("pw.txt"), format!("{from_file}\r\n")).unwrap();
+    let out = cli_at_home(
+        &wharf,
+        home.path(),
+        b"",
+        &[
+            "users",
+            "reset-password",
+            &migrated,
+            "--password-file",
+            "~/pw.txt",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!stdout(&out).contains(from_file), "{}", text(&out));
+    rust_sftp(wharf.sftp_port, &migrated, from_file)
+        .await
+        .expect("the password from the file logs in");
+    assert!(rust_sftp(wharf.sftp_port, &migrated, chosen).await.is_err());
+
+    // The API's rules, and its field name, reach the operator.
+    let out = cli_at_home(
+        &wharf,
+        home.path(),
+        b"too short\n",
+        &["users", "reset-password", &migrated, "--password-stdin"],
+    )
+    .await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("password") && stderr.contains("16 to 128"),
+        "{}",
+        text(&out)
+    );
+    // A password never shows in the server's log.
+    let log = wharf.log_text();
+    for secret in [chosen, from_file] {
+        assert!(!log.contains(secret), "{secret} is in the log");
+    }
+}
+
+#[tokio::test]
+async fn cli_tables_line_up_and_cut_long_cells() {
+    let wharf = Wharf::start().await;
+    let long_name = format!("partner-{}", "x".repeat(40));
+    let long_description = format!("Trading partner with a long name {}", "y".repeat(60));
+    wharf
+        .create_user(
+            "/a",
+            json!({"username": long_name, "description": long_description}),
+        )
+        .await;
+    wharf
+        .create_user(
+            "/partners/acme/inbound/edi",
+            json!({"username": "bo", "permissions": "read-only"}),
+        )
+        .await;
+    let out = wharf.cli(&["users", "list"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let printed = stdout(&out);
+    let lines: Vec<Vec<char>> = printed.lines().map(|l| l.chars().collect()).collect();
+    assert_eq!(lines.len(), 3, "{printed}");
+    let header: String = lines[0].iter().collect();
+    // Every column starts at the same character on every line.
+    for heading in [
+        "DESCRIPTION",
+        "HOME",
+        "PERMISSIONS",
+        "STATUS",
+        "LAST CONNECTED",
+    ] {
+        let at = header
+            .find(heading)
+            .map(|byte| header[..byte].chars().count())
+            .unwrap_or_else(|| panic!("no {heading} in {header}"));
+        for line in &lines[1..] {
+            assert!(
+                at > 0 && line[at - 1] == ' ' && line[at] != ' ',
+                "{heading} is not at column {at}:\n{printed}"
+            );
+        }
+    }
+    // Long cells end in an ellipsis rather than silently.
+    assert!(printed.contains('…'), "{printed}");
+    assert!(!printed.contains(&long_description), "{printed}");
+    assert!(printed.contains("read-only"), "{printed}");
+}
+
+#[tokio::test]
+async fn cli_a_closed_stdout_ends_quietly() {
+    let wharf = Wharf::start().await;
+    for i in 0..3 {
+        wharf.create_user(&format!("/p{i}"), json!({})).await;
+    }
+    // `wharf users list | head -0`: the reader is gone before the first line is written.
+    let mut child = tokio::process::Command::new(wharf_bin())
+        .args(["users", "list"])
+        .env("WHARF_API_URL", wharf.api_url())
+        .env("WHARF_API_KEY", ADMIN_KEY)
+        .env_remove("WHARF_DATA_DIR")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run wharf CLI");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.is_empty(), "not quiet: {stderr}");
+    use std::os::unix::process::ExitStatusExt;
+    assert!(
+        out.status.success() || out.status.signal() == Some(SIGPIPE),
+        "{:?}",
+        out.status
+    );
+}
+
+/// SIGPIPE's number on Linux: a writer killed by it ended the usual way.
+const SIGPIPE: i32 = 13;
+
+#[tokio::test]
+async fn cli_refuses_reserved_names_as_a_home() {
+    let wharf = Wharf::start().await;
+    let (user, _) = wharf.create_user("/fine", json!({})).await;
+    for args in [
+        vec![
+            "users",
+            "create",
+            "--description",
+            "X",
+            "--home",
+            "/.wharf-dir",
+        ],
+        vec!["users", "update", &user, "--home", "/in/.WHARF-UPLOADS"],
+    ] {
+        let out = wharf.cli(&args).await;
+        assert!(!out.status.success(), "{}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("reserved"), "{}", text(&out));
+    }
+    // Through the API as well: a 400 naming the field.
+    let (status, problem) = wharf
+        .api(
+            Method::POST,
+            "/v1/users",
+            Some(json!({"description": "X", "homeDirectory": "/a/.Wharf-Dir"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "homeDirectory");
+}
+
+#[tokio::test]
+async fn cli_first_start_certificate_names_the_public_host() {
+    let wharf = Wharf::start_with(StartOptions {
+        extra_args: vec!["--public-host".into(), "files.example.test".into()],
+        ..Default::default()
+    })
+    .await;
+    let cert = wharf.data_dir.path().join("tls/ftps-cert.pem");
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-subject", "-ext", "subjectAltName"])
+        .args(["-fingerprint", "-sha256", "-in"])
+        .arg(&cert)
+        .output()
+        .expect("openssl is required (Debian package openssl)");
+    assert!(out.status.success(), "{}", text(&out));
+    let printed = stdout(&out);
+    assert!(
+        printed.replace(' ', "").contains("CN=files.example.test"),
+        "{printed}"
+    );
+    for name in [
+        "DNS:files.example.test",
+        "DNS:localhost",
+        "IP Address:127.0.0.1",
+    ] {
+        assert!(printed.contains(name), "{name} missing:\n{printed}");
+    }
+    let fingerprint = printed
+        .lines()
+        .find_map(|l| {
+            l.split_once("Fingerprint=")
+                .map(|(_, f)| f.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no fingerprint in {printed}"));
+
+    // The same fingerprint at start, in the API and in the CLI's connection details.
+    assert!(
+        wharf
+            .log_text()
+            .contains(&format!("FTPS cert:  SHA-256 {fingerprint}")),
+        "{}",
+        wharf.log_text()
+    );
+    let (_, server) = wharf.api(Method::GET, "/v1/server", None).await;
+    assert_eq!(server["ftpsCertificateSha256"], fingerprint.as_str());
+    let out = wharf
+        .cli(&["users", "create", "--description", "C", "--home", "/c"])
+        .await;
+    assert!(
+        stdout(&out).contains(&format!("FTPS cert:    SHA-256 {fingerprint}")),
+        "{}",
+        text(&out)
+    );
+}

@@ -16,6 +16,8 @@ async fn main() -> Result<(), ClientError> {
         eprintln!("WHARF_API_KEY is not set (the admin key is in <data-dir>/admin-api-key)");
     }
     let wharf = Client::new(&url, key)?;
+    // The SFTP port partners connect to (2222 unless --sftp-addr says otherwise).
+    let sftp_port = wharf.server_info().await?.sftp_port;
 
     for (description, home) in [
         ("Trading partner Alice", "/alice"),
@@ -25,7 +27,7 @@ async fn main() -> Result<(), ClientError> {
         match wharf.create_user_at(description, home).await {
             // The password is in this reply only: hand it to the partner now.
             Ok(created) => println!(
-                "sftp {}@{}  password: {}  home: {}",
+                "sftp -P {sftp_port} {}@{}  password: {}  home: {}",
                 created.user.username, created.user.endpoint, created.password, home
             ),
             // A problem document: status, title, detail and the fields at fault.

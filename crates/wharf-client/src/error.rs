@@ -156,7 +156,7 @@ mod tests {
         Problem {
             kind: "about:blank".into(),
             title: "Validation failed".into(),
-            status: 422,
+            status: 400,
             detail: detail.map(Into::into),
             errors,
         }
@@ -166,31 +166,31 @@ mod tests {
     fn problems_show_each_field_once() {
         assert_eq!(
             describe(&problem(Some("url: bad"), vec![field("url", "bad")])),
-            "Validation failed (HTTP 422): url: bad"
+            "Validation failed (HTTP 400): url: bad"
         );
         assert_eq!(
             describe(&problem(
                 Some("url: bad; events: none"),
                 vec![field("url", "bad"), field("events", "none")]
             )),
-            "Validation failed (HTTP 422)\n  url: bad\n  events: none"
+            "Validation failed (HTTP 400)\n  url: bad\n  events: none"
         );
         assert_eq!(
             describe(&problem(Some("no webhook 'x'"), vec![])),
-            "Validation failed (HTTP 422): no webhook 'x'"
+            "Validation failed (HTTP 400): no webhook 'x'"
         );
     }
 
     #[test]
     fn helpers_reach_into_the_problem() {
         let error = ClientError::Api {
-            status: 422,
+            status: 400,
             problem: problem(
                 None,
                 vec![field("homeDirectory", "must be absolute"), field("x", "y")],
             ),
         };
-        assert_eq!(error.status(), Some(422));
+        assert_eq!(error.status(), Some(400));
         assert_eq!(error.problem_type(), Some("about:blank"));
         assert_eq!(error.field_errors().len(), 2);
         assert_eq!(error.field_error("homeDirectory"), Some("must be absolute"));

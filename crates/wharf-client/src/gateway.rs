@@ -7,6 +7,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde::Serialize;
 use url::Url;
+use wharf_core::api::{PASSWORD_DISABLED_PROBLEM, PROBLEM_TYPE_BASE, Problem};
 use wharf_core::{LoginError, LoginGrant, LoginProvider, LoginRequest};
 
 use crate::ClientError;
@@ -63,7 +64,8 @@ impl LoginProvider for HttpLoginProvider {
                 .json()
                 .await
                 .map_err(|e| LoginError::Unavailable(format!("bad login reply: {e}"))),
-            StatusCode::FORBIDDEN | StatusCode::NOT_FOUND => Err(LoginError::Denied),
+            StatusCode::FORBIDDEN => Err(refusal(&response.bytes().await.unwrap_or_default())),
+            StatusCode::NOT_FOUND => Err(LoginError::Denied),
             StatusCode::UNAUTHORIZED => Err(LoginError::Unavailable(
                 "the control plane rejected this gateway's token (check WHARF_GATEWAY_TOKEN)"
                     .into(),
@@ -72,6 +74,16 @@ impl LoginProvider for HttpLoginProvider {
                 "control plane answered HTTP {other}"
             ))),
         }
+    }
+}
+
+/// The refusal a 403 problem document stands for: [`LoginError::PasswordDisabled`] for its own
+/// problem type, [`LoginError::Denied`] for anything else (control planes older than it, too).
+fn refusal(body: &[u8]) -> LoginError {
+    let password_disabled = format!("{PROBLEM_TYPE_BASE}{PASSWORD_DISABLED_PROBLEM}");
+    match serde_json::from_slice::<Problem>(body) {
+        Ok(problem) if problem.kind == password_disabled => LoginError::PasswordDisabled,
+        _ => LoginError::Denied,
     }
 }
 
@@ -206,5 +218,28 @@ impl wharf_core::EventSink for HttpEventSink {
             .post("/internal/v1/events", &body, RECORD_ATTEMPTS)
             .await?;
         reply_id(&reply, "id")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_403_is_password_disabled_only_for_its_own_problem_type() {
+        let problem =
+            |kind: &str| format!(r#"{{"type":"{kind}","title":"t","status":403}}"#).into_bytes();
+        assert!(matches!(
+            refusal(&problem("https://wharf.dev/problems/password-disabled")),
+            LoginError::PasswordDisabled
+        ));
+        for body in [
+            problem("https://wharf.dev/problems/login-denied"),
+            problem("password-disabled"),
+            b"not json".to_vec(),
+            Vec::new(),
+        ] {
+            assert!(matches!(refusal(&body), LoginError::Denied));
+        }
     }
 }

@@ -532,6 +532,23 @@ impl Client {
         let url = self.path_url(&["v1", "users", username, "password"])?;
         let body = ResetPasswordRequest {
             password_options: options,
+            password: None,
+        };
+        self.send(Method::POST, url, Some(&body)).await
+    }
+
+    /// Replaces the user's password with `password`, chosen by the caller (16 to 128
+    /// characters, no control characters, no whitespace at either end; the server answers
+    /// 400 naming `password` otherwise). `passwordEnabled` does not change.
+    pub async fn set_password(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<NewPassword, ClientError> {
+        let url = self.path_url(&["v1", "users", username, "password"])?;
+        let body = ResetPasswordRequest {
+            password_options: None,
+            password: Some(password.to_owned()),
         };
         self.send(Method::POST, url, Some(&body)).await
     }
@@ -551,7 +568,7 @@ impl Client {
     }
 
     /// Registers a bucket that exists in its object store; the server lists it once first and
-    /// answers 422 (with what failed) if it cannot. The options are never shown again.
+    /// answers 400 (with what failed) if it cannot. The options are never shown again.
     pub async fn create_bucket(
         &self,
         request: &CreateBucketRequest,
@@ -568,7 +585,8 @@ impl Client {
         Ok(())
     }
 
-    /// How partners reach this installation (host, ports, host-key fingerprints).
+    /// How partners reach this installation (host, ports, host-key fingerprints, the FTPS
+    /// certificate's SHA-256 fingerprint).
     pub async fn server_info(&self) -> Result<ServerInfo, ClientError> {
         self.send::<(), _>(Method::GET, self.url("v1/server")?, None)
             .await

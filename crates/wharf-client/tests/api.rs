@@ -107,7 +107,7 @@ struct Wharf {
     api_url: String,
     log: PathBuf,
     child: Child,
-    _data_dir: tempfile::TempDir,
+    data_dir: tempfile::TempDir,
 }
 
 impl Wharf {
@@ -153,7 +153,7 @@ impl Wharf {
             api_url: format!("http://127.0.0.1:{api_port}"),
             log,
             child,
-            _data_dir: data_dir,
+            data_dir,
         };
         wharf.wait_ready().await;
         wharf
@@ -205,6 +205,8 @@ fn new_user(description: &str, home: &str) -> CreateUserRequest {
         username: None,
         bucket_name: None,
         password_options: None,
+        password: None,
+        password_enabled: None,
         public_keys: None,
         permissions: None,
         max_sessions: None,
@@ -340,7 +342,7 @@ async fn bad_input_is_a_problem_naming_the_field() {
         .await
         .unwrap_err();
     let status = error.status().unwrap();
-    assert!(status == 400 || status == 422, "{error:?}");
+    assert_eq!(status, 400, "{error:?}");
     let message = error
         .field_error("homeDirectory")
         .unwrap_or_else(|| panic!("no homeDirectory error in {error:?}"));
@@ -355,6 +357,7 @@ async fn bad_input_is_a_problem_naming_the_field() {
     dave.home_directory = HomeDirectory::parse("/dave2").unwrap();
     let error = wharf.create_user(&dave).await.unwrap_err();
     assert!(error.is_conflict(), "{error:?}");
+    assert!(error.field_error("username").is_some(), "{error:?}");
     let (status, doc) = problem(error);
     assert_eq!((status, doc.status), (409, 409));
 
@@ -1006,4 +1009,117 @@ async fn connection_errors_are_retried_for_idempotent_requests_only() {
         ClientError::Http(e) => assert!(e.is_connect(), "{e:?}"),
         other => panic!("{other:?}"),
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Key-only users, chosen passwords and the gateways' login provider
+
+/// An ed25519 key (its private half was thrown away).
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOg1F+/tvgtP97Py6h1YOqMj6LRkMYLb8zXrFmMDp1kZ alice@laptop";
+
+fn password_login(username: &str, password: &str) -> wharf_client::wharf_core::LoginRequest {
+    wharf_client::wharf_core::LoginRequest {
+        protocol: wharf_client::wharf_core::Protocol::Sftp,
+        username: username.to_owned(),
+        secret: wharf_client::wharf_core::LoginSecret::Password {
+            password: password.to_owned(),
+        },
+        client_ip: "192.0.2.1".into(),
+        session_id: "client-test".into(),
+        probe: false,
+    }
+}
+
+#[tokio::test]
+async fn the_http_login_provider_tells_a_disabled_password_apart() {
+    use wharf_client::HttpLoginProvider;
+    use wharf_client::wharf_core::{LoginError, LoginProvider};
+
+    let server = Wharf::start().await;
+    let wharf = server.client();
+    let mut karl = new_user("Keys only", "/karl");
+    karl.username = Some(Username::parse("karl").unwrap());
+    karl.public_keys = Some(vec![KEY.to_owned()]);
+    karl.password_enabled = Some(false);
+    let created = wharf.create_user(&karl).await.unwrap();
+    assert!(!created.user.password_enabled);
+    assert!(!wharf.get_user("karl").await.unwrap().password_enabled);
+
+    let token = std::fs::read_to_string(server.data_dir.path().join("gateway-token"))
+        .expect("wharf serve writes its gateway token");
+    let gateway = HttpLoginProvider::new(&server.api_url, token.trim().to_owned()).unwrap();
+    let refused = gateway
+        .login(password_login("karl", &created.password))
+        .await;
+    assert!(
+        matches!(refused, Err(LoginError::PasswordDisabled)),
+        "{refused:?}"
+    );
+    let unknown = gateway
+        .login(password_login("nobody", &created.password))
+        .await;
+    assert!(matches!(unknown, Err(LoginError::Denied)), "{unknown:?}");
+
+    // Turned back on, the same password logs in over HTTP as well.
+    let updated = wharf
+        .update_user(
+            "karl",
+            &UpdateUserRequest {
+                password_enabled: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(updated.password_enabled);
+    let grant = gateway
+        .login(password_login("karl", &created.password))
+        .await
+        .unwrap();
+    assert_eq!(grant.username.as_str(), "karl");
+}
+
+#[tokio::test]
+async fn an_operator_chooses_passwords_through_the_client() {
+    let server = Wharf::start().await;
+    let wharf = server.client();
+    let chosen = "Migrated-From-Elsewhere-1";
+    let mut nina = new_user("Migrated", "/nina");
+    nina.password = Some(chosen.to_owned());
+    let created = wharf.create_user(&nina).await.unwrap();
+    assert_eq!(created.password, chosen);
+    assert!(created.user.password_enabled, "the default");
+    assert!(created.user.last_connected_at.is_none());
+    let name = created.user.username.to_string();
+
+    let again = "Set-Again-By-The-Operator";
+    assert_eq!(
+        wharf.set_password(&name, again).await.unwrap().password,
+        again
+    );
+    let error = wharf.set_password(&name, "too short").await.unwrap_err();
+    assert_eq!(error.status(), Some(400));
+    assert!(error.field_error("password").is_some(), "{error:?}");
+
+    nina.username = Some(Username::parse("NINA0002").unwrap());
+    nina.password_options = Some(wharf_client::api::PasswordOptions { length: Some(20) });
+    let error = wharf.create_user(&nina).await.unwrap_err();
+    assert_eq!(error.status(), Some(400));
+    assert!(error.field_error("passwordOptions").is_some(), "{error:?}");
+
+    // The server shows its FTPS certificate's fingerprint: 32 bytes as AB:CD:….
+    let fingerprint = wharf
+        .server_info()
+        .await
+        .unwrap()
+        .ftps_certificate_sha256
+        .expect("wharf serve knows its certificate");
+    assert_eq!(fingerprint.len(), 95, "{fingerprint}");
+    assert!(
+        fingerprint
+            .split(':')
+            .all(|b| b.len() == 2 && b.bytes().all(|c| c.is_ascii_hexdigit())),
+        "{fingerprint}"
+    );
 }

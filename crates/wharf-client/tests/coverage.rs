@@ -36,7 +36,7 @@ fn every_public_operation_has_a_client_method() {
         "getUser" => Client::get_user;
         "updateUser" => Client::update_user;
         "deleteUser" => Client::delete_user;
-        "resetPassword" => Client::reset_password;
+        "resetPassword" => Client::reset_password, Client::set_password;
         "listBuckets" => Client::list_buckets;
         "createBucket" => Client::create_bucket;
         "getBucket" => Client::get_bucket;

@@ -63,6 +63,7 @@ pub(crate) struct UserRow {
     pub permissions: String,
     pub last_connected: String,
     pub disabled: bool,
+    pub password_enabled: bool,
 }
 
 #[derive(Template)]
@@ -137,10 +138,12 @@ fn row(user: &User) -> UserRow {
         permissions: user.permissions.to_string(),
         last_connected: time(user.last_connected_at, "never"),
         disabled: user.disabled,
+        password_enabled: user.password_enabled,
     }
 }
 
-/// What the operator typed in the new-user form (kept when the form comes back with errors).
+/// What the operator typed in the new-user form (kept when the form comes back with errors,
+/// except a chosen password: a secret is not sent back into a page).
 #[derive(Default)]
 pub(crate) struct NewUserValues {
     pub description: String,
@@ -149,6 +152,7 @@ pub(crate) struct NewUserValues {
     pub bucket: String,
     pub username: String,
     pub keys: String,
+    pub password_enabled: bool,
 }
 
 #[derive(Template)]
@@ -204,6 +208,7 @@ async fn new_form(State(console): State<Shared>, session: Session) -> Response {
     let form = NewUserValues {
         permissions: "read-write".into(),
         bucket: default,
+        password_enabled: true,
         ..NewUserValues::default()
     };
     new_user_page(&session, form, FormErrors::default(), &buckets)
@@ -229,15 +234,24 @@ async fn create(
         bucket: fields.get("bucketName").to_owned(),
         username: fields.get("username").trim().to_owned(),
         keys: fields.get("publicKeys").to_owned(),
+        // An unchecked box is not sent at all.
+        password_enabled: fields.has("passwordEnabled"),
     };
     let mut request = json!({
         "description": form.description,
         "homeDirectory": form.home,
         "permissions": form.permissions,
         "publicKeys": key_lines(&form.keys),
+        "passwordEnabled": form.password_enabled,
     });
     if !form.username.is_empty() {
         request["username"] = Value::String(form.username.clone());
+    }
+    // Not trimmed: the API refuses surrounding whitespace and says so, rather than the
+    // console setting a password other than the one typed.
+    let chosen = fields.get("password");
+    if !chosen.is_empty() {
+        request["password"] = Value::String(chosen.to_owned());
     }
     if !form.bucket.is_empty() {
         request["bucketName"] = Value::String(form.bucket.clone());
@@ -268,6 +282,9 @@ async fn create(
                     "bucketName",
                     "username",
                     "publicKeys",
+                    "passwordEnabled",
+                    "password",
+                    "passwordOptions",
                 ],
             );
             let buckets = buckets(&console, &session).await.unwrap_or_default();
@@ -296,6 +313,10 @@ struct CredentialsPage {
     ftps_port: u16,
     ftps_implicit_port: u16,
     fingerprints: Vec<Fingerprint>,
+    /// SHA-256 of the FTPS certificate (`AB:CD:…`); empty when the control plane cannot tell.
+    ftps_certificate: String,
+    /// `false`: the partner logs in with a public key only; the page says so.
+    password_enabled: bool,
     sftp_command: String,
     lftp_command: String,
     user_url: String,
@@ -338,6 +359,7 @@ async fn credentials_page(
         password,
         home: user.home_directory.to_string(),
         permissions: user.permissions.to_string(),
+        password_enabled: user.password_enabled,
         host,
         sftp_port: server.sftp_port,
         ftps_port: server.ftps_port,
@@ -350,6 +372,7 @@ async fn credentials_page(
                 fingerprint: k.fingerprint,
             })
             .collect(),
+        ftps_certificate: server.ftps_certificate_sha256.unwrap_or_default(),
         sftp_command,
         lftp_command,
     })
@@ -362,6 +385,7 @@ pub(crate) struct UserView {
     pub bucket: String,
     pub permissions: String,
     pub disabled: bool,
+    pub password_enabled: bool,
     pub max_sessions: u32,
     pub created: String,
     pub updated: String,
@@ -373,6 +397,7 @@ pub(crate) struct EditValues {
     pub home: String,
     pub permissions: String,
     pub disabled: bool,
+    pub password_enabled: bool,
 }
 
 pub(crate) struct KeyView {
@@ -394,6 +419,8 @@ struct UserPage {
     keys: Vec<KeyView>,
     new_key: String,
     key_errors: FormErrors,
+    /// The API's answer to a refused password, next to the new-password field.
+    password_errors: FormErrors,
     files_url: String,
     base_url: String,
 }
@@ -406,6 +433,7 @@ fn user_view(user: &User) -> UserView {
         bucket: user.bucket_name.to_string(),
         permissions: user.permissions.to_string(),
         disabled: user.disabled,
+        password_enabled: user.password_enabled,
         max_sessions: user.max_sessions,
         created: time(Some(user.created_at), ""),
         updated: time(Some(user.updated_at), ""),
@@ -431,16 +459,18 @@ fn key_label(line: &str) -> String {
         .to_owned()
 }
 
+#[derive(Default)]
 struct UserPageParts {
     form: Option<EditValues>,
     errors: FormErrors,
     new_key: String,
     key_errors: FormErrors,
+    password_errors: FormErrors,
     notice: String,
 }
 
 fn user_page(session: &Session, user: &User, parts: UserPageParts) -> Response {
-    let failed = parts.errors.any() || parts.key_errors.any();
+    let failed = parts.errors.any() || parts.key_errors.any() || parts.password_errors.any();
     let view = user_view(user);
     let home_prefix = view.home.trim_start_matches('/').to_owned();
     let base_url = format!("/ui/users/{}", enc(&view.username));
@@ -452,6 +482,7 @@ fn user_page(session: &Session, user: &User, parts: UserPageParts) -> Response {
             home: view.home.clone(),
             permissions: view.permissions.clone(),
             disabled: view.disabled,
+            password_enabled: view.password_enabled,
         }),
         files_url: format!(
             "/ui/files?bucket={}&path={}",
@@ -471,6 +502,7 @@ fn user_page(session: &Session, user: &User, parts: UserPageParts) -> Response {
             .collect(),
         new_key: parts.new_key,
         key_errors: parts.key_errors,
+        password_errors: parts.password_errors,
         base_url,
     });
     if failed {
@@ -508,11 +540,8 @@ async fn show(
             &session,
             &user,
             UserPageParts {
-                form: None,
-                errors: FormErrors::default(),
-                new_key: String::new(),
-                key_errors: FormErrors::default(),
                 notice: notice(&query.notice, &username),
+                ..UserPageParts::default()
             },
         ),
         Err(failure) => failure_page(&session, "users", failure),
@@ -529,12 +558,14 @@ async fn update(
         home: fields.get("homeDirectory").trim().to_owned(),
         permissions: fields.get("permissions").to_owned(),
         disabled: fields.has("disabled"),
+        password_enabled: fields.has("passwordEnabled"),
     };
     let request = json!({
         "description": form.description,
         "homeDirectory": form.home,
         "permissions": form.permissions,
         "disabled": form.disabled,
+        "passwordEnabled": form.password_enabled,
     });
     let uri = format!("/v1/users/{}", enc(&username));
     match console
@@ -552,11 +583,15 @@ async fn update(
                 form: Some(form),
                 errors: FormErrors::from_problem(
                     problem,
-                    &["description", "homeDirectory", "permissions", "disabled"],
+                    &[
+                        "description",
+                        "homeDirectory",
+                        "permissions",
+                        "disabled",
+                        "passwordEnabled",
+                    ],
                 ),
-                new_key: String::new(),
-                key_errors: FormErrors::default(),
-                notice: String::new(),
+                ..UserPageParts::default()
             };
             refused_change(&console, &session, &username, parts).await
         }
@@ -591,11 +626,9 @@ async fn set_keys(
         Err(Failure::SignedOut) => signed_out(),
         Err(Failure::Problem(problem)) => {
             let parts = UserPageParts {
-                form: None,
-                errors: FormErrors::default(),
                 new_key: typed,
                 key_errors: FormErrors::from_problem(problem, &["publicKeys"]),
-                notice: String::new(),
+                ..UserPageParts::default()
             };
             refused_change(console, session, username, parts).await
         }
@@ -632,11 +665,9 @@ async fn add_key(
             &session,
             &user,
             UserPageParts {
-                form: None,
-                errors: FormErrors::default(),
                 new_key: typed,
                 key_errors: FormErrors::general("Paste an OpenSSH public key line."),
-                notice: String::new(),
+                ..UserPageParts::default()
             },
         );
     }
@@ -664,18 +695,34 @@ async fn remove_key(
     set_keys(&console, &session, &username, keys, String::new()).await
 }
 
+/// A new password: the one typed in the form, or a generated one when it is left empty. A
+/// refused one comes back with the API's message next to the field.
 async fn reset_password(
     State(console): State<Shared>,
     Path(username): Path<String>,
-    CheckedForm { session, .. }: CheckedForm,
+    CheckedForm { session, fields }: CheckedForm,
 ) -> Response {
     let uri = format!("/v1/users/{}/password", enc(&username));
+    let chosen = fields.get("password");
+    let body = if chosen.is_empty() {
+        json!({})
+    } else {
+        json!({ "password": chosen })
+    };
     let password: NewPassword = match console
         .api
-        .json(&session.key, Method::POST, &uri, Some(&json!({})))
+        .json(&session.key, Method::POST, &uri, Some(&body))
         .await
     {
         Ok(p) => p,
+        Err(Failure::SignedOut) => return signed_out(),
+        Err(Failure::Problem(problem)) if problem.status == 400 => {
+            let parts = UserPageParts {
+                password_errors: FormErrors::from_problem(problem, &["password"]),
+                ..UserPageParts::default()
+            };
+            return refused_change(&console, &session, &username, parts).await;
+        }
         Err(failure) => return failure_page(&session, "users", failure),
     };
     match get_user(&console, &session, &username).await {

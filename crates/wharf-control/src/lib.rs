@@ -21,6 +21,7 @@
 
 mod admin_key;
 mod api;
+mod certificate;
 pub mod delivery;
 pub mod events;
 mod login;
@@ -40,6 +41,7 @@ use wharf_vfs::StoreCache;
 
 pub use admin_key::AdminKeySource;
 pub use api::public_storage_url;
+pub use certificate::certificate_sha256;
 pub use options::{ControlPlaneOptions, LoopGuard, RetrySchedule};
 
 use crate::api::AppState;
@@ -66,6 +68,9 @@ pub struct ControlPlaneConfig {
     pub gateway_token: String,
     /// Host-key fingerprints shown by `GET /v1/server`.
     pub host_keys: Vec<HostKey>,
+    /// The FTPS certificate (PEM) whose SHA-256 fingerprint `GET /v1/server` shows; read on
+    /// each request, so a renewed certificate shows at once. `None`: not known here.
+    pub ftps_certificate_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for ControlPlaneConfig {
@@ -83,6 +88,7 @@ impl std::fmt::Debug for ControlPlaneConfig {
             .field("ftps_port", &self.ftps_port)
             .field("ftps_implicit_port", &self.ftps_implicit_port)
             .field("host_keys", &self.host_keys)
+            .field("ftps_certificate_file", &self.ftps_certificate_file)
             .finish_non_exhaustive()
     }
 }

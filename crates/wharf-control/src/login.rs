@@ -27,7 +27,9 @@ impl DatabaseLogin {
 
     /// Unknown user, wrong secret and disabled user all give [`LoginError::Denied`], after the
     /// same work (an argon2 verification for passwords), so neither the answer nor its timing
-    /// tells them apart. A database failure is [`LoginError::Unavailable`].
+    /// tells them apart. A password for an enabled user without password login gives
+    /// [`LoginError::PasswordDisabled`], after that same work. A database failure is
+    /// [`LoginError::Unavailable`].
     pub async fn check(&self, request: LoginRequest) -> Result<LoginGrant, LoginError> {
         let protocol = request.protocol.as_str();
         let result = self.check_inner(&request).await;
@@ -35,6 +37,7 @@ impl DatabaseLogin {
             Ok(_) if request.probe => "probe",
             Ok(_) => "success",
             Err(LoginError::Denied) => "denied",
+            Err(LoginError::PasswordDisabled) => "password_disabled",
             Err(LoginError::Unavailable(_)) => "error",
         };
         self.metrics.observe_login(protocol, outcome);
@@ -71,12 +74,18 @@ impl DatabaseLogin {
                 })?,
             None => None,
         };
+        let tried_password = matches!(request.secret, LoginSecret::Password { .. });
         let accepted = match &request.secret {
             LoginSecret::Password { password } => {
                 if password.len() > MAX_PASSWORD_BYTES {
                     false
                 } else {
-                    let hash = found.as_ref().map(|(user, _)| user.password_hash.clone());
+                    // A user without password login is checked against the dummy hash, as an
+                    // unknown user is: the refusal takes as long as a wrong password's.
+                    let hash = found
+                        .as_ref()
+                        .filter(|(user, _)| user.password_enabled)
+                        .map(|(user, _)| user.password_hash.clone());
                     passwords::verify_login_password(&request.username, password.clone(), hash)
                         .await
                 }
@@ -92,6 +101,9 @@ impl DatabaseLogin {
         };
         let (user, bucket) = match found {
             Some((user, bucket)) if accepted && !user.disabled => (user, bucket),
+            Some((user, _)) if tried_password && !user.password_enabled && !user.disabled => {
+                return Err(LoginError::PasswordDisabled);
+            }
             _ => return Err(LoginError::Denied),
         };
         if !request.probe {
@@ -118,5 +130,97 @@ impl DatabaseLogin {
 impl LoginProvider for DatabaseLogin {
     async fn login(&self, request: LoginRequest) -> Result<LoginGrant, LoginError> {
         self.check(request).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use wharf_core::{BucketName, HomeDirectory, Permissions, Protocol};
+
+    use super::*;
+    use crate::store::NewUser;
+
+    fn login_with(username: &str, password: &str) -> LoginRequest {
+        LoginRequest {
+            protocol: Protocol::Ftps,
+            username: username.to_owned(),
+            secret: LoginSecret::Password {
+                password: password.to_owned(),
+            },
+            client_ip: "192.0.2.1".into(),
+            session_id: "test".into(),
+            probe: false,
+        }
+    }
+
+    /// A password for a user without password login runs argon2 (against the dummy hash), as a
+    /// wrong password does: with every hashing slot taken, both wait, and neither answers
+    /// early. Once the slots are free, the answer is `PasswordDisabled`.
+    #[tokio::test]
+    async fn a_disabled_password_costs_as_much_as_a_wrong_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}", dir.path().join("w.db").display()))
+            .await
+            .unwrap();
+        store
+            .ensure_default_bucket(&format!("file://{}", dir.path().display()))
+            .await
+            .unwrap();
+        let hash = passwords::hash_password("the right password!".into())
+            .await
+            .unwrap();
+        for (name, password_enabled) in [("keys", false), ("both", true)] {
+            store
+                .insert_user(&NewUser {
+                    username: Username::parse(name).unwrap(),
+                    description: name.into(),
+                    home_directory: HomeDirectory::root(),
+                    bucket_name: BucketName::default_bucket(),
+                    permissions: Permissions::ReadWrite,
+                    password_hash: hash.clone(),
+                    password_enabled,
+                    public_keys: vec![],
+                    max_sessions: 10,
+                    created_at: store::now(),
+                })
+                .await
+                .unwrap();
+        }
+        let login = DatabaseLogin::new(store.clone(), Metrics::new());
+
+        let slots = passwords::take_every_slot().await;
+        for (user, password) in [
+            ("keys", "the right password!"),
+            ("keys", "a wrong password"),
+            ("both", "a wrong password"),
+        ] {
+            let check = login.check(login_with(user, password));
+            let answered = tokio::time::timeout(Duration::from_millis(300), check).await;
+            assert!(
+                answered.is_err(),
+                "{user}/{password} answered without argon2: {answered:?}"
+            );
+        }
+        drop(slots);
+
+        for password in ["the right password!", "a wrong password"] {
+            assert!(matches!(
+                login.check(login_with("keys", password)).await,
+                Err(LoginError::PasswordDisabled)
+            ));
+        }
+        assert!(matches!(
+            login.check(login_with("both", "a wrong password")).await,
+            Err(LoginError::Denied)
+        ));
+        assert!(
+            login
+                .check(login_with("both", "the right password!"))
+                .await
+                .is_ok()
+        );
+        store.close().await;
     }
 }

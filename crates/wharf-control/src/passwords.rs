@@ -55,6 +55,17 @@ impl Slot {
     }
 }
 
+/// Takes every hashing slot until the permit is dropped: a test then sees whether a check
+/// runs argon2 (it waits) or not (it answers).
+#[cfg(test)]
+pub(crate) async fn take_every_slot() -> SemaphorePermit<'static> {
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    HASHING_SLOTS
+        .acquire_many(cpus as u32)
+        .await
+        .expect("the hashing slots are open")
+}
+
 /// The first `blocks` blocks of `memory`, grown if needed.
 fn working_memory(memory: &mut Vec<Block>, blocks: usize) -> &mut [Block] {
     if memory.len() < blocks {

@@ -153,6 +153,8 @@ pub struct UserRecord {
     /// OpenSSH public key lines.
     pub public_keys: Vec<String>,
     pub disabled: bool,
+    /// `false`: the password does not log in (public keys only).
+    pub password_enabled: bool,
     /// Most concurrent sessions (enforced by the gateways).
     pub max_sessions: u32,
     pub created_at: DateTime<Utc>,
@@ -168,6 +170,7 @@ impl std::fmt::Debug for UserRecord {
             .field("bucket_name", &self.bucket_name)
             .field("permissions", &self.permissions)
             .field("disabled", &self.disabled)
+            .field("password_enabled", &self.password_enabled)
             .field("max_sessions", &self.max_sessions)
             .finish_non_exhaustive()
     }
@@ -182,6 +185,7 @@ pub struct NewUser {
     pub bucket_name: BucketName,
     pub permissions: Permissions,
     pub password_hash: String,
+    pub password_enabled: bool,
     pub public_keys: Vec<String>,
     pub max_sessions: u32,
     pub created_at: DateTime<Utc>,
@@ -195,6 +199,7 @@ pub struct UserChanges {
     pub permissions: Option<Permissions>,
     pub public_keys: Option<Vec<String>>,
     pub disabled: Option<bool>,
+    pub password_enabled: Option<bool>,
     pub max_sessions: Option<u32>,
 }
 
@@ -231,7 +236,8 @@ pub struct Store {
 macro_rules! user_columns {
     () => {
         "username, description, home_directory, bucket_name, permissions, password_hash, \
-         public_keys, disabled, max_sessions, created_at, updated_at, last_connected_at"
+         public_keys, disabled, password_enabled, max_sessions, created_at, updated_at, \
+         last_connected_at"
     };
 }
 /// `%text%` for a case-insensitive `LIKE … ESCAPE '!'` that matches `text` literally.
@@ -521,9 +527,9 @@ impl Store {
         let created_at = truncate_to_millis(user.created_at);
         sqlx::query(
             "INSERT INTO users (username, description, home_directory, bucket_name, permissions, \
-             password_hash, public_keys, disabled, max_sessions, created_at, updated_at, \
-             last_connected_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $9, $8, $8, NULL)",
+             password_hash, public_keys, disabled, password_enabled, max_sessions, created_at, \
+             updated_at, last_connected_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $10, $9, $8, $8, NULL)",
         )
         .bind(user.username.as_str())
         .bind(&user.description)
@@ -534,6 +540,7 @@ impl Store {
         .bind(keys_to_json(&user.public_keys))
         .bind(to_millis(created_at))
         .bind(i64::from(user.max_sessions))
+        .bind(i64::from(user.password_enabled))
         .execute(&self.pool)
         .await?;
         Ok(UserRecord {
@@ -545,6 +552,7 @@ impl Store {
             password_hash: user.password_hash.clone(),
             public_keys: user.public_keys.clone(),
             disabled: false,
+            password_enabled: user.password_enabled,
             max_sessions: user.max_sessions,
             created_at,
             updated_at: created_at,
@@ -571,8 +579,9 @@ impl Store {
     ) -> Result<Option<(UserRecord, BucketRecord)>, StoreError> {
         let row = sqlx::query(
             "SELECT u.username, u.description, u.home_directory, u.bucket_name, u.permissions, \
-             u.password_hash, u.public_keys, u.disabled, u.max_sessions, u.created_at, \
-             u.updated_at, u.last_connected_at, b.name, b.url, b.options, b.is_default, \
+             u.password_hash, u.public_keys, u.disabled, u.password_enabled, u.max_sessions, \
+             u.created_at, u.updated_at, u.last_connected_at, b.name, b.url, b.options, \
+             b.is_default, \
              b.created_at AS bucket_created_at \
              FROM users u JOIN buckets b ON b.name = u.bucket_name WHERE u.username = $1",
         )
@@ -650,6 +659,7 @@ impl Store {
              public_keys = COALESCE($5, public_keys), \
              disabled = COALESCE($6, disabled), \
              max_sessions = COALESCE($8, max_sessions), \
+             password_enabled = COALESCE($9, password_enabled), \
              updated_at = $7 \
              WHERE username = $1",
         )
@@ -661,6 +671,7 @@ impl Store {
         .bind(changes.disabled.map(i64::from))
         .bind(to_millis(now))
         .bind(changes.max_sessions.map(i64::from))
+        .bind(changes.password_enabled.map(i64::from))
         .execute(&self.pool)
         .await?;
         if result.rows_affected() == 0 {
@@ -831,7 +842,8 @@ fn user_from_row(row: &AnyRow) -> Result<UserRecord, StoreError> {
     Ok(UserRecord {
         username: parse_column(row, "username", T, Username::parse)?,
         description: row.try_get("description")?,
-        home_directory: parse_column(row, "home_directory", T, HomeDirectory::parse)?,
+        // Homes stored before reserved names were refused must still load.
+        home_directory: parse_column(row, "home_directory", T, HomeDirectory::parse_existing)?,
         bucket_name: parse_column(row, "bucket_name", T, BucketName::parse)?,
         permissions: parse_column(row, "permissions", T, |s| {
             Permissions::parse(s).ok_or("unknown permissions")
@@ -842,6 +854,7 @@ fn user_from_row(row: &AnyRow) -> Result<UserRecord, StoreError> {
             detail: format!("public_keys: {e}"),
         })?,
         disabled: row.try_get::<i64, _>("disabled")? != 0,
+        password_enabled: row.try_get::<i64, _>("password_enabled")? != 0,
         max_sessions: {
             let n: i64 = row.try_get("max_sessions")?;
             u32::try_from(n).map_err(|_| StoreError::Corrupt {

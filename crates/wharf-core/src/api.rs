@@ -19,7 +19,8 @@ pub use webhooks::{
     EventList, UpdateWebhookRequest, Webhook, WebhookFilter, WebhookList,
 };
 
-/// Shortest and longest generated password.
+/// Shortest and longest password Wharf sets, generated or chosen (see
+/// [`crate::check_password`]), in characters.
 pub const PASSWORD_LENGTH_RANGE: std::ops::RangeInclusive<u32> = 16..=128;
 /// Length of a generated password when none is asked for.
 pub const DEFAULT_PASSWORD_LENGTH: u32 = 16;
@@ -27,6 +28,12 @@ pub const DEFAULT_PASSWORD_LENGTH: u32 = 16;
 pub const DEFAULT_MAX_SESSIONS: u32 = 10;
 /// Allowed values of a user's `maxSessions`.
 pub const MAX_SESSIONS_RANGE: std::ops::RangeInclusive<u32> = 1..=1000;
+
+/// Where problem `type` URIs live; each kind of problem is a stable slug under it.
+pub const PROBLEM_TYPE_BASE: &str = "https://wharf.dev/problems/";
+/// The slug of the 403 problem `POST /internal/v1/login` answers for
+/// [`crate::LoginError::PasswordDisabled`] (the other refusals are `login-denied`).
+pub const PASSWORD_DISABLED_PROBLEM: &str = "password-disabled";
 
 /// How to generate a password.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
@@ -38,12 +45,13 @@ pub struct PasswordOptions {
 }
 
 /// `POST /v1/users`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateUserRequest {
     /// What this user is for, e.g. "Trading partner Alice". Not empty, at most 1024 characters.
     pub description: String,
     /// The user's home directory; created if missing. `/` makes a root user.
+    #[serde(deserialize_with = "HomeDirectory::deserialize_new")]
     pub home_directory: HomeDirectory,
     /// Login name; generated (8 upper-case letters and digits) when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -51,8 +59,21 @@ pub struct CreateUserRequest {
     /// Bucket the home directory is in; the default bucket when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bucket_name: Option<BucketName>,
+    /// How to generate the password; not together with `password`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_options: Option<PasswordOptions>,
+    /// A password chosen by the operator instead of a generated one (e.g. to keep a partner's
+    /// password when moving from another server): 16 to 128 characters, no control
+    /// characters, no whitespace at either end. Only its hash is stored; it is never logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 16, max_length = 128)]
+    pub password: Option<String>,
+    /// Whether the user may log in with a password (default `true`). With `false` only public
+    /// keys log in, over SFTP; FTPS has no keys, so such a user cannot use FTPS. A user without
+    /// password login and without keys cannot log in until a key is added. A password is set
+    /// all the same (and returned), for when password login is turned on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_enabled: Option<bool>,
     /// OpenSSH public key lines accepted for this user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_keys: Option<Vec<String>>,
@@ -73,7 +94,11 @@ pub struct UpdateUserRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// A new home directory; created if missing. Files in the old one stay where they are.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "HomeDirectory::deserialize_new_option"
+    )]
     pub home_directory: Option<HomeDirectory>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permissions: Option<Permissions>,
@@ -83,6 +108,10 @@ pub struct UpdateUserRequest {
     /// A disabled user cannot log in; its sessions are refused from the next login on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disabled: Option<bool>,
+    /// `false`: only public keys log in (SFTP); the password is kept and works again once
+    /// this is `true`. Applies from the next login on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_enabled: Option<bool>,
     /// Most concurrent sessions, 1 to 1000; applies from the next login on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1, maximum = 1000)]
@@ -102,22 +131,33 @@ pub struct User {
     pub permissions: Permissions,
     pub public_keys: Vec<String>,
     pub disabled: bool,
+    /// Whether the user may log in with a password; `false`: public keys only (SFTP).
+    /// Absent in replies of servers older than this field, which means `true`.
+    #[serde(default = "enabled")]
+    #[schema(required = true)]
+    pub password_enabled: bool,
     /// Most concurrent sessions (connections) of this user; a login beyond it is refused.
     /// Counted per gateway process.
     #[schema(minimum = 1, maximum = 1000)]
     pub max_sessions: u32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-    /// Last successful login over any protocol; absent if the user never connected.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Last successful login over any protocol; `null` until the first one.
+    #[serde(default)]
+    #[schema(required = true)]
     pub last_connected_at: Option<DateTime<Utc>>,
+}
+
+fn enabled() -> bool {
+    true
 }
 
 /// `201` reply to `POST /v1/users`: the user plus its password, shown this once only.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedUser {
-    /// The generated password. Only its hash is stored: it cannot be shown again.
+    /// The password (generated, or the one given). Only its hash is stored: it cannot be
+    /// shown again.
     pub password: String,
     #[serde(flatten)]
     pub user: User,
@@ -134,14 +174,49 @@ pub struct UserList {
 }
 
 /// `POST /v1/users/{username}/password` body (optional).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ResetPasswordRequest {
+    /// How to generate the new password; not together with `password`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_options: Option<PasswordOptions>,
+    /// The new password, chosen by the operator instead of a generated one: 16 to 128
+    /// characters, no control characters, no whitespace at either end. Does not change
+    /// `passwordEnabled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 16, max_length = 128)]
+    pub password: Option<String>,
 }
 
-/// A newly generated password, shown this once only.
+// The requests may carry a password: Debug (and so any log line) shows only whether one is
+// there.
+impl std::fmt::Debug for CreateUserRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateUserRequest")
+            .field("description", &self.description)
+            .field("home_directory", &self.home_directory)
+            .field("username", &self.username)
+            .field("bucket_name", &self.bucket_name)
+            .field("password_options", &self.password_options)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password_enabled", &self.password_enabled)
+            .field("public_keys", &self.public_keys)
+            .field("permissions", &self.permissions)
+            .field("max_sessions", &self.max_sessions)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for ResetPasswordRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResetPasswordRequest")
+            .field("password_options", &self.password_options)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// A new password (generated, or the one given), shown this once only.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NewPassword {
@@ -230,6 +305,12 @@ pub struct ServerInfo {
     pub ftps_port: u16,
     pub ftps_implicit_port: u16,
     pub host_keys: Vec<HostKey>,
+    /// SHA-256 fingerprint of the FTPS certificate, in the form `openssl x509 -noout
+    /// -fingerprint -sha256` prints (`AB:CD:…`, 32 bytes), for partners to compare with what
+    /// their client shows. `null` when this control plane cannot read the certificate.
+    #[serde(default)]
+    #[schema(required = true, example = "3F:0A:…:9C")]
+    pub ftps_certificate_sha256: Option<String>,
 }
 
 /// One offending field in a problem document.
@@ -282,6 +363,30 @@ mod tests {
     }
 
     #[test]
+    fn requests_refuse_reserved_homes_and_replies_read_them() {
+        let create = r#"{"description":"A","homeDirectory":"/a/.WHARF-DIR"}"#;
+        let error = serde_json::from_str::<CreateUserRequest>(create).unwrap_err();
+        assert!(error.to_string().contains("reserved"), "{error}");
+        let update = r#"{"homeDirectory":"/.wharf-uploads"}"#;
+        assert!(serde_json::from_str::<UpdateUserRequest>(update).is_err());
+        let none: UpdateUserRequest = serde_json::from_str(r#"{"homeDirectory":null}"#).unwrap();
+        assert!(none.home_directory.is_none());
+        let absent: UpdateUserRequest = serde_json::from_str("{}").unwrap();
+        assert!(absent.home_directory.is_none());
+        let set: UpdateUserRequest = serde_json::from_str(r#"{"homeDirectory":"/b/"}"#).unwrap();
+        assert_eq!(set.home_directory.unwrap().as_str(), "/b");
+        // A user stored before the rule still reads (the console and the CLI list it).
+        let user: User = serde_json::from_value(serde_json::json!({
+            "username": "old", "description": "d", "homeDirectory": "/.wharf-dir",
+            "bucketName": "default", "endpoint": "localhost", "permissions": "read-write",
+            "publicKeys": [], "disabled": false, "maxSessions": 10,
+            "createdAt": "2026-11-28T12:00:00Z", "updatedAt": "2026-11-28T12:00:00Z",
+        }))
+        .unwrap();
+        assert_eq!(user.home_directory.as_str(), "/.wharf-dir");
+    }
+
+    #[test]
     fn created_user_flattens() {
         let now = Utc::now();
         let created = CreatedUser {
@@ -295,6 +400,7 @@ mod tests {
                 permissions: Permissions::ReadWrite,
                 public_keys: vec![],
                 disabled: false,
+                password_enabled: true,
                 max_sessions: DEFAULT_MAX_SESSIONS,
                 created_at: now,
                 updated_at: now,
@@ -305,7 +411,35 @@ mod tests {
         assert_eq!(v["password"], "secret");
         assert_eq!(v["username"], "WL9F11A9");
         assert_eq!(v["homeDirectory"], "/a");
-        assert!(v.get("lastConnectedAt").is_none());
+        assert!(v["lastConnectedAt"].is_null() && v.get("lastConnectedAt").is_some());
         assert_eq!(v["maxSessions"], 10);
+        assert_eq!(v["passwordEnabled"], true);
+    }
+
+    #[test]
+    fn a_user_from_an_older_server_has_password_login() {
+        let v = serde_json::json!({
+            "username": "alice", "description": "d", "homeDirectory": "/a",
+            "bucketName": "default", "endpoint": "localhost", "permissions": "read-write",
+            "publicKeys": [], "disabled": false, "maxSessions": 10,
+            "createdAt": "2026-11-28T12:00:00Z", "updatedAt": "2026-11-28T12:00:00Z",
+        });
+        let user: User = serde_json::from_value(v).unwrap();
+        assert!(user.password_enabled);
+        assert_eq!(user.last_connected_at, None);
+    }
+
+    #[test]
+    fn passwords_never_show_in_debug_output() {
+        let create: CreateUserRequest = serde_json::from_str(
+            r#"{"description":"A","homeDirectory":"/a","password":"s3cret-s3cret-s3cret"}"#,
+        )
+        .unwrap();
+        let reset: ResetPasswordRequest =
+            serde_json::from_str(r#"{"password":"s3cret-s3cret-s3cret"}"#).unwrap();
+        for debug in [format!("{create:?}"), format!("{reset:?}")] {
+            assert!(!debug.contains("s3cret"), "{debug}");
+            assert!(debug.contains("<redacted>"), "{debug}");
+        }
     }
 }

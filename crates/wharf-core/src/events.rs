@@ -73,8 +73,9 @@ impl EventType {
 }
 
 impl std::fmt::Display for EventType {
+    // `pad`, not `write_str`: width and alignment (`{:<18}`) line tables up.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 

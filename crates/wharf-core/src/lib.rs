@@ -13,9 +13,15 @@ mod permissions;
 mod public_key;
 
 pub use events::{Event, EventData, EventError, EventSink, EventType};
-pub use home::{HomeDirectory, HomeDirectoryError, MAX_HOME_DIRECTORY_BYTES};
+pub use home::{
+    DIRECTORY_MARKER, HomeDirectory, HomeDirectoryError, MAX_HOME_DIRECTORY_BYTES, RESERVED_NAMES,
+    UPLOAD_JOURNAL, is_reserved_name,
+};
 pub use login::{BucketStorage, LoginError, LoginGrant, LoginProvider, LoginRequest, LoginSecret};
-pub use names::{BucketName, NameError, Username, generate_password, generate_username};
+pub use names::{
+    BucketName, NameError, PasswordError, USERNAME_ALPHABET, Username, check_password,
+    generate_password, generate_username,
+};
 pub use permissions::Permissions;
 pub use public_key::{PublicKey, PublicKeyError};
 
@@ -42,7 +48,8 @@ impl Protocol {
 }
 
 impl std::fmt::Display for Protocol {
+    // `pad`, not `write_str`: width and alignment (`{:<5}`) line tables up.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }

@@ -100,6 +100,13 @@ pub enum LoginError {
     /// tell (or leak) which.
     #[error("access denied")]
     Denied,
+    /// The user exists, is enabled and logs in with public keys only (`passwordEnabled:
+    /// false`), and a password was tried. Only then: an unknown or disabled user is
+    /// [`LoginError::Denied`], and the refusal costs the same work as a wrong password. An SFTP
+    /// gateway can stop offering the password method; any other gateway treats it as
+    /// [`LoginError::Denied`].
+    #[error("password login is disabled for this user")]
+    PasswordDisabled,
     /// The control plane could not be asked (network, overload): the partner should retry.
     #[error("login service unavailable: {0}")]
     Unavailable(String),

@@ -3,12 +3,19 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// What a user may do inside its home directory.
+/// What a user may do inside its home directory, over SFTP and FTPS alike.
 ///
-/// - `read-write`: everything.
-/// - `read-only`: list and download only.
-/// - `write-only`: upload, create directories, list and rename; no download, no delete (a drop
-///   box: a partner delivers files but cannot read back or remove what others left).
+/// - `read-write`: list, stat, download, upload, overwrite, resume and append, create
+///   directories, delete files and empty directories, rename.
+/// - `read-only`: list, stat, download, and checksums (SFTP `check-file`, FTP `HASH`). Nothing
+///   that changes a file or a directory.
+/// - `write-only` (a drop box: a partner delivers files but cannot read back or remove what
+///   others left): list and stat; upload new files; create directories; resume, append to,
+///   overwrite or rename only files uploaded in the same session (so a client that uploads to
+///   `name.filepart` and renames it to `name`, as WinSCP and FileZilla do, works, and a transfer
+///   cut off in the middle can be continued within the session); checksums only of files
+///   uploaded in the same session. Never download, delete files or directories, or overwrite
+///   or rename onto an existing name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Permissions {
@@ -55,8 +62,9 @@ impl Permissions {
 }
 
 impl std::fmt::Display for Permissions {
+    // `pad`, not `write_str`: width and alignment (`{:<11}`) line tables up.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -82,5 +90,11 @@ mod tests {
         assert!(Permissions::WriteOnly.can_write());
         assert!(Permissions::ReadWrite.can_delete());
         assert_eq!(Permissions::parse("rw"), None);
+    }
+
+    #[test]
+    fn display_honours_width_and_alignment() {
+        assert_eq!(format!("[{:<11}]", Permissions::ReadOnly), "[read-only  ]");
+        assert_eq!(format!("[{:>11}]", Permissions::WriteOnly), "[ write-only]");
     }
 }

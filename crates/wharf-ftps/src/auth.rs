@@ -69,7 +69,9 @@ async fn try_log_in(
     };
     let grant = match shared.login.login(request).await {
         Ok(grant) => grant,
-        Err(LoginError::Denied) => {
+        // FTPS has no public keys, so a user without password login is refused like any other
+        // failed login (indistinguishable, as wharf_core::LoginError asks).
+        Err(LoginError::Denied | LoginError::PasswordDisabled) => {
             tracing::info!(user = %username, "login failed");
             return Err(LoginFailure::Denied);
         }

@@ -37,4 +37,4 @@ mod transfer;
 pub use config::{ConfigError, FtpsConfig, PassiveHost, parse_port_range};
 pub use server::{FtpsListeners, GREETING, ServeError, serve, serve_listeners};
 pub use session::IMPLICIT_GREETING;
-pub use tls::{TlsError, TlsFiles};
+pub use tls::{CERT_FILE_NAME, KEY_FILE_NAME, TlsError, TlsFiles};

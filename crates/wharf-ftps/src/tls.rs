@@ -78,17 +78,17 @@ impl TlsFiles {
     }
 
     /// The pair in `dir` ([`CERT_FILE_NAME`], [`KEY_FILE_NAME`]); if neither file exists, a
-    /// self-signed certificate for `names` (DNS names or IP addresses) is generated there
-    /// first, with the key readable by the owner only. Returns the files and whether they were
-    /// generated.
-    pub fn load_or_generate(dir: &Path, names: &[String]) -> Result<(TlsFiles, bool), TlsError> {
+    /// self-signed certificate for `public_host` is generated there first (see
+    /// [`TlsFiles::generate`]). Returns the files and, when it generated them, the names the
+    /// new certificate holds.
+    pub fn load_or_generate(
+        dir: &Path,
+        public_host: &str,
+    ) -> Result<(TlsFiles, Option<Vec<String>>), TlsError> {
         let files = TlsFiles::new(dir.join(CERT_FILE_NAME), dir.join(KEY_FILE_NAME));
         let generated = match (files.cert_file.exists(), files.key_file.exists()) {
-            (true, true) => false,
-            (false, false) => {
-                files.generate(names)?;
-                true
-            }
+            (true, true) => None,
+            (false, false) => Some(files.generate(public_host)?),
             (true, false) => {
                 return Err(TlsError::HalfPair {
                     present: files.cert_file,
@@ -106,14 +106,29 @@ impl TlsFiles {
         Ok((files, generated))
     }
 
-    /// Writes a new self-signed certificate (ECDSA P-256) for `names` and its key. Fails if
-    /// either file exists.
-    pub fn generate(&self, names: &[String]) -> Result<(), TlsError> {
-        let certified = rcgen::generate_simple_self_signed(names.to_vec())
-            .map_err(|e| TlsError::Generate(e.to_string()))?;
+    /// Writes a new self-signed certificate (ECDSA P-256) and its key (owner-only). Its subject
+    /// names `public_host` (the CN clients show) and its names (SAN) are the public host,
+    /// `localhost` and 127.0.0.1, so a partner's client matches it whichever it connects to.
+    /// Returns those names. Fails if either file exists.
+    pub fn generate(&self, public_host: &str) -> Result<Vec<String>, TlsError> {
+        let mut names = vec![public_host.to_owned()];
+        for local in ["localhost", "127.0.0.1"] {
+            if !names.iter().any(|n| n == local) {
+                names.push(local.to_owned());
+            }
+        }
+        let generate = |e: rcgen::Error| TlsError::Generate(e.to_string());
+        let mut params = rcgen::CertificateParams::new(names.clone()).map_err(generate)?;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, public_host);
+        let key = rcgen::KeyPair::generate().map_err(generate)?;
+        let cert = params.self_signed(&key).map_err(generate)?;
+        // The key first, so that a certificate never exists without its key.
         for (path, mode, contents) in [
-            (&self.key_file, 0o600, certified.signing_key.serialize_pem()),
-            (&self.cert_file, 0o644, certified.cert.pem()),
+            (&self.key_file, 0o600, key.serialize_pem()),
+            (&self.cert_file, 0o644, cert.pem()),
         ] {
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent).map_err(|source| TlsError::Write {
@@ -135,7 +150,7 @@ impl TlsFiles {
                 source,
             })?;
         }
-        Ok(())
+        Ok(names)
     }
 
     /// Reads both files and builds a TLS configuration from them, so a bad certificate or a
@@ -217,17 +232,27 @@ mod tests {
     #[test]
     fn generated_once_then_reused() {
         let dir = tempfile::tempdir().unwrap();
-        let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
-        let (files, generated) = TlsFiles::load_or_generate(dir.path(), &names).unwrap();
-        assert!(generated);
+        let (files, generated) =
+            TlsFiles::load_or_generate(dir.path(), "sftp.example.com").unwrap();
+        assert_eq!(
+            generated.as_deref(),
+            Some(
+                &[
+                    "sftp.example.com".to_owned(),
+                    "localhost".into(),
+                    "127.0.0.1".into()
+                ][..]
+            )
+        );
         let mode = std::fs::metadata(&files.key_file)
             .unwrap()
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
         let cert = std::fs::read(&files.cert_file).unwrap();
-        let (again, generated) = TlsFiles::load_or_generate(dir.path(), &names).unwrap();
-        assert!(!generated);
+        let (again, generated) =
+            TlsFiles::load_or_generate(dir.path(), "sftp.example.com").unwrap();
+        assert_eq!(generated, None);
         assert_eq!(again, files);
         assert_eq!(std::fs::read(&files.cert_file).unwrap(), cert);
     }
@@ -237,12 +262,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(CERT_FILE_NAME), "x").unwrap();
         assert!(matches!(
-            TlsFiles::load_or_generate(dir.path(), &["localhost".into()]),
+            TlsFiles::load_or_generate(dir.path(), "localhost"),
             Err(TlsError::HalfPair { .. })
         ));
         std::fs::write(dir.path().join(KEY_FILE_NAME), "y").unwrap();
         assert!(matches!(
-            TlsFiles::load_or_generate(dir.path(), &["localhost".into()]),
+            TlsFiles::load_or_generate(dir.path(), "localhost"),
             Err(TlsError::NoCertificate { .. })
         ));
     }
@@ -251,8 +276,8 @@ mod tests {
     fn a_key_that_does_not_match_is_refused() {
         let one = tempfile::tempdir().unwrap();
         let two = tempfile::tempdir().unwrap();
-        let (a, _) = TlsFiles::load_or_generate(one.path(), &["localhost".into()]).unwrap();
-        let (b, _) = TlsFiles::load_or_generate(two.path(), &["localhost".into()]).unwrap();
+        let (a, _) = TlsFiles::load_or_generate(one.path(), "localhost").unwrap();
+        let (b, _) = TlsFiles::load_or_generate(two.path(), "localhost").unwrap();
         let mixed = TlsFiles::new(a.cert_file, b.key_file);
         assert!(mixed.check().is_err());
     }

@@ -37,8 +37,12 @@ pub struct SftpConfig {
     pub login_timeout: Duration,
     /// A connection with no traffic for this long is closed.
     pub idle_timeout: Duration,
-    /// Authentication attempts per connection.
+    /// Authentication attempts per connection, all methods together (each public key a
+    /// client offers counts).
     pub max_auth_attempts: usize,
+    /// Password (or keyboard-interactive) attempts per connection; the password methods are
+    /// offered until they are used up.
+    pub max_password_attempts: usize,
     /// Where sessions report uploads, deletes, renames and new directories (none: no events).
     pub events: Option<Arc<dyn EventSink>>,
 }
@@ -50,18 +54,16 @@ impl SftpConfig {
             max_connections: 1024,
             login_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(600),
-            max_auth_attempts: 6,
+            max_auth_attempts: 10,
+            max_password_attempts: MAX_PASSWORD_ATTEMPTS,
             events: None,
         }
     }
 
     fn russh_config(&self) -> russh::server::Config {
-        let mut methods = MethodSet::empty();
-        methods.push(MethodKind::PublicKey);
-        methods.push(MethodKind::Password);
         russh::server::Config {
             server_id: SshId::Standard(concat!("SSH-2.0-Wharf_", env!("CARGO_PKG_VERSION")).into()),
-            methods,
+            methods: all_methods(),
             // Failed logins take at least this long, so guessing is slow and timing says nothing.
             auth_rejection_time: Duration::from_millis(500),
             // OpenSSH's first "none" probe is not a guess: answer it at once.
@@ -95,6 +97,19 @@ impl SftpConfig {
             ..Default::default()
         }
     }
+}
+
+/// Password attempts per connection by default (OpenSSH's clients ask three times too).
+pub const MAX_PASSWORD_ATTEMPTS: usize = 3;
+
+/// Every login method the gateway offers: public key, password, and keyboard-interactive (one
+/// "Password:" prompt, for clients and appliances that only try that one).
+fn all_methods() -> MethodSet {
+    let mut methods = MethodSet::empty();
+    methods.push(MethodKind::PublicKey);
+    methods.push(MethodKind::KeyboardInteractive);
+    methods.push(MethodKind::Password);
+    methods
 }
 
 /// Why the gateway stopped.
@@ -171,6 +186,8 @@ pub async fn serve(
             slot: None,
             refusal: None,
             offered_key: None,
+            password_attempts_left: config.max_password_attempts,
+            password_disabled: false,
             channels: HashMap::new(),
             sftp: HashMap::new(),
             span: span.clone(),
@@ -413,6 +430,10 @@ struct Connection {
     refusal: Option<String>,
     /// A key the control plane accepted in the pre-signature query, with its grant.
     offered_key: Option<(SshPublicKey, LoginGrant)>,
+    /// Password (and keyboard-interactive) attempts this connection may still make.
+    password_attempts_left: usize,
+    /// The user logs in with keys only: the password methods are no longer offered.
+    password_disabled: bool,
     /// Session channels opened but not yet given a subsystem.
     channels: HashMap<ChannelId, Channel<Msg>>,
     /// SFTP sessions by channel, until the client ends its input.
@@ -465,8 +486,16 @@ impl crate::sftp::DirectOut for Direct<'_> {
     }
 }
 
+/// What the control plane said of a login.
+enum Checked {
+    Granted(LoginGrant),
+    Denied,
+    /// The user exists and logs in with public keys only.
+    PasswordDisabled,
+}
+
 impl Connection {
-    async fn check(&self, user: &str, secret: LoginSecret, probe: bool) -> Option<LoginGrant> {
+    async fn check(&self, user: &str, secret: LoginSecret, probe: bool) -> Checked {
         let request = LoginRequest {
             protocol: Protocol::Sftp,
             username: user.to_owned(),
@@ -476,13 +505,44 @@ impl Connection {
             probe,
         };
         match self.login.login(request).await {
-            Ok(grant) => Some(grant),
-            Err(LoginError::Denied) => None,
+            Ok(grant) => Checked::Granted(grant),
+            Err(LoginError::Denied) => Checked::Denied,
+            Err(LoginError::PasswordDisabled) => Checked::PasswordDisabled,
             Err(e @ LoginError::Unavailable(_)) => {
                 tracing::warn!(error = %e, "login service unavailable");
-                None
+                Checked::Denied
             }
         }
+    }
+
+    /// A password, from the `password` method or the keyboard-interactive prompt. A failure
+    /// keeps both methods on offer while attempts remain (a mistyped password must not end
+    /// the login), not after the last one, nor for a user who logs in with keys only.
+    async fn password_login(&mut self, user: &str, password: String, method: &str) -> Auth {
+        if self.password_attempts_left == 0 || self.password_disabled {
+            return self.reject(user, method);
+        }
+        self.password_attempts_left -= 1;
+        let secret = LoginSecret::Password { password };
+        match self.check(user, secret, false).await {
+            Checked::Granted(grant) => self.accept(grant),
+            Checked::Denied => self.reject(user, method),
+            Checked::PasswordDisabled => {
+                tracing::info!(user = %user, method, "login failed: the user logs in with keys only");
+                self.password_disabled = true;
+                self.reject(user, method)
+            }
+        }
+    }
+
+    /// The methods still on offer to this connection.
+    fn methods(&self) -> MethodSet {
+        let mut methods = all_methods();
+        if self.password_attempts_left == 0 || self.password_disabled {
+            methods.remove(MethodKind::Password);
+            methods.remove(MethodKind::KeyboardInteractive);
+        }
+        methods
     }
 
     /// Lets the user in, unless it already has `max_sessions` connections to this gateway.
@@ -519,9 +579,17 @@ impl Connection {
         Auth::Accept
     }
 
-    fn reject(user: &str, method: &str) -> Auth {
+    /// Turns a login away, telling the client which methods it may still try.
+    fn reject(&self, user: &str, method: &str) -> Auth {
         tracing::info!(user = %user, method, "login failed");
-        Auth::reject()
+        self.still_offered()
+    }
+
+    fn still_offered(&self) -> Auth {
+        Auth::Reject {
+            proceed_with_methods: Some(self.methods()),
+            partial_success: false,
+        }
     }
 
     /// Refuses a channel request with a message the partner's client prints.
@@ -542,14 +610,43 @@ impl Connection {
 impl russh::server::Handler for Connection {
     type Error = ConnectionError;
 
+    async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
+        Ok(self.still_offered())
+    }
+
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
-        let secret = LoginSecret::Password {
-            password: password.to_owned(),
+        Ok(self
+            .password_login(user, password.to_owned(), "password")
+            .await)
+    }
+
+    async fn auth_keyboard_interactive<'a>(
+        &'a mut self,
+        user: &str,
+        _submethods: &str,
+        response: Option<russh::server::Response<'a>>,
+    ) -> Result<Auth, Self::Error> {
+        let Some(mut response) = response else {
+            if self.password_attempts_left == 0 || self.password_disabled {
+                return Ok(self.still_offered());
+            }
+            // One prompt, not echoed: the user's password.
+            return Ok(Auth::Partial {
+                name: "".into(),
+                instructions: "".into(),
+                prompts: std::borrow::Cow::Borrowed(&[(
+                    std::borrow::Cow::Borrowed("Password: "),
+                    false,
+                )]),
+            });
         };
-        Ok(match self.check(user, secret, false).await {
-            Some(grant) => self.accept(grant),
-            None => Self::reject(user, "password"),
-        })
+        let password = response
+            .next()
+            .and_then(|answer| String::from_utf8(answer.to_vec()).ok())
+            .unwrap_or_default();
+        Ok(self
+            .password_login(user, password, "keyboard-interactive")
+            .await)
     }
 
     async fn auth_publickey_offered(
@@ -562,11 +659,11 @@ impl russh::server::Handler for Connection {
         };
         let secret = LoginSecret::PublicKey { public_key: line };
         Ok(match self.check(user, secret, true).await {
-            Some(grant) => {
+            Checked::Granted(grant) => {
                 self.offered_key = Some((offer.public_key.clone(), grant));
                 Auth::Accept
             }
-            None => Auth::reject(),
+            Checked::Denied | Checked::PasswordDisabled => self.still_offered(),
         })
     }
 
@@ -578,13 +675,13 @@ impl russh::server::Handler for Connection {
         // The signature is verified now: record the login for real (this also re-checks the
         // user, which may have been disabled since the query).
         let Ok(line) = key.public_key.to_openssh() else {
-            return Ok(Self::reject(user, "publickey"));
+            return Ok(self.reject(user, "publickey"));
         };
         self.offered_key = None;
         let secret = LoginSecret::PublicKey { public_key: line };
         Ok(match self.check(user, secret, false).await {
-            Some(grant) => self.accept(grant),
-            None => Self::reject(user, "publickey"),
+            Checked::Granted(grant) => self.accept(grant),
+            Checked::Denied | Checked::PasswordDisabled => self.reject(user, "publickey"),
         })
     }
 

@@ -28,11 +28,7 @@ use object_store::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::VfsError;
-
-/// The reserved directory at the bucket root that holds the notes. Like the directory marker,
-/// users can neither see nor name it.
-pub const UPLOAD_JOURNAL: &str = ".wharf-uploads";
+use crate::{UPLOAD_JOURNAL, VfsError};
 
 /// How often a live upload rewrites its note while it receives parts. A note older than
 /// [`ORPHAN_AGE`] therefore belongs to an upload that is gone or idle far beyond any session

@@ -29,7 +29,7 @@ mod tests;
 
 pub use checksum::{Checksum, HashAlgorithm, KnownHashes, MAX_HASH_BLOCKS, MIN_HASH_BLOCK};
 pub use error::VfsError;
-pub use journal::{NOTE_REFRESH, ORPHAN_AGE, SweepReport, UPLOAD_JOURNAL, UploadJournal};
+pub use journal::{NOTE_REFRESH, ORPHAN_AGE, SweepReport, UploadJournal};
 pub use path::{MAX_NAME_BYTES, MAX_PATH_BYTES, VirtualPath};
 pub use store::{
     BucketError, ListPager, OpenedBucket, SWEEP_INTERVAL, StoreCache, check_bucket, create_home,
@@ -45,6 +45,5 @@ pub use vfs::{
     SessionIdentity, Vfs, WriteMode,
 };
 
-/// Name of the hidden object that marks a directory on stores that have no directories.
-/// It never appears in listings and cannot be addressed by users.
-pub const DIRECTORY_MARKER: &str = ".wharf-dir";
+// The reserved names are wharf-core's, so that a home directory can never be one of them.
+pub use wharf_core::{DIRECTORY_MARKER, UPLOAD_JOURNAL};

@@ -200,6 +200,10 @@ pub struct ControlPlaneArgs {
     /// Host key directory whose fingerprints the API shows [default: <data-dir>/host-keys].
     #[arg(long, env = "WHARF_HOST_KEY_DIR")]
     pub host_key_dir: Option<PathBuf>,
+    /// The FTPS gateways' certificate (PEM), whose SHA-256 fingerprint the API shows
+    /// [default: <data-dir>/tls/ftps-cert.pem when it exists].
+    #[arg(long, env = "WHARF_FTPS_CERT_FILE")]
+    pub ftps_cert_file: Option<PathBuf>,
     #[command(flatten)]
     pub log: LogArgs,
 }
@@ -230,6 +234,9 @@ pub struct FtpsGatewayArgs {
     pub data: DataDirArgs,
     #[command(flatten)]
     pub ftps: FtpsOptions,
+    /// Host name partners connect to: a certificate generated on first start names it.
+    #[arg(long, env = "WHARF_PUBLIC_HOST", default_value = "localhost")]
+    pub public_host: String,
     /// URL of the control plane, e.g. http://10.0.0.5:8080.
     #[arg(
         long,
@@ -287,6 +294,24 @@ impl From<PermissionsArg> for wharf_core::Permissions {
     }
 }
 
+/// Where a password chosen by the operator comes from (never a command-line argument, which
+/// other users of the machine could read in the process list).
+#[derive(Args, Clone)]
+pub struct ChosenPassword {
+    /// Set the password read from standard input (one line; the line break is dropped)
+    /// instead of a generated one: 16-128 characters, no control characters, no whitespace at
+    /// either end.
+    #[arg(long, conflicts_with_all = ["password_file", "password_length"])]
+    pub password_stdin: bool,
+    /// Set the password read from this file (its first line) instead of a generated one;
+    /// same rules as --password-stdin. A leading ~/ is your home directory.
+    #[arg(long, value_name = "PATH", conflicts_with = "password_length")]
+    pub password_file: Option<PathBuf>,
+    /// Length of the generated password (16-128).
+    #[arg(long)]
+    pub password_length: Option<u32>,
+}
+
 #[derive(Subcommand)]
 pub enum UsersCommand {
     /// Create a user; prints its username and password (shown only once).
@@ -307,12 +332,16 @@ pub enum UsersCommand {
         bucket: Option<String>,
         #[arg(long, value_enum)]
         permissions: Option<PermissionsArg>,
-        /// An OpenSSH public key line the user may log in with (repeatable), or @file.
+        /// An OpenSSH public key line the user may log in with (repeatable), or @file with
+        /// one key per line (@~/.ssh/id_ed25519.pub works).
         #[arg(long = "public-key")]
         public_keys: Vec<String>,
-        /// Length of the generated password (16-128).
-        #[arg(long)]
-        password_length: Option<u32>,
+        #[command(flatten)]
+        password: ChosenPassword,
+        /// false: the user logs in with public keys only (SFTP); a password is set anyway,
+        /// for when password login is turned on [default: true].
+        #[arg(long, value_name = "true|false", value_parser = clap::value_parser!(bool))]
+        password_enabled: Option<bool>,
         /// Most concurrent sessions of this user (1-1000) [default: 10]; counted per gateway.
         #[arg(long)]
         max_sessions: Option<u32>,
@@ -345,7 +374,8 @@ pub enum UsersCommand {
         home: Option<String>,
         #[arg(long, value_enum)]
         permissions: Option<PermissionsArg>,
-        /// Replace the user's public keys with these (repeatable), or @file.
+        /// Replace the user's public keys with these (repeatable), or @file with one key per
+        /// line (@~/.ssh/id_ed25519.pub works).
         #[arg(long = "public-key")]
         public_keys: Vec<String>,
         /// Remove all public keys.
@@ -357,6 +387,10 @@ pub enum UsersCommand {
         /// Allow a disabled user to log in again.
         #[arg(long)]
         enable: bool,
+        /// false: the password stops logging in (public keys only; it is kept); true: it
+        /// logs in again.
+        #[arg(long, value_name = "true|false", value_parser = clap::value_parser!(bool))]
+        password_enabled: Option<bool>,
         /// Most concurrent sessions of this user (1-1000); counted per gateway.
         #[arg(long)]
         max_sessions: Option<u32>,
@@ -367,13 +401,14 @@ pub enum UsersCommand {
         api: ApiArgs,
         username: String,
     },
-    /// Generate a new password for a user; the old one stops working at once.
+    /// Set a new password for a user, generated unless one is given; the old one stops
+    /// working at once. Password login stays on or off as it was.
     ResetPassword {
         #[command(flatten)]
         api: ApiArgs,
         username: String,
-        #[arg(long)]
-        password_length: Option<u32>,
+        #[command(flatten)]
+        password: ChosenPassword,
     },
 }
 

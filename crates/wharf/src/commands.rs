@@ -1,8 +1,10 @@
 //! The CLI commands that talk to the REST API (`wharf users …`, `wharf buckets …`,
 //! `wharf webhooks …`, `wharf events …`, `wharf objects …`).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{Read, Write};
+use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result};
 use futures::TryStreamExt;
@@ -18,7 +20,8 @@ use wharf_core::api::{
 use wharf_core::{BucketName, Event, HomeDirectory, Username};
 
 use crate::cli::{
-    ApiArgs, BucketsCommand, EventsCommand, ObjectsCommand, UsersCommand, WebhooksCommand,
+    ApiArgs, BucketsCommand, ChosenPassword, EventsCommand, ObjectsCommand, UsersCommand,
+    WebhooksCommand,
 };
 
 fn client(api: &ApiArgs) -> Result<Client> {
@@ -51,13 +54,30 @@ fn print_json<T: Serialize>(value: &T) -> Result<()> {
     Ok(())
 }
 
+/// `path` with a leading `~` component replaced by the home directory (`$HOME`), as a shell
+/// would do: `@~/.ssh/id_ed25519.pub` reaches no shell, which expands only bare words.
+/// `~user` and a `~` anywhere else stay as they are.
+fn expand_tilde(path: &Path) -> Result<PathBuf> {
+    let mut components = path.components();
+    match components.next() {
+        Some(Component::Normal(first)) if first == "~" => {
+            let home = std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .context("cannot expand '~': HOME is not set")?;
+            Ok(PathBuf::from(home).join(components.as_path()))
+        }
+        _ => Ok(path.to_owned()),
+    }
+}
+
 /// Reads `@path` arguments as files of key lines; other arguments are key lines themselves.
 fn public_keys(args: &[String]) -> Result<Vec<String>> {
     let mut keys = Vec::new();
     for arg in args {
         if let Some(path) = arg.strip_prefix('@') {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read public key file {path}"))?;
+            let file = expand_tilde(Path::new(path))?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read public key file {}", file.display()))?;
             keys.extend(
                 text.lines()
                     .map(str::trim)
@@ -79,6 +99,44 @@ fn password_options(length: Option<u32>) -> Option<PasswordOptions> {
     length.map(|l| PasswordOptions { length: Some(l) })
 }
 
+/// More than any password the API accepts (128 characters of up to 4 bytes), so a wrong file
+/// or a stream is refused here without reading it all.
+const MAX_PASSWORD_INPUT: u64 = 4096;
+
+/// The password the operator chose with `--password-stdin` or `--password-file`, if any: one
+/// line, its line break dropped. The API checks the rest (length, characters) and names the
+/// field; nothing here prints or logs it.
+fn chosen_password(choice: &ChosenPassword) -> Result<Option<String>> {
+    let (mut input, source): (Box<dyn Read>, String) = if choice.password_stdin {
+        (Box::new(std::io::stdin()), "standard input".to_owned())
+    } else if let Some(path) = &choice.password_file {
+        let path = expand_tilde(path)?;
+        let file = std::fs::File::open(&path)
+            .with_context(|| format!("cannot read the password file {}", path.display()))?;
+        (Box::new(file), path.display().to_string())
+    } else {
+        return Ok(None);
+    };
+    let mut bytes = Vec::new();
+    input
+        .by_ref()
+        .take(MAX_PASSWORD_INPUT + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read the password from {source}"))?;
+    anyhow::ensure!(
+        bytes.len() as u64 <= MAX_PASSWORD_INPUT,
+        "the password from {source} is far longer than 128 characters"
+    );
+    let text = String::from_utf8(bytes)
+        .map_err(|_| anyhow::anyhow!("the password from {source} is not UTF-8 text"))?;
+    let password = text
+        .strip_suffix("\r\n")
+        .or_else(|| text.strip_suffix('\n'))
+        .unwrap_or(&text);
+    anyhow::ensure!(!password.is_empty(), "no password in {source}");
+    Ok(Some(password.to_owned()))
+}
+
 pub async fn users(command: UsersCommand) -> Result<()> {
     match command {
         UsersCommand::Create {
@@ -89,9 +147,11 @@ pub async fn users(command: UsersCommand) -> Result<()> {
             bucket,
             permissions,
             public_keys: keys,
-            password_length,
+            password,
+            password_enabled,
             max_sessions,
         } => {
+            let chosen = chosen_password(&password)?;
             let request = CreateUserRequest {
                 description,
                 home_directory: home(&home_dir)?,
@@ -105,7 +165,9 @@ pub async fn users(command: UsersCommand) -> Result<()> {
                         BucketName::parse(&b).with_context(|| format!("invalid --bucket '{b}'"))
                     })
                     .transpose()?,
-                password_options: password_options(password_length),
+                password_options: password_options(password.password_length),
+                password: chosen.clone(),
+                password_enabled,
                 public_keys: if keys.is_empty() {
                     None
                 } else {
@@ -124,8 +186,23 @@ pub async fn users(command: UsersCommand) -> Result<()> {
             let info = client.server_info().await.ok();
             println!("Created user {} ({})", user.username, user.description);
             println!("  Username:     {}", user.username);
-            println!("  Password:     {}", created.password);
-            println!("                (shown only this once: store it now)");
+            if chosen.is_some() {
+                // The operator has it already; a terminal's scrollback need not keep it too.
+                println!("  Password:     the one given");
+            } else {
+                println!("  Password:     {}", created.password);
+                println!("                (shown only this once: store it now)");
+            }
+            if !user.password_enabled {
+                println!("  Login:        public keys only (password login is off)");
+                if user.public_keys.is_empty() {
+                    println!(
+                        "                no public key yet: add one with `wharf users update {} \
+                         --public-key @FILE` before the partner can log in",
+                        user.username
+                    );
+                }
+            }
             println!("  Home:         {}", user.home_directory);
             println!("  Permissions:  {}", user.permissions);
             println!("  Max sessions: {}", user.max_sessions);
@@ -137,6 +214,9 @@ pub async fn users(command: UsersCommand) -> Result<()> {
                     );
                     for key in &info.host_keys {
                         println!("  Host key:     {} {}", key.algorithm, key.fingerprint);
+                    }
+                    if let Some(fingerprint) = &info.ftps_certificate_sha256 {
+                        println!("  FTPS cert:    SHA-256 {fingerprint}");
                     }
                 }
                 None => println!(
@@ -185,6 +265,7 @@ pub async fn users(command: UsersCommand) -> Result<()> {
             clear_public_keys,
             disable,
             enable,
+            password_enabled,
             max_sessions,
         } => {
             let request = UpdateUserRequest {
@@ -203,6 +284,7 @@ pub async fn users(command: UsersCommand) -> Result<()> {
                     (_, true) => Some(false),
                     _ => None,
                 },
+                password_enabled,
                 max_sessions,
             };
             let user = client(&api)?.update_user(&username, &request).await?;
@@ -223,16 +305,27 @@ pub async fn users(command: UsersCommand) -> Result<()> {
         UsersCommand::ResetPassword {
             api,
             username,
-            password_length,
+            password,
         } => {
-            let new = client(&api)?
-                .reset_password(&username, password_options(password_length))
-                .await?;
+            let client = client(&api)?;
+            let chosen = chosen_password(&password)?;
+            let new = match &chosen {
+                Some(chosen) => client.set_password(&username, chosen).await?,
+                None => {
+                    client
+                        .reset_password(&username, password_options(password.password_length))
+                        .await?
+                }
+            };
             if api.json {
                 return print_json(&new);
             }
-            println!("New password for {username}: {}", new.password);
-            println!("(shown only this once; the old password no longer works)");
+            if chosen.is_some() {
+                println!("Set the password given for {username}; the old one no longer works");
+            } else {
+                println!("New password for {username}: {}", new.password);
+                println!("(shown only this once; the old password no longer works)");
+            }
             Ok(())
         }
     }
@@ -245,11 +338,26 @@ pub async fn buckets(command: BucketsCommand) -> Result<()> {
             if api.json {
                 return print_json(&list);
             }
-            println!("{:<24} {:<8} STORAGE", "BUCKET", "DEFAULT");
-            for b in &list.items {
-                let default = if b.is_default { "yes" } else { "" };
-                println!("{:<24} {:<8} {}", b.bucket_name, default, b.storage_url);
-            }
+            let rows = list
+                .items
+                .iter()
+                .map(|b| {
+                    let default = if b.is_default { "yes" } else { "" };
+                    vec![
+                        b.bucket_name.to_string(),
+                        default.to_owned(),
+                        b.storage_url.clone(),
+                    ]
+                })
+                .collect::<Vec<_>>();
+            print_table(
+                &[
+                    Column::left("BUCKET", 32),
+                    Column::left("DEFAULT", 7),
+                    Column::last("STORAGE"),
+                ],
+                &rows,
+            );
             Ok(())
         }
         BucketsCommand::Get { api, bucket_name } => {
@@ -336,6 +444,14 @@ fn print_user(user: &User) {
     println!("Bucket:          {}", user.bucket_name);
     println!("Permissions:     {}", user.permissions);
     println!("Disabled:        {}", user.disabled);
+    println!(
+        "Password login:  {}",
+        if user.password_enabled {
+            "on"
+        } else {
+            "off (public keys only)"
+        }
+    );
     println!("Max sessions:    {}", user.max_sessions);
     println!("Public keys:     {}", user.public_keys.len());
     for key in &user.public_keys {
@@ -349,28 +465,125 @@ fn print_user(user: &User) {
 }
 
 fn print_user_table(users: &[User]) {
-    println!(
-        "{:<12} {:<28} {:<24} {:<11} LAST CONNECTED",
-        "USERNAME", "DESCRIPTION", "HOME", "PERMISSIONS"
+    let rows = users
+        .iter()
+        .map(|u| {
+            let status = match (u.disabled, u.password_enabled) {
+                (true, _) => "disabled",
+                (false, false) => "keys only",
+                (false, true) => "active",
+            };
+            vec![
+                u.username.to_string(),
+                u.description.clone(),
+                u.home_directory.to_string(),
+                u.permissions.to_string(),
+                status.to_owned(),
+                u.last_connected_at
+                    .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                    .unwrap_or_else(|| "never".into()),
+            ]
+        })
+        .collect::<Vec<_>>();
+    print_table(
+        &[
+            Column::left("USERNAME", 32),
+            Column::left("DESCRIPTION", 32),
+            Column::left("HOME", 32),
+            Column::left("PERMISSIONS", 11),
+            Column::left("STATUS", 9),
+            Column::last("LAST CONNECTED"),
+        ],
+        &rows,
     );
-    for u in users {
-        let mut description: String = u.description.chars().take(27).collect();
-        if u.disabled {
-            description = format!(
-                "{} (disabled)",
-                description.chars().take(16).collect::<String>()
-            );
+}
+
+/// A column of a text table.
+struct Column {
+    heading: &'static str,
+    /// The widest the column grows; longer cells are cut, ending in '…'.
+    max: usize,
+    /// Right-aligned (numbers).
+    right: bool,
+}
+
+impl Column {
+    fn left(heading: &'static str, max: usize) -> Column {
+        Column {
+            heading,
+            max,
+            right: false,
         }
-        println!(
-            "{:<12} {:<28} {:<24} {:<11} {}",
-            u.username,
-            description,
-            u.home_directory,
-            u.permissions,
-            u.last_connected_at
-                .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
-                .unwrap_or_else(|| "never".into())
-        );
+    }
+
+    fn right(heading: &'static str, max: usize) -> Column {
+        Column {
+            heading,
+            max,
+            right: true,
+        }
+    }
+
+    /// The last column: never padded or cut (ids, keys and URLs stay whole there).
+    fn last(heading: &'static str) -> Column {
+        Self::left(heading, usize::MAX)
+    }
+}
+
+/// `text` in at most `width` characters: cut, with '…' as the last one, when longer, so a
+/// reader sees that something is missing.
+fn ellipsize(text: &str, width: usize) -> Cow<'_, str> {
+    if text.chars().count() <= width {
+        return Cow::Borrowed(text);
+    }
+    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+    cut.push('…');
+    Cow::Owned(cut)
+}
+
+/// The lines of a table: each column as wide as its widest cell (at most its `max`), one
+/// space between columns. Widths count characters, which is what terminals show for the
+/// ASCII and Latin text usernames, homes and keys are made of.
+fn table_lines(columns: &[Column], rows: &[Vec<String>]) -> Vec<String> {
+    let widths: Vec<usize> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, column)| {
+            rows.iter()
+                .filter_map(|row| row.get(i))
+                .map(|cell| cell.chars().count())
+                .chain([column.heading.chars().count()])
+                .max()
+                .unwrap_or(0)
+                .min(column.max)
+        })
+        .collect();
+    let headings: Vec<String> = columns.iter().map(|c| c.heading.to_owned()).collect();
+    std::iter::once(&headings)
+        .chain(rows)
+        .map(|row| {
+            let mut line = String::new();
+            for (i, (column, width)) in columns.iter().zip(&widths).enumerate() {
+                let cell = ellipsize(row.get(i).map_or("", String::as_str), *width);
+                if i > 0 {
+                    line.push(' ');
+                }
+                if i + 1 == columns.len() {
+                    line.push_str(&cell);
+                } else if column.right {
+                    line.push_str(&format!("{cell:>width$}"));
+                } else {
+                    line.push_str(&format!("{cell:<width$}"));
+                }
+            }
+            line.trim_end().to_owned()
+        })
+        .collect()
+}
+
+fn print_table(columns: &[Column], rows: &[Vec<String>]) {
+    for line in table_lines(columns, rows) {
+        println!("{line}");
     }
 }
 
@@ -452,25 +665,34 @@ pub async fn webhooks(command: WebhooksCommand) -> Result<()> {
                     next_page_token: None,
                 });
             }
-            println!(
-                "{:<36} {:<8} {:<24} {:<40} FILTER",
-                "ID", "ENABLED", "EVENTS", "URL"
+            let rows = items
+                .iter()
+                .map(|w| {
+                    let enabled = match (w.enabled, &w.paused_reason) {
+                        (false, _) => "no",
+                        (true, Some(_)) => "paused",
+                        (true, None) => "yes",
+                    };
+                    vec![
+                        w.id.clone(),
+                        enabled.to_owned(),
+                        event_types(w),
+                        w.url.clone(),
+                        describe_filter(&w.filter),
+                    ]
+                })
+                .collect::<Vec<_>>();
+            // Ids stay whole: they are what the other webhook commands take.
+            print_table(
+                &[
+                    Column::left("ID", usize::MAX),
+                    Column::left("ENABLED", 7),
+                    Column::left("EVENTS", 40),
+                    Column::left("URL", 48),
+                    Column::last("FILTER"),
+                ],
+                &rows,
             );
-            for w in &items {
-                let enabled = match (w.enabled, &w.paused_reason) {
-                    (false, _) => "no",
-                    (true, Some(_)) => "paused",
-                    (true, None) => "yes",
-                };
-                println!(
-                    "{:<36} {:<8} {:<24} {:<40} {}",
-                    w.id,
-                    enabled,
-                    event_types(w),
-                    w.url,
-                    describe_filter(&w.filter)
-                );
-            }
             Ok(())
         }
         WebhooksCommand::Get { api, id } => {
@@ -571,21 +793,30 @@ pub async fn webhooks(command: WebhooksCommand) -> Result<()> {
                     next_page_token,
                 });
             }
-            println!(
-                "{:<36} {:<18} {:<9} {:>8}  {:<19}  LAST ATTEMPT",
-                "DELIVERY", "EVENT TYPE", "STATUS", "ATTEMPTS", "CREATED"
+            let rows = items
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.id.clone(),
+                        d.event_type.to_string(),
+                        delivery_state(d.status).to_owned(),
+                        d.attempt_count.to_string(),
+                        d.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                        last_attempt(d),
+                    ]
+                })
+                .collect::<Vec<_>>();
+            print_table(
+                &[
+                    Column::left("DELIVERY", usize::MAX),
+                    Column::left("EVENT TYPE", 24),
+                    Column::left("STATUS", 9),
+                    Column::right("ATTEMPTS", 8),
+                    Column::left("CREATED", 19),
+                    Column::last("LAST ATTEMPT"),
+                ],
+                &rows,
             );
-            for d in &items {
-                println!(
-                    "{:<36} {:<18} {:<9} {:>8}  {:<19}  {}",
-                    d.id,
-                    d.event_type,
-                    delivery_state(d.status),
-                    d.attempt_count,
-                    d.created_at.format("%Y-%m-%d %H:%M:%S"),
-                    last_attempt(d)
-                );
-            }
             more_hint(
                 next_page_token.as_deref(),
                 &format!("wharf webhooks deliveries {id}"),
@@ -646,25 +877,34 @@ pub async fn events(command: EventsCommand) -> Result<()> {
                     next_page_token,
                 });
             }
-            println!(
-                "{:<20} {:<18} {:<12} {:<5} {:>12}  KEY",
-                "TIME", "TYPE", "USERNAME", "VIA", "SIZE"
+            let rows = items
+                .iter()
+                .map(|e| {
+                    let key = match &e.data.previous_key {
+                        Some(previous) => format!("{previous} -> {}", e.data.key),
+                        None => e.data.key.clone(),
+                    };
+                    vec![
+                        e.time.format("%Y-%m-%d %H:%M:%S").to_string(),
+                        e.event_type.to_string(),
+                        e.data.username.to_string(),
+                        e.data.protocol.to_string(),
+                        e.data.size.map(|s| s.to_string()).unwrap_or_default(),
+                        key,
+                    ]
+                })
+                .collect::<Vec<_>>();
+            print_table(
+                &[
+                    Column::left("TIME", 19),
+                    Column::left("TYPE", 18),
+                    Column::left("USERNAME", 24),
+                    Column::left("VIA", 5),
+                    Column::right("SIZE", 20),
+                    Column::last("KEY"),
+                ],
+                &rows,
             );
-            for e in &items {
-                let key = match &e.data.previous_key {
-                    Some(previous) => format!("{previous} -> {}", e.data.key),
-                    None => e.data.key.clone(),
-                };
-                println!(
-                    "{:<20} {:<18} {:<12} {:<5} {:>12}  {}",
-                    e.time.format("%Y-%m-%d %H:%M:%S"),
-                    e.event_type,
-                    e.data.username,
-                    e.data.protocol,
-                    e.data.size.map(|s| s.to_string()).unwrap_or_default(),
-                    key
-                );
-            }
             more_hint(next_page_token.as_deref(), "wharf events list");
             Ok(())
         }
@@ -712,10 +952,16 @@ pub async fn objects(command: ObjectsCommand) -> Result<()> {
                     next_page_token: page_token,
                 });
             }
-            println!("{:<5} {:>14}  {:<19}  KEY", "TYPE", "SIZE", "MODIFIED");
-            for object in &items {
-                print_object_row(object);
-            }
+            let rows = items.iter().map(object_row).collect::<Vec<_>>();
+            print_table(
+                &[
+                    Column::left("TYPE", 4),
+                    Column::right("SIZE", 20),
+                    Column::left("MODIFIED", 19),
+                    Column::last("KEY"),
+                ],
+                &rows,
+            );
             more_hint(
                 page_token.as_deref(),
                 &format!("wharf objects list {bucket} --prefix '{prefix}'"),
@@ -850,7 +1096,7 @@ async fn copy_download(
     Ok(written)
 }
 
-fn print_object_row(object: &BucketObject) {
+fn object_row(object: &BucketObject) -> Vec<String> {
     let (kind, size, key) = match object.kind {
         ObjectKind::Directory => ("dir", "-".to_owned(), format!("{}/", object.key)),
         ObjectKind::File => ("file", object.size.to_string(), object.key.clone()),
@@ -859,7 +1105,7 @@ fn print_object_row(object: &BucketObject) {
         .last_modified
         .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
         .unwrap_or_else(|| "-".to_owned());
-    println!("{kind:<5} {size:>14}  {modified:<19}  {key}");
+    vec![kind.to_owned(), size, modified, key]
 }
 
 /// Tells how to see the next page (on stderr, so the table stays clean for scripts).
@@ -984,5 +1230,66 @@ pub fn explain(error: &anyhow::Error) -> Option<String> {
                 .into(),
         ),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_cells_are_cut_with_an_ellipsis_and_columns_line_up() {
+        let columns = [
+            Column::left("NAME", 8),
+            Column::right("SIZE", 6),
+            Column::last("KEY"),
+        ];
+        let rows = vec![
+            vec!["alice".to_owned(), "5".to_owned(), "a/b".to_owned()],
+            vec![
+                "a-much-longer-name".to_owned(),
+                "123456".to_owned(),
+                "a key that is long and stays whole".to_owned(),
+            ],
+        ];
+        let lines = table_lines(&columns, &rows);
+        assert_eq!(
+            lines,
+            [
+                "NAME       SIZE KEY",
+                "alice         5 a/b",
+                "a-much-… 123456 a key that is long and stays whole",
+            ]
+        );
+        // Narrow content makes narrow columns (no wider than the heading).
+        let lines = table_lines(&columns, &[vec!["x".into(), "1".into(), "k".into()]]);
+        assert_eq!(lines, ["NAME SIZE KEY", "x       1 k"]);
+    }
+
+    #[test]
+    fn ellipsis_counts_characters_not_bytes() {
+        assert_eq!(ellipsize("ünïcödé", 7), "ünïcödé");
+        assert_eq!(ellipsize("ünïcödé", 4), "ünï…");
+        assert_eq!(ellipsize("abc", 1), "…");
+    }
+
+    #[test]
+    fn a_leading_tilde_is_the_home_directory() {
+        // HOME is only read here, so this test cannot race another one.
+        let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) else {
+            return;
+        };
+        let home = PathBuf::from(home);
+        assert_eq!(
+            expand_tilde(Path::new("~/.ssh/id_ed25519.pub")).unwrap(),
+            home.join(".ssh/id_ed25519.pub")
+        );
+        assert_eq!(expand_tilde(Path::new("~")).unwrap(), home);
+        for unchanged in ["~bob/key.pub", "keys/~/x", "/abs/~/x", "./~", "key.pub"] {
+            assert_eq!(
+                expand_tilde(Path::new(unchanged)).unwrap(),
+                PathBuf::from(unchanged)
+            );
+        }
     }
 }

@@ -39,8 +39,30 @@ fn init_tracing(log: Option<&LogArgs>) {
     }
 }
 
+/// Lets a closed standard output end a CLI command the way it ends `ls` or `cat`: killed by
+/// SIGPIPE, quietly, with the exit status shells expect of a pipeline's writer. Rust ignores
+/// SIGPIPE, so `println!` would panic on the closed pipe instead (`wharf users list | head -1`).
+/// Servers keep ignoring it: a client that goes away must not stop them.
+fn die_quietly_on_closed_stdout() {
+    // SAFETY: called once at start, before any other thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let is_server = matches!(
+        cli.command,
+        Command::Serve(_)
+            | Command::ControlPlane(_)
+            | Command::SftpGateway(_)
+            | Command::FtpsGateway(_)
+    );
+    if !is_server {
+        die_quietly_on_closed_stdout();
+    }
     // One TLS crypto provider for the whole process (rustls panics if it has to guess).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -41,6 +41,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             args.ftps.ftps_implicit_addr.port(),
         ),
         fingerprints(&host_keys),
+        Some(tls.cert_file.clone()),
     )
     .await?;
 
@@ -108,12 +109,17 @@ pub async fn control_plane(args: ControlPlaneArgs) -> Result<()> {
         .and_then(|files| HostKeys::load(&files).ok())
         .map(|k| fingerprints(&k))
         .unwrap_or_default();
+    // Nor does it make certificates: it shows the gateways' one when it can read it.
+    let certificate = args.ftps_cert_file.clone().or_else(|| {
+        Some(data_dir.join("tls").join(wharf_ftps::CERT_FILE_NAME)).filter(|p| p.exists())
+    });
     let control = open_control_plane(
         &data_dir,
         &args.control,
         gateway_token,
         (args.public_sftp_port, 2121, 2990),
         host_keys,
+        certificate,
     )
     .await?;
     let api = bind(args.control.api_addr, "API").await?;
@@ -137,7 +143,7 @@ pub async fn control_plane(args: ControlPlaneArgs) -> Result<()> {
 }
 
 pub async fn ftps_gateway(args: FtpsGatewayArgs) -> Result<()> {
-    let tls = load_tls(&args.data.data_dir, &args.ftps, "localhost")?;
+    let tls = load_tls(&args.data.data_dir, &args.ftps, &args.public_host)?;
     let login: Arc<dyn LoginProvider> = Arc::new(
         wharf_client::HttpLoginProvider::new(&args.control_plane_url, args.gateway_token.clone())
             .context("invalid --control-plane-url")?,
@@ -231,31 +237,35 @@ fn load_host_keys(data_dir: &Path, sftp: &SftpOptions) -> Result<HostKeys> {
 }
 
 /// The FTPS certificate and key: the given files, or the pair in `<data-dir>/tls`, generated
-/// (self-signed, for `public_host`, `localhost` and 127.0.0.1) on first start. Checked here,
-/// so an unusable certificate stops the start-up with a clear message.
+/// on first start for the public host ([`TlsFiles::load_or_generate`]). Checked here, so an unusable certificate
+/// stops the start-up with a clear message; its SHA-256 fingerprint is printed, for partners
+/// to compare with what their client shows.
 fn load_tls(data_dir: &Path, ftps: &FtpsOptions, public_host: &str) -> Result<TlsFiles> {
-    if let (Some(cert), Some(key)) = (&ftps.ftps_cert_file, &ftps.ftps_key_file) {
+    let files = if let (Some(cert), Some(key)) = (&ftps.ftps_cert_file, &ftps.ftps_key_file) {
         let files = TlsFiles::new(cert, key);
         files
             .check()
             .context("unusable --ftps-cert-file/--ftps-key-file")?;
-        return Ok(files);
-    }
-    let dir = data_dir.join("tls");
-    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
-    if !names.iter().any(|n| n == public_host) {
-        names.insert(0, public_host.to_owned());
-    }
-    let (files, generated) = TlsFiles::load_or_generate(&dir, &names)
-        .with_context(|| format!("cannot use the FTPS certificate in {}", dir.display()))?;
-    if generated {
-        println!(
-            "Generated a self-signed FTPS certificate {} (key {}, mode 0600) for {}",
-            files.cert_file.display(),
-            files.key_file.display(),
-            names.join(", ")
-        );
-        println!("  Replace it with --ftps-cert-file/--ftps-key-file for partners to trust.");
+        files
+    } else {
+        let dir = data_dir.join("tls");
+        let (files, generated) = TlsFiles::load_or_generate(&dir, public_host)
+            .with_context(|| format!("cannot use the FTPS certificate in {}", dir.display()))?;
+        if let Some(names) = generated {
+            println!(
+                "Generated a self-signed FTPS certificate {} (key {}, mode 0600) for {}",
+                files.cert_file.display(),
+                files.key_file.display(),
+                names.join(", ")
+            );
+            println!("  Replace it with --ftps-cert-file/--ftps-key-file for partners to trust.");
+        }
+        files
+    };
+    let pem = fs::read(&files.cert_file)
+        .with_context(|| format!("cannot read {}", files.cert_file.display()))?;
+    if let Some(fingerprint) = wharf_control::certificate_sha256(&pem) {
+        println!("  FTPS cert:  SHA-256 {fingerprint}");
     }
     Ok(files)
 }
@@ -342,6 +352,7 @@ async fn open_control_plane(
     gateway_token: String,
     (sftp_port, ftps_port, ftps_implicit_port): (u16, u16, u16),
     host_keys: Vec<HostKey>,
+    ftps_certificate_file: Option<PathBuf>,
 ) -> Result<ControlPlane> {
     let database_url = options
         .database_url
@@ -365,6 +376,7 @@ async fn open_control_plane(
         ftps_implicit_port,
         gateway_token,
         host_keys,
+        ftps_certificate_file,
     };
     let control_options = wharf_control::ControlPlaneOptions {
         deny_private_webhook_targets: options.webhook_deny_private_targets,

@@ -57,9 +57,12 @@ export interface paths {
         put?: never;
         /**
          * Check a partner's login (gateways only)
-         * @description Unknown user, wrong secret and disabled user all get the same 403. Authenticated with the
-         *     gateway token, not an API key. With `probe: true` the check records no login (SSH asks
-         *     whether a key is acceptable before proving possession).
+         * @description Unknown user, wrong secret and disabled user all get the same 403 (`login-denied`). A
+         *     password for an enabled user who logs in with public keys only (`passwordEnabled: false`)
+         *     gets a 403 of type `password-disabled`, after the same work as a wrong password, so that an
+         *     SFTP gateway can stop offering the password method. Authenticated with the gateway token,
+         *     not an API key. With `probe: true` the check records no login (SSH asks whether a key is
+         *     acceptable before proving possession).
          */
         post: operations["checkLogin"];
         delete?: never;
@@ -167,7 +170,7 @@ export interface paths {
          * Register a bucket
          * @description Registers a bucket (or container) that already exists in its object store, so that users
          *     can be created in it with `bucketName`. Wharf first lists it once (within 10 seconds, no
-         *     retries) and refuses it with a 422 that says what failed if it cannot. Option values may
+         *     retries) and refuses it with a 400 that says what failed if it cannot. Option values may
          *     be credentials: they are stored, handed to the gateways, and never shown again (a bucket
          *     shows only their keys, `optionKeys`).
          */
@@ -319,7 +322,8 @@ export interface paths {
         };
         /**
          * Connection details
-         * @description How partners reach this installation: host name, ports and SSH host-key fingerprints.
+         * @description How partners reach this installation: host name, ports, SSH host-key fingerprints and the
+         *     FTPS certificate's SHA-256 fingerprint.
          */
         get: operations["getServerInfo"];
         put?: never;
@@ -346,9 +350,9 @@ export interface paths {
         put?: never;
         /**
          * Create a user
-         * @description The password is generated and returned only in this response; only its argon2id hash is
-         *     stored. The home directory is created in the bucket (for any home other than `/`); if that
-         *     fails the user is not created (503).
+         * @description The password is generated (or taken from `password`) and returned only in this response;
+         *     only its argon2id hash is stored. The home directory is created in the bucket (for any home
+         *     other than `/`); if that fails the user is not created (503).
          */
         post: operations["createUser"];
         delete?: never;
@@ -381,7 +385,8 @@ export interface paths {
         /**
          * Update a user
          * @description Only the fields present change. A new home directory is created; files in the old one stay
-         *     where they are. `publicKeys` replaces the whole list.
+         *     where they are. `publicKeys` replaces the whole list. `passwordEnabled: false` makes the
+         *     password stop logging in (public keys only) without forgetting it.
          */
         patch: operations["updateUser"];
         trace?: never;
@@ -397,8 +402,9 @@ export interface paths {
         put?: never;
         /**
          * Reset a user's password
-         * @description A new password is generated and returned this once; the old one stops working at once.
-         *     The body is optional.
+         * @description A new password is generated (or taken from `password`) and returned this once; the old one
+         *     stops working at once. The body is optional. `passwordEnabled` does not change: a user who
+         *     logs in with public keys only keeps doing so, with this password kept for later.
          */
         post: operations["resetPassword"];
         delete?: never;
@@ -638,6 +644,19 @@ export interface components {
              *     gateway process enforces it on its own connections.
              */
             maxSessions?: number | null;
+            /**
+             * @description A password chosen by the operator instead of a generated one (e.g. to keep a partner's
+             *     password when moving from another server): 16 to 128 characters, no control
+             *     characters, no whitespace at either end. Only its hash is stored; it is never logged.
+             */
+            password?: string | null;
+            /**
+             * @description Whether the user may log in with a password (default `true`). With `false` only public
+             *     keys log in, over SFTP; FTPS has no keys, so such a user cannot use FTPS. A user without
+             *     password login and without keys cannot log in until a key is added. A password is set
+             *     all the same (and returned), for when password login is turned on.
+             */
+            passwordEnabled?: boolean | null;
             passwordOptions?: components["schemas"]["PasswordOptions"] | null;
             permissions?: components["schemas"]["Permissions"] | null;
             /** @description OpenSSH public key lines accepted for this user. */
@@ -658,7 +677,10 @@ export interface components {
         };
         /** @description `201` reply to `POST /v1/users`: the user plus its password, shown this once only. */
         CreatedUser: components["schemas"]["User"] & {
-            /** @description The generated password. Only its hash is stored: it cannot be shown again. */
+            /**
+             * @description The password (generated, or the one given). Only its hash is stored: it cannot be
+             *     shown again.
+             */
             password: string;
         };
         /** @description `201` reply to `POST /v1/webhooks`: the webhook and its signing secret, shown this once. */
@@ -763,7 +785,7 @@ export interface components {
             message: string;
         };
         /**
-         * @description Absolute, '/'-separated directory inside the bucket; no '.' or '..' segments, no control characters, at most 1024 bytes. '/' makes a root user.
+         * @description Absolute, '/'-separated directory inside the bucket; no '.' or '..' segments, no control characters, no segment named '.wharf-dir' or '.wharf-uploads' (in any letter case: Wharf reserves them), at most 1024 bytes. '/' makes a root user.
          * @example /alice
          */
         HomeDirectory: string;
@@ -813,7 +835,7 @@ export interface components {
             /** @enum {string} */
             type: "publicKey";
         };
-        /** @description A newly generated password, shown this once only. */
+        /** @description A new password (generated, or the one given), shown this once only. */
         NewPassword: {
             password: string;
         };
@@ -844,12 +866,19 @@ export interface components {
             eventId: string;
         };
         /**
-         * @description What a user may do inside its home directory.
+         * @description What a user may do inside its home directory, over SFTP and FTPS alike.
          *
-         *     - `read-write`: everything.
-         *     - `read-only`: list and download only.
-         *     - `write-only`: upload, create directories, list and rename; no download, no delete (a drop
-         *       box: a partner delivers files but cannot read back or remove what others left).
+         *     - `read-write`: list, stat, download, upload, overwrite, resume and append, create
+         *       directories, delete files and empty directories, rename.
+         *     - `read-only`: list, stat, download, and checksums (SFTP `check-file`, FTP `HASH`). Nothing
+         *       that changes a file or a directory.
+         *     - `write-only` (a drop box: a partner delivers files but cannot read back or remove what
+         *       others left): list and stat; upload new files; create directories; resume, append to,
+         *       overwrite or rename only files uploaded in the same session (so a client that uploads to
+         *       `name.filepart` and renames it to `name`, as WinSCP and FileZilla do, works, and a transfer
+         *       cut off in the middle can be continued within the session); checksums only of files
+         *       uploaded in the same session. Never download, delete files or directories, or overwrite
+         *       or rename onto an existing name.
          * @enum {string}
          */
         Permissions: "read-write" | "read-only" | "write-only";
@@ -884,12 +913,25 @@ export interface components {
         };
         /** @description `POST /v1/users/{username}/password` body (optional). */
         ResetPasswordRequest: {
+            /**
+             * @description The new password, chosen by the operator instead of a generated one: 16 to 128
+             *     characters, no control characters, no whitespace at either end. Does not change
+             *     `passwordEnabled`.
+             */
+            password?: string | null;
             passwordOptions?: components["schemas"]["PasswordOptions"] | null;
         };
         /** @description `GET /v1/server`: how partners reach this installation. */
         ServerInfo: {
             /** @description Host name partners connect to. */
             endpoint: string;
+            /**
+             * @description SHA-256 fingerprint of the FTPS certificate, in the form `openssl x509 -noout
+             *     -fingerprint -sha256` prints (`AB:CD:…`, 32 bytes), for partners to compare with what
+             *     their client shows. `null` when this control plane cannot read the certificate.
+             * @example 3F:0A:…:9C
+             */
+            ftpsCertificateSha256: string | null;
             /** Format: int32 */
             ftpsImplicitPort: number;
             /** Format: int32 */
@@ -919,6 +961,11 @@ export interface components {
              * @description Most concurrent sessions, 1 to 1000; applies from the next login on.
              */
             maxSessions?: number | null;
+            /**
+             * @description `false`: only public keys log in (SFTP); the password is kept and works again once
+             *     this is `true`. Applies from the next login on.
+             */
+            passwordEnabled?: boolean | null;
             permissions?: components["schemas"]["Permissions"] | null;
             /** @description Replaces the whole list of public keys. */
             publicKeys?: string[] | null;
@@ -944,15 +991,20 @@ export interface components {
             homeDirectory: components["schemas"]["HomeDirectory"];
             /**
              * Format: date-time
-             * @description Last successful login over any protocol; absent if the user never connected.
+             * @description Last successful login over any protocol; `null` until the first one.
              */
-            lastConnectedAt?: string | null;
+            lastConnectedAt: string | null;
             /**
              * Format: int32
              * @description Most concurrent sessions (connections) of this user; a login beyond it is refused.
              *     Counted per gateway process.
              */
             maxSessions: number;
+            /**
+             * @description Whether the user may log in with a password; `false`: public keys only (SFTP).
+             *     Absent in replies of servers older than this field, which means `true`.
+             */
+            passwordEnabled: boolean;
             permissions: components["schemas"]["Permissions"];
             publicKeys: string[];
             /** Format: date-time */
@@ -966,8 +1018,8 @@ export interface components {
             nextPageToken?: string | null;
         };
         /**
-         * @description Login name: 1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit.
-         * @example WL9F11A9
+         * @description Login name: 1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit. Generated ones are 8 upper-case letters and digits without look-alikes (no 0, O, 1, I, 2, Z, 5, S, 8, B).
+         * @example K4XQ7T3M
          */
         Username: string;
         /** @description A webhook subscription (its secret is shown only when it is created). */
@@ -1126,7 +1178,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Login refused */
+            /** @description Login refused: type `…/login-denied` (unknown user, wrong secret, disabled user) or `…/password-disabled` (a password for a user who logs in with public keys only) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1367,7 +1419,7 @@ export interface operations {
                     "application/json": components["schemas"]["Bucket"];
                 };
             };
-            /** @description Malformed body, e.g. a bad bucketName (the field is named) */
+            /** @description Invalid body: malformed (e.g. a bad bucketName), an unsupported storage URL, an unknown option, or a store that cannot be opened or did not answer (the fields are named; the detail says what failed) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1385,7 +1437,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A bucket with this name exists already */
+            /** @description A bucket with this name exists already (the field `bucketName` is named) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1405,15 +1457,6 @@ export interface operations {
             };
             /** @description Body is not JSON */
             415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Unsupported storage URL, unknown option, or a store that cannot be opened or did not answer (the field is named; the detail says what failed) */
-            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1734,7 +1777,7 @@ export interface operations {
                     "application/json": components["schemas"]["BucketObject"];
                 };
             };
-            /** @description A bad key (the field `key` is named), a body for a directory, or a body cut short */
+            /** @description A bad key (the field `key` is named), a body for a directory, a body cut short, or an upload the store cannot take (e.g. larger than it allows) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1770,15 +1813,6 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The upload cannot be stored (e.g. larger than the store allows) */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
             /** @description The bucket's storage failed, or the upload could not be recorded; nothing was changed */
             502: {
                 headers: {
@@ -1804,7 +1838,7 @@ export interface operations {
             query?: {
                 /**
                  * @description For a directory: also delete everything in it (at most 10,000 entries; a bigger tree is
-                 *     refused with 422 before anything is deleted). Default `false`: only an empty directory
+                 *     refused with 400 before anything is deleted). Default `false`: only an empty directory
                  *     is deleted.
                  */
                 recursive?: boolean;
@@ -1827,7 +1861,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description A bad key or recursive value (the field is named) */
+            /** @description A bad key or recursive value, or a recursive delete of more than 10,000 entries (the field is named) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1856,15 +1890,6 @@ export interface operations {
             };
             /** @description A directory that is not empty (without recursive=true) */
             409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description A recursive delete of more than 10,000 entries */
-            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2086,7 +2111,7 @@ export interface operations {
                     "application/json": components["schemas"]["CreatedUser"];
                 };
             };
-            /** @description Malformed body (the field is named) */
+            /** @description Invalid body: malformed, or a field breaks a rule (the fields are named) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2104,7 +2129,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The username is taken */
+            /** @description The username is taken (the field `username` is named) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2124,15 +2149,6 @@ export interface operations {
             };
             /** @description Body is not JSON */
             415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description A field breaks a rule (the field is named) */
-            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2256,7 +2272,7 @@ export interface operations {
                     "application/json": components["schemas"]["User"];
                 };
             };
-            /** @description Malformed body (the field is named) */
+            /** @description Invalid body: malformed, or a field breaks a rule (the fields are named) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2301,15 +2317,6 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A field breaks a rule (the field is named) */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
             /** @description The new home directory could not be created; nothing changed */
             503: {
                 headers: {
@@ -2347,7 +2354,7 @@ export interface operations {
                     "application/json": components["schemas"]["NewPassword"];
                 };
             };
-            /** @description Malformed body (the field is named) */
+            /** @description Invalid body: malformed, or a field breaks a rule (the fields are named) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2367,15 +2374,6 @@ export interface operations {
             };
             /** @description No such user */
             404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description A field breaks a rule (the field is named) */
-            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2450,7 +2448,7 @@ export interface operations {
                     "application/json": components["schemas"]["CreatedWebhook"];
                 };
             };
-            /** @description Malformed body, e.g. an unknown event type (the field is named) */
+            /** @description Invalid body: malformed (e.g. an unknown event type), or a field breaks a rule: not an http(s) URL, a refused private target, no events, an unknown bucket (the fields are named) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2479,15 +2477,6 @@ export interface operations {
             };
             /** @description Body is not JSON */
             415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description A field breaks a rule: not an http(s) URL, a refused private target, no events, an unknown bucket (the field is named) */
-            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2602,7 +2591,7 @@ export interface operations {
                     "application/json": components["schemas"]["Webhook"];
                 };
             };
-            /** @description Malformed body (the field is named) */
+            /** @description Invalid body: malformed, or a field breaks a rule (the fields are named) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2631,15 +2620,6 @@ export interface operations {
             };
             /** @description Body is not JSON */
             415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description A field breaks a rule (the field is named) */
-            422: {
                 headers: {
                     [name: string]: unknown;
                 };

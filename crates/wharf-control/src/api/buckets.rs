@@ -48,7 +48,7 @@ pub async fn list_buckets(State(state): State<SharedState>) -> Result<Json<Bucke
 ///
 /// Registers a bucket (or container) that already exists in its object store, so that users
 /// can be created in it with `bucketName`. Wharf first lists it once (within 10 seconds, no
-/// retries) and refuses it with a 422 that says what failed if it cannot. Option values may
+/// retries) and refuses it with a 400 that says what failed if it cannot. Option values may
 /// be credentials: they are stored, handed to the gateways, and never shown again (a bucket
 /// shows only their keys, `optionKeys`).
 #[utoipa::path(
@@ -59,12 +59,11 @@ pub async fn list_buckets(State(state): State<SharedState>) -> Result<Json<Bucke
     request_body = CreateBucketRequest,
     responses(
         (status = 201, description = "The bucket (its storage URL without credentials, its option keys without values)", body = Bucket),
-        (status = 400, description = "Malformed body, e.g. a bad bucketName (the field is named)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid body: malformed (e.g. a bad bucketName), an unsupported storage URL, an unknown option, or a store that cannot be opened or did not answer (the fields are named; the detail says what failed)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong API key", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A bucket with this name exists already", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A bucket with this name exists already (the field `bucketName` is named)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Unsupported storage URL, unknown option, or a store that cannot be opened or did not answer (the field is named; the detail says what failed)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("key" = []))
 )]
@@ -130,7 +129,7 @@ pub async fn create_bucket(
     Ok((StatusCode::CREATED, Json(bucket_view(record))))
 }
 
-/// Lists the new bucket's store once; any failure is a 422 naming the field at fault.
+/// Lists the new bucket's store once; any failure is a 400 naming the field at fault.
 async fn check_storage(storage: &BucketStorage) -> Result<(), ApiError> {
     let task_storage = storage.clone();
     // A panic in a storage driver must not take the request down with a 500.
@@ -177,7 +176,10 @@ fn field_error(field: impl Into<String>, message: impl Into<String>) -> FieldErr
 }
 
 fn bucket_exists(name: &wharf_core::BucketName) -> ApiError {
-    ApiError::Conflict(format!("a bucket named '{name}' exists already"))
+    ApiError::Taken(field_error(
+        "bucketName",
+        format!("a bucket named '{name}' exists already"),
+    ))
 }
 
 /// Delete a bucket
@@ -260,7 +262,8 @@ pub async fn get_bucket(
 
 /// Connection details
 ///
-/// How partners reach this installation: host name, ports and SSH host-key fingerprints.
+/// How partners reach this installation: host name, ports, SSH host-key fingerprints and the
+/// FTPS certificate's SHA-256 fingerprint.
 #[utoipa::path(
     get,
     path = "/v1/server",
@@ -274,6 +277,10 @@ pub async fn get_bucket(
 )]
 pub async fn server_info(State(state): State<SharedState>) -> Json<ServerInfo> {
     let config = &state.config;
+    let ftps_certificate_sha256 = match &config.ftps_certificate_file {
+        Some(path) => crate::certificate::certificate_file_sha256(path).await,
+        None => None,
+    };
     Json(ServerInfo {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         endpoint: config.public_host.clone(),
@@ -281,6 +288,7 @@ pub async fn server_info(State(state): State<SharedState>) -> Json<ServerInfo> {
         ftps_port: config.ftps_port,
         ftps_implicit_port: config.ftps_implicit_port,
         host_keys: config.host_keys.clone(),
+        ftps_certificate_sha256,
     })
 }
 

@@ -2,18 +2,19 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use wharf_core::api::{FieldError, Problem};
+use wharf_core::api::{FieldError, PASSWORD_DISABLED_PROBLEM, PROBLEM_TYPE_BASE, Problem};
 
 use crate::store::StoreError;
-
-/// Where the problem `type` URIs live; each kind of problem has a stable slug under it.
-const PROBLEM_BASE: &str = "https://wharf.dev/problems/";
 
 /// The media type of error bodies.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// An error answer. Bad input is always a 4xx that names the field; internal failures are
 /// logged where they happen and answered with a 500 that reveals nothing.
+///
+/// One status for bad input: every invalid request is a 400, whether it could not be read
+/// (`invalid-request`) or was read and breaks a rule (`validation`); the API never answers 422.
+/// Clients check one status, and the problem `type` tells the two apart.
 #[derive(Debug)]
 pub enum ApiError {
     /// 400: the request could not be read (syntax, wrong type, unknown field, bad parameter).
@@ -21,20 +22,25 @@ pub enum ApiError {
         detail: String,
         errors: Vec<FieldError>,
     },
-    /// 422: a readable request that breaks a rule.
+    /// 400: a readable request that breaks a rule.
     Validation(Vec<FieldError>),
     /// 401: no API key (or gateway token), or a wrong one.
     Unauthorized(&'static str),
     /// 403: a gateway login that is refused (unknown user, wrong secret, disabled).
     LoginDenied,
+    /// 403: a gateway login with a password for a user who logs in with public keys only
+    /// ([`wharf_core::LoginError::PasswordDisabled`]).
+    PasswordLoginDisabled,
     /// 403: the operation is not allowed (e.g. removing a bucket's root directory).
     Forbidden(String),
     /// 404.
     NotFound(String),
     /// 405.
     MethodNotAllowed,
-    /// 409.
+    /// 409: the request conflicts with the state of a resource.
     Conflict(String),
+    /// 409: a field's value is taken (a duplicate username or bucket name); the field is named.
+    Taken(FieldError),
     /// 413.
     PayloadTooLarge,
     /// 415.
@@ -75,17 +81,18 @@ impl ApiError {
                 "invalid-request",
                 "Invalid request",
             ),
-            ApiError::Validation(_) => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation",
-                "Validation failed",
-            ),
+            ApiError::Validation(_) => (StatusCode::BAD_REQUEST, "validation", "Validation failed"),
             ApiError::Unauthorized(_) => (
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "Authentication required",
             ),
             ApiError::LoginDenied => (StatusCode::FORBIDDEN, "login-denied", "Access denied"),
+            ApiError::PasswordLoginDisabled => (
+                StatusCode::FORBIDDEN,
+                PASSWORD_DISABLED_PROBLEM,
+                "Password login disabled",
+            ),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             ApiError::MethodNotAllowed => (
@@ -93,7 +100,9 @@ impl ApiError {
                 "method-not-allowed",
                 "Method not allowed",
             ),
-            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
+            ApiError::Conflict(_) | ApiError::Taken(_) => {
+                (StatusCode::CONFLICT, "conflict", "Conflict")
+            }
             ApiError::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload-too-large",
@@ -148,6 +157,14 @@ impl ApiError {
                 Some("unknown user, wrong credentials or disabled user".to_owned()),
                 vec![],
             ),
+            ApiError::PasswordLoginDisabled => (
+                Some("this user logs in with public keys only".to_owned()),
+                vec![],
+            ),
+            ApiError::Taken(error) => (
+                Some(format!("{}: {}", error.field, error.message)),
+                vec![error.clone()],
+            ),
             ApiError::NotFound(detail)
             | ApiError::Forbidden(detail)
             | ApiError::Conflict(detail)
@@ -181,7 +198,7 @@ impl ApiError {
             ),
         };
         Problem {
-            kind: format!("{PROBLEM_BASE}{slug}"),
+            kind: format!("{PROBLEM_TYPE_BASE}{slug}"),
             title: title.to_owned(),
             status: status.as_u16(),
             detail,

@@ -20,9 +20,12 @@ use super::extract::{GatewayAuth, JsonBody};
 
 /// Check a partner's login (gateways only)
 ///
-/// Unknown user, wrong secret and disabled user all get the same 403. Authenticated with the
-/// gateway token, not an API key. With `probe: true` the check records no login (SSH asks
-/// whether a key is acceptable before proving possession).
+/// Unknown user, wrong secret and disabled user all get the same 403 (`login-denied`). A
+/// password for an enabled user who logs in with public keys only (`passwordEnabled: false`)
+/// gets a 403 of type `password-disabled`, after the same work as a wrong password, so that an
+/// SFTP gateway can stop offering the password method. Authenticated with the gateway token,
+/// not an API key. With `probe: true` the check records no login (SSH asks whether a key is
+/// acceptable before proving possession).
 #[utoipa::path(
     post,
     path = "/internal/v1/login",
@@ -33,7 +36,7 @@ use super::extract::{GatewayAuth, JsonBody};
         (status = 200, description = "Login accepted: what the gateway needs to serve the session", body = LoginGrant),
         (status = 400, description = "Malformed body (the field is named)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong gateway token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Login refused", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Login refused: type `…/login-denied` (unknown user, wrong secret, disabled user) or `…/password-disabled` (a password for a user who logs in with public keys only)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The user database is not answering", body = Problem, content_type = "application/problem+json"),
     ),
     security(("gatewayToken" = []))
@@ -46,6 +49,7 @@ pub async fn login(
     match state.login.check(request).await {
         Ok(grant) => Ok(Json(grant)),
         Err(LoginError::Denied) => Err(ApiError::LoginDenied),
+        Err(LoginError::PasswordDisabled) => Err(ApiError::PasswordLoginDisabled),
         Err(LoginError::Unavailable(reason)) => Err(ApiError::ServiceUnavailable(reason)),
     }
 }

@@ -70,7 +70,10 @@ pub type SharedState = Arc<AppState>;
         description = "Manage the users, buckets and connection details of a Wharf SFTP/FTPS \
             installation. Authenticate with `Authorization: Key <api-key>` or \
             `Authorization: Bearer <api-key>`. Errors are RFC 9457 problem documents \
-            (`application/problem+json`) that name the offending field.",
+            (`application/problem+json`) that name the offending field. Every invalid request \
+            is a 400, whether it cannot be read (type `…/invalid-request`) or a field breaks \
+            a rule (type `…/validation`); the API never answers 422. A value that is taken \
+            (a username, a bucket name) is a 409 naming its field.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     tags(

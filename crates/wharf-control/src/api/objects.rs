@@ -720,11 +720,10 @@ async fn ensure_parents(
     responses(
         (status = 201, description = "Created", body = BucketObject),
         (status = 200, description = "Replaced (or the directory existed)", body = BucketObject),
-        (status = 400, description = "A bad key (the field `key` is named), a body for a directory, or a body cut short", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "A bad key (the field `key` is named), a body for a directory, a body cut short, or an upload the store cannot take (e.g. larger than it allows)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such bucket", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The key is a directory, or a file is where a parent directory should be", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The upload cannot be stored (e.g. larger than the store allows)", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The bucket's storage failed, or the upload could not be recorded; nothing was changed", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The bucket's storage cannot be opened", body = Problem, content_type = "application/problem+json"),
     ),
@@ -876,7 +875,7 @@ async fn put_directory(
 #[into_params(parameter_in = Query)]
 pub struct DeleteObjectParams {
     /// For a directory: also delete everything in it (at most 10,000 entries; a bigger tree is
-    /// refused with 422 before anything is deleted). Default `false`: only an empty directory
+    /// refused with 400 before anything is deleted). Default `false`: only an empty directory
     /// is deleted.
     pub recursive: Option<bool>,
 }
@@ -897,11 +896,10 @@ pub struct DeleteObjectParams {
     ),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "A bad key or recursive value (the field is named)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "A bad key or recursive value, or a recursive delete of more than 10,000 entries (the field is named)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such bucket or object", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A directory that is not empty (without recursive=true)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A recursive delete of more than 10,000 entries", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The bucket's storage failed; try again", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The bucket's storage cannot be opened", body = Problem, content_type = "application/problem+json"),
     ),

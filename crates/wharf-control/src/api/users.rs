@@ -12,7 +12,9 @@ use wharf_core::api::{
     MAX_SESSIONS_RANGE, NewPassword, PASSWORD_LENGTH_RANGE, PasswordOptions, Problem,
     ResetPasswordRequest, UpdateUserRequest, User, UserList,
 };
-use wharf_core::{HomeDirectory, PublicKey, Username, generate_password, generate_username};
+use wharf_core::{
+    HomeDirectory, PublicKey, Username, check_password, generate_password, generate_username,
+};
 
 use super::SharedState;
 use super::error::ApiError;
@@ -32,9 +34,9 @@ const USERNAME_ATTEMPTS: usize = 8;
 
 /// Create a user
 ///
-/// The password is generated and returned only in this response; only its argon2id hash is
-/// stored. The home directory is created in the bucket (for any home other than `/`); if that
-/// fails the user is not created (503).
+/// The password is generated (or taken from `password`) and returned only in this response;
+/// only its argon2id hash is stored. The home directory is created in the bucket (for any home
+/// other than `/`); if that fails the user is not created (503).
 #[utoipa::path(
     post,
     path = "/v1/users",
@@ -43,12 +45,11 @@ const USERNAME_ATTEMPTS: usize = 8;
     request_body = CreateUserRequest,
     responses(
         (status = 201, description = "The user, with its password (shown this once only)", body = CreatedUser),
-        (status = 400, description = "Malformed body (the field is named)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid body: malformed, or a field breaks a rule (the fields are named)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong API key", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The username is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The username is taken (the field `username` is named)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field breaks a rule (the field is named)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The home directory could not be created; no user was created", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("key" = []))
@@ -59,7 +60,11 @@ pub async fn create_user(
 ) -> Result<(StatusCode, Json<CreatedUser>), ApiError> {
     let mut errors = Vec::new();
     let description = validate_description(&request.description, &mut errors);
-    let length = password_length(request.password_options.as_ref(), &mut errors);
+    let password = new_password(
+        request.password_options.as_ref(),
+        request.password.as_deref(),
+        &mut errors,
+    );
     let max_sessions = validate_max_sessions(
         request.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS),
         &mut errors,
@@ -86,7 +91,7 @@ pub async fn create_user(
         return Err(ApiError::Validation(errors));
     };
 
-    let password = generate_password(length);
+    let password = password.make();
     let password_hash = passwords::hash_password(password.clone())
         .await
         .map_err(|e| ApiError::internal("cannot hash a password", e))?;
@@ -97,6 +102,7 @@ pub async fn create_user(
         bucket_name: bucket.name.clone(),
         permissions: request.permissions.unwrap_or_default(),
         password_hash,
+        password_enabled: request.password_enabled.unwrap_or(true),
         public_keys,
         max_sessions,
         created_at: store::now(),
@@ -106,10 +112,10 @@ pub async fn create_user(
         match state.store.insert_user(&new_user).await {
             Ok(record) => break record,
             Err(StoreError::Conflict) if request.username.is_some() => {
-                return Err(ApiError::Conflict(format!(
-                    "a user named '{}' exists already",
-                    new_user.username
-                )));
+                return Err(ApiError::Taken(FieldError {
+                    field: "username".into(),
+                    message: format!("a user named '{}' exists already", new_user.username),
+                }));
             }
             Err(StoreError::Conflict) if attempt < USERNAME_ATTEMPTS => {
                 attempt += 1;
@@ -136,7 +142,8 @@ pub async fn create_user(
         return Err(e);
     }
     tracing::info!(username = %record.username, home = %record.home_directory,
-        bucket = %record.bucket_name, "user created");
+        bucket = %record.bucket_name, password_enabled = record.password_enabled,
+        "user created");
     Ok((
         StatusCode::CREATED,
         Json(CreatedUser {
@@ -291,7 +298,8 @@ pub async fn get_user(
 /// Update a user
 ///
 /// Only the fields present change. A new home directory is created; files in the old one stay
-/// where they are. `publicKeys` replaces the whole list.
+/// where they are. `publicKeys` replaces the whole list. `passwordEnabled: false` makes the
+/// password stop logging in (public keys only) without forgetting it.
 #[utoipa::path(
     patch,
     path = "/v1/users/{username}",
@@ -301,12 +309,11 @@ pub async fn get_user(
     request_body = UpdateUserRequest,
     responses(
         (status = 200, description = "The updated user", body = User),
-        (status = 400, description = "Malformed body (the field is named)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid body: malformed, or a field breaks a rule (the fields are named)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field breaks a rule (the field is named)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The new home directory could not be created; nothing changed", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("key" = []))
@@ -329,6 +336,7 @@ pub async fn update_user(
             .as_deref()
             .map(|keys| validate_public_keys(keys, &mut errors)),
         disabled: request.disabled,
+        password_enabled: request.password_enabled,
         max_sessions: request
             .max_sessions
             .map(|n| validate_max_sessions(n, &mut errors)),
@@ -361,6 +369,7 @@ pub async fn update_user(
         && changes.permissions.is_none()
         && changes.public_keys.is_none()
         && changes.disabled.is_none()
+        && changes.password_enabled.is_none()
         && changes.max_sessions.is_none();
     if nothing_changes {
         return Ok(Json(user_view(&state, current)));
@@ -403,8 +412,9 @@ pub async fn delete_user(
 
 /// Reset a user's password
 ///
-/// A new password is generated and returned this once; the old one stops working at once.
-/// The body is optional.
+/// A new password is generated (or taken from `password`) and returned this once; the old one
+/// stops working at once. The body is optional. `passwordEnabled` does not change: a user who
+/// logs in with public keys only keeps doing so, with this password kept for later.
 #[utoipa::path(
     post,
     path = "/v1/users/{username}/password",
@@ -414,10 +424,9 @@ pub async fn delete_user(
     request_body(content = Option<ResetPasswordRequest>, description = "Optional"),
     responses(
         (status = 200, description = "The new password (shown this once only)", body = NewPassword),
-        (status = 400, description = "Malformed body (the field is named)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid body: malformed, or a field breaks a rule (the fields are named)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field breaks a rule (the field is named)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("key" = []))
 )]
@@ -427,15 +436,19 @@ pub async fn reset_password(
     OptionalJsonBody(request): OptionalJsonBody<ResetPasswordRequest>,
 ) -> Result<Json<NewPassword>, ApiError> {
     let mut errors = Vec::new();
-    let options = request.and_then(|r| r.password_options);
-    let length = password_length(options.as_ref(), &mut errors);
+    let request = request.unwrap_or_default();
+    let password = new_password(
+        request.password_options.as_ref(),
+        request.password.as_deref(),
+        &mut errors,
+    );
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
     if state.store.get_user(&username).await?.is_none() {
         return Err(no_such_user(&username));
     }
-    let password = generate_password(length);
+    let password = password.make();
     let hash = passwords::hash_password(password.clone())
         .await
         .map_err(|e| ApiError::internal("cannot hash a password", e))?;
@@ -464,6 +477,7 @@ fn user_view(state: &SharedState, record: UserRecord) -> User {
         permissions: record.permissions,
         public_keys: record.public_keys,
         disabled: record.disabled,
+        password_enabled: record.password_enabled,
         max_sessions: record.max_sessions,
         created_at: record.created_at,
         updated_at: record.updated_at,
@@ -492,6 +506,48 @@ fn validate_description(description: &str, errors: &mut Vec<FieldError>) -> Stri
         });
     }
     trimmed.to_owned()
+}
+
+/// Where a new password comes from, decided (and checked) before anything is generated.
+enum PasswordSource {
+    /// The operator's, checked by [`check_password`].
+    Chosen(String),
+    /// A generated one of this many characters.
+    Generated(usize),
+}
+
+impl PasswordSource {
+    fn make(self) -> String {
+        match self {
+            PasswordSource::Chosen(password) => password,
+            PasswordSource::Generated(length) => generate_password(length),
+        }
+    }
+}
+
+/// The password to set: `chosen` when given (under the rules generated ones meet), else one
+/// generated per `options`. Both at once is an error naming `passwordOptions`.
+fn new_password(
+    options: Option<&PasswordOptions>,
+    chosen: Option<&str>,
+    errors: &mut Vec<FieldError>,
+) -> PasswordSource {
+    let Some(chosen) = chosen else {
+        return PasswordSource::Generated(password_length(options, errors));
+    };
+    if options.is_some() {
+        errors.push(FieldError {
+            field: "passwordOptions".into(),
+            message: "must not be given with password: a chosen password is used as it is".into(),
+        });
+    }
+    if let Err(e) = check_password(chosen) {
+        errors.push(FieldError {
+            field: "password".into(),
+            message: e.to_string(),
+        });
+    }
+    PasswordSource::Chosen(chosen.to_owned())
 }
 
 fn password_length(options: Option<&PasswordOptions>, errors: &mut Vec<FieldError>) -> usize {

@@ -201,11 +201,10 @@ fn delivery_view(record: DeliveryRecord) -> Delivery {
     request_body = CreateWebhookRequest,
     responses(
         (status = 201, description = "The webhook, with its signing secret (shown this once only)", body = CreatedWebhook),
-        (status = 400, description = "Malformed body, e.g. an unknown event type (the field is named)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid body: malformed (e.g. an unknown event type), or a field breaks a rule: not an http(s) URL, a refused private target, no events, an unknown bucket (the fields are named)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong API key", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field breaks a rule: not an http(s) URL, a refused private target, no events, an unknown bucket (the field is named)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("key" = []))
 )]
@@ -343,11 +342,10 @@ pub async fn get_webhook(
     request_body = UpdateWebhookRequest,
     responses(
         (status = 200, description = "The updated webhook", body = Webhook),
-        (status = 400, description = "Malformed body (the field is named)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid body: malformed, or a field breaks a rule (the fields are named)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such webhook", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field breaks a rule (the field is named)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("key" = []))
 )]

@@ -125,7 +125,8 @@ async fn create_user_and_home_directory(db: TestDb) {
     assert_eq!(created["publicKeys"], json!([KEY]));
     assert_eq!(created["disabled"], false);
     assert!(created["createdAt"].is_string());
-    assert!(created.get("lastConnectedAt").is_none());
+    assert!(created.get("lastConnectedAt").is_some_and(Value::is_null));
+    assert_eq!(created["passwordEnabled"], true);
     let secret = created["password"].as_str().unwrap();
     assert_eq!(secret.len(), 16);
     assert!(app.bucket_dir().join("alice").is_dir());
@@ -181,23 +182,23 @@ async fn create_user_validation(db: TestDb) {
         body
     };
     let cases: Vec<(Value, u16, &str)> = vec![
-        (with("description", json!("")), 422, "description"),
-        (with("description", json!("   ")), 422, "description"),
-        (with("description", json!("two\nlines")), 422, "description"),
+        (with("description", json!("")), 400, "description"),
+        (with("description", json!("   ")), 400, "description"),
+        (with("description", json!("two\nlines")), 400, "description"),
         (
             with("description", json!("x".repeat(1025))),
-            422,
+            400,
             "description",
         ),
         (with("description", json!(5)), 400, "description"),
         (
             with("passwordOptions", json!({"length": 15})),
-            422,
+            400,
             "passwordOptions.length",
         ),
         (
             with("passwordOptions", json!({"length": 129})),
-            422,
+            400,
             "passwordOptions.length",
         ),
         (
@@ -212,17 +213,17 @@ async fn create_user_validation(db: TestDb) {
         ),
         (
             with("publicKeys", json!([KEY, "ssh-ed25519 garbage"])),
-            422,
+            400,
             "publicKeys[1]",
         ),
         (
             with("publicKeys", json!(["not a key"])),
-            422,
+            400,
             "publicKeys[0]",
         ),
         (
             with("bucketName", json!("no-such-bucket")),
-            422,
+            400,
             "bucketName",
         ),
         (with("bucketName", json!("Not_Valid")), 400, "bucketName"),
@@ -251,7 +252,7 @@ async fn create_user_validation(db: TestDb) {
     // Every broken rule is reported at once.
     let body = json!({"description": "", "homeDirectory": "/", "passwordOptions": {"length": 1}});
     let problem =
-        expect_problem(app.post("/v1/users", &body).await, 422, Some("description")).await;
+        expect_problem(app.post("/v1/users", &body).await, 400, Some("description")).await;
     assert_eq!(problem["errors"].as_array().unwrap().len(), 2, "{problem}");
     assert_eq!(problem["type"], "https://wharf.dev/problems/validation");
 
@@ -574,8 +575,8 @@ async fn get_update_delete_user(db: TestDb) {
 
     // The same rules as on create.
     for (body, status, field) in [
-        (json!({"description": ""}), 422, "description"),
-        (json!({"publicKeys": ["nope"]}), 422, "publicKeys[0]"),
+        (json!({"description": ""}), 400, "description"),
+        (json!({"publicKeys": ["nope"]}), 400, "publicKeys[0]"),
         (json!({"homeDirectory": "no-slash"}), 400, "homeDirectory"),
         (json!({"disabled": "yes"}), 400, "disabled"),
         (json!({"username": "renamed"}), 400, "username"),
@@ -666,7 +667,7 @@ async fn reset_password(db: TestDb) {
             &json!({"passwordOptions": {"length": 8}}),
         )
         .await;
-    expect_problem(response, 422, Some("passwordOptions.length")).await;
+    expect_problem(response, 400, Some("passwordOptions.length")).await;
     let response = app
         .post("/v1/users/frank/password", &json!({"bogus": true}))
         .await;
@@ -719,7 +720,10 @@ async fn gateway_login(db: TestDb) {
     let response = app.gateway_login(Some(GATEWAY_TOKEN), &ok_body).await;
     assert_eq!(response.status(), 200);
     let user: Value = app.get("/v1/users/gina").await.json().await.unwrap();
-    assert!(user.get("lastConnectedAt").is_none(), "{user}");
+    assert!(
+        user.get("lastConnectedAt").is_some_and(Value::is_null),
+        "{user}"
+    );
 
     // A real login returns the grant and records the time.
     let response = app

@@ -120,7 +120,7 @@ async fn file_bucket_lifecycle(db: TestDb) {
             &json!({"description": "X", "homeDirectory": "/x", "bucketName": "partners"}),
         )
         .await,
-        422,
+        400,
         Some("bucketName"),
     )
     .await;
@@ -216,7 +216,7 @@ async fn azure_bucket_holds_users(db: TestDb) {
             }),
         )
         .await,
-        422,
+        400,
         Some("storageUrl"),
     )
     .await;
@@ -257,7 +257,7 @@ async fn create_bucket_validation(db: TestDb) {
         expect_problem(app.post("/v1/buckets", &body).await, 400, Some(field)).await;
     }
 
-    // Readable bodies that break a rule: 422 naming the field, and the detail says why.
+    // Readable bodies that break a rule: 400 naming the field, and the detail says why.
     let secret = "do-not-echo-this-value";
     let too_many: serde_json::Map<String, Value> = (0..65)
         .map(|i| (format!("aws_key_{i}"), json!("v")))
@@ -346,7 +346,7 @@ async fn create_bucket_validation(db: TestDb) {
     ];
     for (mut body, field, says) in cases {
         body["bucketName"] = json!("fine");
-        let problem = expect_problem(app.post("/v1/buckets", &body).await, 422, Some(field)).await;
+        let problem = expect_problem(app.post("/v1/buckets", &body).await, 400, Some(field)).await;
         let detail = problem["detail"].as_str().unwrap();
         assert!(detail.contains(says), "{body}: {detail}");
         assert!(!problem.to_string().contains(secret), "{body}: {problem}");
@@ -415,7 +415,7 @@ async fn unreachable_stores_are_refused_with_the_cause(db: TestDb) {
             &json!({"bucketName": "down", "storageUrl": "s3://real-bucket", "options": options}),
         )
         .await,
-        422,
+        400,
         Some("storageUrl"),
     )
     .await;
@@ -437,7 +437,7 @@ async fn unreachable_stores_are_refused_with_the_cause(db: TestDb) {
             &json!({"bucketName": "missing", "storageUrl": "s3://no-such-bucket", "options": s3.options()}),
         )
         .await,
-        422,
+        400,
         Some("storageUrl"),
     )
     .await;
@@ -457,7 +457,7 @@ async fn unreachable_stores_are_refused_with_the_cause(db: TestDb) {
             &json!({"bucketName": "denied", "storageUrl": "s3://real-bucket", "options": wrong}),
         )
         .await,
-        422,
+        400,
         Some("storageUrl"),
     )
     .await;
@@ -551,6 +551,7 @@ async fn store_delete_bucket(db: TestDb) {
             bucket_name: other.clone(),
             permissions: Permissions::ReadWrite,
             password_hash: "x".into(),
+            password_enabled: true,
             public_keys: vec![],
             max_sessions: 10,
             created_at: wharf_control::store::now(),
@@ -577,9 +578,10 @@ fn openapi_documents_bucket_registration() {
     let doc = serde_json::to_value(wharf_control::ControlPlane::openapi()).unwrap();
     let create = &doc["paths"]["/v1/buckets"]["post"];
     assert_eq!(create["operationId"], "createBucket");
-    for status in ["201", "400", "409", "422"] {
+    for status in ["201", "400", "409"] {
         assert!(create["responses"].get(status).is_some(), "{status}");
     }
+    assert!(create["responses"].get("422").is_none(), "bad input is 400");
     let delete = &doc["paths"]["/v1/buckets/{bucketName}"]["delete"];
     assert_eq!(delete["operationId"], "deleteBucket");
     for status in ["204", "404", "409"] {

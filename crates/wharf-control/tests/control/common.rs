@@ -123,6 +123,8 @@ pub fn config(db: &TestDb, data_dir: &std::path::Path) -> ControlPlaneConfig {
             algorithm: "ssh-ed25519".into(),
             fingerprint: "SHA256:vB+bEyONOIRhyDTzUqfKNLfpxpa+B2kwTaM58YmIiJQ".into(),
         }],
+        // Where `wharf serve` keeps its generated one; absent unless a test writes it.
+        ftps_certificate_file: Some(data_dir.join("tls").join("ftps-cert.pem")),
     }
 }
 

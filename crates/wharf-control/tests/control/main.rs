@@ -4,12 +4,14 @@
 
 mod admin_key;
 mod api;
+mod api_rules;
 mod buckets;
 mod common;
 mod events;
 mod max_sessions;
 mod objects;
 mod openapi;
+mod password_login;
 mod receiver;
 mod store;
 mod webhooks;

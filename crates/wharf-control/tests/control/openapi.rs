@@ -73,7 +73,7 @@ fn openapi_document_describes_the_api() {
         create["security"],
         serde_json::json!([{"bearer": []}, {"key": []}])
     );
-    assert!(create["responses"]["422"]["content"]["application/problem+json"].is_object());
+    assert!(create["responses"]["400"]["content"]["application/problem+json"].is_object());
     for schema in [
         "CreateUserRequest",
         "CreatedUser",
@@ -102,4 +102,53 @@ fn openapi_document_describes_the_api() {
             "schema {schema} is missing"
         );
     }
+}
+
+/// One status for bad input: no operation documents a 422, and every operation that takes a
+/// body or query parameters documents the 400 that names the field.
+#[test]
+fn every_invalid_request_is_documented_as_a_400() {
+    let doc = serde_json::to_value(ControlPlane::openapi()).unwrap();
+    let mut checked = 0;
+    for (route, methods) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in methods.as_object().unwrap() {
+            let responses = &operation["responses"];
+            assert!(
+                responses.get("422").is_none(),
+                "{method} {route} documents a 422"
+            );
+            let takes_input = operation.get("requestBody").is_some()
+                || operation["parameters"]
+                    .as_array()
+                    .is_some_and(|p| p.iter().any(|p| p["in"] == "query"));
+            if takes_input && route.starts_with("/v1/") {
+                assert!(
+                    responses.get("400").is_some(),
+                    "{method} {route} takes input but documents no 400"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 10, "only {checked} operations take input");
+}
+
+/// Fields that are always present, `null` when unknown, are required (and nullable).
+#[test]
+fn always_present_fields_are_required() {
+    let doc = serde_json::to_value(ControlPlane::openapi()).unwrap();
+    let schemas = &doc["components"]["schemas"];
+    for (schema, field) in [
+        ("User", "lastConnectedAt"),
+        ("User", "passwordEnabled"),
+        ("ServerInfo", "ftpsCertificateSha256"),
+    ] {
+        let required = schemas[schema]["required"].as_array().unwrap();
+        assert!(
+            required.iter().any(|r| r == field),
+            "{schema}.{field} is not required: {required:?}"
+        );
+    }
+    let nullable = &schemas["User"]["properties"]["lastConnectedAt"]["type"];
+    assert_eq!(*nullable, serde_json::json!(["string", "null"]));
 }

@@ -28,6 +28,7 @@ fn new_user(username: &str, bucket: &BucketName) -> NewUser {
         bucket_name: bucket.clone(),
         permissions: Permissions::ReadWrite,
         password_hash: "$argon2id$fake".into(),
+        password_enabled: true,
         public_keys: vec![],
         max_sessions: 10,
         created_at: wharf_control::store::now(),

@@ -92,17 +92,17 @@ async fn webhook_crud_and_validation(db: TestDb) {
     for (body, status, field) in [
         (
             json!({"url": "ftp://example.com/x", "events": ["file.created"]}),
-            422,
+            400,
             "url",
         ),
         (
             json!({"url": "not a url", "events": ["file.created"]}),
-            422,
+            400,
             "url",
         ),
         (
             json!({"url": "https://example.com", "events": []}),
-            422,
+            400,
             "events",
         ),
         (
@@ -113,12 +113,12 @@ async fn webhook_crud_and_validation(db: TestDb) {
         (json!({"events": ["file.created"]}), 400, "url"),
         (
             json!({"url": "https://example.com", "events": ["file.created"], "filter": {"prefix": "/alice"}}),
-            422,
+            400,
             "filter.prefix",
         ),
         (
             json!({"url": "https://example.com", "events": ["file.created"], "filter": {"bucketName": "nope"}}),
-            422,
+            400,
             "filter.bucketName",
         ),
         (
@@ -140,7 +140,7 @@ async fn webhook_crud_and_validation(db: TestDb) {
             &json!({"url": "file:///etc/passwd"}),
         )
         .await,
-        422,
+        400,
         Some("url"),
     )
     .await;
@@ -593,7 +593,7 @@ async fn private_targets_are_refused_when_configured(db: TestDb) {
                 &json!({"url": url, "events": ["file.created"]}),
             )
             .await,
-            422,
+            400,
             Some("url"),
         )
         .await;
