@@ -748,3 +748,130 @@ async fn proxy_protocol_v1_and_v2_give_the_real_client_address() {
         wharf.log_text()
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Implicit TLS protects data from the start
+
+/// A client on the implicit port that sends neither PBSZ nor PROT (it takes implicit TLS to
+/// mean protected data) gets PASV, EPSV and transfers; `PROT C` still refuses every transfer
+/// with `534`, as on explicit sessions, until `PROT P`.
+#[tokio::test]
+async fn implicit_sessions_start_with_prot_p_and_prot_c_still_refuses_clear_data() {
+    let wharf = Wharf::start().await;
+    let (user, password) = wharf.create_user("/ike", json!({})).await;
+    let out = ftplib_client(
+        "implicit-protected",
+        wharf.ftps_implicit_port,
+        &user,
+        &password,
+    )
+    .await;
+    ok(&out, "ftplib implicit-protected");
+    assert!(
+        stdout(&out).contains("ftplib implicit-protected: ok"),
+        "{}",
+        text(&out)
+    );
+    assert!(!object(&wharf, "ike/clear.bin").exists());
+    // Explicit sessions still need PROT P: the prot-c mode asserts `534` for each step.
+    let out = ftplib_client("prot-c", wharf.ftps_port, &user, &password).await;
+    ok(&out, "ftplib prot-c");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Integrity: HASH and the XSHA aliases
+
+/// HASH with each offered algorithm (OPTS HASH, FEAT's star), RANG ranges, the XSHA256,
+/// XSHA512, XSHA1 and XMD5 aliases, and the errors, checked against Python's hashlib.
+#[tokio::test]
+async fn hash_returns_the_digest_of_the_file_or_a_range_of_it() {
+    let wharf = Wharf::start().await;
+    let (user, password) = wharf.create_user("/hal", json!({})).await;
+    let out = ftplib_client("hash", wharf.ftps_port, &user, &password).await;
+    ok(&out, "ftplib hash");
+    assert!(stdout(&out).contains("ftplib hash: ok"), "{}", text(&out));
+}
+
+/// A read-only user hashes what it may read; a write-only user hashes only what it uploaded
+/// in the session (another partner's file is `550`, its digest would leak the content).
+#[tokio::test]
+async fn hash_follows_read_permission_and_lets_a_write_only_user_check_its_upload() {
+    let wharf = Wharf::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (owner, owner_pw) = wharf.create_user("/hashdrop", json!({})).await;
+    write_file(dir.path(), "theirs.txt", b"someone else's file");
+    let out = curl_ftps(
+        &owner,
+        &owner_pw,
+        dir.path(),
+        &[
+            "-T",
+            "theirs.txt",
+            &ftps_url(wharf.ftps_port, "/theirs.txt"),
+        ],
+    )
+    .await;
+    ok(&out, "curl upload of theirs.txt");
+    let (reader, reader_pw) = wharf
+        .create_user("/hashdrop", json!({"permissions": "read-only"}))
+        .await;
+    let out = ftplib_client("hash-read-only", wharf.ftps_port, &reader, &reader_pw).await;
+    ok(&out, "ftplib hash-read-only");
+    let (dropper, dropper_pw) = wharf
+        .create_user("/hashdrop", json!({"permissions": "write-only"}))
+        .await;
+    let out = ftplib_client("hash-write-only", wharf.ftps_port, &dropper, &dropper_pw).await;
+    ok(&out, "ftplib hash-write-only");
+    assert!(
+        stdout(&out).contains("ftplib hash-write-only: ok"),
+        "{}",
+        text(&out)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// MFMT, STAT <path>, OPTS MLST
+
+/// MFMT is accepted as a no-op (the store keeps its own times) and its reply tells the file's
+/// real modification time; a missing file is `550`, a malformed time `501`.
+#[tokio::test]
+async fn mfmt_is_accepted_and_answers_the_real_modification_time() {
+    let wharf = Wharf::start().await;
+    let (user, password) = wharf.create_user("/mona", json!({})).await;
+    let out = ftplib_client("mfmt", wharf.ftps_port, &user, &password).await;
+    ok(&out, "ftplib mfmt");
+    assert!(stdout(&out).contains("ftplib mfmt: ok"), "{}", text(&out));
+}
+
+/// `STAT <path>` lists a file or a whole directory (2500 entries, more than one page) over the
+/// control connection as LIST would; a missing path is `550`; during a transfer STAT still
+/// reports the transfer.
+#[tokio::test]
+async fn stat_with_a_path_lists_it_over_the_control_connection() {
+    let wharf = Wharf::start().await;
+    let (user, password) = wharf.create_user("/sam", json!({})).await;
+    let big = wharf.bucket_dir().join("sam/big");
+    std::fs::create_dir_all(&big).unwrap();
+    std::fs::write(big.join(".wharf-dir"), b"").unwrap();
+    for i in 0..2500 {
+        std::fs::write(big.join(format!("f{i:04}.txt")), i.to_string()).unwrap();
+    }
+    let out = ftplib_client("stat", wharf.ftps_port, &user, &password).await;
+    ok(&out, "ftplib stat");
+    assert!(stdout(&out).contains("ftplib stat: ok"), "{}", text(&out));
+}
+
+/// `OPTS MLST` selects which facts MLST and MLSD show (any subset, unknown ones ignored, an
+/// empty list none), and FEAT stars the selected ones.
+#[tokio::test]
+async fn opts_mlst_selects_the_facts_of_mlst_and_mlsd() {
+    let wharf = Wharf::start().await;
+    let (user, password) = wharf.create_user("/olga", json!({})).await;
+    let out = ftplib_client("mlst-opts", wharf.ftps_port, &user, &password).await;
+    ok(&out, "ftplib mlst-opts");
+    assert!(
+        stdout(&out).contains("ftplib mlst-opts: ok"),
+        "{}",
+        text(&out)
+    );
+}

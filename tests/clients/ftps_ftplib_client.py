@@ -7,9 +7,20 @@ Usage: ftps_ftplib_client.py MODE PORT USERNAME PASSWORD
   MODE write-only  what a write-only user may and may not do
   MODE limit       the user has maxSessions 1: a second session is refused while one is open
   MODE implicit    implicit TLS (PORT is the implicit port): TLS from the first byte
+  MODE implicit-protected
+                   implicit TLS without PBSZ/PROT: data is protected from the start; PROT C
+                   refuses transfers as on explicit sessions
   MODE prot-c      after PROT C, PASV, EPSV and every transfer are refused; active mode is
                    refused; EPSV ALL; REST is reset by a failed transfer
   MODE garbage     plaintext and garbage on a passive port fail that transfer only
+  MODE hash        HASH, OPTS HASH, RANG and the XSHA256/XSHA512/XSHA1/XMD5 aliases
+  MODE hash-read-only / hash-write-only
+                   HASH for a read-only user (expects /theirs.txt) and for a write-only one
+                   (only files it uploaded in the session)
+  MODE mfmt        MFMT is accepted and answers the file's real modification time
+  MODE stat        STAT <path> lists over the control connection (expects /big with 2500
+                   files), STAT during a transfer still answers
+  MODE mlst-opts   OPTS MLST selects the facts of MLST and MLSD
   MODE proxy       PROXY protocol (extra arguments: VERSION 1|2, CLIENT_IP): control and data
                    connections carry a header; a connection without one is dropped
 Exits non-zero with a message on the first thing that is wrong.
@@ -332,6 +343,303 @@ def garbage(port: int, user: str, password: str) -> None:
     print("ftplib garbage: ok")
 
 
+def implicit_protected(port: int, user: str, password: str) -> None:
+    ftp = ImplicitFTP_TLS(context=context(), timeout=60)
+    ftp.connect("127.0.0.1", port)
+    ftp.login(user, password)
+    # Like clients that take implicit TLS to mean protected data: neither PBSZ nor PROT is
+    # sent, and data connections are TLS anyway (ftplib wraps them when _prot_p is set).
+    ftp._prot_p = True
+    assert "encrypted (PROT P)" in ftp.sendcmd("STAT"), "STAT of a fresh implicit session"
+    assert ftp.sendcmd("PASV").startswith("227"), "PASV without PROT P"
+    assert ftp.sendcmd("EPSV").startswith("229"), "EPSV without PROT P"
+    data = os.urandom(200_000)
+    put(ftp, "protected.bin", data)
+    assert get(ftp, "protected.bin") == data, "round trip without PROT P"
+    assert "protected.bin" in ftp.nlst(), "NLST without PROT P"
+    ftp.af = socket.AF_INET6  # makes ftplib use EPSV
+    assert get(ftp, "protected.bin", rest=7) == data[7:], "EPSV + REST + RETR without PROT P"
+    ftp.af = socket.AF_INET
+
+    # PROT C never allows clear data: refused as on explicit sessions.
+    assert ftp.sendcmd("PROT C").startswith("200")
+    ftp._prot_p = False
+    refused("implicit PASV after PROT C", lambda: ftp.sendcmd("PASV"), "534")
+    refused("implicit EPSV after PROT C", lambda: ftp.sendcmd("EPSV"), "534")
+    refused("implicit NLST after PROT C", lambda: ftp.nlst(), "534")
+    for cmd in ("RETR protected.bin", "STOR clear.bin", "LIST"):
+        ftp.sendcmd("PROT P")
+        ftp.sendcmd("PASV")
+        ftp.sendcmd("PROT C")
+        refused(f"implicit PASV + {cmd} after PROT C", lambda: ftp.sendcmd(cmd), "534")
+    ftp.prot_p()
+    assert get(ftp, "protected.bin") == data, "PROT P again"
+    assert "clear.bin" not in ftp.nlst(), "a refused STOR left a file"
+    ftp.quit()
+    print("ftplib implicit-protected: ok")
+
+
+# The algorithms HASH offers, as FEAT names them, with Python's implementation.
+HASHES = (
+    ("SHA-256", hashlib.sha256),
+    ("SHA-512", hashlib.sha512),
+    ("SHA-1", hashlib.sha1),
+    ("MD5", hashlib.md5),
+)
+
+
+def feat_line(ftp, name: str) -> str:
+    lines = [l for l in ftp.sendcmd("FEAT").split("\n") if l.startswith(f" {name} ")]
+    assert len(lines) == 1, f"FEAT has no single {name} line: {lines}"
+    return lines[0]
+
+
+def hash_mode(port: int, user: str, password: str) -> None:
+    plain = ftplib.FTP_TLS(context=context(), timeout=30)
+    plain.connect("127.0.0.1", port)
+    plain.auth()
+    refused("HASH before login", lambda: plain.sendcmd("HASH x"), "530")
+    plain.close()
+
+    ftp = connect(port, user, password)
+    assert feat_line(ftp, "HASH") == " HASH SHA-256*;SHA-512;SHA-1;MD5", feat_line(ftp, "HASH")
+    assert ftp.sendcmd("OPTS HASH") == "200 SHA-256", "the default algorithm"
+    data = os.urandom(3 * 1024 * 1024 + 7)
+    n = len(data)
+    put(ftp, "h.bin", data)
+
+    for name, algo in HASHES:
+        assert ftp.sendcmd(f"OPTS HASH {name.lower()}") == f"200 {name}", f"OPTS HASH {name}"
+        expected = f"213 {name} 0-{n - 1} {algo(data).hexdigest()} h.bin"
+        got = ftp.sendcmd("HASH h.bin")
+        assert got == expected, f"HASH with {name}: {got} != {expected}"
+        starred = ";".join(f"{m}*" if m == name else m for m, _ in HASHES)
+        assert feat_line(ftp, "HASH") == f" HASH {starred}", feat_line(ftp, "HASH")
+    refused("OPTS HASH of an unknown algorithm", lambda: ftp.sendcmd("OPTS HASH CRC32"), "504")
+    refused("OPTS HASH of SHA-384 (not offered)", lambda: ftp.sendcmd("OPTS HASH SHA-384"), "504")
+    assert ftp.sendcmd("OPTS HASH") == "200 MD5", "a refused OPTS HASH changed the selection"
+    assert ftp.sendcmd("OPTS HASH SHA-256") == "200 SHA-256"
+    sha = lambda b: hashlib.sha256(b).hexdigest()
+
+    # RANG selects an inclusive byte range for the next HASH only.
+    assert ftp.sendcmd("RANG 10 109").startswith("350")
+    got = ftp.sendcmd("HASH h.bin")
+    assert got == f"213 SHA-256 10-109 {sha(data[10:110])} h.bin", got
+    got = ftp.sendcmd("HASH h.bin")
+    assert got == f"213 SHA-256 0-{n - 1} {sha(data)} h.bin", f"RANG applied twice: {got}"
+    ftp.sendcmd(f"RANG 100 {n + 1000}")
+    got = ftp.sendcmd("HASH h.bin")
+    assert got == f"213 SHA-256 100-{n - 1} {sha(data[100:])} h.bin", f"clipped range: {got}"
+    ftp.sendcmd("RANG 5 9")
+    assert ftp.sendcmd("RANG 1 0").startswith("350"), "RANG 1 0 resets"
+    got = ftp.sendcmd("HASH h.bin")
+    assert got == f"213 SHA-256 0-{n - 1} {sha(data)} h.bin", f"after RANG 1 0: {got}"
+    ftp.sendcmd("RANG 5 9")
+    ftp.sendcmd("NOOP")
+    got = ftp.sendcmd("HASH h.bin")
+    assert got == f"213 SHA-256 0-{n - 1} {sha(data)} h.bin", f"RANG outlived NOOP: {got}"
+    refused("RANG with start after end", lambda: ftp.sendcmd("RANG 9 5"), "501")
+    refused("RANG without numbers", lambda: ftp.sendcmd("RANG x y"), "501")
+    refused("RANG with one number", lambda: ftp.sendcmd("RANG 5"), "501")
+    ftp.sendcmd(f"RANG {n + 10} {n + 20}")
+    refused("HASH of a range beyond the end", lambda: ftp.sendcmd("HASH h.bin"), "554")
+    # RANG is for HASH only: a transfer right after it is refused, not sent whole.
+    ftp.voidcmd("TYPE I")
+    ftp.sendcmd("PASV")
+    ftp.sendcmd("RANG 0 9")
+    refused("RETR after RANG", lambda: ftp.sendcmd("RETR h.bin"), "504")
+    assert get(ftp, "h.bin") == data, "RETR after a refused ranged RETR"
+
+    # The common aliases answer 250 and the hex digest.
+    for verb, algo in (
+        ("XSHA256", hashlib.sha256),
+        ("XSHA512", hashlib.sha512),
+        ("XSHA1", hashlib.sha1),
+        ("XMD5", hashlib.md5),
+    ):
+        got = ftp.sendcmd(f"{verb} h.bin")
+        assert got == f"250 {algo(data).hexdigest()}", f"{verb}: {got}"
+    assert ftp.sendcmd("xsha1 h.bin") == f"250 {hashlib.sha1(data).hexdigest()}", "xsha1"
+    assert ftp.sendcmd("OPTS HASH") == "200 SHA-256", "an alias changed the HASH selection"
+
+    # Names with spaces, empty files, directories and missing files.
+    put(ftp, "a b.txt", b"spaced")
+    got = ftp.sendcmd("HASH a b.txt")
+    assert got == f"213 SHA-256 0-5 {sha(b'spaced')} a b.txt", got
+    put(ftp, "empty.txt", b"")
+    got = ftp.sendcmd("HASH empty.txt")
+    assert got == f"213 SHA-256 0-0 {sha(b'')} empty.txt", got
+    ftp.mkd("dir")
+    put(ftp, "dir/in.txt", b"inside")
+    got = ftp.sendcmd("HASH /dir/../dir/in.txt")
+    assert got == f"213 SHA-256 0-5 {sha(b'inside')} /dir/../dir/in.txt", got
+    refused("HASH of a directory", lambda: ftp.sendcmd("HASH dir"), "553")
+    refused("HASH of a missing file", lambda: ftp.sendcmd("HASH missing.bin"), "550")
+    refused("XSHA256 of a missing file", lambda: ftp.sendcmd("XSHA256 missing.bin"), "550")
+    refused("HASH without a path", lambda: ftp.sendcmd("HASH"), "501")
+    refused("XMD5 without a path", lambda: ftp.sendcmd("XMD5"), "501")
+    refused("HASH of a bad path", lambda: ftp.sendcmd("HASH a\\b"), "553")
+    ftp.quit()
+    print("ftplib hash: ok")
+
+
+def hash_read_only(port: int, user: str, password: str) -> None:
+    ftp = connect(port, user, password)
+    data = get(ftp, "theirs.txt")
+    got = ftp.sendcmd("HASH theirs.txt")
+    expected = f"213 SHA-256 0-{len(data) - 1} {hashlib.sha256(data).hexdigest()} theirs.txt"
+    assert got == expected, f"read-only HASH: {got}"
+    ftp.quit()
+    print("ftplib hash-read-only: ok")
+
+
+def hash_write_only(port: int, user: str, password: str) -> None:
+    ftp = connect(port, user, password)
+    # A file it cannot read: its digest would tell what it holds.
+    refused("write-only HASH of another's file", lambda: ftp.sendcmd("HASH theirs.txt"), "550")
+    refused("write-only XSHA256 of another's file", lambda: ftp.sendcmd("XSHA256 theirs.txt"), "550")
+    # A file it has just delivered: checking the delivery is what HASH is for.
+    data = os.urandom(70_000)
+    put(ftp, "mine.bin", data)
+    got = ftp.sendcmd("HASH mine.bin")
+    expected = f"213 SHA-256 0-{len(data) - 1} {hashlib.sha256(data).hexdigest()} mine.bin"
+    assert got == expected, f"write-only HASH of its upload: {got}"
+    assert ftp.sendcmd("XMD5 mine.bin") == f"250 {hashlib.md5(data).hexdigest()}"
+    ftp.quit()
+    print("ftplib hash-write-only: ok")
+
+
+def mfmt(port: int, user: str, password: str) -> None:
+    ftp = connect(port, user, password)
+    assert " MFMT" in ftp.sendcmd("FEAT").split("\n"), "FEAT lacks MFMT"
+    put(ftp, "m.txt", b"modified")
+    mdtm = ftp.sendcmd("MDTM m.txt")
+    assert mdtm.startswith("213 "), mdtm
+    actual = mdtm[4:]
+    # Accepted, and the reply tells the time the file really has (the store keeps its own).
+    for stamp in ("20200102030405", "20200102030405.123", "19991231235959.5"):
+        got = ftp.sendcmd(f"MFMT {stamp} m.txt")
+        assert got == f"213 Modify={actual}; m.txt", f"MFMT {stamp}: {got}"
+    assert ftp.sendcmd("MDTM m.txt") == mdtm, "MFMT changed what MDTM shows"
+    put(ftp, "a b.txt", b"x")
+    got = ftp.sendcmd("MFMT 20200102030405 a b.txt")
+    assert got.startswith("213 Modify=") and got.endswith("; a b.txt"), got
+    refused("MFMT of a missing file", lambda: ftp.sendcmd("MFMT 20200102030405 none.txt"), "550")
+    for bad in (
+        "MFMT 2020010203 m.txt",  # too short
+        "MFMT 20201302030405 m.txt",  # month 13
+        "MFMT 20200230030405 m.txt",  # 30 February
+        "MFMT 2020010203040x m.txt",
+        "MFMT 20200102030405. m.txt",
+        "MFMT 20200102030405",  # no path
+        "MFMT",
+    ):
+        refused(bad, lambda: ftp.sendcmd(bad), "501")
+    ftp.quit()
+    print("ftplib mfmt: ok")
+
+
+def stat_lines(reply: str, path: str) -> list:
+    lines = reply.split("\n")
+    assert lines[0] == f"213-Status of {path}:", f"STAT header: {lines[0]}"
+    assert lines[-1] == "213 End of status", f"STAT end: {lines[-1]}"
+    return lines[1:-1]
+
+
+def stat(port: int, user: str, password: str) -> None:
+    ftp = connect(port, user, password)
+    assert ftp.sendcmd("STAT").startswith("211-"), "STAT without a path"
+    put(ftp, "s.txt", b"12345")
+    ftp.mkd("empty")
+    lines = stat_lines(ftp.sendcmd("STAT s.txt"), "/s.txt")
+    assert len(lines) == 1 and lines[0].startswith("-") and lines[0].endswith(" s.txt"), lines
+    assert " 5 " in lines[0], lines
+    assert stat_lines(ftp.sendcmd("STAT empty"), "/empty") == [], "STAT of an empty directory"
+    # A directory larger than one store page: every entry, as LIST shows it.
+    lines = stat_lines(ftp.sendcmd("STAT big"), "/big")
+    listed = []
+    ftp.retrlines("LIST big", listed.append)
+    assert len(lines) == 2500, f"STAT big: {len(lines)} lines"
+    assert sorted(lines) == sorted(listed), "STAT and LIST disagree"
+    assert sorted(l.split()[-1] for l in lines) == sorted(ftp.nlst("big")), "STAT names"
+    ftp.cwd("big")
+    lines = stat_lines(ftp.sendcmd("STAT -la ."), "/big")
+    assert len(lines) == 2500, f"STAT -la .: {len(lines)} lines"
+    ftp.cwd("/")
+    refused("STAT of a missing path", lambda: ftp.sendcmd("STAT missing"), "550")
+
+    # During a transfer STAT reports it (and does not list anything).
+    data = os.urandom(32 * 1024 * 1024)
+    put(ftp, "large.bin", data)
+    ftp.voidcmd("TYPE I")
+    with ftp.transfercmd("RETR large.bin") as conn:
+        head = conn.recv(65536)
+        assert head, "no data"
+        got = ftp.sendcmd("STAT big")
+        assert got.startswith("213 ") and "transfer" in got, f"STAT during a transfer: {got}"
+        rest = bytearray(head)
+        while True:
+            chunk = conn.recv(1 << 20)
+            if not chunk:
+                break
+            rest += chunk
+        conn.unwrap()
+    assert ftp.voidresp().startswith("226")
+    assert bytes(rest) == data, "the download after STAT"
+    assert stat_lines(ftp.sendcmd("STAT s.txt"), "/s.txt"), "STAT after the transfer"
+    ftp.quit()
+    print("ftplib stat: ok")
+
+
+def mlst_fact_names(entry_facts: str) -> list:
+    return [f.split("=")[0] for f in entry_facts.split(";") if f]
+
+
+def mlsd_raw(ftp) -> list:
+    lines = []
+    ftp.retrlines("MLSD", lines.append)
+    return lines
+
+
+def mlst_opts(port: int, user: str, password: str) -> None:
+    ftp = connect(port, user, password)
+    put(ftp, "o.txt", b"abc")
+    ftp.mkd("od")
+    assert feat_line(ftp, "MLST") == " MLST type*;size*;modify*;perm*;", feat_line(ftp, "MLST")
+    assert "perm=" in ftp.sendcmd("MLST o.txt"), "perm is shown by default"
+
+    got = ftp.sendcmd("OPTS MLST type;size;modify;")
+    assert got == "200 MLST OPTS type;size;modify;", got
+    assert feat_line(ftp, "MLST") == " MLST type*;size*;modify*;perm;", feat_line(ftp, "MLST")
+    entry = ftp.sendcmd("MLST o.txt").split("\n")[1]
+    facts, _, name = entry[1:].partition(" ")
+    assert name == "/o.txt", entry
+    assert mlst_fact_names(facts) == ["type", "size", "modify"], entry
+    for line in mlsd_raw(ftp):
+        facts, _, name = line.partition(" ")
+        assert "perm=" not in facts, f"MLSD still shows perm: {line}"
+        assert "type=" in facts, line
+    assert dict(ftp.mlsd())["o.txt"]["size"] == "3"
+
+    # Any case and order, unknown facts ignored; the reply names what is selected.
+    assert ftp.sendcmd("OPTS MLST Size;TYPE;") == "200 MLST OPTS type;size;"
+    assert ftp.sendcmd("OPTS MLST unique;perm;lang;") == "200 MLST OPTS perm;"
+    entry = ftp.sendcmd("MLST o.txt").split("\n")[1]
+    assert mlst_fact_names(entry[1:].partition(" ")[0]) == ["perm"], entry
+
+    # An empty list selects nothing: entries are a space and the name.
+    assert ftp.sendcmd("OPTS MLST") == "200 MLST OPTS"
+    assert feat_line(ftp, "MLST") == " MLST type;size;modify;perm;", feat_line(ftp, "MLST")
+    assert ftp.sendcmd("MLST o.txt").split("\n")[1] == "  /o.txt", ftp.sendcmd("MLST o.txt")
+    assert sorted(mlsd_raw(ftp)) == [" o.txt", " od"], mlsd_raw(ftp)
+
+    assert ftp.sendcmd("OPTS MLST type;size;modify;perm;") == "200 MLST OPTS type;size;modify;perm;"
+    entry = ftp.sendcmd("MLST o.txt").split("\n")[1]
+    assert mlst_fact_names(entry[1:].partition(" ")[0]) == ["type", "size", "modify", "perm"]
+    ftp.quit()
+    print("ftplib mlst-opts: ok")
+
+
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 
 
@@ -420,6 +728,13 @@ if __name__ == "__main__":
         "write-only": write_only,
         "limit": limit,
         "implicit": implicit,
+        "implicit-protected": implicit_protected,
+        "hash": hash_mode,
+        "hash-read-only": hash_read_only,
+        "hash-write-only": hash_write_only,
+        "mfmt": mfmt,
+        "stat": stat,
+        "mlst-opts": mlst_opts,
         "prot-c": prot_c,
         "garbage": garbage,
         "proxy": proxy,

@@ -4,8 +4,8 @@
 /// the verb, with room to spare. A longer line ends the connection.
 pub(crate) const MAX_LINE: usize = wharf_vfs::MAX_PATH_BYTES + 512;
 
-/// The commands the gateway knows (RFC 959, 2228, 2389, 2428, 3659, 4217). The `X…` aliases
-/// of RFC 775 map to their modern names.
+/// The commands the gateway knows (RFC 959, 2228, 2389, 2428, 3659, 4217, and the HASH, RANG
+/// and MFMT drafts). The `X…` aliases of RFC 775 map to their modern names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verb {
     User,
@@ -33,6 +33,14 @@ pub(crate) enum Verb {
     Mlst,
     Size,
     Mdtm,
+    /// Set a modification time (draft-somers-ftp-mfxx); accepted as a no-op.
+    Mfmt,
+    /// A file's digest with the session's algorithm (draft-bryan-ftpext-hash).
+    Hash,
+    /// The byte range of the next HASH (draft-bryan-ftp-range).
+    Rang,
+    /// `XSHA256`, `XSHA512`, `XSHA1`, `XMD5`: the common non-standard digest commands.
+    XHash(XHash),
     Stor,
     Stou,
     Retr,
@@ -56,6 +64,19 @@ pub(crate) enum Verb {
     /// Anything else; the reply names it.
     Unknown,
 }
+
+/// The algorithm of an `X…` digest command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum XHash {
+    Sha256,
+    Sha512,
+    Sha1,
+    Md5,
+}
+
+/// Verbs longer than four letters or with digits, which RFC 959 syntax does not allow but
+/// clients send anyway.
+const LONG_VERBS: [&str; 4] = ["XSHA256", "XSHA512", "XSHA1", "XMD5"];
 
 impl Verb {
     fn from_name(name: &str) -> Verb {
@@ -85,6 +106,13 @@ impl Verb {
             "MLST" => Verb::Mlst,
             "SIZE" => Verb::Size,
             "MDTM" => Verb::Mdtm,
+            "MFMT" => Verb::Mfmt,
+            "HASH" => Verb::Hash,
+            "RANG" => Verb::Rang,
+            "XSHA256" => Verb::XHash(XHash::Sha256),
+            "XSHA512" => Verb::XHash(XHash::Sha512),
+            "XSHA1" => Verb::XHash(XHash::Sha1),
+            "XMD5" => Verb::XHash(XHash::Md5),
             "STOR" => Verb::Stor,
             "STOU" => Verb::Stou,
             "RETR" => Verb::Retr,
@@ -195,10 +223,11 @@ pub(crate) fn parse(line: &[u8]) -> Result<Command, ParseError> {
         Some((name, arg)) => (name, arg),
         None => (line, ""),
     };
-    if !(3..=4).contains(&name.len()) || !name.bytes().all(|b| b.is_ascii_alphabetic()) {
+    let name = name.to_ascii_uppercase();
+    let rfc959 = (3..=4).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphabetic());
+    if !rfc959 && !LONG_VERBS.contains(&name.as_str()) {
         return Err(ParseError::BadVerb);
     }
-    let name = name.to_ascii_uppercase();
     Ok(Command {
         verb: Verb::from_name(&name),
         name,
@@ -254,6 +283,9 @@ mod tests {
         assert_eq!(cmd("XMKD d").verb, Verb::Mkd);
         assert_eq!(cmd("AUTH TLS\r").arg, "TLS");
         assert_eq!(cmd("EPSV ALL").arg, "ALL");
+        assert_eq!(cmd("HASH a b").verb, Verb::Hash);
+        assert_eq!(cmd("MFMT 20260102030405 x").verb, Verb::Mfmt);
+        assert_eq!(cmd("rang 0 9").verb, Verb::Rang);
         let unknown = cmd("FOO bar");
         assert_eq!(unknown.verb, Verb::Unknown);
         assert_eq!(unknown.name, "FOO");
@@ -268,6 +300,22 @@ mod tests {
         assert_eq!(parse(b"ST0R x"), Err(ParseError::BadVerb));
         assert_eq!(parse(b"\x16\x03\x01"), Err(ParseError::BadVerb));
         assert_eq!(parse(b"RETR \xC3\x28"), Err(ParseError::NotUtf8));
+    }
+
+    #[test]
+    fn digest_aliases_are_verbs_though_longer_than_four_letters() {
+        assert_eq!(cmd("XSHA256 f").verb, Verb::XHash(XHash::Sha256));
+        assert_eq!(cmd("xsha512 f").verb, Verb::XHash(XHash::Sha512));
+        assert_eq!(cmd("XSHA1 f").verb, Verb::XHash(XHash::Sha1));
+        let xmd5 = cmd("XMD5 my file");
+        assert_eq!(
+            (xmd5.verb, xmd5.name.as_str()),
+            (Verb::XHash(XHash::Md5), "XMD5")
+        );
+        assert_eq!(xmd5.arg, "my file");
+        // Other long or digit-bearing verbs are still syntax errors.
+        assert_eq!(parse(b"XSHA384 f"), Err(ParseError::BadVerb));
+        assert_eq!(parse(b"XCRC32 f"), Err(ParseError::BadVerb));
     }
 
     #[test]

@@ -10,9 +10,14 @@
 //!   `wharf serve`.
 //!
 //! TLS is required for login (`USER` on a plain connection is `534`) and for every data
-//! connection (`PROT P`; transfers after `PROT C` are `534`, whether set up by PASV or EPSV).
-//! Data connections are passive only, from a gateway-wide port pool, must come from the
-//! control connection's client, and resume its TLS session.
+//! connection (`PROT P`, in force from the start on the implicit port; transfers after `PROT C`
+//! are `534`, whether set up by PASV or EPSV). Data connections are passive only, from a
+//! gateway-wide port pool, must come from the control connection's client, and resume its TLS
+//! session.
+//!
+//! Beyond RFC 959/3659: `HASH`/`RANG`/`OPTS HASH` (draft-bryan-ftpext-hash) and the `XSHA256`,
+//! `XSHA512`, `XSHA1`, `XMD5` aliases over [`wharf_vfs::Vfs::checksum`]; `MFMT` accepted as a
+//! no-op; `STAT <path>` streamed over the control connection; `OPTS MLST` fact selection.
 //!
 //! Logins are decided by a [`wharf_core::LoginProvider`] (protocol `ftps`): the control plane
 //! in-process in `wharf serve`, over HTTP in `wharf ftps-gateway`. A user's concurrent

@@ -11,8 +11,68 @@ pub(crate) enum ListFormat {
     Long,
     /// NLST: names only.
     Names,
-    /// MLSD: RFC 3659 facts.
-    Machine,
+    /// MLSD: RFC 3659 facts, those the session selected.
+    Machine(Facts),
+}
+
+/// The MLST/MLSD facts the gateway offers, in the order they are shown.
+const FACT_NAMES: [&str; 4] = ["type", "size", "modify", "perm"];
+
+/// Which facts MLST and MLSD show (`OPTS MLST`, RFC 3659 §7.9): all of them until the client
+/// selects others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Facts {
+    /// One flag per entry of [`FACT_NAMES`].
+    selected: [bool; 4],
+}
+
+impl Default for Facts {
+    fn default() -> Self {
+        Facts {
+            selected: [true; 4],
+        }
+    }
+}
+
+impl Facts {
+    /// The selection `OPTS MLST <list>` asks for: facts named in `list` (`type;size;`, any case
+    /// and order); names the gateway does not offer are ignored, an empty list selects none.
+    pub(crate) fn parse(list: &str) -> Facts {
+        let mut selected = [false; 4];
+        for name in list.split(';').map(str::trim) {
+            if let Some(i) = FACT_NAMES.iter().position(|f| f.eq_ignore_ascii_case(name)) {
+                selected[i] = true;
+            }
+        }
+        Facts { selected }
+    }
+
+    /// The selected facts as `OPTS MLST` replies them: `type;size;` (empty when none).
+    pub(crate) fn selected_list(self) -> String {
+        FACT_NAMES
+            .iter()
+            .zip(self.selected)
+            .filter(|(_, on)| *on)
+            .map(|(name, _)| format!("{name};"))
+            .collect()
+    }
+
+    /// Every offered fact, the selected ones starred, as FEAT shows them:
+    /// `type*;size*;modify;perm;`.
+    pub(crate) fn feat_list(self) -> String {
+        FACT_NAMES
+            .iter()
+            .zip(self.selected)
+            .map(|(name, on)| format!("{name}{};", if on { "*" } else { "" }))
+            .collect()
+    }
+
+    fn has(self, name: &str) -> bool {
+        FACT_NAMES
+            .iter()
+            .position(|f| *f == name)
+            .is_some_and(|i| self.selected[i])
+    }
 }
 
 impl ListFormat {
@@ -26,7 +86,9 @@ impl ListFormat {
         match self {
             ListFormat::Long => format!("{}\r\n", long_line(entry, permissions, now)),
             ListFormat::Names => format!("{}\r\n", entry.name),
-            ListFormat::Machine => format!("{} {}\r\n", facts(entry, permissions), entry.name),
+            ListFormat::Machine(selected) => {
+                format!("{} {}\r\n", facts(entry, permissions, selected), entry.name)
+            }
         }
     }
 }
@@ -66,16 +128,25 @@ pub(crate) fn long_line(entry: &Entry, permissions: Permissions, now: DateTime<U
     )
 }
 
-/// RFC 3659 facts: `type=file;size=1024;modify=20260102030405;perm=adfrw;`.
-pub(crate) fn facts(entry: &Entry, permissions: Permissions) -> String {
-    let mut facts = match entry.kind {
-        EntryKind::File => format!("type=file;size={};", entry.size),
-        EntryKind::Directory => "type=dir;".to_owned(),
-    };
-    if let Some(modified) = entry.modified {
+/// RFC 3659 facts: `type=file;size=1024;modify=20260102030405;perm=adfrw;`, only those in
+/// `selected` (empty when none is).
+pub(crate) fn facts(entry: &Entry, permissions: Permissions, selected: Facts) -> String {
+    let mut facts = String::new();
+    if selected.has("type") {
+        facts.push_str(match entry.kind {
+            EntryKind::File => "type=file;",
+            EntryKind::Directory => "type=dir;",
+        });
+    }
+    if selected.has("size") && entry.kind == EntryKind::File {
+        facts.push_str(&format!("size={};", entry.size));
+    }
+    if let Some(modified) = entry.modified.filter(|_| selected.has("modify")) {
         facts.push_str(&format!("modify={};", ftp_time(modified)));
     }
-    facts.push_str(&format!("perm={};", perm_fact(entry.kind, permissions)));
+    if selected.has("perm") {
+        facts.push_str(&format!("perm={};", perm_fact(entry.kind, permissions)));
+    }
     facts
 }
 
@@ -152,28 +223,59 @@ mod tests {
     fn machine_facts() {
         let t = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
         let file = entry("a b.txt", EntryKind::File, 7, Some(t));
+        let all = Facts::default();
         assert_eq!(
-            ListFormat::Machine.line(&file, Permissions::ReadWrite, t),
+            ListFormat::Machine(all).line(&file, Permissions::ReadWrite, t),
             "type=file;size=7;modify=20260102030405;perm=adfrw; a b.txt\r\n"
         );
         assert_eq!(
-            facts(&file, Permissions::ReadOnly),
+            facts(&file, Permissions::ReadOnly, all),
             "type=file;size=7;modify=20260102030405;perm=r;"
         );
         assert_eq!(
-            facts(&file, Permissions::WriteOnly),
+            facts(&file, Permissions::WriteOnly, all),
             "type=file;size=7;modify=20260102030405;perm=afw;"
         );
         let dir = entry("d", EntryKind::Directory, 0, None);
         assert_eq!(
-            facts(&dir, Permissions::ReadWrite),
+            facts(&dir, Permissions::ReadWrite, all),
             "type=dir;perm=cdelfmp;"
         );
-        assert_eq!(facts(&dir, Permissions::ReadOnly), "type=dir;perm=el;");
+        assert_eq!(facts(&dir, Permissions::ReadOnly, all), "type=dir;perm=el;");
         assert_eq!(
             ListFormat::Names.line(&dir, Permissions::ReadOnly, t),
             "d\r\n"
         );
+    }
+
+    #[test]
+    fn opts_mlst_selects_facts_in_any_case_and_ignores_unknown_ones() {
+        let t = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+        let file = entry("f", EntryKind::File, 7, Some(t));
+        let dir = entry("d", EntryKind::Directory, 0, None);
+        let some = Facts::parse("Size;TYPE;unique;");
+        assert_eq!(some.selected_list(), "type;size;");
+        assert_eq!(some.feat_list(), "type*;size*;modify;perm;");
+        assert_eq!(
+            facts(&file, Permissions::ReadWrite, some),
+            "type=file;size=7;"
+        );
+        assert_eq!(facts(&dir, Permissions::ReadWrite, some), "type=dir;");
+        let modify = Facts::parse("modify;");
+        assert_eq!(
+            facts(&file, Permissions::ReadWrite, modify),
+            "modify=20260102030405;"
+        );
+        // None selected: an MLSD line is a space and the name (RFC 3659 §7.2).
+        let none = Facts::parse("");
+        assert_eq!(none.selected_list(), "");
+        assert_eq!(none.feat_list(), "type;size;modify;perm;");
+        assert_eq!(
+            ListFormat::Machine(none).line(&file, Permissions::ReadWrite, t),
+            " f\r\n"
+        );
+        assert_eq!(Facts::default().selected_list(), "type;size;modify;perm;");
+        assert_eq!(Facts::parse("type;size;modify;perm;"), Facts::default());
     }
 
     #[test]

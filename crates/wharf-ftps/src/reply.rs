@@ -54,6 +54,28 @@ impl Reply {
     }
 }
 
+/// The first line of a multi-line reply sent piece by piece (`STAT <path>` streams a whole
+/// directory): `213-text\r\n`. The reply is ended by an ordinary [`Reply`] with the same code.
+pub(crate) fn first_line(code: u16, text: &str) -> String {
+    format!("{code}-{}\r\n", clean(text))
+}
+
+/// A middle line of a multi-line reply sent piece by piece, CRLF included (see [`Reply`]'s
+/// `Display` for the rules).
+pub(crate) fn middle_line(line: &str) -> String {
+    let line = clean(line);
+    if looks_like_an_end(&line) {
+        format!(" {line}\r\n")
+    } else {
+        format!("{line}\r\n")
+    }
+}
+
+/// A line starting with three digits: a client could take it for the last line of a reply.
+fn looks_like_an_end(line: &str) -> bool {
+    line.len() >= 3 && line.as_bytes()[..3].iter().all(u8::is_ascii_digit)
+}
+
 /// Single line: `250 text\r\n`. Several: `211-first\r\n`, the middle lines as they are (a line
 /// that starts with three digits gets a space in front, so no client takes it for the end),
 /// then `211 last\r\n`.
@@ -65,7 +87,7 @@ impl fmt::Display for Reply {
                 write!(f, "{} {line}\r\n", self.code)?;
             } else if i == 0 {
                 write!(f, "{}-{line}\r\n", self.code)?;
-            } else if line.len() >= 3 && line.as_bytes()[..3].iter().all(u8::is_ascii_digit) {
+            } else if looks_like_an_end(line) {
                 write!(f, " {line}\r\n")?;
             } else {
                 write!(f, "{line}\r\n")?;
@@ -117,6 +139,22 @@ mod tests {
         assert_eq!(
             Reply::new(211, "a\n226 fake\nb").to_string(),
             "211-a\r\n 226 fake\r\n211 b\r\n"
+        );
+    }
+
+    #[test]
+    fn streamed_lines_follow_the_same_rules() {
+        let streamed = format!(
+            "{}{}{}{}",
+            first_line(213, "Status of /a:"),
+            middle_line("-rw-r--r-- 1 ftp ftp 5 Jan  1  2026 a"),
+            middle_line("213 fake\r\n230 x"),
+            Reply::new(213, "End of status")
+        );
+        assert_eq!(
+            streamed,
+            "213-Status of /a:\r\n-rw-r--r-- 1 ftp ftp 5 Jan  1  2026 a\r\n 213 fake  230 x\r\n\
+             213 End of status\r\n"
         );
     }
 

@@ -10,20 +10,21 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
+use chrono::Utc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_rustls::TlsAcceptor;
-use wharf_vfs::{CreateOptions, EntryKind, VfsError, VirtualPath, WriteMode};
+use wharf_vfs::{CreateOptions, EntryKind, HashAlgorithm, VfsError, VirtualPath, WriteMode};
 
 use crate::ack::AckEarly;
 use crate::auth::{self, LoggedIn, LoginFailure};
-use crate::command::{self, Command, MAX_LINE, Verb};
-use crate::listing::{ListFormat, facts, ftp_time};
+use crate::command::{self, Command, MAX_LINE, Verb, XHash};
+use crate::listing::{Facts, ListFormat, facts, ftp_time, listable, long_line};
 use crate::passive::{DataError, DataPolicy, PassiveListener};
 use crate::proxy;
-use crate::reply::Reply;
+use crate::reply::{self, Reply};
 use crate::server::Shared;
 use crate::tls::ConnectionTls;
 use crate::transfer::{self, ListSource, vfs_reply};
@@ -45,6 +46,15 @@ const MAX_USERNAME: usize = 256;
 
 const DATA_MUST_BE_ENCRYPTED: &str =
     "Data connections must be encrypted: send PROT P (after PBSZ 0) before PASV or EPSV.";
+
+/// The algorithms HASH offers, in FEAT's order; the first is the default. SHA-224 and SHA-384
+/// are left out: no FTP client asks for them.
+const HASH_ALGORITHMS: [HashAlgorithm; 4] = [
+    HashAlgorithm::Sha256,
+    HashAlgorithm::Sha512,
+    HashAlgorithm::Sha1,
+    HashAlgorithm::Md5,
+];
 
 /// Which port the connection arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,7 +144,9 @@ pub(crate) async fn run(
         client_ip: client.ip().to_canonical(),
         local_ip: local.ip(),
         advertised_ip: advertised.to_canonical(),
-        prot_private: false,
+        // Implicit TLS starts as if PBSZ 0 and PROT P had been sent: many clients and
+        // appliances take implicit FTPS to mean protected data and never send them.
+        prot_private: mode == Mode::Implicit,
         epsv_all: false,
         pending_user: None,
         user: None,
@@ -142,6 +154,8 @@ pub(crate) async fn run(
         commands_before_login: 0,
         cwd: VirtualPath::root(),
         rest: 0,
+        hash_range: None,
+        options: Options::default(),
         rename_from: None,
         passive: None,
         started: Instant::now(),
@@ -307,6 +321,10 @@ struct Session {
     cwd: VirtualPath,
     /// `REST` offset for the next transfer command (reset by every one of them).
     rest: u64,
+    /// `RANG start end` (inclusive) for the next command, which must be HASH.
+    hash_range: Option<(u64, u64)>,
+    /// What OPTS set: MLST facts, HASH algorithm.
+    options: Options,
     rename_from: Option<VirtualPath>,
     /// The listener of the last PASV/EPSV, waiting for its data command.
     passive: Option<PassiveListener>,
@@ -395,10 +413,22 @@ impl Session {
             Err(e) => return self.send(Reply::new(500, e.to_string())).await,
         };
         tracing::debug!(command = %cmd.loggable(), "command");
-        // RNTO must follow RNFR directly; REST applies to the next transfer command only.
+        // RNTO must follow RNFR directly, RANG must come right before its HASH; REST applies
+        // to the next transfer command only.
         let rename_from = self.rename_from.take();
+        let hash_range = self.hash_range.take();
         if cmd.verb.uses_data_connection() {
             let rest = std::mem::take(&mut self.rest);
+            if hash_range.is_some() {
+                // Sending the whole file would corrupt a client that asked for a part.
+                self.passive = None;
+                return self
+                    .send(Reply::new(
+                        504,
+                        "RANG applies to HASH only; send RANG 1 0 or use REST for transfers.",
+                    ))
+                    .await;
+            }
             return self.data_command(&cmd, rest).await;
         }
         if self.user.is_none() && !cmd.verb.allowed_before_login() {
@@ -430,8 +460,8 @@ impl Session {
             Verb::Stru if arg.trim().eq_ignore_ascii_case("F") => Reply::new(200, "Structure F."),
             Verb::Stru => Reply::new(504, "Only STRU F (file) is supported."),
             Verb::Syst => Reply::new(215, "UNIX Type: L8"),
-            Verb::Feat => feat(),
-            Verb::Opts => opts(arg),
+            Verb::Feat => self.options.feat(),
+            Verb::Opts => self.options.set(arg),
             Verb::Noop => Reply::new(200, "NOOP ok."),
             Verb::Quit => {
                 self.say(221, "Goodbye.").await?;
@@ -450,6 +480,25 @@ impl Session {
             Verb::Mlst => self.mlst(arg).await,
             Verb::Size => self.size(arg).await,
             Verb::Mdtm => self.mdtm(arg).await,
+            Verb::Mfmt => self.mfmt(arg).await,
+            Verb::Hash => {
+                let (start, len) = match hash_range {
+                    // `end` is inclusive; an end at u64::MAX is clipped to the file anyway.
+                    Some((start, end)) => (start, (end - start).saturating_add(1)),
+                    None => (0, 0),
+                };
+                return self.hash(arg, self.options.hash, start, len).await;
+            }
+            Verb::XHash(x) => {
+                let algorithm = match x {
+                    XHash::Sha256 => HashAlgorithm::Sha256,
+                    XHash::Sha512 => HashAlgorithm::Sha512,
+                    XHash::Sha1 => HashAlgorithm::Sha1,
+                    XHash::Md5 => HashAlgorithm::Md5,
+                };
+                return self.x_hash(&cmd.name, arg, algorithm).await;
+            }
+            Verb::Rang => self.rang(arg),
             Verb::Rest => match arg.trim().parse::<u64>() {
                 Ok(offset) => {
                     self.rest = offset;
@@ -476,7 +525,7 @@ impl Session {
                 Reply::new(226, "No transfer to abort.")
             }
             Verb::Stat if arg.trim().is_empty() => self.stat(),
-            Verb::Stat => Reply::new(504, "STAT with a path is not supported; use LIST or MLST."),
+            Verb::Stat => return self.stat_path(arg).await,
             Verb::Help => help(),
             Verb::Allo => Reply::new(202, "ALLO is not needed."),
             Verb::Site => Reply::new(502, "SITE commands are not supported."),
@@ -689,7 +738,10 @@ impl Session {
             Ok(Reply::multi(
                 250,
                 format!("Listing {path}"),
-                [format!(" {} {path}", facts(&entry, vfs.permissions()))],
+                [format!(
+                    " {} {path}",
+                    facts(&entry, vfs.permissions(), self.options.facts)
+                )],
                 "End",
             ))
         }
@@ -718,6 +770,32 @@ impl Session {
                 Some(time) => Ok(Reply::new(213, ftp_time(time))),
                 None => Err(Reply::new(550, "No modification time.")),
             }
+        }
+        .await;
+        result.unwrap_or_else(|reply| reply)
+    }
+
+    /// MFMT: object stores keep their own modification times, so the request is accepted as
+    /// a no-op (as SFTP's setstat is) and the reply tells the time the file really has.
+    async fn mfmt(&self, arg: &str) -> Reply {
+        let result = async {
+            let (time, name) = arg.split_once(' ').unwrap_or((arg, ""));
+            if !valid_mfmt_time(time) {
+                return Err(Reply::new(
+                    501,
+                    "MFMT needs a time YYYYMMDDHHMMSS[.sss] (UTC) and a path.",
+                ));
+            }
+            let path = self.required_path(name, "MFMT")?;
+            let entry = self.vfs()?.stat(&path).await.map_err(|e| vfs_reply(&e))?;
+            let Some(modified) = entry.modified else {
+                return Err(Reply::new(550, "No modification time is kept for it."));
+            };
+            tracing::debug!(%path, requested = time, "MFMT accepted; the store keeps its own time");
+            Ok(Reply::new(
+                213,
+                format!("Modify={}; {name}", ftp_time(modified)),
+            ))
         }
         .await;
         result.unwrap_or_else(|reply| reply)
@@ -814,6 +892,184 @@ impl Session {
             ],
             "End of status.",
         )
+    }
+
+    /// `STAT <path>` (RFC 959): what LIST would show, over the control connection, written one
+    /// store page at a time. A failure before the first line is an ordinary error reply.
+    async fn stat_path(&mut self, arg: &str) -> io::Result<Flow> {
+        let opened = async {
+            let path = match command::list_path(arg) {
+                "" => self.cwd.clone(),
+                path => self.path(path)?,
+            };
+            let vfs = self.vfs()?;
+            let entry = vfs.stat(&path).await.map_err(|e| vfs_reply(&e))?;
+            let source = match entry.kind {
+                EntryKind::Directory => {
+                    ListSource::Directory(vfs.list_pages(&path).await.map_err(|e| vfs_reply(&e))?)
+                }
+                EntryKind::File => ListSource::One(entry),
+            };
+            Ok((path, source, vfs.permissions()))
+        }
+        .await;
+        let (path, source, permissions) = match opened {
+            Ok(opened) => opened,
+            Err(reply) => return self.send(reply).await,
+        };
+        let now = Utc::now();
+        let lines = |entries: &[wharf_vfs::Entry], text: &mut String| {
+            for entry in entries.iter().filter(|e| listable(&e.name)) {
+                text.push_str(&reply::middle_line(&long_line(entry, permissions, now)));
+            }
+        };
+        let mut text = reply::first_line(213, &format!("Status of {path}:"));
+        let mut started = false;
+        match source {
+            ListSource::One(entry) => lines(std::slice::from_ref(&entry), &mut text),
+            ListSource::Directory(mut listing) => loop {
+                match listing.next_page().await {
+                    Ok(Some(page)) => lines(&page, &mut text),
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(%path, error = %e, "STAT listing failed");
+                        if !started {
+                            return self.send(vfs_reply(&e)).await;
+                        }
+                        // The reply has begun as 213: its last line can only say it is cut.
+                        let reason = match e {
+                            VfsError::Storage(_) | VfsError::Config(_) => {
+                                "storage error; try again later".to_owned()
+                            }
+                            other => other.to_string(),
+                        };
+                        return self
+                            .send(Reply::new(
+                                213,
+                                format!("End of status: listing incomplete ({reason})"),
+                            ))
+                            .await;
+                    }
+                }
+                self.write_control(text.as_bytes()).await?;
+                started = true;
+                text.clear();
+            },
+        }
+        self.write_control(text.as_bytes()).await?;
+        self.send(Reply::new(213, "End of status")).await
+    }
+
+    /// Writes part of a reply, bounded by the idle timeout (a client that stops reading a long
+    /// STAT loses its connection).
+    async fn write_control(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let idle = self.shared.config.idle_timeout;
+        let stream = &mut self.control.stream;
+        timeout(idle, async {
+            stream.write_all(bytes).await?;
+            stream.flush().await
+        })
+        .await
+        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
+    }
+
+    // --- Integrity: HASH, RANG, XSHA256 and friends ---------------------------------------------
+
+    /// `RANG start end`: the inclusive byte range of the next HASH; `RANG 1 0` resets it
+    /// (draft-bryan-ftp-range).
+    fn rang(&mut self, arg: &str) -> Reply {
+        let mut numbers = arg.split_whitespace().map(str::parse::<u64>);
+        let (Some(Ok(start)), Some(Ok(end)), None) =
+            (numbers.next(), numbers.next(), numbers.next())
+        else {
+            return Reply::new(501, "RANG needs a start and an end byte.");
+        };
+        match (start, end) {
+            (1, 0) => Reply::new(350, "Range reset: HASH covers the whole file."),
+            (start, end) if start > end => {
+                Reply::new(501, "The range ends before it starts; range reset.")
+            }
+            (start, end) => {
+                self.hash_range = Some((start, end));
+                Reply::new(
+                    350,
+                    format!("The next HASH covers bytes {start} to {end} (inclusive)."),
+                )
+            }
+        }
+    }
+
+    /// `HASH <path>` (draft-bryan-ftpext-hash): `213 SHA-256 0-99 <hex> <path>`, the range
+    /// inclusive and clipped to the file. Computed while the control connection is read, so
+    /// ABOR can stop a long one.
+    async fn hash(
+        &mut self,
+        arg: &str,
+        algorithm: HashAlgorithm,
+        start: u64,
+        len: u64,
+    ) -> io::Result<Flow> {
+        let (path, vfs) = match self
+            .required_path(arg, "HASH")
+            .and_then(|p| Ok((p, self.vfs()?)))
+        {
+            Ok(found) => found,
+            Err(reply) => return self.send(reply).await,
+        };
+        let shown = arg.to_owned();
+        let job = async move {
+            let sum = match vfs.checksum(&path, algorithm, start, len, 0).await {
+                Ok(sum) => sum,
+                Err(e) => return hash_error(&e),
+            };
+            let Some(digest) = sum.digests.first() else {
+                tracing::warn!(%path, "the checksum came back without a digest");
+                return Reply::new(451, "No digest could be computed; try again later.");
+            };
+            // An empty range is shown as `start-start`: the draft's syntax has no empty range.
+            let end = sum.range.end.saturating_sub(1).max(sum.range.start);
+            tracing::info!(%path, %algorithm, start = sum.range.start, end = sum.range.end, "HASH");
+            Reply::new(
+                213,
+                format!(
+                    "{} {}-{end} {} {shown}",
+                    algorithm.ftp_name(),
+                    sum.range.start,
+                    hex(digest)
+                ),
+            )
+        };
+        self.run_transfer(job, "A HASH is being computed.").await
+    }
+
+    /// `XSHA256`, `XSHA512`, `XSHA1`, `XMD5 <path>`: `250 <hex>` of the whole file, as the
+    /// servers that invented them reply.
+    async fn x_hash(
+        &mut self,
+        verb: &str,
+        arg: &str,
+        algorithm: HashAlgorithm,
+    ) -> io::Result<Flow> {
+        let (path, vfs) = match self
+            .required_path(arg, verb)
+            .and_then(|p| Ok((p, self.vfs()?)))
+        {
+            Ok(found) => found,
+            Err(reply) => return self.send(reply).await,
+        };
+        let job = async move {
+            match vfs.checksum(&path, algorithm, 0, 0, 0).await {
+                Ok(sum) => match sum.digests.first() {
+                    Some(digest) => Reply::new(250, hex(digest)),
+                    None => Reply::new(451, "No digest could be computed; try again later."),
+                },
+                Err(e) => hash_error(&e),
+            }
+        };
+        self.run_transfer(job, "A digest is being computed.").await
     }
 
     // --- Passive mode and transfers -------------------------------------------------------------
@@ -969,7 +1225,7 @@ impl Session {
                 } => transfer::send_listing(data, source, format, permissions, idle).await,
             }
         };
-        self.run_transfer(transfer).await
+        self.run_transfer(transfer, "A transfer is running.").await
     }
 
     async fn prepare_retr(&self, arg: &str, rest: u64) -> Result<(String, Job), Reply> {
@@ -1045,7 +1301,7 @@ impl Session {
 
     async fn prepare_list(&self, verb: Verb, arg: &str) -> Result<(String, Job), Reply> {
         let (format, arg) = match verb {
-            Verb::Mlsd => (ListFormat::Machine, arg.trim_end()),
+            Verb::Mlsd => (ListFormat::Machine(self.options.facts), arg.trim_end()),
             Verb::Nlst => (ListFormat::Names, command::list_path(arg)),
             _ => (ListFormat::Long, command::list_path(arg)),
         };
@@ -1060,7 +1316,7 @@ impl Session {
             EntryKind::Directory => {
                 ListSource::Directory(vfs.list_pages(&path).await.map_err(|e| vfs_reply(&e))?)
             }
-            EntryKind::File if format == ListFormat::Machine => {
+            EntryKind::File if matches!(format, ListFormat::Machine(_)) => {
                 return Err(Reply::new(
                     501,
                     "MLSD needs a directory; use MLST for a file.",
@@ -1078,10 +1334,15 @@ impl Session {
         ))
     }
 
-    /// Runs `transfer` while reading the control connection: `ABOR` cancels the transfer
-    /// (an upload is aborted), `NOOP` and `STAT` are answered at once, any other command is
-    /// kept for afterwards (and nothing more is read until then).
-    async fn run_transfer(&mut self, transfer: impl Future<Output = Reply>) -> io::Result<Flow> {
+    /// Runs `transfer` (or a HASH) while reading the control connection: `ABOR` cancels it
+    /// (an upload is aborted), `NOOP` and `STAT` (with or without a path) are answered at once
+    /// (STAT with `busy`), any other command is kept for afterwards (and nothing more is read
+    /// until then).
+    async fn run_transfer(
+        &mut self,
+        transfer: impl Future<Output = Reply>,
+        busy: &str,
+    ) -> io::Result<Flow> {
         tokio::pin!(transfer);
         let mut reading = true;
         let mut control_gone = false;
@@ -1101,7 +1362,7 @@ impl Session {
                             return self.send(Reply::new(226, "ABOR successful.")).await;
                         }
                         Ok(Verb::Noop) => self.say(200, "NOOP ok; a transfer is running.").await?,
-                        Ok(Verb::Stat) => self.say(213, "A transfer is running.").await?,
+                        Ok(Verb::Stat) => self.say(213, busy).await?,
                         _ => {
                             self.control.pushback = Some(line);
                             reading = false;
@@ -1144,37 +1405,129 @@ fn quote(path: &VirtualPath) -> String {
     format!("\"{}\"", path.to_string().replace('"', "\"\""))
 }
 
-fn feat() -> Reply {
-    Reply::multi(
-        211,
-        "Extensions supported:",
-        [
-            "AUTH TLS",
-            "PBSZ",
-            "PROT",
-            "EPSV",
-            "SIZE",
-            "MDTM",
-            "MLST type*;size*;modify*;perm*;",
-            "REST STREAM",
-            "TVFS",
-            "UTF8",
-        ]
-        .map(str::to_owned),
-        "End",
-    )
+/// The reply to a failed HASH or XSHA…: the draft's codes where it has one.
+fn hash_error(e: &VfsError) -> Reply {
+    match e {
+        VfsError::IsADirectory => Reply::new(553, "HASH needs a file: a directory has no hash."),
+        VfsError::Unsupported(_) => Reply::new(554, e.to_string()),
+        _ => vfs_reply(e),
+    }
 }
 
-fn opts(arg: &str) -> Reply {
-    let upper = arg.trim().to_ascii_uppercase();
-    if upper == "UTF8 ON" || upper == "UTF8" || upper == "UTF-8 ON" {
-        Reply::new(200, "UTF8 is always on.")
-    } else if upper.starts_with("UTF8") {
-        Reply::new(504, "UTF8 cannot be turned off.")
-    } else if upper.starts_with("MLST") {
-        Reply::new(200, "MLST OPTS type;size;modify;perm;")
-    } else {
-        Reply::new(501, "Option not understood.")
+/// Lower-case hexadecimal, as the HASH draft recommends.
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(text, "{b:02x}");
+    }
+    text
+}
+
+/// An MFMT time: `YYYYMMDDHHMMSS` with optional fractions of a second (`.sss`), a real date.
+fn valid_mfmt_time(time: &str) -> bool {
+    let (whole, fraction) = match time.split_once('.') {
+        Some((whole, fraction)) => (whole, Some(fraction)),
+        None => (time, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    whole.len() == 14
+        && digits(whole)
+        && fraction.is_none_or(digits)
+        && chrono::NaiveDateTime::parse_from_str(whole, "%Y%m%d%H%M%S").is_ok()
+}
+
+/// The FEAT line of HASH: every offered algorithm, the selected one starred.
+fn hash_feat(selected: HashAlgorithm) -> String {
+    let names: Vec<String> = HASH_ALGORITHMS
+        .iter()
+        .map(|&a| {
+            let star = if a == selected { "*" } else { "" };
+            format!("{}{star}", a.ftp_name())
+        })
+        .collect();
+    format!("HASH {}", names.join(";"))
+}
+
+/// A session's choices made with OPTS.
+#[derive(Debug, Clone, Copy)]
+struct Options {
+    /// The facts MLST and MLSD show (`OPTS MLST`).
+    facts: Facts,
+    /// The algorithm of HASH (`OPTS HASH`).
+    hash: HashAlgorithm,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            facts: Facts::default(),
+            hash: HASH_ALGORITHMS[0],
+        }
+    }
+}
+
+impl Options {
+    /// FEAT: what the gateway offers, with this session's MLST facts and HASH algorithm
+    /// starred.
+    fn feat(&self) -> Reply {
+        Reply::multi(
+            211,
+            "Extensions supported:",
+            [
+                "AUTH TLS".to_owned(),
+                "PBSZ".to_owned(),
+                "PROT".to_owned(),
+                "EPSV".to_owned(),
+                "SIZE".to_owned(),
+                "MDTM".to_owned(),
+                "MFMT".to_owned(),
+                format!("MLST {}", self.facts.feat_list()),
+                hash_feat(self.hash),
+                "REST STREAM".to_owned(),
+                "TVFS".to_owned(),
+                "UTF8".to_owned(),
+            ],
+            "End",
+        )
+    }
+
+    /// OPTS UTF8, OPTS MLST (RFC 3659 §7.9) and OPTS HASH (draft-bryan-ftpext-hash §3.2).
+    fn set(&mut self, arg: &str) -> Reply {
+        let arg = arg.trim();
+        let (option, value) = match arg.split_once(' ') {
+            Some((option, value)) => (option, value.trim()),
+            None => (arg, ""),
+        };
+        match option.to_ascii_uppercase().as_str() {
+            "UTF8" | "UTF-8" if value.is_empty() || value.eq_ignore_ascii_case("ON") => {
+                Reply::new(200, "UTF8 is always on.")
+            }
+            "UTF8" | "UTF-8" => Reply::new(504, "UTF8 cannot be turned off."),
+            "MLST" => {
+                self.facts = Facts::parse(value);
+                let list = self.facts.selected_list();
+                Reply::new(200, format!("MLST OPTS {list}").trim_end())
+            }
+            "HASH" if value.is_empty() => Reply::new(200, self.hash.ftp_name()),
+            "HASH" => {
+                match HashAlgorithm::from_ftp_name(value).filter(|a| HASH_ALGORITHMS.contains(a)) {
+                    Some(algorithm) => {
+                        self.hash = algorithm;
+                        Reply::new(200, algorithm.ftp_name())
+                    }
+                    None => Reply::new(
+                        504,
+                        format!(
+                            "Unknown algorithm; the selection stays {}. Offered: {}.",
+                            self.hash.ftp_name(),
+                            HASH_ALGORITHMS.map(HashAlgorithm::ftp_name).join(", ")
+                        ),
+                    ),
+                }
+            }
+            _ => Reply::new(501, "Option not understood."),
+        }
     }
 }
 
@@ -1183,9 +1536,9 @@ fn help() -> Reply {
         214,
         "Commands:",
         [
-            "ABOR ALLO APPE AUTH CDUP CWD DELE EPSV FEAT HELP LIST MDTM MKD MLSD MLST",
-            "MODE NLST NOOP OPTS PASS PASV PBSZ PROT PWD QUIT REST RETR RMD RNFR RNTO",
-            "SIZE STAT STOR STRU SYST TYPE USER",
+            "ABOR ALLO APPE AUTH CDUP CWD DELE EPSV FEAT HASH HELP LIST MDTM MFMT MKD",
+            "MLSD MLST MODE NLST NOOP OPTS PASS PASV PBSZ PROT PWD QUIT RANG REST RETR",
+            "RMD RNFR RNTO SIZE STAT STOR STRU SYST TYPE USER XMD5 XSHA1 XSHA256 XSHA512",
         ]
         .map(str::to_owned),
         "Active mode (PORT, EPRT) is not supported.",
@@ -1198,11 +1551,13 @@ mod tests {
 
     #[test]
     fn feat_lists_what_clients_look_for() {
-        let feat = feat().to_string();
+        let feat = Options::default().feat().to_string();
         for f in [
             " SIZE\r\n",
             " MDTM\r\n",
-            " MLST ",
+            " MFMT\r\n",
+            " MLST type*;size*;modify*;perm*;\r\n",
+            " HASH SHA-256*;SHA-512;SHA-1;MD5\r\n",
             " UTF8\r\n",
             " AUTH TLS\r\n",
             " PBSZ\r\n",
@@ -1239,10 +1594,76 @@ mod tests {
 
     #[test]
     fn options() {
-        assert_eq!(opts("UTF8 ON").code(), 200);
-        assert_eq!(opts("utf8 on").code(), 200);
-        assert_eq!(opts("UTF8 OFF").code(), 504);
-        assert_eq!(opts("MLST type;size;").code(), 200);
-        assert_eq!(opts("FOO").code(), 501);
+        let mut options = Options::default();
+        let mut opts = |arg: &str| options.set(arg).to_string();
+        assert_eq!(opts("UTF8 ON"), "200 UTF8 is always on.\r\n");
+        assert_eq!(opts("utf8 on"), "200 UTF8 is always on.\r\n");
+        assert_eq!(opts("UTF8"), "200 UTF8 is always on.\r\n");
+        assert!(opts("UTF8 OFF").starts_with("504 "));
+        assert!(opts("FOO").starts_with("501 "));
+    }
+
+    #[test]
+    fn opts_mlst_replies_the_selection_and_feat_stars_it() {
+        let mut options = Options::default();
+        assert_eq!(
+            options.set("MLST type;size;modify;").to_string(),
+            "200 MLST OPTS type;size;modify;\r\n"
+        );
+        assert!(
+            options
+                .feat()
+                .to_string()
+                .contains(" MLST type*;size*;modify*;perm;\r\n")
+        );
+        assert_eq!(
+            options.set("mlst PERM;unknown;").to_string(),
+            "200 MLST OPTS perm;\r\n"
+        );
+        assert_eq!(options.set("MLST").to_string(), "200 MLST OPTS\r\n");
+        assert_eq!(options.facts, Facts::parse(""));
+    }
+
+    #[test]
+    fn opts_hash_selects_an_offered_algorithm_and_feat_stars_it() {
+        let mut options = Options::default();
+        assert_eq!(options.set("HASH").to_string(), "200 SHA-256\r\n");
+        assert_eq!(options.set("HASH sha-1").to_string(), "200 SHA-1\r\n");
+        assert!(
+            options
+                .feat()
+                .to_string()
+                .contains(" HASH SHA-256;SHA-512;SHA-1*;MD5\r\n")
+        );
+        // Unknown, or known to the VFS but not offered: refused, the selection kept.
+        assert!(options.set("HASH CRC32").to_string().starts_with("504 "));
+        assert!(options.set("HASH SHA-384").to_string().starts_with("504 "));
+        assert_eq!(options.hash, HashAlgorithm::Sha1);
+    }
+
+    #[test]
+    fn mfmt_times_must_be_real_dates_with_optional_fractions() {
+        for ok in ["20200102030405", "20200102030405.123", "20240229235959.5"] {
+            assert!(valid_mfmt_time(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "2020010203040",
+            "202001020304056",
+            "20201302030405",
+            "20230229000000",
+            "2020010203040x",
+            "20200102030405.",
+            "20200102030405.1a",
+            "+2020102030405",
+        ] {
+            assert!(!valid_mfmt_time(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hex_digests_are_lower_case() {
+        assert_eq!(hex(&[0x00, 0xab, 0x7f]), "00ab7f");
+        assert_eq!(hex(&[]), "");
     }
 }
