@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::{DIRECTORY_MARKER, UPLOAD_JOURNAL, VfsError};
+use crate::VfsError;
 
 /// Longest accepted path, in bytes, after normalisation (PATH_MAX on Linux).
 pub const MAX_PATH_BYTES: usize = 4096;
@@ -33,8 +33,8 @@ impl VirtualPath {
     ///
     /// Rejected: NUL and other control characters, backslashes (Windows separators would make
     /// `..\..` look harmless), names longer than [`MAX_NAME_BYTES`], paths longer than
-    /// [`MAX_PATH_BYTES`], and the reserved names [`DIRECTORY_MARKER`] and
-    /// [`crate::UPLOAD_JOURNAL`]. Percent signs are plain
+    /// [`MAX_PATH_BYTES`], and the reserved names [`crate::DIRECTORY_MARKER`] and
+    /// [`crate::UPLOAD_JOURNAL`] in any letter case. Percent signs are plain
     /// characters: `%2e%2e` is a file called `%2e%2e`, never `..`.
     pub fn resolve(cwd: &VirtualPath, input: &str) -> Result<Self, VfsError> {
         if input.len() > MAX_PATH_BYTES {
@@ -67,7 +67,9 @@ impl VirtualPath {
                             "a name is longer than {MAX_NAME_BYTES} bytes"
                         )));
                     }
-                    if name == DIRECTORY_MARKER || name == UPLOAD_JOURNAL {
+                    // In any letter case: some stores ignore it, so `.WHARF-DIR` would be
+                    // the marker there.
+                    if wharf_core::is_reserved_name(name) {
                         return Err(VfsError::InvalidPath(format!(
                             "'{name}' is a reserved name"
                         )));
@@ -202,6 +204,9 @@ mod tests {
             "a\u{7f}",
             "/x/.wharf-dir",
             "/.wharf-uploads/x",
+            // Stores that ignore case would find the marker and the journal under these.
+            "/x/.WHARF-DIR",
+            "/.Wharf-Uploads/x",
         ] {
             assert!(
                 matches!(VirtualPath::parse(bad), Err(VfsError::InvalidPath(_))),

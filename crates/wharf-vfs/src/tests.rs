@@ -405,6 +405,31 @@ macro_rules! assert_err {
 // ---------------------------------------------------------------------------------------------
 // Directories
 
+/// Listings give directories a real time (clients show 1970 otherwise): the marker's, or on
+/// local disk the directory's own, in paged listings and in cursor pages alike.
+#[tokio::test]
+async fn listed_directories_have_a_time() {
+    on_both(|fx| async move {
+        let vfs = fx.vfs("/", Permissions::ReadWrite);
+        let before = chrono::Utc::now() - chrono::Duration::seconds(5);
+        vfs.mkdir(&p("/d")).await.unwrap();
+        vfs.mkdir(&p("/d/e")).await.unwrap();
+        upload(&vfs, "/f", b"x", 1024).await;
+        let recent = |entry: &Entry| {
+            entry
+                .modified
+                .is_some_and(|t| t >= before && t <= chrono::Utc::now())
+        };
+        for path in ["/", "/d"] {
+            let listed = vfs.list(&p(path)).await.unwrap();
+            assert!(listed.iter().all(recent), "{path}: {listed:?}");
+            let page = vfs.list_from(&p(path), None, 10).await.unwrap();
+            assert!(page.entries.iter().all(recent), "{path}: {page:?}");
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn directories_are_created_listed_and_removed() {
     on_both(|fx| async move {
@@ -1187,6 +1212,67 @@ async fn resume_or_append_of_a_missing_file_creates_it() {
         );
         vfs.mkdir(&p("/d")).await.unwrap();
         assert_err!(vfs.open_append(&p("/d")).await, VfsError::IsADirectory);
+    })
+    .await;
+}
+
+/// A file opened for reading and writing (`r+b`) continues at its end, or is overwritten from
+/// the start with the rest kept, as POSIX does; the middle cannot be written.
+#[tokio::test]
+async fn updates_continue_or_overwrite_the_start_and_keep_the_rest() {
+    on_both(|fx| async move {
+        let vfs = fx.vfs("/", Permissions::ReadWrite);
+        let update = |path: &'static str| {
+            let vfs = vfs.clone();
+            async move {
+                vfs.create(&p(path), with_mode(WriteMode::Update))
+                    .await
+                    .unwrap()
+            }
+        };
+        upload(&vfs, "/f", b"0123456789", 1024).await;
+
+        let mut up = update("/f").await;
+        up.write(0, Bytes::from_static(b"AB")).await.unwrap();
+        assert_eq!(up.written_range(), Some(0..2));
+        up.commit().await.unwrap();
+        assert_eq!(read_all(&vfs, "/f").await, b"AB23456789");
+
+        let mut up = update("/f").await;
+        assert_eq!(up.start_offset(), 10);
+        up.write(10, Bytes::from_static(b"XY")).await.unwrap();
+        assert_eq!(up.written_range(), Some(10..12));
+        up.commit().await.unwrap();
+        assert_eq!(read_all(&vfs, "/f").await, b"AB23456789XY");
+
+        let mut up = update("/f").await;
+        assert_err!(
+            up.write(5, Bytes::from_static(b"!")).await,
+            VfsError::Unsupported(_)
+        );
+        up.write(0, Bytes::from_static(b"a longer content"))
+            .await
+            .unwrap();
+        up.commit().await.unwrap();
+        assert_eq!(read_all(&vfs, "/f").await, b"a longer content");
+
+        // A new file: plain writes from 0.
+        let mut up = update("/new").await;
+        up.write(0, Bytes::from_static(b"n")).await.unwrap();
+        up.commit().await.unwrap();
+        assert_eq!(read_all(&vfs, "/new").await, b"n");
+
+        // Beyond one part: the kept rest is copied in at commit.
+        let big = pattern(2 * PART_SIZE + 5);
+        upload(&vfs, "/big", &big, 1 << 20).await;
+        let mut up = update("/big").await;
+        up.write(0, Bytes::from(vec![b'#'; 100])).await.unwrap();
+        let summary = up.commit().await.unwrap();
+        let mut expected = vec![b'#'; 100];
+        expected.extend_from_slice(&big[100..]);
+        assert_eq!(summary.size, big.len() as u64);
+        assert_eq!(summary.sha256, hex::encode(Sha256::digest(&expected)));
+        assert_eq!(read_all(&vfs, "/big").await, expected);
     })
     .await;
 }

@@ -178,6 +178,11 @@ pub struct Upload {
     base: Option<ObjectMeta>,
     /// The version whose content was copied in; the commit checks it is still the current one.
     pinned: Option<ObjectMeta>,
+    /// An [`WriteMode::Update`] upload rewriting the file from offset 0: the version at open,
+    /// whose bytes beyond the last one written are copied in at commit.
+    tail: Option<ObjectMeta>,
+    /// The bytes the client's writes cover (their lowest offset to their highest end).
+    client_range: Option<std::ops::Range<u64>>,
     /// Size of the existing content this upload continues from; 0 for a truncate.
     start_offset: u64,
     /// The tail of the contiguous data not yet sent as a part (at most one part).
@@ -235,6 +240,8 @@ impl Upload {
             start_offset: base.as_ref().map_or(0, |meta| meta.size),
             base,
             pinned: None,
+            tail: None,
+            client_range: None,
             buffer: BytesMut::new(),
             held: BTreeMap::new(),
             hasher: Sha256::new(),
@@ -279,7 +286,7 @@ impl Upload {
         self.received += data.len() as u64;
         let offset = match self.mode {
             WriteMode::Append => self.len(),
-            WriteMode::Truncate | WriteMode::Resume => offset,
+            WriteMode::Truncate | WriteMode::Resume | WriteMode::Update => offset,
         };
         let end = offset
             .checked_add(data.len() as u64)
@@ -296,10 +303,27 @@ impl Upload {
                 self.base = None;
                 self.start_offset = 0;
                 self.mode = WriteMode::Truncate;
+            } else if offset == 0 && self.mode == WriteMode::Update {
+                // Overwriting from the start without truncating: what lies beyond the last
+                // byte written stays, copied in at commit.
+                tracing::debug!(
+                    path = %self.path,
+                    existing = size,
+                    "update rewrites from offset 0; the rest of the file is kept"
+                );
+                self.tail = self.base.take();
+                self.start_offset = 0;
+                self.mode = WriteMode::Truncate;
             } else if offset < size || end - size > REORDER_WINDOW {
+                let how = if self.mode == WriteMode::Update {
+                    "a file open for reading and writing can be continued at its end"
+                } else {
+                    "resuming is only possible at the current end of the file"
+                };
                 return Err(VfsError::Unsupported(format!(
-                    "cannot write at offset {offset}: resuming is only possible at the current \
-                     end of the file ({size} bytes) or by rewriting it from offset 0"
+                    "cannot write at offset {offset}: {how} ({size} bytes) or rewritten from \
+                     offset 0; writing into the middle of a file is not supported on object \
+                     storage"
                 )));
             } else {
                 let result = self.copy_base().await;
@@ -324,16 +348,23 @@ impl Upload {
                 self.written
             )));
         }
-        if offset > self.written {
-            return self.hold(offset, end, data);
-        }
-        if let Some((&next, _)) = self.held.first_key_value()
+        let accepted = if offset > self.written {
+            self.hold(offset, end, data)
+        } else if let Some((&next, _)) = self.held.first_key_value()
             && next < end
         {
-            return Err(overlapping(offset, end));
+            Err(overlapping(offset, end))
+        } else {
+            let result = self.append_contiguous(data).await;
+            self.fail_on_error(result).await
+        };
+        if accepted.is_ok() {
+            self.client_range = Some(match self.client_range.take() {
+                Some(range) => range.start.min(offset)..range.end.max(end),
+                None => offset..end,
+            });
         }
-        let result = self.append_contiguous(data).await;
-        self.fail_on_error(result).await
+        accepted
     }
 
     /// Length of the file so far: the contiguous data from offset 0, which for a resume or
@@ -341,6 +372,18 @@ impl Upload {
     /// Writes held ahead of a gap are not counted.
     pub fn len(&self) -> u64 {
         self.base.as_ref().map_or(self.written, |base| base.size)
+    }
+
+    /// The bytes the client's writes have covered so far (from the lowest offset written to
+    /// the highest end), `None` before the first write. Data in this range is not what the
+    /// file held at open.
+    pub fn written_range(&self) -> Option<std::ops::Range<u64>> {
+        self.client_range.clone()
+    }
+
+    /// Whether a write of the client's has been accepted.
+    pub fn has_written(&self) -> bool {
+        self.client_range.is_some()
     }
 
     /// `true` while [`Upload::len`] is 0.
@@ -570,8 +613,19 @@ impl Upload {
         let Some(base) = self.base.take() else {
             return Ok(());
         };
+        self.read_existing(base, 0, copy).await
+    }
+
+    /// Reads bytes `from..` of the version `base` (see [`Upload::read_base`]), which becomes
+    /// `self.pinned`.
+    async fn read_existing(
+        &mut self,
+        base: ObjectMeta,
+        from: u64,
+        copy: bool,
+    ) -> Result<(), VfsError> {
         let started = std::time::Instant::now();
-        let mut position = 0;
+        let mut position = from;
         while position < base.size {
             let end = (position + PART_SIZE as u64).min(base.size);
             let options = GetOptions::new()
@@ -682,6 +736,13 @@ impl Upload {
 
     /// Sends what remains and makes the object visible.
     async fn finish(&mut self) -> Result<UploadSummary, VfsError> {
+        if let Some(tail) = self.tail.take()
+            && self.written < tail.size
+        {
+            // An update that rewrote the start of the file keeps the rest.
+            let from = self.written;
+            self.read_existing(tail, from, true).await?;
+        }
         if let Some(size) = self.base.as_ref().map(|base| base.size) {
             // A resume or append without a single write: the file stays as it is.
             self.read_base(false).await?;

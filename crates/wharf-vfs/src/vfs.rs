@@ -19,8 +19,8 @@ use crate::checksum::KnownHashes;
 use crate::owned::SessionUploads;
 use crate::transfer::{UploadEvents, UploadTarget};
 use crate::{
-    DIRECTORY_MARKER, Download, ListPager, OpenedBucket, UPLOAD_JOURNAL, Upload, UploadJournal,
-    VfsError, VirtualPath,
+    DIRECTORY_MARKER, Download, ListPager, OpenedBucket, Upload, UploadJournal, VfsError,
+    VirtualPath,
 };
 
 /// Most objects a directory rename moves. Object stores have no directory rename: every object
@@ -125,6 +125,15 @@ pub enum WriteMode {
     /// far, whatever offset the client sends (SFTP `APPEND` flag, FTP `APPE`, paramiko
     /// `open(path, 'a')`). Writes are therefore taken in arrival order; nothing is reordered.
     Append,
+    /// A file opened for reading and writing without truncation (SFTP `READ|WRITE`: Python's
+    /// `open(path, "r+b")`, Java's random-access modes). The first write decides, as POSIX
+    /// would have it for one run of contiguous writes: at the existing size it continues the
+    /// file (as [`WriteMode::Resume`]); at offset 0 it overwrites the file from the start and
+    /// **keeps** whatever lies beyond the last byte written (copied in at commit from the
+    /// version seen at open); any other offset fails with [`VfsError::Unsupported`]
+    /// (writing into the middle of an object is not possible). Committed without a write, the
+    /// file stays as it is.
+    Update,
 }
 
 /// One logged-in user's view of its bucket: everything is relative to its home directory and
@@ -313,6 +322,7 @@ impl Vfs {
             Some(pager) => Listing {
                 source: ListingSource::Paged {
                     pager: pager.clone(),
+                    store: Arc::clone(&self.inner.store),
                     dir: key.clone(),
                     token: None,
                     done: false,
@@ -325,9 +335,10 @@ impl Vfs {
                 if raw == 0 && !path.is_root() {
                     return Err(self.not_a_directory_or_missing(&key).await);
                 }
+                let times = marker_times(&self.inner.store, &listing.common_prefixes).await;
                 Listing {
                     source: ListingSource::Done,
-                    ready: sorted_entries(listing).into(),
+                    ready: sorted_entries(listing, &times).into(),
                 }
             }
         };
@@ -441,6 +452,7 @@ impl Vfs {
         found.dedup_by(|a, b| a.0 == b.0);
         let more = more_in_store || found.len() > max;
         found.truncate(max);
+        with_directory_times(&self.inner.store, &key, &mut found).await;
         let next = if more {
             found.last().map(|(position, _)| position.clone())
         } else {
@@ -754,7 +766,7 @@ impl Vfs {
         let no_replace = existing.is_none() && self.permissions() != Permissions::ReadWrite;
         let base = match options.mode {
             WriteMode::Truncate => None,
-            WriteMode::Resume | WriteMode::Append => existing,
+            WriteMode::Resume | WriteMode::Append | WriteMode::Update => existing,
         };
         let events = self
             .inner
@@ -997,7 +1009,7 @@ pub(crate) fn marker_key(dir: &Path) -> Path {
 /// `#` that [`PathPart`] never produces because it encodes `#` as `%23`), and names from other
 /// tools that no [`VirtualPath`] could address.
 fn visible_name(raw: &str) -> Option<String> {
-    if raw == DIRECTORY_MARKER || raw == UPLOAD_JOURNAL || is_staging_name(raw) {
+    if wharf_core::is_reserved_name(raw) || is_staging_name(raw) {
         return None;
     }
     let name = percent_decode_str(raw).decode_utf8_lossy().into_owned();
@@ -1146,12 +1158,13 @@ pub(crate) async fn ensure_directory(store: &dyn ObjectStore, dir: &Path) -> Res
 }
 
 /// Entries directly under a directory as the store lists them: files and sub-directories
-/// merged in name order, the marker and staging files left out.
-fn sorted_entries(listing: ListResult) -> Vec<Entry> {
+/// merged in name order, the marker and staging files left out. `times` are the
+/// sub-directories' modification times, in the order of `listing.common_prefixes`.
+fn sorted_entries(listing: ListResult, times: &[Option<DateTime<Utc>>]) -> Vec<Entry> {
     let mut entries = Vec::with_capacity(listing.objects.len() + listing.common_prefixes.len());
-    for prefix in &listing.common_prefixes {
+    for (prefix, modified) in listing.common_prefixes.iter().zip(times) {
         if let Some(name) = prefix.filename().and_then(visible_name) {
-            entries.push(directory_entry(name, None));
+            entries.push(directory_entry(name, *modified));
         }
     }
     for meta in &listing.objects {
@@ -1185,8 +1198,67 @@ pub struct DirectoryPage {
     pub next: Option<String>,
 }
 
+/// Gives the directories among `entries` (positioned below the directory `dir`, see
+/// [`positioned_entries`]) that have no time yet their markers' times.
+async fn with_directory_times(
+    store: &Arc<dyn ObjectStore>,
+    dir: &Path,
+    entries: &mut [(String, Entry)],
+) {
+    let untimed: Vec<usize> = (0..entries.len())
+        .filter(|&i| entries[i].1.kind == EntryKind::Directory && entries[i].1.modified.is_none())
+        .collect();
+    let keys: Vec<Path> = untimed
+        .iter()
+        .filter_map(|&i| {
+            let raw = entries[i].0.strip_suffix('/')?;
+            let key = if dir.is_root() {
+                raw.to_owned()
+            } else {
+                format!("{dir}/{raw}")
+            };
+            Path::parse(key).ok()
+        })
+        .collect();
+    if keys.len() != untimed.len() {
+        return;
+    }
+    for (i, modified) in untimed.into_iter().zip(marker_times(store, &keys).await) {
+        entries[i].1.modified = modified;
+    }
+}
+
+/// The modification times of the directories `prefixes` (bucket keys): their markers' (the
+/// time Wharf created them), `None` for a prefix without one (made by another tool). The
+/// markers are asked for a few at a time.
+async fn marker_times(
+    store: &Arc<dyn ObjectStore>,
+    prefixes: &[Path],
+) -> Vec<Option<DateTime<Utc>>> {
+    /// HEADs in flight at once: hides round trips without crowding the connection pool.
+    const MARKER_HEADS: usize = 16;
+    let markers: Vec<Path> = prefixes.iter().map(marker_key).collect();
+    futures::stream::iter(markers)
+        .map(|marker| {
+            let store = Arc::clone(store);
+            async move {
+                match head(store.as_ref(), &marker).await {
+                    Ok(found) => found.map(|meta| meta.last_modified),
+                    Err(e) => {
+                        tracing::debug!(%marker, error = %e, "no time for a directory");
+                        None
+                    }
+                }
+            }
+        })
+        .buffered(MARKER_HEADS)
+        .collect()
+        .await
+}
+
 /// The visible entries of one listing with their positions in the store's key order: the
-/// stored name, followed by `/` for a directory (as its keys sort).
+/// stored name, followed by `/` for a directory (as its keys sort). Directories have no time
+/// yet (see [`with_directory_times`]).
 fn positioned_entries(listing: ListResult) -> impl Iterator<Item = (String, Entry)> {
     let directories = listing.common_prefixes.into_iter().filter_map(|prefix| {
         let raw = prefix.filename()?;
@@ -1258,7 +1330,7 @@ fn local_entries_after(
             continue;
         };
         let entry = if is_dir {
-            directory_entry(name, None)
+            directory_entry(name, meta.modified().ok().map(DateTime::<Utc>::from))
         } else {
             Entry {
                 name,
@@ -1288,6 +1360,8 @@ pub struct Listing {
 enum ListingSource {
     Paged {
         pager: ListPager,
+        /// For the directories' markers (their modification times).
+        store: Arc<dyn ObjectStore>,
         dir: Path,
         token: Option<String>,
         done: bool,
@@ -1341,8 +1415,9 @@ fn local_listing(dir: std::path::PathBuf) -> ListingSource {
                 continue;
             };
             let modified = meta.modified().ok().map(DateTime::<Utc>::from);
+            // A directory's own time changes whenever an entry is added or removed.
             page.push(if meta.is_dir() {
-                directory_entry(name, None)
+                directory_entry(name, modified)
             } else {
                 Entry {
                     name,
@@ -1407,13 +1482,14 @@ impl Listing {
     /// Fetches one page into `ready`; returns how many keys the store returned (before
     /// hiding markers), so an empty first page means "no such directory".
     async fn fetch(&mut self) -> Result<usize, VfsError> {
-        let (pager, dir, token, done) = match &mut self.source {
+        let (pager, store, dir, token, done) = match &mut self.source {
             ListingSource::Paged {
                 pager,
+                store,
                 dir,
                 token,
                 done,
-            } => (pager, dir, token, done),
+            } => (pager, store, dir, token, done),
             ListingSource::Local { pages, done } => {
                 return match pages.recv().await {
                     Some(page) => {
@@ -1437,7 +1513,8 @@ impl Listing {
         let raw = result.objects.len() + result.common_prefixes.len();
         *done = next.is_none();
         *token = next;
-        self.ready.extend(sorted_entries(result));
+        let times = marker_times(store, &result.common_prefixes).await;
+        self.ready.extend(sorted_entries(result, &times));
         Ok(raw)
     }
 }

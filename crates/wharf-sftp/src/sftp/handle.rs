@@ -26,7 +26,8 @@ use tracing::Instrument;
 use wharf_core::Permissions;
 use wharf_vfs::{Download, Listing, Upload, Vfs, VirtualPath};
 
-use super::reply::{Reply, check_setstat, dir_attrs, entry_attrs, error_status, file_attrs, ok};
+use super::extended::{CheckFile, check_file_reply};
+use super::reply::{Reply, check_setstat, dir_attrs, error_status, file_attrs, listed_file, ok};
 use super::{MAX_IO_LEN, READDIR_BATCH, Replies, Shared};
 
 /// Writes larger than this go to the worker even when the reader could serve them: for a
@@ -38,6 +39,14 @@ pub(crate) enum HandleState {
     Read(Download),
     // Boxed: an upload's state is several times larger than the other variants.
     Write(Box<Upload>),
+    /// Opened for reading and writing (`r+b`): reads come from the version seen at open
+    /// (`None`: there was no file), writes go to an upload that continues it or rewrites its
+    /// start (see [`wharf_vfs::WriteMode::Update`]). Reading back what this handle wrote is
+    /// refused: it is not in the store before the commit.
+    ReadWrite {
+        download: Option<Download>,
+        upload: Box<Upload>,
+    },
     Dir {
         path: VirtualPath,
         /// The listing in progress; `None` until the first READDIR starts it. Pages are
@@ -53,6 +62,12 @@ impl HandleState {
         match self {
             HandleState::Read(download) => Some(download.size()),
             HandleState::Write(upload) => Some(upload.len()),
+            HandleState::ReadWrite { download, upload } => Some(
+                download
+                    .as_ref()
+                    .map_or(0, Download::size)
+                    .max(upload.len()),
+            ),
             HandleState::Dir { .. } => None,
         }
     }
@@ -60,12 +75,20 @@ impl HandleState {
 
 /// A request on one handle.
 pub(crate) enum HandleOp {
-    Read { offset: u64, len: u32 },
-    Write { offset: u64, data: Bytes },
+    Read {
+        offset: u64,
+        len: u32,
+    },
+    Write {
+        offset: u64,
+        data: Bytes,
+    },
     Fstat,
     Fsetstat(FileAttributes),
     Readdir,
     Fsync,
+    /// `check-file-handle`: the hash of the file the handle reads.
+    CheckFile(CheckFile),
     Close,
 }
 
@@ -73,7 +96,7 @@ impl HandleOp {
     /// Whether the reader may serve this request itself (up to its first wait).
     fn inline(&self) -> bool {
         match self {
-            HandleOp::Read { .. } => false,
+            HandleOp::Read { .. } | HandleOp::CheckFile(_) => false,
             HandleOp::Write { data, .. } => data.len() <= INLINE_WRITE_MAX,
             _ => true,
         }
@@ -119,7 +142,9 @@ impl HandleEntry {
     /// Drops the handle at the end of the session. An upload still open is aborted, never
     /// committed (dropping it does that).
     pub(crate) fn abandon(self) {
-        if let Some(HandleState::Write(upload)) = lock(&self.slot).state.take() {
+        if let Some(HandleState::Write(upload) | HandleState::ReadWrite { upload, .. }) =
+            lock(&self.slot).state.take()
+        {
             tracing::info!(path = %upload.path(), "upload abandoned without CLOSE: aborted");
         }
     }
@@ -253,7 +278,7 @@ async fn run_handle(
         }
     }
     let left = state.or_else(|| lock(&slot).state.take());
-    if let Some(HandleState::Write(upload)) = left {
+    if let Some(HandleState::Write(upload) | HandleState::ReadWrite { upload, .. }) = left {
         tracing::info!(handle = %name, path = %upload.path(), "upload abandoned without CLOSE: aborted");
     }
 }
@@ -280,11 +305,19 @@ async fn serve(
 }
 
 /// CLOSE: commits an upload (the reply says whether the file is now stored), drops the rest.
+/// A file opened for reading and writing that was only read stays as it is.
 async fn close(state: HandleState, id: u32) -> Packet {
-    let HandleState::Write(upload) = state else {
-        return ok(id);
+    let upload = match state {
+        HandleState::Write(upload) => *upload,
+        HandleState::ReadWrite { upload, .. } if upload.has_written() => *upload,
+        HandleState::ReadWrite { upload, .. } => {
+            if let Err(e) = upload.abort().await {
+                tracing::debug!(error = %e, "dropping an unwritten update");
+            }
+            return ok(id);
+        }
+        HandleState::Read(_) | HandleState::Dir { .. } => return ok(id),
     };
-    let upload = *upload;
     let path = upload.path().to_string();
     match upload.commit().await {
         Ok(summary) => {
@@ -321,8 +354,46 @@ async fn serve_op(
             }
             .into()
         }
+        (HandleOp::Read { offset, len }, HandleState::ReadWrite { download, upload }) => {
+            // What the read returns: the version seen at open, up to its end (a read at or
+            // past the end touches its offset, so data written there is not hidden by EOF).
+            let size = download.as_ref().map_or(0, Download::size);
+            let end = match offset
+                .saturating_add(u64::from(len.min(MAX_IO_LEN)))
+                .min(size)
+            {
+                end if end > offset => end,
+                _ => offset.saturating_add(1),
+            };
+            if upload
+                .written_range()
+                .is_some_and(|written| written.start < end && offset < written.end)
+            {
+                return Err(Reply::Status(
+                    StatusCode::OpUnsupported,
+                    "reading back data written through this handle is not supported; close \
+                     the file and open it again"
+                        .into(),
+                ));
+            }
+            let data = match download {
+                Some(download) => download.read(offset, len.min(MAX_IO_LEN)).await?,
+                None => Bytes::new(),
+            };
+            if data.is_empty() {
+                return Err(Reply::Status(StatusCode::Eof, "end of file".into()));
+            }
+            Data {
+                id,
+                data: Bytes::into(data),
+            }
+            .into()
+        }
         (HandleOp::Read { .. }, _) => return Err(wrong_kind("open for reading")),
-        (HandleOp::Write { offset, data }, HandleState::Write(upload)) => {
+        (
+            HandleOp::Write { offset, data },
+            HandleState::Write(upload) | HandleState::ReadWrite { upload, .. },
+        ) => {
             upload.write(offset, data).await?;
             ok(id)
         }
@@ -350,7 +421,7 @@ async fn serve_op(
                 .next_entries(READDIR_BATCH)
                 .await?
                 .iter()
-                .map(|e| File::new(e.name.clone(), entry_attrs(e, permissions)))
+                .map(|e| listed_file(e, permissions, vfs.identity().username.as_str()))
                 .collect();
             if files.is_empty() {
                 return Err(Reply::Status(StatusCode::Eof, "end of directory".into()));
@@ -358,6 +429,38 @@ async fn serve_op(
             Name { id, files }.into()
         }
         (HandleOp::Readdir, _) => return Err(wrong_kind("a directory")),
+        (HandleOp::CheckFile(request), HandleState::Read(download)) => {
+            let sum = vfs
+                .checksum(
+                    download.path(),
+                    request.algorithm,
+                    request.start,
+                    request.length,
+                    u64::from(request.block_size),
+                )
+                .await?;
+            check_file_reply(id, &sum)
+        }
+        (HandleOp::CheckFile(request), HandleState::ReadWrite { upload, .. })
+            if !upload.has_written() =>
+        {
+            let sum = vfs
+                .checksum(
+                    upload.path(),
+                    request.algorithm,
+                    request.start,
+                    request.length,
+                    u64::from(request.block_size),
+                )
+                .await?;
+            check_file_reply(id, &sum)
+        }
+        (HandleOp::CheckFile(_), _) => {
+            return Err(Reply::Status(
+                StatusCode::Failure,
+                "the handle is being written: close it, then check the file".into(),
+            ));
+        }
     };
     Ok(packet)
 }

@@ -35,6 +35,7 @@
 //! lazily (paramiko) never come near it: what they queue is small, or can be served without
 //! them.
 
+mod extended;
 mod handle;
 mod replies;
 mod reply;
@@ -53,6 +54,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use wharf_vfs::Vfs;
 
+use extended as ours;
 use handle::{HandleEntry, HandleOp, Queued};
 use replies::{Replies, write_replies};
 use reply::{error_status, status};
@@ -402,11 +404,21 @@ fn parse_write(raw: &Bytes) -> Option<(String, u64, Bytes)> {
 
 fn version() -> Version {
     let mut version = Version::new();
+    let algorithms: Vec<&str> = wharf_vfs::HashAlgorithm::ALL
+        .iter()
+        .map(|a| a.sftp_name())
+        .collect();
+    let algorithms = algorithms.join(",");
     for (name, ver) in [
         ("posix-rename@openssh.com", "1"),
         (extensions::STATVFS, "2"),
         (extensions::FSYNC, "1"),
         (extensions::LIMITS, "1"),
+        (ours::USERS_GROUPS_BY_ID, "1"),
+        (ours::CHECK_FILE_NAME, "1"),
+        (ours::CHECK_FILE_HANDLE, "1"),
+        // What clients such as WinSCP look for, with the algorithms it offers.
+        (ours::CHECK_FILE, algorithms.as_str()),
     ] {
         version.extensions.insert(name.to_owned(), ver.to_owned());
     }
@@ -437,6 +449,18 @@ async fn dispatch(shared: &Arc<Shared>, packet: Packet, permit: OwnedSemaphorePe
         Packet::FSetStat(p) => Some((p.handle, HandleOp::Fsetstat(p.attrs))),
         Packet::ReadDir(p) => Some((p.handle, HandleOp::Readdir)),
         Packet::Close(p) => Some((p.handle, HandleOp::Close)),
+        // paramiko's SFTPFile.check() names it "check-file" (an older draft's name).
+        Packet::Extended(p)
+            if p.request == ours::CHECK_FILE_HANDLE || p.request == ours::CHECK_FILE =>
+        {
+            match ours::CheckFile::parse(Bytes::from(p.data)) {
+                Ok(request) => Some((request.target.clone(), HandleOp::CheckFile(request))),
+                Err(e) => {
+                    shared.replies.send(error_status(id, e), permit);
+                    return;
+                }
+            }
+        }
         Packet::Extended(p) if p.request == extensions::FSYNC => {
             let mut data = Bytes::from(p.data);
             match russh_sftp::de::from_bytes::<OneString>(&mut data) {

@@ -1,10 +1,11 @@
 //! Turning results into SFTP replies: status codes for [`VfsError`]s and file attributes.
 
-use russh_sftp::protocol::{ExtendedReply, FileAttributes, Packet, Status, StatusCode};
+use russh_sftp::protocol::{ExtendedReply, File, FileAttributes, Packet, Status, StatusCode};
 use wharf_core::Permissions;
 use wharf_vfs::{Entry, EntryKind, VfsError};
 
 /// An error reply, before it becomes a status packet.
+#[derive(Debug)]
 pub(crate) enum Reply {
     Vfs(VfsError),
     BadHandle,
@@ -131,5 +132,97 @@ pub(crate) fn dir_attrs(mtime: Option<u32>, permissions: Permissions) -> FileAtt
         permissions: Some(S_IFDIR | mode),
         atime: mtime,
         mtime,
+    }
+}
+
+/// A directory entry as SSH_FXP_NAME carries it: name, attributes, and the `ls -l` line that
+/// clients without `users-groups-by-id@openssh.com` print as it is.
+pub(crate) fn listed_file(entry: &Entry, permissions: Permissions, owner: &str) -> File {
+    let attrs = entry_attrs(entry, permissions);
+    let longname = long_name(&entry.name, &attrs, owner, chrono::Utc::now());
+    File {
+        filename: entry.name.clone(),
+        longname,
+        attrs,
+    }
+}
+
+/// The `ls -l` line of an entry in OpenSSH's layout, which scripts parse: 9 fields, i.e.
+/// permissions, links, owner, group, size, then `Mon DD HH:MM` for the last six months or
+/// `Mon DD  YYYY` otherwise, then the name. Owner and group are the session's user (object
+/// stores keep no owners).
+pub(crate) fn long_name(
+    name: &str,
+    attrs: &FileAttributes,
+    owner: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
+    let mode = attrs.permissions.unwrap_or(0);
+    let kind = if mode & S_IFDIR == S_IFDIR { 'd' } else { '-' };
+    let mut bits = String::with_capacity(10);
+    bits.push(kind);
+    for shift in [6, 3, 0] {
+        let triplet = (mode >> shift) & 0o7;
+        bits.push(if triplet & 0o4 != 0 { 'r' } else { '-' });
+        bits.push(if triplet & 0o2 != 0 { 'w' } else { '-' });
+        bits.push(if triplet & 0o1 != 0 { 'x' } else { '-' });
+    }
+    let mtime = chrono::DateTime::from_timestamp(i64::from(attrs.mtime.unwrap_or(0)), 0)
+        .unwrap_or_default();
+    // OpenSSH's rule: the time of day for the last six months, the year otherwise.
+    let recent = mtime <= now && now - mtime < chrono::Duration::days(365) / 2;
+    let when = if recent {
+        mtime.format("%b %e %H:%M")
+    } else {
+        mtime.format("%b %e  %Y")
+    };
+    format!(
+        "{bits}    1 {owner:<8} {owner:<8} {size:>8} {when} {name}",
+        size = attrs.size.unwrap_or(0)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::parse_from_rfc3339(s).unwrap().into()
+    }
+
+    /// The line has OpenSSH's 9 fields, so `awk '{print $9}'` is the name and `$5` the size,
+    /// with the time of day for recent files and the year for older ones.
+    #[test]
+    fn long_names_have_openssh_layout() {
+        let now = at("2026-12-07T12:00:00Z");
+        let file = Entry {
+            name: "hello world.txt".into(),
+            kind: EntryKind::File,
+            size: 6,
+            modified: Some(at("2026-12-07T03:22:10Z")),
+        };
+        let attrs = entry_attrs(&file, Permissions::ReadWrite);
+        let line = long_name(&file.name, &attrs, "K4ZQ7T2M", now);
+        assert_eq!(
+            line,
+            "-rw-r--r--    1 K4ZQ7T2M K4ZQ7T2M        6 Dec  7 03:22 hello world.txt"
+        );
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(fields.len(), 10, "9 fields, the name holding a space");
+        assert_eq!(fields[4], "6");
+
+        let old = Entry {
+            name: "archive".into(),
+            kind: EntryKind::Directory,
+            size: 0,
+            modified: Some(at("2025-01-02T08:00:00Z")),
+        };
+        let attrs = entry_attrs(&old, Permissions::WriteOnly);
+        assert_eq!(
+            long_name(&old.name, &attrs, "bob", now),
+            "drwxr-xr-x    1 bob      bob             0 Jan  2  2025 archive"
+        );
+        let wo = entry_attrs(&file, Permissions::WriteOnly);
+        assert!(long_name("f", &wo, "bob", now).starts_with("--w-------    1 "));
     }
 }

@@ -7,6 +7,7 @@ use russh_sftp::protocol::{File, Handle, Name, OpenFlags, Packet, StatusCode};
 use serde::Deserialize;
 use wharf_vfs::{CreateOptions, EntryKind, VfsError, VirtualPath, WriteMode};
 
+use super::extended as ours;
 use super::handle::{HandleEntry, HandleState};
 use super::reply::{Reply, check_setstat, entry_attrs, extended_reply, ok};
 use super::{MAX_IO_LEN, MAX_OPEN_HANDLES, MAX_PACKET_LEN, Shared};
@@ -22,6 +23,18 @@ pub(super) struct PathPair {
 #[derive(Deserialize)]
 pub(super) struct OneString {
     pub(super) value: String,
+}
+
+/// The write mode the open flags ask for: APPEND (every write goes to the end: paramiko "a",
+/// some GUI clients), TRUNCATE, or else `otherwise` (the file is kept).
+fn write_mode(flags: OpenFlags, otherwise: WriteMode) -> WriteMode {
+    if flags.contains(OpenFlags::APPEND) {
+        WriteMode::Append
+    } else if flags.contains(OpenFlags::TRUNCATE) {
+        WriteMode::Truncate
+    } else {
+        otherwise
+    }
 }
 
 impl Shared {
@@ -106,43 +119,57 @@ impl Shared {
         let read = flags.contains(OpenFlags::READ);
         let write = flags.contains(OpenFlags::WRITE) || flags.contains(OpenFlags::APPEND);
         let state = match (read, write) {
-            (true, true) => {
-                return Err(Reply::Status(
-                    StatusCode::OpUnsupported,
-                    "opening a file for reading and writing at once is not supported on \
-                     object storage; open it for one or the other"
-                        .into(),
-                ));
-            }
             (_, false) => HandleState::Read(self.vfs.open_read(&path).await?),
             (false, true) => {
-                if !flags.contains(OpenFlags::CREATE) {
-                    // Without CREATE the file must exist already.
-                    let entry = self.vfs.stat(&path).await?;
-                    if entry.kind == EntryKind::Directory {
-                        return Err(VfsError::IsADirectory.into());
-                    }
-                }
-                // APPEND: every write goes to the end (paramiko "a", some GUI clients).
                 // No TRUNCATE: the client keeps what is there and writes from where it wants;
                 // for a resume (OpenSSH reput, WinSCP) that is the current end of the file,
                 // for a rewrite it is offset 0. The VFS decides from the first write.
-                let mode = if flags.contains(OpenFlags::APPEND) {
-                    WriteMode::Append
-                } else if flags.contains(OpenFlags::TRUNCATE) {
-                    WriteMode::Truncate
+                let mode = write_mode(flags, WriteMode::Resume);
+                HandleState::Write(Box::new(self.create(&path, flags, mode).await?))
+            }
+            (true, true) => {
+                // `r+b`: writes continue the file or rewrite its start, keeping the rest (as
+                // POSIX would); reads see the file as it was at open.
+                let mode = write_mode(flags, WriteMode::Update);
+                let upload = self.create(&path, flags, mode).await?;
+                let download = if mode == WriteMode::Truncate {
+                    None
                 } else {
-                    WriteMode::Resume
+                    match self.vfs.open_read(&path).await {
+                        Ok(download) => Some(download),
+                        Err(VfsError::NotFound) => None,
+                        Err(e) => return Err(e.into()),
+                    }
                 };
-                let options = CreateOptions {
-                    exclusive: flags.contains(OpenFlags::EXCLUDE),
-                    mode,
-                };
-                HandleState::Write(Box::new(self.vfs.create(&path, options).await?))
+                HandleState::ReadWrite {
+                    download,
+                    upload: Box::new(upload),
+                }
             }
         };
         let handle = self.register(state)?;
         Ok(Handle { id, handle }.into())
+    }
+
+    /// Opens an upload of `path` with `mode` (after the open flags' checks).
+    async fn create(
+        &self,
+        path: &VirtualPath,
+        flags: OpenFlags,
+        mode: WriteMode,
+    ) -> Result<wharf_vfs::Upload, Reply> {
+        if !flags.contains(OpenFlags::CREATE) {
+            // Without CREATE the file must exist already.
+            let entry = self.vfs.stat(path).await?;
+            if entry.kind == EntryKind::Directory {
+                return Err(VfsError::IsADirectory.into());
+            }
+        }
+        let options = CreateOptions {
+            exclusive: flags.contains(OpenFlags::EXCLUDE),
+            mode,
+        };
+        Ok(self.vfs.create(path, options).await?)
     }
 
     /// Gives an open file or directory a handle and a worker.
@@ -211,6 +238,24 @@ impl Shared {
                     name_max: wharf_vfs::MAX_NAME_BYTES as u64,
                 };
                 extended_reply(id, &stat)
+            }
+            ours::CHECK_FILE_NAME => {
+                let request = ours::CheckFile::parse(data)?;
+                let path = VirtualPath::parse(&request.target)?;
+                let sum = self
+                    .vfs
+                    .checksum(
+                        &path,
+                        request.algorithm,
+                        request.start,
+                        request.length,
+                        u64::from(request.block_size),
+                    )
+                    .await?;
+                Ok(ours::check_file_reply(id, &sum))
+            }
+            ours::USERS_GROUPS_BY_ID => {
+                ours::users_groups_by_id(id, data, self.vfs.identity().username.as_str())
             }
             extensions::LIMITS => {
                 let limits = LimitsExtension {
