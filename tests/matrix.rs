@@ -7,6 +7,8 @@
 //! Every test body is an `async fn(Store)`; the `matrix!` list below says on which stores it
 //! runs, and each pair becomes a test named `<store>::<body>` (`s3::rclone_copy_and_list`).
 
+#[path = "matrix/clients.rs"]
+mod clients;
 mod common;
 #[path = "../crates/wharf-vfs/tests/common/servers.rs"]
 mod servers;
@@ -16,6 +18,9 @@ use std::process::Output;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use clients::{
+    asyncssh_every_size, curl_sftp_round_trips, lftp_sftp_round_trips, psftp_every_size,
+};
 use common::*;
 use serde_json::json;
 use servers::{AzuriteServer, S3_ACCESS_KEY, S3_SECRET_KEY, S3Server};
@@ -58,6 +63,10 @@ macro_rules! matrix {
 matrix! {
     local(crate::Store::Local): [
         openssh_sftp_round_trips,
+        psftp_every_size,
+        asyncssh_every_size,
+        lftp_sftp_round_trips,
+        curl_sftp_round_trips,
         scp_up_and_down,
         paramiko_script,
         paramiko_put_and_get_every_size,
@@ -69,6 +78,10 @@ matrix! {
     ],
     s3(crate::Store::S3): [
         openssh_sftp_round_trips,
+        psftp_every_size,
+        asyncssh_every_size,
+        lftp_sftp_round_trips,
+        curl_sftp_round_trips,
         scp_up_and_down,
         paramiko_script,
         paramiko_put_and_get_every_size,
