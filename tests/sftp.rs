@@ -1020,6 +1020,41 @@ async fn a_client_that_never_reads_its_replies_loses_the_channel() {
     sent.abort();
 }
 
+/// Stopping the gateway (SIGTERM) disconnects idle sessions at once, and lets a transfer in
+/// progress finish within the drain time: a rolling deploy neither waits for idle partners nor
+/// cuts uploads.
+#[tokio::test]
+async fn stopping_ends_idle_sessions_at_once_and_lets_uploads_finish() {
+    use tokio::io::AsyncWriteExt;
+    let mut wharf = Wharf::start().await;
+    let (user, pw) = wharf.create_user("/drain", json!({})).await;
+    let idle = rust_sftp(wharf.sftp_port, &user, &pw).await.unwrap();
+    let busy = rust_sftp(wharf.sftp_port, &user, &pw).await.unwrap();
+    let mut upload = busy.create("/late.bin").await.unwrap();
+    upload.write_all(b"first half, ").await.unwrap();
+    upload.flush().await.unwrap();
+
+    wharf.terminate();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while idle.read_dir("/").await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle session is still served after the stop"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The upload in progress goes on and is committed.
+    upload.write_all(b"second half").await.unwrap();
+    upload.shutdown().await.unwrap();
+    assert!(
+        wharf.exited_within(Duration::from_secs(20)).await,
+        "the gateway did not stop once its last transfer ended"
+    );
+    let stored = std::fs::read(wharf.bucket_dir().join("drain/late.bin")).unwrap();
+    assert_eq!(stored, b"first half, second half");
+    drop(busy);
+}
+
 /// Opens a file over raw SFTP and sends, in one burst without waiting: `reads` READs of a
 /// second file, one WRITE per size (consecutive offsets), an FSTAT and the CLOSEs. Replies
 /// are read as they come, as a real client does (the SSH client's per-channel queue is

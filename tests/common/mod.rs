@@ -334,6 +334,24 @@ impl Wharf {
         format!("http://127.0.0.1:{}", self.api_port)
     }
 
+    /// Sends SIGTERM (a rolling deploy's stop) without waiting for the process to exit.
+    pub fn terminate(&self) {
+        if let Some(pid) = self.child.as_ref().and_then(Child::id) {
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
+        }
+    }
+
+    /// Waits up to `limit` for the process to exit; whether it did.
+    pub async fn exited_within(&mut self, limit: Duration) -> bool {
+        match self.child.as_mut() {
+            Some(child) => tokio::time::timeout(limit, child.wait()).await.is_ok(),
+            None => true,
+        }
+    }
+
     /// Stops the process (SIGTERM, then SIGKILL) and keeps the data directory.
     pub async fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

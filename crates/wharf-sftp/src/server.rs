@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -172,6 +172,8 @@ pub async fn serve(
             }
         };
         let _ = socket.set_nodelay(true);
+        let open_files = Arc::new(AtomicUsize::new(0));
+        let mut stop = shutdown.clone();
         let session_id = new_session_id();
         let span = info_span!("sftp", session = %session_id, client = %peer);
         let handler = Connection {
@@ -190,6 +192,7 @@ pub async fn serve(
             password_disabled: false,
             channels: HashMap::new(),
             sftp: HashMap::new(),
+            open_files: open_files.clone(),
             span: span.clone(),
         };
         let russh_config = russh_config.clone();
@@ -230,7 +233,12 @@ pub async fn serve(
                         cut.cancel();
                     }
                 });
-                match session.await {
+                let handle = session.handle();
+                let ended = tokio::select! {
+                    ended = session => ended,
+                    never = end_when_idle(&mut stop, handle, open_files) => match never {},
+                };
+                match ended {
                     Ok(()) => tracing::debug!("connection closed"),
                     Err(e) => tracing::debug!(error = %e, "connection ended with an error"),
                 }
@@ -244,6 +252,29 @@ pub async fn serve(
 /// Resolves once `shutdown` is true (or its sender is gone).
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
+}
+
+/// Once the gateway stops, disconnects the connection as soon as no file is open on it: an
+/// idle partner is told to come back at once, while one with a transfer in progress may
+/// finish it within the drain time. Never returns; the connection's end stops it.
+async fn end_when_idle(
+    stop: &mut watch::Receiver<bool>,
+    handle: russh::server::Handle,
+    open_files: Arc<AtomicUsize>,
+) -> std::convert::Infallible {
+    stopped(stop).await;
+    while open_files.load(Ordering::Acquire) > 0 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tracing::info!("gateway stopping: disconnecting an idle session");
+    let _ = handle
+        .disconnect(
+            russh::Disconnect::ByApplication,
+            "the server is restarting; connect again".into(),
+            String::new(),
+        )
+        .await;
+    std::future::pending().await
 }
 
 /// A socket that can be cut from outside: once its token is cancelled every read and write
@@ -438,6 +469,8 @@ struct Connection {
     channels: HashMap<ChannelId, Channel<Msg>>,
     /// SFTP sessions by channel, until the client ends its input.
     sftp: HashMap<ChannelId, SftpSession>,
+    /// Files and directories open on this connection's SFTP sessions (see [`serve`]'s drain).
+    open_files: Arc<AtomicUsize>,
     /// The connection's span (russh runs the handler in a task of its own, outside it).
     span: tracing::Span,
 }
@@ -757,7 +790,7 @@ impl russh::server::Handler for Connection {
         });
         self.span
             .in_scope(|| tracing::debug!("sftp subsystem started"));
-        let sftp = SftpSession::start(vfs, sink, self.span.clone());
+        let sftp = SftpSession::start(vfs, sink, self.open_files.clone(), self.span.clone());
         self.sftp.insert(channel_id, sftp);
         Ok(())
     }

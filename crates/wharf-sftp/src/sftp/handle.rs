@@ -176,7 +176,13 @@ pub(crate) async fn dispatch(shared: &Arc<Shared>, handle: String, queued: Queue
     let found = shared.handles.lock().ok().and_then(|mut handles| {
         let handles = handles.as_mut()?;
         if close {
-            handles.remove(&handle)
+            let removed = handles.remove(&handle);
+            if removed.is_some() {
+                shared
+                    .open_files
+                    .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            }
+            removed
         } else {
             handles.get(&handle).cloned()
         }

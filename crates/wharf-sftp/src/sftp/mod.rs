@@ -139,12 +139,21 @@ struct Shared {
     flooded: AtomicBool,
     /// The channel's exit status.
     exit_code: AtomicU32,
+    /// Files and directories open on the connection (all its channels), so a stopping
+    /// gateway can tell an idle connection from one with transfers in progress.
+    open_files: Arc<AtomicUsize>,
 }
 
 impl SftpSession {
     /// Starts serving `vfs` on a channel whose replies go to `sink`; must be called within a
     /// tokio runtime (it starts the writer and the backlog task).
-    pub fn start(vfs: Vfs, sink: Arc<dyn ReplySink>, span: tracing::Span) -> Self {
+    /// `open_files` counts the handles open on the connection (shared by its channels).
+    pub fn start(
+        vfs: Vfs,
+        sink: Arc<dyn ReplySink>,
+        open_files: Arc<AtomicUsize>,
+        span: tracing::Span,
+    ) -> Self {
         let limit = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
         let shared = Arc::new(Shared {
             vfs,
@@ -158,6 +167,7 @@ impl SftpSession {
             dispatched: Notify::new(),
             flooded: AtomicBool::new(false),
             exit_code: AtomicU32::new(0),
+            open_files,
         });
         let (tx, rx) = mpsc::unbounded_channel();
         let writer = tokio::spawn(
@@ -325,6 +335,7 @@ async fn run_backlog(
         .ok()
         .and_then(|mut handles| handles.take());
     for entry in open.into_iter().flat_map(HashMap::into_values) {
+        shared.open_files.fetch_sub(1, Ordering::AcqRel);
         entry.abandon();
     }
     shared.tasks.close();

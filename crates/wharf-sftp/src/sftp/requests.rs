@@ -198,6 +198,8 @@ impl Shared {
                 ));
             }
             handles.insert(name.clone(), HandleEntry::new(state));
+            self.open_files
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         }
         tracing::debug!(handle = %name, "opened");
         Ok(name)
