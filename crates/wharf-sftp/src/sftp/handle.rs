@@ -350,15 +350,7 @@ async fn serve_op(
     let packet: Packet = match (op, state) {
         (HandleOp::Close, _) => ok(id),
         (HandleOp::Read { offset, len }, HandleState::Read(download)) => {
-            let data = download.read(offset, len.min(MAX_IO_LEN)).await?;
-            if data.is_empty() {
-                return Err(Reply::Status(StatusCode::Eof, "end of file".into()));
-            }
-            Data {
-                id,
-                data: Bytes::into(data),
-            }
-            .into()
+            data_reply(id, download.read(offset, len.min(MAX_IO_LEN)).await?)?
         }
         (HandleOp::Read { offset, len }, HandleState::ReadWrite { download, upload }) => {
             // What the read returns: the version seen at open, up to its end (a read at or
@@ -386,14 +378,7 @@ async fn serve_op(
                 Some(download) => download.read(offset, len.min(MAX_IO_LEN)).await?,
                 None => Bytes::new(),
             };
-            if data.is_empty() {
-                return Err(Reply::Status(StatusCode::Eof, "end of file".into()));
-            }
-            Data {
-                id,
-                data: Bytes::into(data),
-            }
-            .into()
+            data_reply(id, data)?
         }
         (HandleOp::Read { .. }, _) => return Err(wrong_kind("open for reading")),
         (
@@ -436,30 +421,12 @@ async fn serve_op(
         }
         (HandleOp::Readdir, _) => return Err(wrong_kind("a directory")),
         (HandleOp::CheckFile(request), HandleState::Read(download)) => {
-            let sum = vfs
-                .checksum(
-                    download.path(),
-                    request.algorithm,
-                    request.start,
-                    request.length,
-                    u64::from(request.block_size),
-                )
-                .await?;
-            check_file_reply(id, &sum)
+            check_file(vfs, download.path(), &request, id).await?
         }
         (HandleOp::CheckFile(request), HandleState::ReadWrite { upload, .. })
             if !upload.has_written() =>
         {
-            let sum = vfs
-                .checksum(
-                    upload.path(),
-                    request.algorithm,
-                    request.start,
-                    request.length,
-                    u64::from(request.block_size),
-                )
-                .await?;
-            check_file_reply(id, &sum)
+            check_file(vfs, upload.path(), &request, id).await?
         }
         (HandleOp::CheckFile(_), _) => {
             return Err(Reply::Status(
@@ -469,4 +436,35 @@ async fn serve_op(
         }
     };
     Ok(packet)
+}
+
+/// A READ's reply: the data, or EOF when there is none.
+fn data_reply(id: u32, data: Bytes) -> Result<Packet, Reply> {
+    if data.is_empty() {
+        return Err(Reply::Status(StatusCode::Eof, "end of file".into()));
+    }
+    Ok(Data {
+        id,
+        data: Bytes::into(data),
+    }
+    .into())
+}
+
+/// `check-file-handle`: the hash of the stored file the handle is on.
+async fn check_file(
+    vfs: &Vfs,
+    path: &VirtualPath,
+    request: &CheckFile,
+    id: u32,
+) -> Result<Packet, Reply> {
+    let sum = vfs
+        .checksum(
+            path,
+            request.algorithm,
+            request.start,
+            request.length,
+            u64::from(request.block_size),
+        )
+        .await?;
+    Ok(check_file_reply(id, &sum))
 }
