@@ -5,6 +5,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::raw::*;
 use common::*;
 use reqwest::Method;
 use russh_sftp::protocol::OpenFlags;
@@ -810,39 +811,6 @@ async fn separate_control_plane_and_sftp_gateway() {
     assert_eq!(resp.status().as_u16(), 401);
 }
 
-/// Reads one SFTP packet: (type, body after the type byte). `None` when the channel ended.
-async fn read_packet(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> Option<(u8, Vec<u8>)> {
-    use tokio::io::AsyncReadExt;
-    let len = tokio::time::timeout(Duration::from_secs(10), stream.read_u32())
-        .await
-        .expect("server did not answer within 10 s")
-        .ok()?;
-    let mut body = vec![0u8; len as usize];
-    stream.read_exact(&mut body).await.ok()?;
-    let kind = body.remove(0);
-    Some((kind, body))
-}
-
-// SFTP v3 packet types the raw-packet tests send or expect.
-const SSH_FXP_INIT: u8 = 1;
-const SSH_FXP_VERSION: u8 = 2;
-const SSH_FXP_OPEN: u8 = 3;
-const SSH_FXP_CLOSE: u8 = 4;
-const SSH_FXP_READ: u8 = 5;
-const SSH_FXP_WRITE: u8 = 6;
-const SSH_FXP_FSTAT: u8 = 8;
-const SSH_FXP_STATUS: u8 = 101;
-const SSH_FXP_HANDLE: u8 = 102;
-const SSH_FXP_DATA: u8 = 103;
-const SSH_FXP_ATTRS: u8 = 105;
-
-fn packet(kind: u8, body: &[u8]) -> Vec<u8> {
-    let mut p = ((body.len() + 1) as u32).to_be_bytes().to_vec();
-    p.push(kind);
-    p.extend_from_slice(body);
-    p
-}
-
 #[tokio::test]
 async fn malformed_sftp_packets_get_errors_not_crashes() {
     const BAD_MESSAGE: u32 = 5;
@@ -907,12 +875,6 @@ async fn malformed_sftp_packets_get_errors_not_crashes() {
 }
 
 /// An SFTP string: length, then the bytes.
-fn sftp_string(bytes: &[u8]) -> Vec<u8> {
-    let mut s = (bytes.len() as u32).to_be_bytes().to_vec();
-    s.extend_from_slice(bytes);
-    s
-}
-
 /// Requests on one handle sent all at once, mixing small writes (which the server may answer
 /// as they arrive) with large ones (which go to the handle's worker): every reply arrives,
 /// FSTAT sees every write before it, and the file is the writes in order.

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
@@ -324,6 +326,22 @@ impl Wharf {
             pg,
             log,
         }
+    }
+
+    /// A field of the server process's `/proc/<pid>/status` as a number (`Threads`; `VmRSS`
+    /// in KiB).
+    pub fn proc_status(&self, field: &str) -> u64 {
+        let pid = self
+            .child
+            .as_ref()
+            .and_then(Child::id)
+            .expect("the server is running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|value| value.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
     }
 
     pub fn log_text(&self) -> String {

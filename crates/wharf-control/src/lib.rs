@@ -24,6 +24,7 @@ mod api;
 mod certificate;
 pub mod delivery;
 pub mod events;
+mod local_root;
 mod login;
 mod metrics;
 mod options;
@@ -42,6 +43,7 @@ use wharf_vfs::StoreCache;
 pub use admin_key::AdminKeySource;
 pub use api::public_storage_url;
 pub use certificate::certificate_sha256;
+pub use local_root::LocalBucketRoot;
 pub use options::{ControlPlaneOptions, LoopGuard, RetrySchedule};
 
 use crate::api::AppState;
@@ -200,6 +202,14 @@ impl ControlPlane {
                 public_storage_url(&config.default_bucket_url)
             )));
         }
+        let local_root = LocalBucketRoot::new(
+            &options
+                .local_bucket_root
+                .clone()
+                .unwrap_or_else(|| config.data_dir.join("buckets")),
+            &config.data_dir,
+        )
+        .map_err(ControlError::Config)?;
         let store = Store::connect(&config.database_url).await?;
         if let Some(previous) = store
             .ensure_default_bucket(&config.default_bucket_url)
@@ -251,6 +261,7 @@ impl ControlPlane {
                 login,
                 events,
                 worker_id: worker.id.clone(),
+                local_root,
                 tasks,
                 gateway_token_digest,
             }),

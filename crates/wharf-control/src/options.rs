@@ -12,6 +12,13 @@ pub struct ControlPlaneOptions {
     /// webhook is created or changed (IP literals and `localhost`) and on every delivery (each
     /// address the name resolves to). Off by default, for local use; turn it on in production.
     pub deny_private_webhook_targets: bool,
+    /// The directory `file://` buckets registered through the API must lie in (see
+    /// [`crate::LocalBucketRoot`]); `None`: the data directory's `buckets/`.
+    pub local_bucket_root: Option<std::path::PathBuf>,
+    /// Let buckets registered through the API use the host's own cloud credentials
+    /// (environment, instance or pod role) and credential files (see
+    /// [`wharf_vfs::host_access`]). Off: every cloud bucket brings its own.
+    pub allow_host_credentials: bool,
     /// How long one delivery attempt may take (connect, send, answer).
     pub webhook_timeout: Duration,
     /// When failed deliveries are tried again, and for how long.
@@ -33,6 +40,8 @@ impl Default for ControlPlaneOptions {
     fn default() -> Self {
         ControlPlaneOptions {
             deny_private_webhook_targets: false,
+            local_bucket_root: None,
+            allow_host_credentials: false,
             webhook_timeout: Duration::from_secs(10),
             retry: RetrySchedule::default(),
             delivery_poll_interval: Duration::from_secs(1),

@@ -15,10 +15,62 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 /// How many hashes run at once: one per core. Argon2 with its default parameters (argon2id,
 /// 19 MiB, 2 passes) takes tens of milliseconds of CPU per call, so more at once would only
 /// share the cores; a login storm queues instead of exhausting memory.
-static HASHING_SLOTS: LazyLock<Semaphore> = LazyLock::new(|| {
-    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
-    Semaphore::new(cpus)
-});
+static HASHING_SLOTS: LazyLock<Semaphore> = LazyLock::new(|| Semaphore::new(hashing_threads()));
+
+/// The threads that run argon2, one per slot. Hashing never waits for a thread of tokio's
+/// blocking pool, which every local-disk file operation shares: a flood of slow file calls
+/// cannot hold up logins, nor a login storm file calls.
+static HASHERS: LazyLock<HashPool> = LazyLock::new(|| HashPool::start(hashing_threads()));
+
+fn hashing_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// A fixed set of threads taking jobs from one queue. Never more jobs than threads are queued:
+/// a job is submitted only by the holder of a [`Slot`].
+struct HashPool {
+    jobs: Mutex<std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>>,
+}
+
+impl HashPool {
+    fn start(threads: usize) -> HashPool {
+        let (jobs, queue) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        let queue = std::sync::Arc::new(Mutex::new(queue));
+        for n in 0..threads {
+            let queue = queue.clone();
+            let started = std::thread::Builder::new()
+                .name(format!("argon2-{n}"))
+                .spawn(move || {
+                    loop {
+                        let job = match queue.lock() {
+                            Ok(queue) => queue.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok(job) = job else { return };
+                        // A panicking job drops its reply sender (its caller sees a failure);
+                        // the thread goes on.
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                    }
+                });
+            if let Err(e) = started {
+                tracing::error!(error = %e, "could not start a password hashing thread");
+            }
+        }
+        HashPool {
+            jobs: Mutex::new(jobs),
+        }
+    }
+
+    /// Runs `f` on a hashing thread; `None` if it panicked or no thread runs.
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let (reply, result) = tokio::sync::oneshot::channel();
+        let job = Box::new(move || {
+            let _ = reply.send(f());
+        });
+        self.jobs.lock().ok()?.send(job).ok()?;
+        result.await.ok()
+    }
+}
 
 /// Argon2's working memory, kept between hashes: at most one buffer per slot.
 ///
@@ -59,9 +111,8 @@ impl Slot {
 /// runs argon2 (it waits) or not (it answers).
 #[cfg(test)]
 pub(crate) async fn take_every_slot() -> SemaphorePermit<'static> {
-    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
     HASHING_SLOTS
-        .acquire_many(cpus as u32)
+        .acquire_many(hashing_threads() as u32)
         .await
         .expect("the hashing slots are open")
 }
@@ -252,9 +303,10 @@ pub async fn hash_password(password: String) -> Result<String, HashError> {
     let mut slot = Slot::acquire()
         .await
         .ok_or_else(|| HashError("the hashing slots are closed".to_owned()))?;
-    tokio::task::spawn_blocking(move || hash_with(&password, &mut slot.memory))
+    HASHERS
+        .run(move || hash_with(&password, &mut slot.memory))
         .await
-        .map_err(|e| HashError(e.to_string()))?
+        .ok_or_else(|| HashError("password hashing failed".to_owned()))?
 }
 
 /// Whether `password` matches `hash`. With no hash (unknown user), checks against a dummy hash
@@ -263,14 +315,15 @@ pub async fn verify_password(password: String, hash: Option<String>) -> bool {
     let Some(mut slot) = Slot::acquire().await else {
         return false;
     };
-    tokio::task::spawn_blocking(move || {
-        let known = hash.is_some();
-        let hash = hash.as_deref().unwrap_or(DUMMY_HASH.as_str());
-        let matches = verify_in(&password, hash, &mut slot.memory);
-        known && matches
-    })
-    .await
-    .unwrap_or(false)
+    HASHERS
+        .run(move || {
+            let known = hash.is_some();
+            let hash = hash.as_deref().unwrap_or(DUMMY_HASH.as_str());
+            let matches = verify_in(&password, hash, &mut slot.memory);
+            known && matches
+        })
+        .await
+        .unwrap_or(false)
 }
 
 /// [`verify_password`] for a login by `username` (whose stored hash is `hash`): a password
@@ -395,6 +448,30 @@ mod tests {
         assert!(wrong.is_err(), "a wrong password waits for argon2");
         let other = tokio::time::timeout(waits, check("bob", "remember me")).await;
         assert!(other.is_err(), "another user waits for argon2");
+    }
+
+    /// Argon2 runs on threads of its own: with every thread of tokio's blocking pool held by a
+    /// slow file call, a password is still hashed (it used to wait for that call).
+    #[test]
+    fn hashing_does_not_wait_for_the_blocking_pool() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (release, parked) = std::sync::mpsc::channel::<()>();
+            let busy = tokio::task::spawn_blocking(move || {
+                let _ = parked.recv();
+            });
+            let hashed =
+                tokio::time::timeout(Duration::from_secs(30), hash_password("pool".into())).await;
+            let _ = release.send(());
+            busy.await.unwrap();
+            let hash = hashed.expect("hashed while the blocking pool was busy");
+            assert!(hash.unwrap().starts_with("$argon2id$"));
+        });
     }
 
     #[tokio::test]

@@ -36,6 +36,7 @@ pub(crate) fn vfs_reply(e: &VfsError) -> Reply {
         | VfsError::DirectoryNotEmpty
         | VfsError::Unsupported(_) => Reply::new(550, e.to_string()),
         VfsError::InvalidPath(_) => Reply::new(553, e.to_string()),
+        VfsError::Busy(_) => Reply::new(451, e.to_string()),
         VfsError::Storage(source) => {
             tracing::warn!(error = %source, "storage error");
             Reply::new(451, "storage error; try again later")

@@ -16,6 +16,6 @@ mod sftp;
 pub use host_keys::{HostKeyError, HostKeys};
 pub use server::{ServeError, SftpConfig, serve};
 pub use sftp::{
-    BACKLOG_LIMIT, BACKLOG_SOFT_LIMIT, DirectOut, MAX_PACKET_LEN, ReplySink, SessionError,
-    SftpSession,
+    BACKLOG_LIMIT, BACKLOG_SOFT_LIMIT, DirectOut, MAX_OPEN_PER_CONNECTION, MAX_OPEN_PER_PROCESS,
+    MAX_PACKET_LEN, OpenFiles, ReplySink, SessionError, SftpSession,
 };

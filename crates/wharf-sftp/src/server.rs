@@ -22,10 +22,10 @@ use tracing::{Instrument, info_span};
 use wharf_core::{
     EventSink, LoginError, LoginGrant, LoginProvider, LoginRequest, LoginSecret, Protocol, Username,
 };
-use wharf_vfs::{SessionIdentity, StoreCache, Vfs};
+use wharf_vfs::{MemoryBudget, SessionIdentity, StoreCache, Vfs};
 
 use crate::HostKeys;
-use crate::sftp::SftpSession;
+use crate::sftp::{OpenFiles, SftpSession};
 
 /// Settings of an SFTP gateway.
 #[derive(Clone)]
@@ -134,6 +134,8 @@ pub async fn serve(
     let russh_config = Arc::new(config.russh_config());
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let sessions = SessionCounts::default();
+    // Handles open in the whole gateway (see `OpenFiles`).
+    let process_open_files = Arc::new(AtomicUsize::new(0));
     let stopping = async |limit: Arc<Semaphore>| {
         let all = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
         let in_flight = config.max_connections - limit.available_permits();
@@ -172,7 +174,7 @@ pub async fn serve(
             }
         };
         let _ = socket.set_nodelay(true);
-        let open_files = Arc::new(AtomicUsize::new(0));
+        let open_files = OpenFiles::for_connection(&process_open_files);
         let mut stop = shutdown.clone();
         let session_id = new_session_id();
         let span = info_span!("sftp", session = %session_id, client = %peer);
@@ -193,6 +195,7 @@ pub async fn serve(
             channels: HashMap::new(),
             sftp: HashMap::new(),
             open_files: open_files.clone(),
+            write_budget: MemoryBudget::for_session(),
             span: span.clone(),
         };
         let russh_config = russh_config.clone();
@@ -260,10 +263,10 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 async fn end_when_idle(
     stop: &mut watch::Receiver<bool>,
     handle: russh::server::Handle,
-    open_files: Arc<AtomicUsize>,
+    open_files: OpenFiles,
 ) -> std::convert::Infallible {
     stopped(stop).await;
-    while open_files.load(Ordering::Acquire) > 0 {
+    while open_files.on_connection() > 0 {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tracing::info!("gateway stopping: disconnecting an idle session");
@@ -469,8 +472,12 @@ struct Connection {
     channels: HashMap<ChannelId, Channel<Msg>>,
     /// SFTP sessions by channel, until the client ends its input.
     sftp: HashMap<ChannelId, SftpSession>,
-    /// Files and directories open on this connection's SFTP sessions (see [`serve`]'s drain).
-    open_files: Arc<AtomicUsize>,
+    /// Files and directories open on this connection's SFTP sessions: capped, and see
+    /// [`serve`]'s drain.
+    open_files: OpenFiles,
+    /// What this connection's writes held out of order may take in memory, whatever its
+    /// channels.
+    write_budget: MemoryBudget,
     /// The connection's span (russh runs the handler in a task of its own, outside it).
     span: tracing::Span,
 }
@@ -777,7 +784,8 @@ impl russh::server::Handler for Connection {
             grant.home_directory.clone(),
             grant.permissions,
             identity,
-        );
+        )
+        .with_write_budget(self.write_budget.clone());
         if let Some(sink) = &self.events {
             vfs = vfs.with_events(grant.bucket.name.clone(), sink.clone());
         }

@@ -23,6 +23,11 @@ pub enum VfsError {
     /// the reorder window). The message says what to do instead.
     #[error("operation not supported: {0}")]
     Unsupported(String),
+    /// A limit the gateway keeps for every partner's sake was reached (memory held for this
+    /// session's or all sessions' out-of-order writes, open files): this request is refused,
+    /// the session goes on, and a later retry may succeed. The message says which limit.
+    #[error("server busy: {0}")]
+    Busy(String),
     /// The object store failed; retrying may help. Logged in full, shown to the partner briefly.
     #[error("storage error: {0}")]
     Storage(#[source] object_store::Error),

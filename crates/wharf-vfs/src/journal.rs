@@ -317,52 +317,45 @@ impl MultipartUpload for JournaledUpload {
     }
 }
 
-/// Removes LocalFileSystem staging files (`name#N`, the in-progress content of a multipart
-/// upload) under `root` that have not been written for longer than `older_than`: the uploads
-/// of a process that died. Live uploads write their staging file continuously. Runs on a
-/// blocking thread; symbolic links are not followed.
+/// Removes the staging files of a local-disk bucket whose root is `root` (files in its staging
+/// directory, `.wharf-uploads`; see [`crate::local`]) that have not been written for longer
+/// than `older_than`: the uploads of a process that died. Live uploads write their staging
+/// file continuously. Nothing outside the staging directory is ever looked at, and only plain
+/// files in it are removed. Runs on a blocking thread.
 pub async fn sweep_local_staging(
     root: PathBuf,
     older_than: Duration,
 ) -> Result<SweepReport, VfsError> {
     tokio::task::spawn_blocking(move || {
         let mut report = SweepReport::default();
-        let mut stack = vec![root];
-        while let Some(dir) = stack.pop() {
-            let entries = match std::fs::read_dir(&dir) {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+        let dir = root.join(wharf_core::UPLOAD_JOURNAL);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(report),
+            Err(e) => return Err(local_error(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(local_error)?;
+            if !entry.file_type().map_err(local_error)?.is_file() {
+                continue;
+            }
+            let age = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|modified| modified.elapsed().ok())
+                .unwrap_or_default();
+            if age < older_than {
+                report.in_progress += 1;
+                continue;
+            }
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::info!(file = %entry.path().display(), "removed the staging file of an orphaned upload");
+                    report.aborted += 1;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(local_error(e)),
-            };
-            for entry in entries {
-                let entry = entry.map_err(local_error)?;
-                let kind = entry.file_type().map_err(local_error)?;
-                if kind.is_dir() {
-                    stack.push(entry.path());
-                    continue;
-                }
-                let name = entry.file_name();
-                if !kind.is_file() || !crate::vfs::is_staging_name(&name.to_string_lossy()) {
-                    continue;
-                }
-                let age = entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|modified| modified.elapsed().ok())
-                    .unwrap_or_default();
-                if age < older_than {
-                    report.in_progress += 1;
-                    continue;
-                }
-                match std::fs::remove_file(entry.path()) {
-                    Ok(()) => {
-                        tracing::info!(file = %entry.path().display(), "removed the staging file of an orphaned upload");
-                        report.aborted += 1;
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(local_error(e)),
-                }
             }
         }
         Ok(report)

@@ -11,9 +11,12 @@
 //! - [`Upload`]: a file being written; nothing is visible until [`Upload::commit`]; dropping it
 //!   or [`Upload::abort`] leaves the previous version (or nothing) in place.
 //! - [`Download`]: a file being read, streamed with read-ahead.
+//! - [`MemoryBudget`]: what sessions may make the gateway hold for them (writes held out of
+//!   order), per session and per process.
 //! - Directories: real prefixes plus a hidden marker object ([`DIRECTORY_MARKER`]) so that empty
 //!   directories persist on object stores.
 
+mod budget;
 mod checksum;
 mod error;
 mod journal;
@@ -27,13 +30,14 @@ mod vfs;
 #[cfg(test)]
 mod tests;
 
+pub use budget::{MemoryBudget, OverBudget, PROCESS_HELD_WRITES, Reservation, SESSION_HELD_WRITES};
 pub use checksum::{Checksum, HashAlgorithm, KnownHashes, MAX_HASH_BLOCKS, MIN_HASH_BLOCK};
 pub use error::VfsError;
 pub use journal::{NOTE_REFRESH, ORPHAN_AGE, SweepReport, UploadJournal};
 pub use path::{MAX_NAME_BYTES, MAX_PATH_BYTES, VirtualPath};
 pub use store::{
     BucketError, ListPager, OpenedBucket, SWEEP_INTERVAL, StoreCache, check_bucket, create_home,
-    open_bucket,
+    host_access, open_bucket,
 };
 pub use transfer::{
     Download, IN_FLIGHT_BYTES, MAX_PART_SIZE, MAX_PARTS, MAX_PARTS_IN_FLIGHT, MAX_UPLOAD_SIZE,

@@ -18,9 +18,11 @@
 //!   blocking threads for [`SLOW_COOLDOWN`], so a slow disk never holds the runtime's threads
 //!   for long.
 //!
-//! The staging file is the one `LocalFileSystem` would write (`name#N` next to the target), so
-//! [`sweep_local_staging`](crate::journal::sweep_local_staging) removes it if the process dies,
-//! and the commit is the same rename.
+//! The staging file lives in the bucket's staging directory ([`LocalTarget::staging_dir`], the
+//! reserved `.wharf-uploads` at the bucket root, which no user can see or name), and the commit
+//! renames it over the target. Everything in that directory is Wharf's by construction, so
+//! [`sweep_local_staging`](crate::journal::sweep_local_staging) removes what a dead process
+//! left there and never touches a file anywhere else.
 
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
@@ -127,59 +129,75 @@ fn write_part(file: &File, data: &[u8], offset: u64) -> std::io::Result<()> {
     timed(|| file.write_all_at(data, offset))
 }
 
-/// Writes a whole small file (one that never reached a part's size) to `dest`: a staging file
-/// written and renamed over `dest`, as [`LocalStaging`] does for a large one. There is nothing
-/// to overlap with here (the client waits for the file to be visible), so it all runs on the
-/// caller's thread (a create, one write and a rename: tens of microseconds), unless a write
-/// was slow a moment ago: then on a blocking thread.
-pub(crate) async fn put_whole(dest: PathBuf, data: Bytes) -> object_store::Result<()> {
+/// Where a local upload's file goes, and where it is staged until the commit.
+#[derive(Debug, Clone)]
+pub(crate) struct LocalTarget {
+    pub(crate) dest: PathBuf,
+    /// The bucket's staging directory: `.wharf-uploads` at the bucket root (see the module
+    /// docs).
+    pub(crate) staging_dir: PathBuf,
+}
+
+/// Writes a whole small file (one that never reached a part's size) to its target: a staging
+/// file written and renamed over the target, as [`LocalStaging`] does for a large one. There
+/// is nothing to overlap with here (the client waits for the file to be visible), so it all
+/// runs on the caller's thread (a create, one write and a rename: tens of microseconds),
+/// unless a write was slow a moment ago: then on a blocking thread.
+pub(crate) async fn put_whole(target: LocalTarget, data: Bytes) -> object_store::Result<()> {
     if now_ms() >= INLINE_AFTER_MS.load(Ordering::Relaxed) {
-        timed(|| put_whole_now(&dest, &data))
+        timed(|| put_whole_now(&target, &data))
     } else {
-        blocking(move || put_whole_now(&dest, &data)).await
+        blocking(move || put_whole_now(&target, &data)).await
     }
 }
 
-fn put_whole_now(dest: &Path, data: &[u8]) -> object_store::Result<()> {
-    let (file, staging) = create_staging(dest)?;
+fn put_whole_now(target: &LocalTarget, data: &[u8]) -> object_store::Result<()> {
+    let (file, staging) = create_staging(&target.staging_dir)?;
     if let Err(e) = file.write_all_at(data, 0) {
         let _ = std::fs::remove_file(&staging);
-        return Err(io_error(e, "cannot write", dest));
+        return Err(io_error(e, "cannot write", &target.dest));
     }
-    rename_into_place(&staging, dest)
+    rename_into_place(&staging, &target.dest)
 }
 
-/// The commit: renames `staging` over `dest`, atomically replacing any previous version. A
-/// staging file that cannot be renamed is removed, so a failed commit leaves nothing behind.
+/// The commit: renames `staging` over `dest`, atomically replacing any previous version, and
+/// creates `dest`'s missing parent directories (as `LocalFileSystem` does; an empty directory
+/// may also have been cleaned up while the upload ran). A staging file that cannot be renamed
+/// is removed, so a failed commit leaves nothing behind.
 fn rename_into_place(staging: &Path, dest: &Path) -> object_store::Result<()> {
-    std::fs::rename(staging, dest).map_err(|e| {
+    let renamed = match std::fs::rename(staging, dest) {
+        Err(e) if e.kind() == ErrorKind::NotFound && staging.exists() => match dest.parent() {
+            Some(parent) => {
+                std::fs::create_dir_all(parent).and_then(|()| std::fs::rename(staging, dest))
+            }
+            None => Err(e),
+        },
+        other => other,
+    };
+    renamed.map_err(|e| {
         let _ = std::fs::remove_file(staging);
         io_error(e, "cannot rename the upload to", dest)
     })
 }
 
-/// Creates a new staging file for `dest` (`dest#N`, the first free `N`), and `dest`'s missing
-/// parent directories, as `LocalFileSystem` does.
-fn create_staging(dest: &Path) -> object_store::Result<(File, PathBuf)> {
-    let mut number = 1u64;
+/// Names staging files uniquely within a process; the process id keeps gateways that share a
+/// bucket directory apart, and `create_new` settles any clash left.
+static STAGING_NUMBER: AtomicU64 = AtomicU64::new(0);
+
+/// Creates a new staging file in `staging_dir` (created if missing).
+fn create_staging(staging_dir: &Path) -> object_store::Result<(File, PathBuf)> {
     loop {
-        let mut staging = dest.as_os_str().to_owned();
-        staging.push(format!("#{number}"));
-        let staging = PathBuf::from(staging);
+        let number = STAGING_NUMBER.fetch_add(1, Ordering::Relaxed);
+        let staging = staging_dir.join(format!("upload-{}-{number}", std::process::id()));
         match OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&staging)
         {
             Ok(file) => return Ok((file, staging)),
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => number += 1,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                let Some(parent) = staging.parent() else {
-                    return Err(io_error(e, "cannot create", &staging));
-                };
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| io_error(e, "cannot create directory", parent))?;
-            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => std::fs::create_dir_all(staging_dir)
+                .map_err(|e| io_error(e, "cannot create directory", staging_dir))?,
             Err(e) => return Err(io_error(e, "cannot create", &staging)),
         }
     }
@@ -198,7 +216,7 @@ pub(crate) enum PartWrite {
 pub(crate) struct LocalStaging {
     /// Shared with the parts written on blocking threads; positional writes need no lock.
     file: Arc<File>,
-    /// `dest#N`; `None` once renamed or removed.
+    /// The file in the staging directory; `None` once renamed or removed.
     staging: Option<PathBuf>,
     dest: PathBuf,
     /// Where the next part goes.
@@ -206,16 +224,15 @@ pub(crate) struct LocalStaging {
 }
 
 impl LocalStaging {
-    /// Creates a new staging file for `dest` (and `dest`'s missing parent directories, as
-    /// `LocalFileSystem` does). Runs on the caller's thread: creating a file is a metadata
-    /// operation of well under a millisecond, once per upload.
-    pub(crate) fn create(dest: PathBuf) -> object_store::Result<Self> {
-        let (file, staging) = create_staging(&dest)?;
+    /// Creates a new staging file for `target`. Runs on the caller's thread: creating a file
+    /// is a metadata operation of well under a millisecond, once per upload.
+    pub(crate) fn create(target: LocalTarget) -> object_store::Result<Self> {
+        let (file, staging) = create_staging(&target.staging_dir)?;
         ACTIVE.fetch_add(1, Ordering::Relaxed);
         Ok(LocalStaging {
             file: Arc::new(file),
             staging: Some(staging),
-            dest,
+            dest: target.dest,
             offset: 0,
         })
     }
@@ -368,8 +385,16 @@ mod tests {
         }
     }
 
-    /// Waits (up to a second) until no staging file is left in `dir`; Drop removes them in the
-    /// background.
+    /// An upload to `dest` under the bucket root `root`, staged in the root's staging directory.
+    fn target(root: &Path, dest: &str) -> LocalTarget {
+        LocalTarget {
+            dest: root.join(dest),
+            staging_dir: root.join(wharf_core::UPLOAD_JOURNAL),
+        }
+    }
+
+    /// Waits (up to a second) until no staging file is left under the bucket root `dir`; Drop
+    /// removes them in the background.
     async fn staging_names_settled(dir: &Path) -> Vec<String> {
         for _ in 0..50 {
             if staging_names(dir).is_empty() {
@@ -380,11 +405,13 @@ mod tests {
         staging_names(dir)
     }
 
+    /// The staging files of the bucket rooted at `dir`.
     fn staging_names(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
+        let Ok(entries) = std::fs::read_dir(dir.join(wharf_core::UPLOAD_JOURNAL)) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = entries
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|name| name.contains('#'))
             .collect();
         names.sort();
         names
@@ -393,11 +420,15 @@ mod tests {
     #[tokio::test]
     async fn parts_written_here_and_on_blocking_threads_land_in_order() {
         let dir = TempDir::new().unwrap();
-        let dest = dir.path().join("sub/deeper/file.bin");
-        let mut staging = LocalStaging::create(dest.clone()).unwrap();
-        assert_eq!(
-            staging_names(&dir.path().join("sub/deeper")),
-            ["file.bin#1"]
+        let target = target(dir.path(), "sub/deeper/file.bin");
+        let dest = target.dest.clone();
+        let mut staging = LocalStaging::create(target).unwrap();
+        let names = staging_names(dir.path());
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert!(names[0].starts_with("upload-"), "{names:?}");
+        assert!(
+            !dir.path().join("sub").exists(),
+            "nothing shows before the commit"
         );
         let parts: Vec<Bytes> = (0u8..6)
             .map(|i| Bytes::from(vec![i; 1000 + usize::from(i)]))
@@ -421,19 +452,19 @@ mod tests {
         assert!(!dest.exists(), "nothing is visible before the commit");
         staging.complete().await.unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), parts.concat());
-        assert!(staging_names(&dir.path().join("sub/deeper")).is_empty());
+        assert!(staging_names(dir.path()).is_empty());
         assert!(staging.complete().await.is_err(), "a second commit fails");
     }
 
     #[tokio::test]
-    async fn a_commit_replaces_the_previous_version_and_skips_busy_staging_names() {
+    async fn a_commit_replaces_the_previous_version_while_another_upload_of_it_runs() {
         let dir = TempDir::new().unwrap();
         let dest = dir.path().join("f");
         std::fs::write(&dest, b"old version, longer than the new one").unwrap();
         // Another upload of the same name is in progress.
-        let mut other = LocalStaging::create(dest.clone()).unwrap();
-        let mut staging = LocalStaging::create(dest.clone()).unwrap();
-        assert_eq!(staging_names(dir.path()), ["f#1", "f#2"]);
+        let mut other = LocalStaging::create(target(dir.path(), "f")).unwrap();
+        let mut staging = LocalStaging::create(target(dir.path(), "f")).unwrap();
+        assert_eq!(staging_names(dir.path()).len(), 2);
         wait(staging.put_part(Bytes::from_static(b"new")))
             .await
             .unwrap();
@@ -448,7 +479,7 @@ mod tests {
     async fn abort_and_drop_remove_the_staging_file() {
         let dir = TempDir::new().unwrap();
         let dest = dir.path().join("f");
-        let mut aborted = LocalStaging::create(dest.clone()).unwrap();
+        let mut aborted = LocalStaging::create(target(dir.path(), "f")).unwrap();
         wait(aborted.put_part(Bytes::from_static(b"data")))
             .await
             .unwrap();
@@ -458,7 +489,7 @@ mod tests {
             aborted.complete().await.is_err(),
             "an aborted upload cannot commit"
         );
-        let dropped = LocalStaging::create(dest.clone()).unwrap();
+        let dropped = LocalStaging::create(target(dir.path(), "f")).unwrap();
         drop(dropped);
         assert!(staging_names_settled(dir.path()).await.is_empty());
         assert!(!dest.exists());
@@ -468,7 +499,7 @@ mod tests {
     async fn a_failed_commit_says_why_and_leaves_nothing_behind() {
         let dir = TempDir::new().unwrap();
         let dest = dir.path().join("gone/f");
-        let mut staging = LocalStaging::create(dest.clone()).unwrap();
+        let mut staging = LocalStaging::create(target(dir.path(), "gone/f")).unwrap();
         wait(staging.put_part(Bytes::from_static(b"data")))
             .await
             .unwrap();
@@ -479,7 +510,7 @@ mod tests {
             error.to_string().contains("cannot rename the upload to"),
             "{error}"
         );
-        assert!(staging_names(&dir.path().join("gone")).is_empty());
+        assert!(staging_names(dir.path()).is_empty());
         staging.abort().await.unwrap();
     }
 
@@ -487,24 +518,29 @@ mod tests {
     async fn a_whole_small_file_replaces_the_previous_version_in_one_step() {
         let dir = TempDir::new().unwrap();
         let dest = dir.path().join("new/dir/f");
-        put_whole(dest.clone(), Bytes::from_static(b"first"))
+        put_whole(
+            target(dir.path(), "new/dir/f"),
+            Bytes::from_static(b"first"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"first");
+        // Another upload of the same name is in progress: it keeps its staging file.
+        let other = LocalStaging::create(target(dir.path(), "new/dir/f")).unwrap();
+        put_whole(target(dir.path(), "new/dir/f"), Bytes::new())
             .await
             .unwrap();
-        assert_eq!(std::fs::read(&dest).unwrap(), b"first");
-        // Another upload of the same name is in progress: its staging name is skipped.
-        let other = LocalStaging::create(dest.clone()).unwrap();
-        put_whole(dest.clone(), Bytes::new()).await.unwrap();
         assert_eq!(
             std::fs::read(&dest).unwrap(),
             b"",
             "an empty file is a file"
         );
-        assert_eq!(staging_names(&dir.path().join("new/dir")), ["f#1"]);
+        assert_eq!(staging_names(dir.path()).len(), 1);
         drop(other);
         // The target's name is now a non-empty directory: the rename cannot replace it.
         std::fs::remove_file(&dest).unwrap();
         std::fs::create_dir_all(dest.join("child")).unwrap();
-        let error = put_whole(dest.clone(), Bytes::from_static(b"data"))
+        let error = put_whole(target(dir.path(), "new/dir/f"), Bytes::from_static(b"data"))
             .await
             .unwrap_err();
         assert!(
@@ -512,9 +548,7 @@ mod tests {
             "{error}"
         );
         assert!(
-            staging_names_settled(&dir.path().join("new/dir"))
-                .await
-                .is_empty(),
+            staging_names_settled(dir.path()).await.is_empty(),
             "a failed write leaves no staging file"
         );
     }

@@ -156,13 +156,109 @@ pub async fn check_bucket(storage: &BucketStorage, timeout: Duration) -> Result<
     }
 }
 
+/// Whether `storage` would reach the gateway host itself rather than only the store: `Some`
+/// says how. A cloud bucket with no credentials of its own falls back to the host's (the
+/// environment, the instance or pod role), and some options name a host file, a metadata or
+/// token endpoint, or a program to run for credentials. The control plane refuses such buckets
+/// from API key holders unless the operator allows it; the operator's own `--bucket-url` may.
+/// `file://` and `memory://` buckets use no credentials (see the control plane's
+/// `--local-bucket-root` for where `file://` ones may live).
+pub fn host_access(storage: &BucketStorage) -> Result<Option<String>, BucketError> {
+    let url = parse_url(storage)?;
+    parse_scheme(&url)?;
+    let host_option = |key: &str| {
+        Some(format!(
+            "the option '{key}' makes the server use its own files, endpoints or programs for \
+             credentials"
+        ))
+    };
+    let options = &storage.options;
+    let own = match url.scheme() {
+        "s3" | "s3a" => {
+            let (mut key_id, mut secret, mut anonymous) = (false, false, false);
+            for (key, value) in options {
+                match parse_key::<AmazonS3ConfigKey>(key, "s3")? {
+                    AmazonS3ConfigKey::AccessKeyId => key_id = true,
+                    AmazonS3ConfigKey::SecretAccessKey => secret = true,
+                    AmazonS3ConfigKey::SkipSignature => anonymous = is_true(value),
+                    AmazonS3ConfigKey::MetadataEndpoint
+                    | AmazonS3ConfigKey::ContainerCredentialsRelativeUri
+                    | AmazonS3ConfigKey::ContainerCredentialsFullUri
+                    | AmazonS3ConfigKey::ContainerAuthorizationTokenFile
+                    | AmazonS3ConfigKey::WebIdentityTokenFile
+                    | AmazonS3ConfigKey::RoleArn
+                    | AmazonS3ConfigKey::RoleSessionName
+                    | AmazonS3ConfigKey::StsEndpoint => return Ok(host_option(key)),
+                    _ => {}
+                }
+            }
+            (key_id && secret) || anonymous
+        }
+        "gs" => {
+            let mut own = false;
+            for (key, value) in options {
+                match parse_key::<GoogleConfigKey>(key, "gs")? {
+                    GoogleConfigKey::ServiceAccountKey | GoogleConfigKey::BearerToken => own = true,
+                    GoogleConfigKey::SkipSignature => own |= is_true(value),
+                    GoogleConfigKey::ServiceAccount | GoogleConfigKey::ApplicationCredentials => {
+                        return Ok(host_option(key));
+                    }
+                    _ => {}
+                }
+            }
+            own
+        }
+        "az" | "adl" | "azure" | "abfs" | "abfss" => {
+            let (mut own, mut client_id, mut client_secret, mut tenant) =
+                (false, false, false, false);
+            for (key, value) in options {
+                match parse_key::<AzureConfigKey>(key, "az")? {
+                    AzureConfigKey::AccessKey | AzureConfigKey::SasKey | AzureConfigKey::Token => {
+                        own = true
+                    }
+                    AzureConfigKey::UseEmulator | AzureConfigKey::SkipSignature => {
+                        own |= is_true(value)
+                    }
+                    AzureConfigKey::ClientId => client_id = true,
+                    AzureConfigKey::ClientSecret => client_secret = true,
+                    AzureConfigKey::AuthorityId => tenant = true,
+                    AzureConfigKey::MsiEndpoint
+                    | AzureConfigKey::ObjectId
+                    | AzureConfigKey::MsiResourceId
+                    | AzureConfigKey::FederatedTokenFile
+                    | AzureConfigKey::UseAzureCli
+                    | AzureConfigKey::UseFabricEndpoint
+                    | AzureConfigKey::FabricTokenServiceUrl
+                    | AzureConfigKey::FabricWorkloadHost
+                    | AzureConfigKey::FabricSessionToken
+                    | AzureConfigKey::FabricClusterIdentifier
+                    | AzureConfigKey::CredentialType => return Ok(host_option(key)),
+                    _ => {}
+                }
+            }
+            own || (client_id && client_secret && tenant)
+        }
+        _ => true,
+    };
+    Ok((!own).then(|| {
+        "the bucket has no credentials of its own, so the server's (its environment, instance \
+         or pod role) would be used; give the bucket its own (e.g. aws_access_key_id and \
+         aws_secret_access_key, google_service_account_key, azure_storage_account_key)"
+            .to_owned()
+    }))
+}
+
+fn is_true(value: &str) -> bool {
+    value.eq_ignore_ascii_case("true")
+}
+
 fn parse_url(storage: &BucketStorage) -> Result<Url, BucketError> {
     Url::parse(&storage.url).map_err(|e| BucketError::Url(format!("invalid storage URL: {e}")))
 }
 
-fn build_store(storage: &BucketStorage, tuning: Tuning) -> Result<OpenedBucket, BucketError> {
-    let url = parse_url(storage)?;
-    let (scheme, prefix) = ObjectStoreScheme::parse(&url).map_err(|_| {
+/// The kind of store `url` names and the prefix within it, or what is wrong with its shape.
+fn parse_scheme(url: &Url) -> Result<(ObjectStoreScheme, Path), BucketError> {
+    ObjectStoreScheme::parse(url).map_err(|_| {
         BucketError::Url(match url.scheme() {
             "file" => "a file:// URL names no host: file:///absolute/dir".to_owned(),
             "s3" | "s3a" | "gs" | "az" | "adl" | "azure" | "abfs" | "abfss" => {
@@ -172,7 +268,12 @@ fn build_store(storage: &BucketStorage, tuning: Tuning) -> Result<OpenedBucket, 
                 "unsupported storage URL scheme '{other}'; use file://, s3://, gs:// or az://"
             ),
         })
-    })?;
+    })
+}
+
+fn build_store(storage: &BucketStorage, tuning: Tuning) -> Result<OpenedBucket, BucketError> {
+    let url = parse_url(storage)?;
+    let (scheme, prefix) = parse_scheme(&url)?;
     tracing::debug!(bucket = %storage.name, scheme = url.scheme(), "opening bucket store");
     let options = &storage.options;
     let open_error = |e: object_store::Error| BucketError::Open(redact(&error_chain(&e), storage));
@@ -631,7 +732,8 @@ pub struct StoreCache {
     stores: Mutex<HashMap<StoreKey, OpenedBucket>>,
     /// Age after which an upload counts as orphaned; `None` disables sweeping.
     orphan_age: Option<Duration>,
-    sweepers: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// Each opened bucket's sweeper, by bucket name.
+    sweepers: Mutex<Vec<(String, tokio::task::AbortHandle)>>,
 }
 
 impl Default for StoreCache {
@@ -681,6 +783,34 @@ impl StoreCache {
         Ok(opened)
     }
 
+    /// Forgets the bucket `name` (deleted): its stores are closed once their sessions end, and
+    /// its sweeper stops at once, so nothing keeps touching a store Wharf no longer owns.
+    pub fn forget(&self, name: &wharf_core::BucketName) {
+        self.stores
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|(bucket, _, _), _| bucket != name.as_str());
+        self.sweepers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|(bucket, task)| {
+                let keep = bucket != name.as_str();
+                if !keep {
+                    task.abort();
+                }
+                keep
+            });
+    }
+
+    /// Whether a sweeper runs for the bucket `name`.
+    pub fn sweeps(&self, name: &wharf_core::BucketName) -> bool {
+        self.sweepers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .any(|(bucket, task)| bucket == name.as_str() && !task.is_finished())
+    }
+
     fn start_sweeper(&self, storage: &BucketStorage, bucket: &OpenedBucket) {
         let Some(age) = self.orphan_age else { return };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -712,13 +842,13 @@ impl StoreCache {
         self.sweepers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(task.abort_handle());
+            .push((storage.name.as_str().to_owned(), task.abort_handle()));
     }
 }
 
 impl Drop for StoreCache {
     fn drop(&mut self) {
-        for task in self
+        for (_, task) in self
             .sweepers
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner)
@@ -927,5 +1057,83 @@ mod tests {
         assert!(is_public_option("AWS_ENDPOINT"));
         assert!(!is_public_option("aws_endpoint_token"));
         assert!(!is_public_option("azure_storage_account_key"));
+    }
+
+    #[test]
+    fn buckets_that_would_use_the_hosts_credentials_are_named() {
+        let reaches =
+            |url: &str, options: &[(&str, &str)]| host_access(&storage(url, options)).unwrap();
+        // Their own credentials, or none needed.
+        for (url, options) in [
+            ("file:///srv/b", &[][..]),
+            (
+                "s3://b",
+                &[
+                    ("aws_access_key_id", "k"),
+                    ("AWS_SECRET_ACCESS_KEY", "s"),
+                    ("aws_endpoint", "http://127.0.0.1:9000"),
+                ][..],
+            ),
+            ("s3://b", &[("aws_skip_signature", "true")][..]),
+            ("gs://b", &[("google_service_account_key", "{}")][..]),
+            ("az://c", &[("azure_storage_account_key", "k")][..]),
+            ("az://c", &[("azure_storage_use_emulator", "true")][..]),
+            (
+                "az://c",
+                &[
+                    ("azure_client_id", "i"),
+                    ("azure_client_secret", "s"),
+                    ("azure_tenant_id", "t"),
+                ][..],
+            ),
+        ] {
+            assert_eq!(reaches(url, options), None, "{url} {options:?}");
+        }
+        // The host's chain, or the host's files, endpoints and programs.
+        for (url, options) in [
+            ("s3://b", &[][..]),
+            ("s3://b", &[("aws_access_key_id", "k")][..]),
+            ("s3://b", &[("aws_skip_signature", "false")][..]),
+            (
+                "s3://b",
+                &[
+                    ("aws_access_key_id", "k"),
+                    ("aws_secret_access_key", "s"),
+                    ("aws_web_identity_token_file", "/etc/shadow"),
+                ][..],
+            ),
+            (
+                "s3://b",
+                &[("aws_metadata_endpoint", "http://10.0.0.1")][..],
+            ),
+            ("gs://b", &[][..]),
+            (
+                "gs://b",
+                &[("google_service_account", "/root/key.json")][..],
+            ),
+            ("az://c", &[("azure_storage_account_name", "a")][..]),
+            ("az://c", &[("azure_use_azure_cli", "true")][..]),
+            (
+                "az://c",
+                &[("azure_federated_token_file", "/var/run/token")][..],
+            ),
+        ] {
+            assert!(reaches(url, options).is_some(), "{url} {options:?}");
+        }
+        assert!(host_access(&storage("s3://b", &[("aws_bogus", "x")])).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_forgotten_bucket_is_no_longer_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = StoreCache::new();
+        let bucket = storage(&format!("file://{}", dir.path().display()), &[]);
+        cache.bucket(&bucket).unwrap();
+        assert!(cache.sweeps(&bucket.name));
+        cache.forget(&bucket.name);
+        assert!(!cache.sweeps(&bucket.name));
+        // Opened again (registered anew), it is swept again.
+        cache.bucket(&bucket).unwrap();
+        assert!(cache.sweeps(&bucket.name));
     }
 }

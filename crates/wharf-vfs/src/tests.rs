@@ -24,9 +24,9 @@ use tempfile::TempDir;
 use wharf_core::{BucketName, BucketStorage, HomeDirectory, Permissions, Protocol, Username};
 
 use crate::{
-    CreateOptions, Entry, EntryKind, HashAlgorithm, PART_SIZE, REORDER_WINDOW, SessionIdentity,
-    StoreCache, Upload, UploadSummary, Vfs, VfsError, VirtualPath, WriteMode, create_home,
-    open_bucket,
+    CreateOptions, Entry, EntryKind, HashAlgorithm, MemoryBudget, PART_SIZE, REORDER_WINDOW,
+    SessionIdentity, StoreCache, Upload, UploadSummary, Vfs, VfsError, VirtualPath, WriteMode,
+    create_home, open_bucket,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -267,15 +267,15 @@ impl Fixture {
         self.counting.gets.load(Ordering::SeqCst)
     }
 
-    /// Files on disk whose name contains `#` (LocalFileSystem's staging files). Waits up to
-    /// five seconds for them to go: aborts on drop run in the background.
+    /// Staging files on disk (see [`staging_files`]). Waits up to five seconds for them to go:
+    /// aborts on drop run in the background.
     async fn staging_files_settled(&self) -> Vec<String> {
         let Some(dir) = &self.dir else {
             return Vec::new();
         };
         let mut found = Vec::new();
         for _ in 0..50 {
-            found = files_with_hash(dir.path());
+            found = staging_files(dir.path());
             if found.is_empty() {
                 break;
             }
@@ -290,16 +290,19 @@ impl Fixture {
     }
 }
 
-fn files_with_hash(dir: &std::path::Path) -> Vec<String> {
+/// Staging files under `dir`: LocalFileSystem's (`name#N`, next to the target) and Wharf's own
+/// (in a bucket's `.wharf-uploads`).
+fn staging_files(dir: &std::path::Path) -> Vec<String> {
     let mut found = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return found;
     };
+    let in_staging_dir = dir.ends_with(crate::UPLOAD_JOURNAL);
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
-            found.extend(files_with_hash(&path));
-        } else if entry.file_name().to_string_lossy().contains('#') {
+            found.extend(staging_files(&path));
+        } else if in_staging_dir || entry.file_name().to_string_lossy().contains('#') {
             found.push(path.display().to_string());
         }
     }
@@ -665,7 +668,7 @@ async fn uploads_are_invisible_until_commit() {
         if let Some(disk) = fx.disk() {
             // The check for leftover staging files elsewhere is not vacuous.
             assert!(
-                !files_with_hash(&disk).is_empty(),
+                !staging_files(&disk).is_empty(),
                 "LocalFileSystem stages on disk"
             );
         }
@@ -779,6 +782,62 @@ async fn a_failed_part_aborts_the_upload() {
         assert_err!(upload.commit().await, VfsError::Storage(_));
         assert_eq!(read_all(&vfs, "/f").await, b"old");
         assert_eq!(fx.staging_files_settled().await, Vec::<String>::new());
+    })
+    .await;
+}
+
+/// Writes held out of order count against the session's memory budget, shared by its uploads:
+/// past it a write is refused as `Busy` (and nothing held), the upload and the session go on,
+/// and what the gap's filling releases can be held again.
+#[tokio::test]
+async fn held_writes_have_a_memory_budget_shared_by_the_sessions_uploads() {
+    on_both(|fx| async move {
+        let budget = MemoryBudget::new(1024 * 1024, None);
+        let vfs = fx
+            .vfs("/", Permissions::ReadWrite)
+            .with_write_budget(budget.clone());
+        let piece = Bytes::from(pattern(400 * 1024));
+        let mut a = vfs
+            .create(&p("/a"), CreateOptions::default())
+            .await
+            .unwrap();
+        let mut b = vfs
+            .create(&p("/b"), CreateOptions::default())
+            .await
+            .unwrap();
+        a.write(1, piece.clone()).await.unwrap();
+        b.write(1, piece.clone()).await.unwrap();
+        assert_eq!(budget.used(), 800 * 1024);
+        match b.write(1 + piece.len() as u64, piece.clone()).await {
+            Err(VfsError::Busy(message)) => {
+                assert!(message.contains("send writes in order"), "{message}")
+            }
+            other => panic!("expected Busy, got {other:?}"),
+        }
+        assert_eq!(budget.used(), 800 * 1024, "a refused write holds nothing");
+        // Filling `a`'s gap releases its held bytes; `b` may then hold more.
+        a.write(0, Bytes::from_static(b"x")).await.unwrap();
+        assert_eq!(budget.used(), 400 * 1024);
+        b.write(1 + piece.len() as u64, piece.clone())
+            .await
+            .unwrap();
+        b.write(0, Bytes::from_static(b"y")).await.unwrap();
+        assert_eq!(budget.used(), 0);
+        a.commit().await.unwrap();
+        b.commit().await.unwrap();
+        let mut expected = b"y".to_vec();
+        expected.extend_from_slice(&piece);
+        expected.extend_from_slice(&piece);
+        assert_eq!(read_all(&vfs, "/b").await, expected);
+        // An upload dropped with writes held gives them back.
+        let mut c = vfs
+            .create(&p("/c"), CreateOptions::default())
+            .await
+            .unwrap();
+        c.write(5, piece.clone()).await.unwrap();
+        assert_eq!(budget.used(), piece.len() as u64);
+        drop(c);
+        assert_eq!(budget.used(), 0);
     })
     .await;
 }
@@ -2119,7 +2178,7 @@ async fn local_uploads_write_their_staging_files_directly() {
         .unwrap();
     let vfs = vfs_on_bucket(&bucket);
     vfs.mkdir(&p("/in")).await.unwrap();
-    let staging_left = || files_with_hash(dir.path());
+    let staging_left = || staging_files(dir.path());
 
     // One upload (a spare core), then more at once than this machine has cores.
     let one = pattern(5 * crate::transfer::LOCAL_PART_SIZE + 123);
@@ -2187,15 +2246,24 @@ async fn local_staging_files_of_crashed_uploads_are_swept() {
     let vfs = vfs_on_bucket(&bucket);
     vfs.mkdir(&p("/in")).await.unwrap();
     crashed_upload(&vfs, "/in/crashed.bin").await;
-    let staging = |dir: &std::path::Path| -> Vec<String> {
-        std::fs::read_dir(dir.join("in"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|name| name.contains('#'))
-            .collect()
+    let staging = |dir: &std::path::Path| {
+        let mut found = staging_files(dir);
+        found.sort();
+        found
     };
-    assert_eq!(staging(dir.path()), vec!["crashed.bin#1".to_owned()]);
+    let left = staging(dir.path());
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].contains("/.wharf-uploads/upload-"), "{left:?}");
     assert_eq!(names(&vfs, "/in").await, vec![]);
+    assert_eq!(
+        names(&vfs, "/").await,
+        vec![("in".to_owned(), EntryKind::Directory)],
+        "the staging directory is hidden"
+    );
+    // Files that only look like staging files, put into the bucket's directory by something
+    // other than Wharf, are never the sweeper's: only Wharf's staging directory is.
+    std::fs::write(dir.path().join("in/invoice#42"), b"not ours").unwrap();
+    std::fs::write(dir.path().join("invoice#7"), b"not ours either").unwrap();
 
     let report = bucket
         .sweep_orphaned_uploads(Duration::from_secs(3600))
@@ -2204,12 +2272,65 @@ async fn local_staging_files_of_crashed_uploads_are_swept() {
     assert_eq!((report.aborted, report.in_progress), (0, 1));
     let report = bucket.sweep_orphaned_uploads(Duration::ZERO).await.unwrap();
     assert_eq!((report.aborted, report.in_progress), (1, 0));
-    assert!(staging(dir.path()).is_empty());
+    assert_eq!(
+        staging(dir.path()),
+        [
+            dir.path().join("in/invoice#42").display().to_string(),
+            dir.path().join("invoice#7").display().to_string()
+        ]
+    );
     // A file whose name only looks like a staging file but that users made is never touched:
     // users cannot make one (`#` is encoded), so an ordinary upload survives.
     upload(&vfs, "/in/report#1", b"mine", 1024).await;
     bucket.sweep_orphaned_uploads(Duration::ZERO).await.unwrap();
     assert_eq!(read_all(&vfs, "/in/report#1").await, b"mine");
+}
+
+/// A local listing holds no thread between pages: with tokio's blocking pool down to one
+/// thread, many listings read part way (their clients not asking for more) leave it free for
+/// every other file call. Each used to park a thread until its next page was taken.
+#[test]
+fn unread_local_listings_hold_no_thread() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let dir = TempDir::new().unwrap();
+        let cache = StoreCache::with_orphan_age(None);
+        let bucket = cache
+            .bucket(&storage(&format!("file://{}", dir.path().display())))
+            .unwrap();
+        let vfs = vfs_on_bucket(&bucket);
+        vfs.mkdir(&p("/big")).await.unwrap();
+        for i in 0..2_500 {
+            std::fs::write(dir.path().join(format!("big/f-{i:05}")), b"x").unwrap();
+        }
+        let listings_then_stat = async {
+            let mut open = Vec::new();
+            for _ in 0..8 {
+                let mut listing = vfs.list_pages(&p("/big")).await.unwrap();
+                assert_eq!(listing.next_entries(10).await.unwrap().len(), 10);
+                open.push(listing);
+            }
+            let entry = vfs.stat(&p("/big/f-00001")).await.unwrap();
+            (open, entry)
+        };
+        let (open, entry) = tokio::time::timeout(Duration::from_secs(30), listings_then_stat)
+            .await
+            .expect("a file call waited for a parked listing");
+        assert_eq!(entry.size, 1);
+        // Each listing still reads on where it stopped, to the end.
+        for mut listing in open {
+            let mut total = 10;
+            while let Some(page) = listing.next_page().await.unwrap() {
+                total += page.len();
+            }
+            assert_eq!(total, 2_500);
+        }
+    });
 }
 
 #[tokio::test]

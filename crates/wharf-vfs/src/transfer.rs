@@ -28,8 +28,9 @@ use tokio::task::JoinSet;
 
 use wharf_core::{EventData, EventSink, EventType};
 
+use crate::budget::{MemoryBudget, OverBudget, Reservation};
 use crate::checksum::KnownHashes;
-use crate::local::{self, LocalStaging, PartWrite};
+use crate::local::{self, LocalStaging, LocalTarget, PartWrite};
 use crate::owned::SessionUploads;
 use crate::{UploadJournal, VfsError, VirtualPath, WriteMode};
 
@@ -164,7 +165,7 @@ pub struct Upload {
     /// Where the file goes on local disk, when its parts are written directly
     /// ([`LocalStaging`], and [`local::put_whole`] for a small file) rather than through the
     /// store.
-    local_file: Option<std::path::PathBuf>,
+    local_file: Option<LocalTarget>,
     path: VirtualPath,
     key: Path,
     /// Length of the contiguous data accepted from offset 0 (existing content copied in
@@ -190,6 +191,8 @@ pub struct Upload {
     /// Writes that arrived ahead of `written`, by offset. They never overlap each other or the
     /// contiguous data, and all lie within [`REORDER_WINDOW`] of `written`.
     held: BTreeMap<u64, Bytes>,
+    /// The bytes in `held`, taken from the session's [`MemoryBudget`].
+    held_bytes: Reservation,
     /// SHA-256 of the contiguous data, so the checksum costs no second read.
     hasher: Sha256,
     /// The multipart upload, once the file reached its first part's size.
@@ -222,6 +225,7 @@ impl Upload {
             hashes,
             uploaded,
             no_replace,
+            held_budget,
         } = target;
         Upload {
             store,
@@ -244,6 +248,7 @@ impl Upload {
             client_range: None,
             buffer: BytesMut::new(),
             held: BTreeMap::new(),
+            held_bytes: held_budget.reservation(),
             hasher: Sha256::new(),
             multipart: Exclusive::new(None),
             parts_sent: 0,
@@ -485,8 +490,11 @@ impl Upload {
         if overlaps_before || overlaps_after {
             return Err(overlapping(offset, end));
         }
+        self.held_bytes
+            .grow(data.len() as u64)
+            .map_err(|over| held_over_budget(offset, over))?;
         // Copied: the caller's buffer may be a slice of a much larger one that holding it would
-        // keep alive, and the window's memory bound counts only these bytes.
+        // keep alive, and the budget counts only these bytes.
         self.held.insert(offset, Bytes::copy_from_slice(&data));
         Ok(())
     }
@@ -499,6 +507,7 @@ impl Upload {
                 break;
             }
             let data = entry.remove();
+            self.held_bytes.shrink(data.len() as u64);
             self.accept(data).await?;
         }
         Ok(())
@@ -578,7 +587,7 @@ impl Upload {
             None => {
                 tracing::debug!(path = %self.path, "starting a multipart upload");
                 let started = match (&self.local_file, &self.journal) {
-                    (Some(dest), _) => Parts::Local(LocalStaging::create(dest.clone())?),
+                    (Some(target), _) => Parts::Local(LocalStaging::create(target.clone())?),
                     (None, Some(journal)) => Parts::Store(journal.start(&self.key).await?),
                     (None, None) => Parts::Store(self.store.put_multipart(&self.key).await?),
                 };
@@ -771,9 +780,9 @@ impl Upload {
         let event = self.begin_event(&sha256).await?;
         let visible: Result<Option<String>, VfsError> = match single_put {
             Some(rest) => match &self.local_file {
-                Some(dest) => local::put_whole(dest.clone(), rest)
+                Some(target) => local::put_whole(target.clone(), rest)
                     .await
-                    .map(|()| local::e_tag(dest)),
+                    .map(|()| local::e_tag(&target.dest)),
                 None => self
                     .store
                     .put(&self.key, PutPayload::from(rest))
@@ -888,6 +897,7 @@ impl Upload {
     async fn discard(&mut self) {
         self.state = UploadState::Finished;
         self.held.clear();
+        self.held_bytes.shrink(u64::MAX);
         self.buffer = BytesMut::new();
         finish_parts(&mut self.in_flight).await;
         if let Some(mut multipart) = self.multipart.get_mut().take()
@@ -945,13 +955,15 @@ pub(crate) struct UploadTarget {
     pub(crate) local: bool,
     /// The file's path on local disk, if its parts may be written there directly
     /// ([`LocalStaging`]); `None` sends them through `store`.
-    pub(crate) local_file: Option<std::path::PathBuf>,
+    pub(crate) local_file: Option<LocalTarget>,
     /// Where the committed version's SHA-256 is remembered.
     pub(crate) hashes: KnownHashes,
     /// The session's uploads.
     pub(crate) uploaded: SessionUploads,
     /// Refuse the commit if the file exists by then (see [`Upload`]'s field).
     pub(crate) no_replace: bool,
+    /// What writes held out of order may take (the session's).
+    pub(crate) held_budget: MemoryBudget,
 }
 
 /// A multipart upload: the store's, or a local-disk staging file written directly.
@@ -1025,6 +1037,15 @@ fn too_large() -> VfsError {
     VfsError::Unsupported(format!(
         "files larger than {MAX_UPLOAD_SIZE} bytes ({} GiB) are not supported",
         MAX_UPLOAD_SIZE as f64 / (1u64 << 30) as f64
+    ))
+}
+
+fn held_over_budget(offset: u64, over: OverBudget) -> VfsError {
+    VfsError::Busy(format!(
+        "the write at offset {offset} arrived ahead of earlier data, and the server already \
+         holds {} MiB of such writes (its limit); send writes in order, or fewer at once, and \
+         retry",
+        over.limit / (1024 * 1024)
     ))
 }
 

@@ -15,12 +15,14 @@ use wharf_core::{
     BucketName, EventData, EventSink, EventType, HomeDirectory, Permissions, Protocol, Username,
 };
 
+use crate::budget::MemoryBudget;
 use crate::checksum::KnownHashes;
+use crate::local::LocalTarget;
 use crate::owned::SessionUploads;
 use crate::transfer::{UploadEvents, UploadTarget};
 use crate::{
-    DIRECTORY_MARKER, Download, ListPager, OpenedBucket, Upload, UploadJournal, VfsError,
-    VirtualPath,
+    DIRECTORY_MARKER, Download, ListPager, OpenedBucket, UPLOAD_JOURNAL, Upload, UploadJournal,
+    VfsError, VirtualPath,
 };
 
 /// Most objects a directory rename moves. Object stores have no directory rename: every object
@@ -160,6 +162,8 @@ struct Session {
     hashes: KnownHashes,
     /// What this session uploaded (the files a write-only session may still change).
     uploaded: SessionUploads,
+    /// What this session's writes held out of order may take.
+    held_budget: MemoryBudget,
     home: HomeDirectory,
     permissions: Permissions,
     identity: SessionIdentity,
@@ -191,6 +195,7 @@ impl Vfs {
                 events: None,
                 hashes: KnownHashes::default(),
                 uploaded: SessionUploads::default(),
+                held_budget: MemoryBudget::for_session(),
                 home,
                 permissions,
                 identity,
@@ -216,6 +221,7 @@ impl Vfs {
                 events: None,
                 hashes: bucket.hashes.clone(),
                 uploaded: SessionUploads::default(),
+                held_budget: MemoryBudget::for_session(),
                 home,
                 permissions,
                 identity,
@@ -245,6 +251,18 @@ impl Vfs {
         }
     }
 
+    /// Counts this session's writes held out of order against `budget` instead of a budget
+    /// of its own: for sessions of one connection (SFTP channels) that share one.
+    pub fn with_write_budget(self, budget: MemoryBudget) -> Self {
+        let session = self.into_session();
+        Vfs {
+            inner: Arc::new(Session {
+                held_budget: budget,
+                ..session
+            }),
+        }
+    }
+
     fn into_session(self) -> Session {
         Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Session {
             store: shared.store.clone(),
@@ -254,6 +272,7 @@ impl Vfs {
             events: shared.events.clone(),
             hashes: shared.hashes.clone(),
             uploaded: shared.uploaded.clone(),
+            held_budget: shared.held_budget.clone(),
             home: shared.home.clone(),
             permissions: shared.permissions,
             identity: shared.identity.clone(),
@@ -782,10 +801,13 @@ impl Vfs {
                 journal: self.inner.uploads.clone(),
                 events,
                 local: self.inner.local_root.is_some(),
-                local_file,
+                local_file: local_file
+                    .zip(self.staging_dir())
+                    .map(|(dest, staging_dir)| LocalTarget { dest, staging_dir }),
                 hashes: self.inner.hashes.clone(),
                 uploaded: self.inner.uploaded.clone(),
                 no_replace,
+                held_budget: self.inner.held_budget.clone(),
             },
             path.clone(),
             key,
@@ -892,6 +914,12 @@ impl Vfs {
                 .filter(|parent| !parent.is_root())
                 .map(|parent| local_path(root, &marker_key(&self.key(&parent))))
                 .is_none_or(|marker| std::fs::metadata(marker).is_ok_and(|meta| meta.is_file()))
+    }
+
+    /// On a local-disk bucket, the directory where uploads are staged (see [`crate::local`]).
+    fn staging_dir(&self) -> Option<std::path::PathBuf> {
+        let root = self.inner.local_root.as_ref()?;
+        Some(root.join(UPLOAD_JOURNAL))
     }
 
     /// On a local-disk bucket, where `key` is on disk, if the store spells it the same way
@@ -1024,7 +1052,7 @@ fn visible_name(raw: &str) -> Option<String> {
 }
 
 /// LocalFileSystem's reserved pattern `.*#\d+` (see its `is_valid_file_path`).
-pub(crate) fn is_staging_name(raw: &str) -> bool {
+fn is_staging_name(raw: &str) -> bool {
     match raw.split_once('#') {
         Some((_, suffix)) => !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()),
         None => false,
@@ -1366,10 +1394,16 @@ enum ListingSource {
         token: Option<String>,
         done: bool,
     },
-    /// A local directory read page by page on a blocking thread; the channel holds at most one
-    /// page ahead of the reader.
+    /// A local directory read a page at a time: each page is one blocking task that reads up
+    /// to [`LIST_PAGE_KEYS`] entries and hands the open directory back, so a listing the
+    /// client reads slowly (or never) holds no thread.
     Local {
-        pages: tokio::sync::mpsc::Receiver<Result<Vec<Entry>, VfsError>>,
+        path: std::path::PathBuf,
+        /// The open directory between pages; `None` before the first page.
+        dir: Option<std::fs::ReadDir>,
+        /// The page being read. Kept here so a fetch that is dropped while waiting loses
+        /// nothing: the next one waits for the same page.
+        reading: Option<tokio::task::JoinHandle<LocalPage>>,
         done: bool,
     },
     Done,
@@ -1384,60 +1418,58 @@ impl ListingSource {
     }
 }
 
-/// Starts reading the local directory `dir` in pages of [`LIST_PAGE_KEYS`] entries: names as
-/// [`visible_name`] shows them, symbolic links followed (as LocalFileSystem does), entries that
-/// vanish while being read skipped. The reading stops when the [`Listing`] is dropped.
+/// One page of a local directory: the directory to read on from (`None` once it is read
+/// through) and the entries.
+type LocalPage = Result<(Option<std::fs::ReadDir>, Vec<Entry>), VfsError>;
+
+/// The local directory `dir`, read in pages of [`LIST_PAGE_KEYS`] entries on demand (see
+/// [`read_local_page`]).
 fn local_listing(dir: std::path::PathBuf) -> ListingSource {
-    let (sender, pages) = tokio::sync::mpsc::channel(1);
-    tokio::task::spawn_blocking(move || {
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) => {
-                let _ = sender.blocking_send(Err(local_error(e)));
-                return;
-            }
+    ListingSource::Local {
+        path: dir,
+        dir: None,
+        reading: None,
+        done: false,
+    }
+}
+
+/// Reads the next page of the local directory `path` from `open` (opened here on the first
+/// page): up to [`LIST_PAGE_KEYS`] entries, names as [`visible_name`] shows them, symbolic
+/// links followed (as LocalFileSystem does), entries that vanish while being read skipped.
+/// Blocking: runs on a blocking thread, which it gives back when the page is read.
+fn read_local_page(path: &std::path::Path, open: Option<std::fs::ReadDir>) -> LocalPage {
+    let mut entries = match open {
+        Some(entries) => entries,
+        None => std::fs::read_dir(path).map_err(local_error)?,
+    };
+    let mut page = Vec::with_capacity(LIST_PAGE_KEYS);
+    while page.len() < LIST_PAGE_KEYS {
+        let Some(entry) = entries.next() else {
+            return Ok((None, sort_entries(page)));
         };
-        let mut page = Vec::with_capacity(LIST_PAGE_KEYS);
-        for entry in entries {
-            let entry = match entry {
-                Ok(entry) => entry,
-                Err(e) => {
-                    let _ = sender.blocking_send(Err(local_error(e)));
-                    return;
-                }
-            };
-            let raw = entry.file_name();
-            let Some(name) = raw.to_str().and_then(visible_name) else {
-                continue;
-            };
-            let Ok(meta) = std::fs::metadata(entry.path()) else {
-                // Deleted meanwhile, or a dangling link: not listable as a file either.
-                continue;
-            };
-            let modified = meta.modified().ok().map(DateTime::<Utc>::from);
-            // A directory's own time changes whenever an entry is added or removed.
-            page.push(if meta.is_dir() {
-                directory_entry(name, modified)
-            } else {
-                Entry {
-                    name,
-                    kind: EntryKind::File,
-                    size: meta.len(),
-                    modified,
-                }
-            });
-            if page.len() == LIST_PAGE_KEYS {
-                let full = std::mem::replace(&mut page, Vec::with_capacity(LIST_PAGE_KEYS));
-                if sender.blocking_send(Ok(sort_entries(full))).is_err() {
-                    return;
-                }
+        let entry = entry.map_err(local_error)?;
+        let raw = entry.file_name();
+        let Some(name) = raw.to_str().and_then(visible_name) else {
+            continue;
+        };
+        let Ok(meta) = std::fs::metadata(entry.path()) else {
+            // Deleted meanwhile, or a dangling link: not listable as a file either.
+            continue;
+        };
+        let modified = meta.modified().ok().map(DateTime::<Utc>::from);
+        // A directory's own time changes whenever an entry is added or removed.
+        page.push(if meta.is_dir() {
+            directory_entry(name, modified)
+        } else {
+            Entry {
+                name,
+                kind: EntryKind::File,
+                size: meta.len(),
+                modified,
             }
-        }
-        if !page.is_empty() {
-            let _ = sender.blocking_send(Ok(sort_entries(page)));
-        }
-    });
-    ListingSource::Local { pages, done: false }
+        });
+    }
+    Ok((Some(entries), sort_entries(page)))
 }
 
 /// Where `key` is on a local-disk bucket rooted at `root`: its parts, as the key spells them,
@@ -1490,17 +1522,31 @@ impl Listing {
                 token,
                 done,
             } => (pager, store, dir, token, done),
-            ListingSource::Local { pages, done } => {
-                return match pages.recv().await {
-                    Some(page) => {
-                        let page = page?;
+            ListingSource::Local {
+                path,
+                dir,
+                reading,
+                done,
+            } => {
+                let task = reading.get_or_insert_with(|| {
+                    let path = path.clone();
+                    let open = dir.take();
+                    tokio::task::spawn_blocking(move || read_local_page(&path, open))
+                });
+                let read = task.await;
+                *reading = None;
+                let page = read.map_err(|e| local_error(std::io::Error::other(e)));
+                return match page.and_then(|page| page) {
+                    Ok((open, page)) => {
+                        *done = open.is_none();
+                        *dir = open;
                         let n = page.len();
                         self.ready.extend(page);
                         Ok(n)
                     }
-                    None => {
+                    Err(e) => {
                         *done = true;
-                        Ok(0)
+                        Err(e)
                     }
                 };
             }

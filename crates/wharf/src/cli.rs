@@ -95,6 +95,16 @@ pub struct ControlPlaneOptions {
     /// people who create webhooks must not reach your internal network.
     #[arg(long, env = "WHARF_WEBHOOK_DENY_PRIVATE_TARGETS")]
     pub webhook_deny_private_targets: bool,
+    /// The directory that file:// buckets registered through the API must lie in (each in a
+    /// directory of its own) [default: <data-dir>/buckets]. It may neither contain the data
+    /// directory nor be inside it elsewhere than in buckets/. --bucket-url is not limited.
+    #[arg(long, env = "WHARF_LOCAL_BUCKET_ROOT")]
+    pub local_bucket_root: Option<PathBuf>,
+    /// Let buckets registered through the API use this host's own cloud credentials (its
+    /// environment, instance or pod role, credential files). Off: each s3://, gs:// or az://
+    /// bucket must bring its own in its options.
+    #[arg(long, env = "WHARF_ALLOW_HOST_CREDENTIALS")]
+    pub allow_host_credentials: bool,
 }
 
 #[derive(Args, Clone)]

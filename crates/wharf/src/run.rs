@@ -380,6 +380,8 @@ async fn open_control_plane(
     };
     let control_options = wharf_control::ControlPlaneOptions {
         deny_private_webhook_targets: options.webhook_deny_private_targets,
+        local_bucket_root: options.local_bucket_root.clone(),
+        allow_host_credentials: options.allow_host_credentials,
         webhook_timeout: Duration::from_secs(options.webhook_timeout),
         retry: wharf_control::RetrySchedule {
             give_up_after: Duration::from_secs(options.webhook_retry_period),

@@ -109,6 +109,7 @@ pub async fn create_bucket(
     if state.store.get_bucket(&name).await?.is_some() {
         return Err(bucket_exists(&name));
     }
+    check_host_access(&state, &name, &url, &options)?;
     let storage = BucketStorage {
         name: name.clone(),
         url,
@@ -127,6 +128,49 @@ pub async fn create_bucket(
     tracing::info!(bucket = %name, storage = %public_storage_url(&record.url),
         options = ?record.options.keys().collect::<Vec<_>>(), "bucket registered");
     Ok((StatusCode::CREATED, Json(bucket_view(record))))
+}
+
+/// Refuses a bucket that would reach the host rather than only its store: a `file://` bucket
+/// outside the local bucket root, or a cloud bucket on the host's credentials (unless the
+/// operator allows them). Before the storage check, which would create a `file://` directory.
+fn check_host_access(
+    state: &SharedState,
+    name: &wharf_core::BucketName,
+    url: &str,
+    options: &std::collections::BTreeMap<String, String>,
+) -> Result<(), ApiError> {
+    if let Ok(parsed) = url::Url::parse(url)
+        && parsed.scheme() == "file"
+    {
+        let dir = parsed.to_file_path().map_err(|()| {
+            field_error(
+                "storageUrl",
+                "a file:// URL names no host and an absolute directory: file:///absolute/dir",
+            )
+        })?;
+        state
+            .local_root
+            .check(&dir)
+            .map_err(|why| field_error("storageUrl", why))?;
+    }
+    if state.options.allow_host_credentials {
+        return Ok(());
+    }
+    let storage = BucketStorage {
+        name: name.clone(),
+        url: url.to_owned(),
+        options: options.clone(),
+    };
+    match wharf_vfs::host_access(&storage) {
+        Ok(None) => Ok(()),
+        Ok(Some(why)) => Err(field_error(
+            "options",
+            format!("{why}; this server does not allow that (see --allow-host-credentials)"),
+        )
+        .into()),
+        // The storage check says what is wrong with the URL or an option.
+        Err(_) => Ok(()),
+    }
 }
 
 /// Lists the new bucket's store once; any failure is a 400 naming the field at fault.
@@ -215,6 +259,7 @@ pub async fn delete_bucket(
     };
     match outcome {
         BucketDeletion::Deleted => {
+            state.stores.forget(&name);
             tracing::info!(bucket = %name, "bucket deleted (its objects stay in the store)");
             Ok(StatusCode::NO_CONTENT)
         }

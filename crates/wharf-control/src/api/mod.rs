@@ -54,6 +54,8 @@ pub struct AppState {
     pub events: Arc<DatabaseEvents>,
     /// The claim token of this process's delivery worker.
     pub worker_id: String,
+    /// Where `file://` buckets registered through the API may live.
+    pub local_root: crate::LocalBucketRoot,
     /// Stopped when the state is dropped.
     pub(crate) tasks: BackgroundTasks,
     /// SHA-256 of the gateway token (empty when no token is configured: then every gateway

@@ -260,6 +260,7 @@ fn vfs_error(error: VfsError, bucket: &BucketName, key: &str) -> ApiError {
             field: "key".into(),
             message,
         }]),
+        VfsError::Busy(message) => ApiError::ServiceUnavailable(message),
         VfsError::Storage(e) => {
             tracing::warn!(%bucket, %key, error = %e, "storage failed in the objects API");
             ApiError::StorageFailed(format!(

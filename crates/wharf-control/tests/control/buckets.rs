@@ -47,7 +47,7 @@ async fn bucket_names(app: &TestApp) -> Vec<String> {
 
 async fn file_bucket_lifecycle(db: TestDb) {
     let app = TestApp::spawn(db).await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir_in(app.bucket_dir()).unwrap();
     let storage = dir.path().join("partners");
     let url = format!("file://{}", storage.display());
     let created = create_bucket(&app, json!({"bucketName": "partners", "storageUrl": url})).await;
@@ -227,7 +227,7 @@ async fn azure_bucket_holds_users(db: TestDb) {
 
 async fn create_bucket_validation(db: TestDb) {
     let app = TestApp::spawn(db).await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir_in(app.bucket_dir()).unwrap();
     let good_url = format!("file://{}", dir.path().join("b").display());
     let blocker = dir.path().join("a-file");
     std::fs::write(&blocker, b"not a directory").unwrap();
@@ -319,12 +319,12 @@ async fn create_bucket_validation(db: TestDb) {
             "options.azure_storage_account_name",
             "unknown option",
         ),
-        // A credentials file that does not exist: the store cannot even be built (no request).
+        // A credentials file on the server's host: refused before anything reads it.
         (
             json!({"storageUrl": "gs://bucket", "options": {
                 "google_service_account": format!("/nonexistent/{secret}.json")}}),
             "options",
-            "cannot be opened",
+            "its own files",
         ),
         (
             json!({"storageUrl": "s3://bucket", "options": {
@@ -496,7 +496,7 @@ async fn delete_bucket_rules(db: TestDb) {
     expect_problem(response, 401, None).await;
 
     // Two users: the message counts them; the bucket goes once both are gone.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir_in(app.bucket_dir()).unwrap();
     create_bucket(
         &app,
         json!({"bucketName": "shared", "storageUrl": format!("file://{}", dir.path().display())}),

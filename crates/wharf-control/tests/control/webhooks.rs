@@ -216,7 +216,7 @@ async fn webhook_crud_and_validation(db: TestDb) {
 async fn webhook_filters_include_and_exclude(db: TestDb) {
     let app = TestApp::spawn_with(db, fast_options()).await;
     let receiver = Receiver::start().await;
-    let other_bucket = app.data_dir.path().join("other-bucket");
+    let other_bucket = app.bucket_dir().join("other-bucket");
     std::fs::create_dir_all(&other_bucket).unwrap();
     let response = app
         .post(

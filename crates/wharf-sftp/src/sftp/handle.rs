@@ -178,9 +178,7 @@ pub(crate) async fn dispatch(shared: &Arc<Shared>, handle: String, queued: Queue
         if close {
             let removed = handles.remove(&handle);
             if removed.is_some() {
-                shared
-                    .open_files
-                    .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                shared.open_files.close();
             }
             removed
         } else {

@@ -37,6 +37,7 @@
 
 mod extended;
 mod handle;
+mod open_files;
 mod replies;
 mod reply;
 mod requests;
@@ -60,14 +61,13 @@ use replies::{Replies, write_replies};
 use reply::{error_status, status};
 use requests::OneString;
 
+pub use open_files::{MAX_OPEN_PER_CONNECTION, MAX_OPEN_PER_PROCESS, OpenFiles};
 pub use replies::{DirectOut, ReplySink};
 
 /// Largest packet a client may send: a 256 KiB write plus headers (OpenSSH's own limit).
 pub const MAX_PACKET_LEN: u32 = 256 * 1024 + 1024;
 /// Largest read or write we advertise in `limits@openssh.com`.
 const MAX_IO_LEN: u32 = 255 * 1024;
-/// Open files and directories per session.
-pub const MAX_OPEN_HANDLES: usize = 256;
 /// Requests in progress per session (OpenSSH keeps 64 in flight; rclone and WinSCP more).
 pub const MAX_IN_FLIGHT: usize = 128;
 /// Directory entries per SSH_FXP_NAME reply.
@@ -139,9 +139,9 @@ struct Shared {
     flooded: AtomicBool,
     /// The channel's exit status.
     exit_code: AtomicU32,
-    /// Files and directories open on the connection (all its channels), so a stopping
-    /// gateway can tell an idle connection from one with transfers in progress.
-    open_files: Arc<AtomicUsize>,
+    /// Files and directories open on the connection (all its channels): capped, and a
+    /// stopping gateway tells an idle connection from one with transfers in progress by it.
+    open_files: OpenFiles,
 }
 
 impl SftpSession {
@@ -151,7 +151,7 @@ impl SftpSession {
     pub fn start(
         vfs: Vfs,
         sink: Arc<dyn ReplySink>,
-        open_files: Arc<AtomicUsize>,
+        open_files: OpenFiles,
         span: tracing::Span,
     ) -> Self {
         let limit = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
@@ -335,7 +335,7 @@ async fn run_backlog(
         .ok()
         .and_then(|mut handles| handles.take());
     for entry in open.into_iter().flat_map(HashMap::into_values) {
-        shared.open_files.fetch_sub(1, Ordering::AcqRel);
+        shared.open_files.close();
         entry.abandon();
     }
     shared.tasks.close();

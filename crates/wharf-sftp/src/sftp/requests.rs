@@ -10,7 +10,7 @@ use wharf_vfs::{CreateOptions, EntryKind, VfsError, VirtualPath, WriteMode};
 use super::extended as ours;
 use super::handle::{HandleEntry, HandleState};
 use super::reply::{Reply, check_setstat, entry_attrs, extended_reply, ok};
-use super::{MAX_IO_LEN, MAX_OPEN_HANDLES, MAX_PACKET_LEN, Shared};
+use super::{MAX_IO_LEN, MAX_OPEN_PER_CONNECTION, MAX_PACKET_LEN, Shared};
 
 /// `SSH_FXP_EXTENDED` `posix-rename@openssh.com` payload.
 #[derive(Deserialize)]
@@ -191,15 +191,10 @@ impl Shared {
                     "session closed".into(),
                 ));
             };
-            if handles.len() >= MAX_OPEN_HANDLES {
-                return Err(Reply::Status(
-                    StatusCode::Failure,
-                    format!("too many open files (at most {MAX_OPEN_HANDLES} per session)"),
-                ));
-            }
-            handles.insert(name.clone(), HandleEntry::new(state));
             self.open_files
-                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                .open()
+                .map_err(|why| Reply::Status(StatusCode::Failure, why))?;
+            handles.insert(name.clone(), HandleEntry::new(state));
         }
         tracing::debug!(handle = %name, "opened");
         Ok(name)
@@ -264,7 +259,7 @@ impl Shared {
                     max_packet_len: MAX_PACKET_LEN as u64,
                     max_read_len: MAX_IO_LEN as u64,
                     max_write_len: MAX_IO_LEN as u64,
-                    max_open_handles: MAX_OPEN_HANDLES as u64,
+                    max_open_handles: MAX_OPEN_PER_CONNECTION as u64,
                 };
                 extended_reply(id, &limits)
             }

@@ -1,0 +1,331 @@
+//! Hostile partners against the real binary: what one partner can make the gateway hold, and
+//! what another partner experiences meanwhile (logins, file calls, the API). Each test is a
+//! finding of the security review (issue 22) that failed before its fix.
+
+mod common;
+
+use std::time::Duration;
+
+use common::raw::*;
+use common::*;
+use reqwest::Method;
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+
+/// How long another partner may wait for a login and a few file calls while an attack runs.
+/// Not a performance figure: without the fixes they never finished.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn request(kind: u8, id: u32, fields: &[&[u8]]) -> Vec<u8> {
+    let mut body = id.to_be_bytes().to_vec();
+    for field in fields {
+        body.extend_from_slice(field);
+    }
+    packet(kind, &body)
+}
+
+/// Another partner logs in with a password, uploads, lists and reads back; and the API answers.
+async fn another_partner_is_served(wharf: &Wharf, user: &str, password: &str) {
+    let served = tokio::time::timeout(PATIENCE, async {
+        let sftp = rust_sftp(wharf.sftp_port, user, password)
+            .await
+            .expect("login");
+        sftp.put("/note.txt", b"still here").await.expect("upload");
+        let names: Vec<String> = sftp
+            .read_dir("/")
+            .await
+            .expect("list")
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, ["note.txt"]);
+        let (status, _) = wharf.api(Method::GET, "/v1/users", None).await;
+        assert_eq!(status, 200);
+    })
+    .await;
+    assert!(
+        served.is_ok(),
+        "another partner was not served within {PATIENCE:?}"
+    );
+}
+
+/// One partner opens listings of a 2,500-entry directory on all 16 channels of a connection,
+/// reads their first page and never the rest. Each such listing used to park one of the
+/// server's blocking threads until the next page was read: 512 of them took the whole pool,
+/// which password hashing and every local-disk call share, so other partners' logins and the
+/// API hung. Now a connection may hold 64 files open, and a listing holds no thread between
+/// pages.
+#[tokio::test]
+async fn unread_listings_do_not_hold_up_other_partners() {
+    let wharf = Wharf::start().await;
+    let (attacker, attacker_password) = wharf.create_user("/attacker", json!({})).await;
+    let (partner, partner_password) = wharf.create_user("/partner", json!({})).await;
+    let big = wharf.bucket_dir().join("attacker/big");
+    std::fs::create_dir_all(&big).unwrap();
+    for i in 0..2_500 {
+        std::fs::write(big.join(format!("f-{i:05}")), b"x").unwrap();
+    }
+    let threads_before = wharf.proc_status("Threads");
+
+    let ssh = password_connection(wharf.sftp_port, &attacker, &attacker_password).await;
+    let mut id = 0u32;
+    let (mut opened, mut refusals) = (0, Vec::new());
+    let mut channels = Vec::new();
+    for _ in 0..16 {
+        let mut stream = sftp_channel(&ssh).await;
+        let mut batch = Vec::new();
+        for _ in 0..32 {
+            id += 1;
+            batch.extend(request(SSH_FXP_OPENDIR, id, &[&sftp_string(b"/big")]));
+        }
+        stream.write_all(&batch).await.unwrap();
+        let mut handles = Vec::new();
+        for _ in 0..32 {
+            match read_packet(&mut stream).await.expect("reply") {
+                (SSH_FXP_HANDLE, body) => handles.push(handle_of(&body).1),
+                (SSH_FXP_STATUS, body) => refusals.push(status_of(&body).2),
+                (kind, _) => panic!("unexpected reply {kind}"),
+            }
+        }
+        for handle in &handles {
+            id += 1;
+            let readdir = request(SSH_FXP_READDIR, id, &[&sftp_string(handle)]);
+            stream.write_all(&readdir).await.unwrap();
+            let (kind, _) = read_packet(&mut stream).await.expect("names");
+            assert_eq!(kind, SSH_FXP_NAME);
+        }
+        opened += handles.len();
+        channels.push((stream, handles));
+    }
+    assert_eq!(opened, 64, "open files per connection");
+    assert_eq!(refusals.len(), 16 * 32 - 64);
+    assert!(
+        refusals[0].contains("too many open files (at most 64 per connection)"),
+        "{}",
+        refusals[0]
+    );
+
+    another_partner_is_served(&wharf, &partner, &partner_password).await;
+
+    // No thread stays with the listings: the blocking threads that read their pages go back
+    // to the pool and, idle, end (tokio keeps an idle one for 10 s). Parked threads never did.
+    let mut threads = wharf.proc_status("Threads");
+    for _ in 0..60 {
+        if threads < threads_before + 16 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        threads = wharf.proc_status("Threads");
+    }
+    assert!(
+        threads < threads_before + 16,
+        "the server went from {threads_before} to {threads} threads and stayed there"
+    );
+
+    // The attacker's listings still read on where they stopped.
+    let (stream, handles) = channels
+        .iter_mut()
+        .find(|(_, handles)| !handles.is_empty())
+        .unwrap();
+    id += 1;
+    let readdir = request(SSH_FXP_READDIR, id, &[&sftp_string(&handles[0])]);
+    stream.write_all(&readdir).await.unwrap();
+    let (kind, _) = read_packet(stream).await.expect("names");
+    assert_eq!(kind, SSH_FXP_NAME);
+}
+
+/// One partner writes each of 60 uploads from offset 1, so nothing is ever contiguous and every
+/// byte must be held until the gap is filled. That used to hold up to 16 MiB per upload with no
+/// total (64 handles took the server from 76 MiB to over 1 GiB). Now a connection's held
+/// writes share a 32 MiB budget: the writes past it are refused with a clear status, the
+/// connection goes on, and other partners are served.
+#[tokio::test]
+async fn writes_held_out_of_order_have_a_memory_budget() {
+    const UPLOADS: usize = 60;
+    const WRITES: usize = 32;
+    const CHUNK: usize = 128 * 1024;
+    // WRITE | CREAT | TRUNC
+    const PFLAGS: u32 = 0x02 | 0x08 | 0x10;
+    let wharf = Wharf::start().await;
+    let (attacker, attacker_password) = wharf.create_user("/attacker", json!({})).await;
+    let (partner, partner_password) = wharf.create_user("/partner", json!({})).await;
+    let rss_before = wharf.proc_status("VmRSS");
+
+    let ssh = password_connection(wharf.sftp_port, &attacker, &attacker_password).await;
+    let mut stream = sftp_channel(&ssh).await;
+    let mut id = 0u32;
+    let mut handles = Vec::new();
+    for n in 0..UPLOADS {
+        id += 1;
+        let name = format!("/held-{n:02}");
+        let open = request(
+            SSH_FXP_OPEN,
+            id,
+            &[
+                &sftp_string(name.as_bytes()),
+                &PFLAGS.to_be_bytes(),
+                &[0; 4],
+            ],
+        );
+        stream.write_all(&open).await.unwrap();
+        let (kind, body) = read_packet(&mut stream).await.expect("handle");
+        assert_eq!(kind, SSH_FXP_HANDLE, "{:?}", status_of(&body));
+        handles.push(handle_of(&body).1);
+    }
+    let chunk = vec![7u8; CHUNK];
+    let (mut held, mut refusals) = (0usize, Vec::new());
+    for handle in &handles {
+        let mut batch = Vec::new();
+        for w in 0..WRITES {
+            id += 1;
+            let offset = (1 + w * CHUNK) as u64;
+            batch.extend(request(
+                SSH_FXP_WRITE,
+                id,
+                &[
+                    &sftp_string(handle),
+                    &offset.to_be_bytes(),
+                    &sftp_string(&chunk),
+                ],
+            ));
+        }
+        stream.write_all(&batch).await.unwrap();
+        for _ in 0..WRITES {
+            let (kind, body) = read_packet(&mut stream).await.expect("status");
+            assert_eq!(kind, SSH_FXP_STATUS);
+            match status_of(&body) {
+                (_, 0, _) => held += CHUNK,
+                (_, _, message) => refusals.push(message),
+            }
+        }
+    }
+    assert!(held <= 32 * 1024 * 1024, "{held} bytes held");
+    assert!(held >= 16 * 1024 * 1024, "only {held} bytes held");
+    assert!(
+        refusals
+            .first()
+            .is_some_and(|m| m.contains("server busy") && m.contains("send writes in order")),
+        "{refusals:?}"
+    );
+    let rss = wharf.proc_status("VmRSS");
+    assert!(
+        rss < rss_before + 120 * 1024,
+        "the server grew from {rss_before} KiB to {rss} KiB"
+    );
+
+    // The connection goes on: a file written in order is stored.
+    id += 1;
+    let open = request(
+        SSH_FXP_OPEN,
+        id,
+        &[
+            &sftp_string(b"/in-order.txt"),
+            &PFLAGS.to_be_bytes(),
+            &[0; 4],
+        ],
+    );
+    // The connection's 64 open files include the 60 held uploads: close one first.
+    id += 1;
+    let close = request(SSH_FXP_CLOSE, id, &[&sftp_string(&handles[0])]);
+    stream.write_all(&close).await.unwrap();
+    let (kind, _) = read_packet(&mut stream).await.expect("close");
+    assert_eq!(kind, SSH_FXP_STATUS);
+    stream.write_all(&open).await.unwrap();
+    let (kind, body) = read_packet(&mut stream).await.expect("handle");
+    assert_eq!(kind, SSH_FXP_HANDLE, "{:?}", status_of(&body));
+    let handle = handle_of(&body).1;
+    id += 1;
+    let write = request(
+        SSH_FXP_WRITE,
+        id,
+        &[
+            &sftp_string(&handle),
+            &0u64.to_be_bytes(),
+            &sftp_string(b"in order"),
+        ],
+    );
+    stream.write_all(&write).await.unwrap();
+    id += 1;
+    let close = request(SSH_FXP_CLOSE, id, &[&sftp_string(&handle)]);
+    stream.write_all(&close).await.unwrap();
+    for _ in 0..2 {
+        let (kind, body) = read_packet(&mut stream).await.expect("status");
+        assert_eq!((kind, status_of(&body).1), (SSH_FXP_STATUS, 0));
+    }
+    assert_eq!(
+        std::fs::read(wharf.bucket_dir().join("attacker/in-order.txt")).unwrap(),
+        b"in order"
+    );
+
+    another_partner_is_served(&wharf, &partner, &partner_password).await;
+}
+
+/// An API key holder cannot make the host's own directories or credentials into a bucket. A
+/// bucket on the data directory used to let the objects API read the admin key, the gateway
+/// token and the SSH host keys, and one without credentials used the host's (instance role).
+/// Now `file://` buckets live in their own directory under `--local-bucket-root` (by default
+/// the data directory's `buckets/`), and cloud buckets bring their own credentials.
+#[tokio::test]
+async fn api_key_holders_cannot_reach_the_host_through_buckets() {
+    let wharf = Wharf::start().await;
+    let data = wharf.data_dir.path().to_path_buf();
+    let refused = [
+        format!("file://{}", data.display()),
+        format!("file://{}/host-keys", data.display()),
+        format!("file://{}/buckets", data.display()),
+        format!("file://{}/buckets/../host-keys", data.display()),
+        format!("file://{}/buckets/%2e%2e/tls", data.display()),
+        "file:///etc".to_owned(),
+        "file:///".to_owned(),
+    ];
+    for url in refused {
+        let (status, problem) = wharf
+            .api(
+                Method::POST,
+                "/v1/buckets",
+                Some(json!({"bucketName": "loot", "storageUrl": url})),
+            )
+            .await;
+        assert_eq!(status, 400, "{url}: {problem}");
+        assert_eq!(problem["errors"][0]["field"], "storageUrl", "{problem}");
+        assert!(
+            problem["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("--local-bucket-root"),
+            "{problem}"
+        );
+    }
+    // Nothing was created on the way.
+    assert!(!data.join("buckets/loot").exists());
+
+    // A cloud bucket with no credentials of its own would run on the host's.
+    for options in [
+        json!({"aws_endpoint": "http://127.0.0.1:9"}),
+        json!({"aws_access_key_id": "k", "aws_secret_access_key": "s",
+               "aws_web_identity_token_file": data.join("admin-api-key")}),
+    ] {
+        let (status, problem) = wharf
+            .api(
+                Method::POST,
+                "/v1/buckets",
+                Some(json!({"bucketName": "role", "storageUrl": "s3://anything", "options": options})),
+            )
+            .await;
+        assert_eq!(status, 400, "{problem}");
+        assert_eq!(problem["errors"][0]["field"], "options", "{problem}");
+    }
+    let (_, buckets) = wharf.api(Method::GET, "/v1/buckets", None).await;
+    assert_eq!(buckets["items"].as_array().unwrap().len(), 1, "{buckets}");
+
+    // A directory of its own under the root is a bucket like any other.
+    let archive = data.join("buckets").join("archive-store");
+    let (status, created) = wharf
+        .api(
+            Method::POST,
+            "/v1/buckets",
+            Some(json!({"bucketName": "archive", "storageUrl": format!("file://{}", archive.display())})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert!(archive.is_dir());
+}
