@@ -456,13 +456,16 @@ async fn a_killed_upload_leaves_no_partial_file() {
     // Nothing else is left in the home (no staging files). The abort removes them right after
     // it is logged, so allow it a moment on a loaded machine.
     let leftovers = || -> Vec<_> {
-        walk_files(&wharf.bucket_dir().join("frank"))
-            .into_iter()
-            .filter(|p| {
-                p.file_name()
-                    .is_some_and(|n| n != ".wharf-dir" && n != "victim.bin")
-            })
-            .collect()
+        let mut left = staging_files(&wharf.bucket_dir());
+        left.extend(
+            walk_files(&wharf.bucket_dir().join("frank"))
+                .into_iter()
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n != ".wharf-dir" && n != "victim.bin")
+                }),
+        );
+        left
     };
     wait_for(Duration::from_secs(10), || leftovers().is_empty()).await;
     let left = leftovers();

@@ -239,7 +239,7 @@ impl Stack {
         Some(sha256_file(&path))
     }
 
-    /// Uploads in progress or left behind: staging files (`#` in the name) on local disk,
+    /// Uploads in progress or left behind: staging files on local disk,
     /// multipart uploads neither completed nor aborted on S3, blobs with staged but
     /// uncommitted blocks on Azure.
     fn unfinished_uploads(&self) -> Vec<String> {
@@ -254,10 +254,9 @@ impl Stack {
                 .collect()
         } else {
             let root = self.wharf.bucket_dir();
-            walk_files(&root)
+            staging_files(&root)
                 .iter()
                 .map(|p| key_of(&root, p))
-                .filter(|k| k.contains('#'))
                 .collect()
         }
     }

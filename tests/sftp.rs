@@ -407,10 +407,7 @@ async fn upload_is_visible_only_after_close_and_a_dropped_upload_leaves_nothing(
         sha256(&reader.read("/report.csv").await.unwrap()),
         sha256(&data)
     );
-    let leftovers: Vec<_> = walk_files(&wharf.bucket_dir())
-        .into_iter()
-        .filter(|p| p.to_string_lossy().contains('#'))
-        .collect();
+    let leftovers = staging_files(&wharf.bucket_dir());
     assert!(
         leftovers.is_empty(),
         "staging files left behind: {leftovers:?}"

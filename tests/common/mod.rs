@@ -837,6 +837,20 @@ pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The staging files of uploads in progress (or left behind) in the local bucket at `root`:
+/// Wharf's, in the reserved `.wharf-uploads` directory, and LocalFileSystem's (`name#N`).
+pub fn staging_files(root: &Path) -> Vec<PathBuf> {
+    walk_files(root)
+        .into_iter()
+        .filter(|p| {
+            p.strip_prefix(root)
+                .is_ok_and(|rel| rel.starts_with(".wharf-uploads"))
+                || p.file_name()
+                    .is_some_and(|name| name.to_string_lossy().contains('#'))
+        })
+        .collect()
+}
+
 /// Every file (not directory) below `dir`, recursively; empty if `dir` does not exist.
 pub fn walk_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

@@ -15,22 +15,15 @@ pub struct LocalBucketRoot {
 }
 
 impl LocalBucketRoot {
-    /// `root` (created if missing), checked against the data directory `data_dir`: the root
-    /// must neither be the data directory nor contain it, and inside the data directory only
-    /// `buckets/` holds files (the rest is keys, tokens and the database).
+    /// `root` (which need not exist yet), checked against the data directory `data_dir`: the
+    /// root must neither be the data directory nor contain it, and inside the data directory
+    /// only `buckets/` holds files (the rest is keys, tokens and the database).
     pub fn new(root: &Path, data_dir: &Path) -> Result<LocalBucketRoot, String> {
-        std::fs::create_dir_all(root).map_err(|e| {
-            format!(
-                "cannot create the local bucket root {}: {e}",
-                root.display()
-            )
-        })?;
-        let root = std::fs::canonicalize(root).map_err(|e| {
-            format!(
-                "cannot resolve the local bucket root {}: {e}",
-                root.display()
-            )
-        })?;
+        let resolved = std::path::absolute(root)
+            .ok()
+            .and_then(|root| resolve(&root));
+        let root = resolved
+            .ok_or_else(|| format!("cannot resolve the local bucket root {}", root.display()))?;
         let data_dir = std::fs::canonicalize(data_dir).map_err(|e| {
             format!(
                 "cannot resolve the data directory {}: {e}",
@@ -121,6 +114,7 @@ mod tests {
         let host = tempfile::tempdir().unwrap();
         let data = host.path().join("data");
         std::fs::create_dir_all(data.join("host-keys")).unwrap();
+        std::fs::create_dir_all(data.join("buckets")).unwrap();
         let root = LocalBucketRoot::new(&data.join("buckets"), &data).unwrap();
         let inside = root.path().join("archive");
         assert_eq!(root.check(&inside), Ok(()));
@@ -154,6 +148,10 @@ mod tests {
         assert!(LocalBucketRoot::new(host.path(), &data).is_err());
         assert!(LocalBucketRoot::new(&data.join("host-keys"), &data).is_err());
         assert!(LocalBucketRoot::new(&data.join("buckets/sub"), &data).is_ok());
+        assert!(
+            !data.join("buckets").exists(),
+            "a root is not created (the default bucket may be elsewhere)"
+        );
         assert!(LocalBucketRoot::new(&host.path().join("srv"), &data).is_ok());
     }
 }

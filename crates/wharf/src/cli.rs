@@ -441,7 +441,8 @@ pub enum BucketsCommand {
         api: ApiArgs,
         /// The bucket's name in Wharf: 3-63 of a-z, 0-9 and '-'.
         bucket_name: String,
-        /// Where its objects live: file:///dir, s3://bucket[/prefix], gs://bucket, az://container.
+        /// Where its objects live: file:///dir (a directory of its own under the server's
+        /// --local-bucket-root), s3://bucket[/prefix], gs://bucket, az://container.
         #[arg(long)]
         url: String,
         /// A storage option as key=value (repeatable), e.g. aws_endpoint=https://…,

@@ -172,7 +172,9 @@ export interface paths {
          *     can be created in it with `bucketName`. Wharf first lists it once (within 10 seconds, no
          *     retries) and refuses it with a 400 that says what failed if it cannot. Option values may
          *     be credentials: they are stored, handed to the gateways, and never shown again (a bucket
-         *     shows only their keys, `optionKeys`).
+         *     shows only their keys, `optionKeys`). A `file://` bucket must lie in a directory of its
+         *     own under the server's local bucket root, and a cloud bucket must bring its own
+         *     credentials (unless the server allows its host's), or the request is refused with a 400.
          */
         post: operations["createBucket"];
         delete?: never;
@@ -1419,7 +1421,7 @@ export interface operations {
                     "application/json": components["schemas"]["Bucket"];
                 };
             };
-            /** @description Invalid body: malformed (e.g. a bad bucketName), an unsupported storage URL, an unknown option, or a store that cannot be opened or did not answer (the fields are named; the detail says what failed) */
+            /** @description Invalid body: malformed (e.g. a bad bucketName), an unsupported storage URL, a file:// directory outside the local bucket root, a cloud bucket without credentials of its own, an unknown option, or a store that cannot be opened or did not answer (the fields are named; the detail says what failed) */
             400: {
                 headers: {
                     [name: string]: unknown;

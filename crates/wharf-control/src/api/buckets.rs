@@ -50,7 +50,9 @@ pub async fn list_buckets(State(state): State<SharedState>) -> Result<Json<Bucke
 /// can be created in it with `bucketName`. Wharf first lists it once (within 10 seconds, no
 /// retries) and refuses it with a 400 that says what failed if it cannot. Option values may
 /// be credentials: they are stored, handed to the gateways, and never shown again (a bucket
-/// shows only their keys, `optionKeys`).
+/// shows only their keys, `optionKeys`). A `file://` bucket must lie in a directory of its
+/// own under the server's local bucket root, and a cloud bucket must bring its own
+/// credentials (unless the server allows its host's), or the request is refused with a 400.
 #[utoipa::path(
     post,
     path = "/v1/buckets",
@@ -59,7 +61,7 @@ pub async fn list_buckets(State(state): State<SharedState>) -> Result<Json<Bucke
     request_body = CreateBucketRequest,
     responses(
         (status = 201, description = "The bucket (its storage URL without credentials, its option keys without values)", body = Bucket),
-        (status = 400, description = "Invalid body: malformed (e.g. a bad bucketName), an unsupported storage URL, an unknown option, or a store that cannot be opened or did not answer (the fields are named; the detail says what failed)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid body: malformed (e.g. a bad bucketName), an unsupported storage URL, a file:// directory outside the local bucket root, a cloud bucket without credentials of its own, an unknown option, or a store that cannot be opened or did not answer (the fields are named; the detail says what failed)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong API key", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A bucket with this name exists already (the field `bucketName` is named)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
