@@ -329,3 +329,85 @@ async fn api_key_holders_cannot_reach_the_host_through_buckets() {
     assert_eq!(status, 201, "{created}");
     assert!(archive.is_dir());
 }
+
+/// Webhooks cannot reach the server's own network by default, and what a receiver answers is
+/// never shown. Both used to be the other way round: a webhook to 169.254.169.254 or a port on
+/// loopback was accepted, and the deliveries API showed the target's answer.
+#[tokio::test]
+async fn webhooks_reach_neither_internal_targets_nor_show_what_they_answer() {
+    let wharf = Wharf::start_with(StartOptions {
+        allow_private_webhooks: false,
+        ..StartOptions::default()
+    })
+    .await;
+    for url in [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://127.0.0.1:8080/v1/users",
+        "http://[::1]/",
+        "http://localhost:9000/hook",
+        "http://10.0.0.5/hook",
+    ] {
+        let (status, problem) = wharf
+            .api(
+                Method::POST,
+                "/v1/webhooks",
+                Some(json!({"url": url, "events": ["file.created"]})),
+            )
+            .await;
+        assert_eq!(status, 400, "{url}: {problem}");
+        assert_eq!(problem["errors"][0]["field"], "url", "{problem}");
+    }
+
+    // Allowed by the operator, a delivery to a receiver that answers with a secret in its
+    // body records the status only.
+    let allowed = Wharf::start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver = format!("http://{}/hook?token=t0ken", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut request = vec![0; 64 * 1024];
+            let _ = socket.read(&mut request).await;
+            let body = "AWS_SECRET_ACCESS_KEY=leaked";
+            let answer = format!(
+                "HTTP/1.1 403 Forbidden\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = socket.write_all(answer.as_bytes()).await;
+        }
+    });
+    let (status, hook) = allowed
+        .api(
+            Method::POST,
+            "/v1/webhooks",
+            Some(json!({"url": receiver, "events": ["file.created"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{hook}");
+    let id = hook["id"].as_str().unwrap().to_owned();
+    let (status, _) = allowed
+        .api(Method::POST, &format!("/v1/webhooks/{id}/test"), None)
+        .await;
+    assert!(status < 300, "test delivery: {status}");
+    let mut seen = serde_json::Value::Null;
+    for _ in 0..100 {
+        let (_, deliveries) = allowed
+            .api(Method::GET, &format!("/v1/webhooks/{id}/deliveries"), None)
+            .await;
+        if deliveries["items"][0]["attempts"][0]["statusCode"] == 403 {
+            seen = deliveries;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = seen.to_string();
+    assert!(text.contains("403"), "no failed attempt recorded: {seen}");
+    assert!(
+        !text.contains("leaked"),
+        "the receiver's answer is shown: {seen}"
+    );
+    assert!(
+        !allowed.log_text().contains("t0ken"),
+        "the webhook URL's token is logged"
+    );
+}

@@ -247,6 +247,8 @@ pub struct StartOptions {
     pub env: Vec<(String, String)>,
     /// More `wharf serve` arguments.
     pub extra_args: Vec<String>,
+    /// `--webhook-allow-private-targets`: the tests' webhook receivers listen on loopback.
+    pub allow_private_webhooks: bool,
 }
 
 impl Default for StartOptions {
@@ -258,6 +260,7 @@ impl Default for StartOptions {
             bucket_url: None,
             env: Vec::new(),
             extra_args: Vec::new(),
+            allow_private_webhooks: true,
         }
     }
 }
@@ -305,6 +308,9 @@ impl Wharf {
                 cmd.arg("--database-url").arg(&pg.url);
             }
             cmd.args(&options.extra_args);
+            if options.allow_private_webhooks {
+                cmd.arg("--webhook-allow-private-targets");
+            }
             if let Some(url) = &options.bucket_url {
                 cmd.arg("--bucket-url").arg(url);
             }

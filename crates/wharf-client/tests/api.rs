@@ -139,6 +139,8 @@ impl Wharf {
             .arg(format!("{passive_first}-{passive_last}"))
             .arg("--webhook-retry-period")
             .arg("1")
+            // The receivers of these tests listen on loopback.
+            .arg("--webhook-allow-private-targets")
             .env("WHARF_ADMIN_API_KEY", ADMIN_KEY)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log).expect("log file"))

@@ -27,8 +27,6 @@ use crate::webhooks::sign;
 
 /// Deliveries sent at the same time by one worker.
 const CONCURRENCY: usize = 16;
-/// How much of a failing receiver's answer is kept as the attempt's error.
-const ERROR_BODY_BYTES: usize = 256;
 /// How long a claim lasts beyond the send timeout.
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
 
@@ -124,7 +122,7 @@ impl Resolve for PublicOnlyResolver {
 }
 
 /// The HTTP client of deliveries: timeout, no redirects, no proxies from the environment, and
-/// private addresses refused when configured.
+/// private addresses refused unless allowed.
 pub fn http_client(options: &ControlPlaneOptions) -> Result<reqwest::Client, reqwest::Error> {
     let mut builder = reqwest::Client::builder()
         .timeout(options.webhook_timeout)
@@ -132,7 +130,7 @@ pub fn http_client(options: &ControlPlaneOptions) -> Result<reqwest::Client, req
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .user_agent(concat!("Wharf-Webhooks/", env!("CARGO_PKG_VERSION")));
-    if options.deny_private_webhook_targets {
+    if !options.allow_private_webhook_targets {
         builder = builder.dns_resolver(PublicOnlyResolver);
     }
     builder.build()
@@ -315,7 +313,7 @@ impl Worker {
     /// POSTs the delivery: the status code, and an error text for a non-2xx answer.
     async fn send(&self, delivery: &ClaimedDelivery) -> Result<(u16, Option<String>), String> {
         let url = url::Url::parse(&delivery.url).map_err(|e| format!("bad URL: {e}"))?;
-        if self.options.deny_private_webhook_targets
+        if !self.options.allow_private_webhook_targets
             && let Some(reason) = private_target_reason(&url)
         {
             return Err(reason);
@@ -334,27 +332,18 @@ impl Worker {
             .body(body)
             .send()
             .await
-            .map_err(|e| error_chain(&e))?;
+            // Without the URL, which may carry a token.
+            .map_err(|e| error_chain(&e.without_url()))?;
         let status = response.status();
         if status.is_success() {
             return Ok((status.as_u16(), None));
         }
-        let mut response = response;
-        let mut text = Vec::new();
-        while text.len() < ERROR_BODY_BYTES {
-            match response.chunk().await {
-                Ok(Some(chunk)) => text.extend_from_slice(&chunk),
-                _ => break,
-            }
-        }
-        text.truncate(ERROR_BODY_BYTES);
-        let text = String::from_utf8_lossy(&text).trim().to_owned();
+        // The receiver's answer is never read: what it says (a proxy's error page, an internal
+        // service's reply) is not for whoever reads deliveries through the API.
         let error = if status.is_redirection() {
             format!("HTTP {status} (redirects are not followed)")
-        } else if text.is_empty() {
-            format!("HTTP {status}")
         } else {
-            format!("HTTP {status}: {text}")
+            format!("HTTP {status}")
         };
         Ok((status.as_u16(), Some(error)))
     }

@@ -3,15 +3,16 @@
 use std::time::Duration;
 
 /// Optional settings of the control plane. Build with struct update syntax so that new fields
-/// do not break callers: `ControlPlaneOptions { deny_private_webhook_targets: true,
+/// do not break callers: `ControlPlaneOptions { allow_private_webhook_targets: true,
 /// ..Default::default() }`.
 #[derive(Debug, Clone)]
 pub struct ControlPlaneOptions {
-    /// Refuse webhook URLs that point at loopback, private (RFC 1918, unique local),
-    /// link-local, carrier-grade NAT, multicast or unspecified addresses: checked when a
-    /// webhook is created or changed (IP literals and `localhost`) and on every delivery (each
-    /// address the name resolves to). Off by default, for local use; turn it on in production.
-    pub deny_private_webhook_targets: bool,
+    /// Let webhooks deliver to loopback, private (RFC 1918, unique local), link-local,
+    /// carrier-grade NAT, multicast or unspecified addresses. Off by default: such URLs are
+    /// refused when a webhook is created or changed (IP literals and `localhost`) and on every
+    /// delivery (each address the name resolves to), so whoever creates webhooks cannot reach
+    /// the internal network (a cloud metadata service, an admin port on loopback).
+    pub allow_private_webhook_targets: bool,
     /// The directory `file://` buckets registered through the API must lie in (see
     /// [`crate::LocalBucketRoot`]); `None`: the data directory's `buckets/`.
     pub local_bucket_root: Option<std::path::PathBuf>,
@@ -39,7 +40,7 @@ pub struct ControlPlaneOptions {
 impl Default for ControlPlaneOptions {
     fn default() -> Self {
         ControlPlaneOptions {
-            deny_private_webhook_targets: false,
+            allow_private_webhook_targets: false,
             local_bucket_root: None,
             allow_host_credentials: false,
             webhook_timeout: Duration::from_secs(10),

@@ -90,10 +90,14 @@ pub struct ControlPlaneOptions {
     #[arg(long, env = "WHARF_WEBHOOK_TIMEOUT", default_value_t = 10,
         value_parser = clap::value_parser!(u64).range(1..=300))]
     pub webhook_timeout: u64,
-    /// Refuse webhook URLs that point at loopback, private, link-local or other internal
-    /// addresses (checked when a webhook is saved and on every delivery). Turn it on when the
-    /// people who create webhooks must not reach your internal network.
-    #[arg(long, env = "WHARF_WEBHOOK_DENY_PRIVATE_TARGETS")]
+    /// Let webhooks deliver to loopback, private, link-local and other internal addresses.
+    /// Off by default: such targets are refused when a webhook is saved and on every delivery,
+    /// so whoever creates webhooks cannot reach your internal network. Turn it on to deliver
+    /// to services inside it.
+    #[arg(long, env = "WHARF_WEBHOOK_ALLOW_PRIVATE_TARGETS")]
+    pub webhook_allow_private_targets: bool,
+    /// Accepted and ignored (internal targets are refused by default now); will be removed.
+    #[arg(long, env = "WHARF_WEBHOOK_DENY_PRIVATE_TARGETS", hide = true)]
     pub webhook_deny_private_targets: bool,
     /// The directory that file:// buckets registered through the API must lie in (each in a
     /// directory of its own) [default: <data-dir>/buckets]. It may neither contain the data

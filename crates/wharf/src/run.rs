@@ -378,8 +378,14 @@ async fn open_control_plane(
         host_keys,
         ftps_certificate_file,
     };
+    if options.webhook_deny_private_targets {
+        tracing::warn!(
+            "--webhook-deny-private-targets (WHARF_WEBHOOK_DENY_PRIVATE_TARGETS) is the default \
+             now and has no effect; remove it (--webhook-allow-private-targets turns it off)"
+        );
+    }
     let control_options = wharf_control::ControlPlaneOptions {
-        deny_private_webhook_targets: options.webhook_deny_private_targets,
+        allow_private_webhook_targets: options.webhook_allow_private_targets,
         local_bucket_root: options.local_bucket_root.clone(),
         allow_host_credentials: options.allow_host_credentials,
         webhook_timeout: Duration::from_secs(options.webhook_timeout),

@@ -716,7 +716,10 @@ export interface components {
         };
         /** @description One attempt at a delivery. */
         DeliveryAttempt: {
-            /** @description What went wrong (connection refused, timeout, a non-2xx status). */
+            /**
+             * @description What went wrong: connection refused, a timeout, or a non-2xx status (the receiver's
+             *     answer itself is never kept).
+             */
             error?: string | null;
             /** Format: int64 */
             latencyMs: number;

@@ -68,7 +68,7 @@ fn validate_url(state: &SharedState, url: &str, errors: &mut Vec<FieldError>) ->
         ));
         return None;
     }
-    if state.options.deny_private_webhook_targets
+    if !state.options.allow_private_webhook_targets
         && let Some(reason) = private_target_reason(&parsed)
     {
         errors.push(field_error("url", reason));
@@ -234,7 +234,8 @@ pub async fn create_webhook(
             secret: secret.clone(),
         })
         .await?;
-    tracing::info!(webhook = %record.id, url = %record.url, events = ?record.events, "webhook created");
+    tracing::info!(webhook = %record.id, target = %url_origin(&record.url), events = ?record.events,
+        "webhook created");
     Ok((
         StatusCode::CREATED,
         Json(CreatedWebhook {
@@ -578,4 +579,13 @@ pub async fn retry_delivery(
         .await?
         .ok_or_else(not_found)?;
     Ok((StatusCode::ACCEPTED, Json(delivery_view(delivery))))
+}
+
+/// A webhook URL as logs may show it: scheme, host and port only (the path or query may carry
+/// a token).
+fn url_origin(url: &str) -> String {
+    url::Url::parse(url).map_or_else(
+        |_| "(unreadable URL)".to_owned(),
+        |u| u.origin().ascii_serialization(),
+    )
 }

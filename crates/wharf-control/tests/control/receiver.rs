@@ -154,6 +154,8 @@ pub fn fast_options() -> ControlPlaneOptions {
         delivery_poll_interval: Duration::from_millis(50),
         reconcile_interval: Duration::from_millis(100),
         loop_guard: Some(LoopGuard::default()),
+        // The receivers of these tests listen on loopback.
+        allow_private_webhook_targets: true,
         ..ControlPlaneOptions::default()
     }
 }

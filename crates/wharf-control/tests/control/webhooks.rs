@@ -562,7 +562,7 @@ async fn pending_deliveries_survive_a_restart(db: TestDb) {
 
 async fn private_targets_are_refused_when_configured(db: TestDb) {
     let receiver = Receiver::start().await;
-    // Allowed by default (local use): a webhook to 127.0.0.1.
+    // Allowed when the operator allows it: a webhook to 127.0.0.1.
     let mut app = TestApp::spawn_with(db, fast_options()).await;
     let webhook_id = id(&create_webhook(
         &app,
@@ -570,7 +570,7 @@ async fn private_targets_are_refused_when_configured(db: TestDb) {
     )
     .await);
     let strict = ControlPlaneOptions {
-        deny_private_webhook_targets: true,
+        allow_private_webhook_targets: false,
         retry: RetrySchedule {
             first_delay: Duration::from_millis(50),
             max_delay: Duration::from_millis(50),

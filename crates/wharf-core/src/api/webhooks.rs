@@ -117,7 +117,8 @@ pub struct DeliveryAttempt {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_code: Option<u16>,
     pub latency_ms: u64,
-    /// What went wrong (connection refused, timeout, a non-2xx status).
+    /// What went wrong: connection refused, a timeout, or a non-2xx status (the receiver's
+    /// answer itself is never kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

@@ -99,6 +99,8 @@ export async function startWharf(): Promise<WharfServer> {
     `127.0.0.1:${ftpsImplicit}`,
     "--ftps-passive-ports",
     passive,
+    // The webhook receivers of these tests listen on loopback.
+    "--webhook-allow-private-targets",
   ];
   let output = "";
   const child: ChildProcess = spawn(binary, args, {
