@@ -411,3 +411,103 @@ async fn webhooks_reach_neither_internal_targets_nor_show_what_they_answer() {
         "the webhook URL's token is logged"
     );
 }
+
+/// A source address that is not loopback (loopback is exempt from the per-address cap): one
+/// from 198.18.0.0/15 (RFC 2544, benchmarking) added to `lo` for the test, removed on drop.
+/// Needs root, as the project's test machines give.
+struct ExtraAddress(std::net::IpAddr);
+
+impl ExtraAddress {
+    fn add() -> ExtraAddress {
+        let n = std::process::id();
+        let ip: std::net::IpAddr = format!("198.18.{}.{}", (n >> 8) & 0xff, (n & 0xff).max(1))
+            .parse()
+            .unwrap();
+        let added = std::process::Command::new("ip")
+            .args(["addr", "replace", &format!("{ip}/32"), "dev", "lo"])
+            .status()
+            .expect("`ip` (iproute2) runs");
+        assert!(
+            added.success(),
+            "cannot add {ip} to lo (this test needs root)"
+        );
+        ExtraAddress(ip)
+    }
+
+    /// A connection to `port` on loopback from this address.
+    async fn connect(&self, port: u16) -> tokio::net::TcpStream {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(std::net::SocketAddr::new(self.0, 0)).unwrap();
+        socket
+            .connect(([127, 0, 0, 1], port).into())
+            .await
+            .expect("connect")
+    }
+}
+
+impl Drop for ExtraAddress {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["addr", "del", &format!("{}/32", self.0), "dev", "lo"])
+            .status();
+    }
+}
+
+/// What a connection receives until the server closes it (at most 30 s).
+async fn read_to_close(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut received = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut received)).await;
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+/// Idle connections from one address cannot lock partners out: at most 10 from one address
+/// may be logging in at once (the rest are told why and closed), and those are closed once
+/// the login timeout passes. 1,024 idle sockets from one address used to take every slot of
+/// both gateways for 60 s at a time.
+#[tokio::test]
+async fn idle_connections_from_one_address_cannot_lock_partners_out() {
+    let wharf = Wharf::start_with(StartOptions {
+        extra_args: vec!["--sftp-login-timeout".into(), "3".into()],
+        ..StartOptions::default()
+    })
+    .await;
+    let (partner, partner_password) = wharf.create_user("/partner", json!({})).await;
+    let attacker = ExtraAddress::add();
+
+    let mut held = Vec::new();
+    for _ in 0..10 {
+        held.push(attacker.connect(wharf.sftp_port).await);
+    }
+    let mut refused = attacker.connect(wharf.sftp_port).await;
+    let told = read_to_close(&mut refused).await;
+    assert!(
+        told.contains("too many connections from your address"),
+        "the 11th SFTP connection was told: {told:?}"
+    );
+    let mut ftps_held = Vec::new();
+    for _ in 0..10 {
+        ftps_held.push(attacker.connect(wharf.ftps_port).await);
+    }
+    let mut refused = attacker.connect(wharf.ftps_port).await;
+    let told = read_to_close(&mut refused).await;
+    assert!(
+        told.starts_with("421 too many connections from your address"),
+        "the 11th FTPS connection was told: {told:?}"
+    );
+
+    // Partners (here from loopback) are served meanwhile.
+    another_partner_is_served(&wharf, &partner, &partner_password).await;
+
+    // The held SFTP connections are closed at the login timeout; then the address may try
+    // again.
+    let told = read_to_close(&mut held[0]).await;
+    assert!(told.starts_with("SSH-2.0-Wharf"), "{told:?}");
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut again = attacker.connect(wharf.sftp_port).await;
+    let mut banner = [0u8; 13];
+    use tokio::io::AsyncReadExt;
+    again.read_exact(&mut banner).await.unwrap();
+    assert_eq!(&banner, b"SSH-2.0-Wharf");
+}

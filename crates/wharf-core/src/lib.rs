@@ -4,6 +4,7 @@
 //! [`Username`] that exists has already been checked, so the VFS, the control plane and the
 //! gateways never re-validate strings. This crate does no I/O.
 
+pub mod admission;
 pub mod api;
 pub mod events;
 mod home;

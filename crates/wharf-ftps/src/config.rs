@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wharf_core::EventSink;
+use wharf_core::admission::AdmissionLimits;
 
 use crate::TlsFiles;
 
@@ -28,6 +29,9 @@ pub struct FtpsConfig {
     pub max_connections: usize,
     /// A connection that has not logged in by then is closed.
     pub login_timeout: Duration,
+    /// Connections taken into the login phase, counted by the client's address (the PROXY
+    /// header's when enabled); see [`wharf_core::admission`].
+    pub admission: AdmissionLimits,
     /// How long the gateway waits for a data connection, and again for its TLS handshake.
     pub data_timeout: Duration,
     /// Every control connection starts with a PROXY protocol header (v1 or v2) from a load
@@ -47,6 +51,7 @@ impl fmt::Debug for FtpsConfig {
             .field("idle_timeout", &self.idle_timeout)
             .field("max_connections", &self.max_connections)
             .field("login_timeout", &self.login_timeout)
+            .field("admission", &self.admission)
             .field("data_timeout", &self.data_timeout)
             .field("proxy_protocol", &self.proxy_protocol)
             .field("events", &self.events.is_some())
@@ -62,7 +67,8 @@ impl FtpsConfig {
             passive_host: PassiveHost::FromConnection,
             idle_timeout: Duration::from_secs(600),
             max_connections: 1024,
-            login_timeout: Duration::from_secs(60),
+            login_timeout: Duration::from_secs(20),
+            admission: AdmissionLimits::default(),
             data_timeout: Duration::from_secs(30),
             proxy_protocol: false,
             events: None,

@@ -10,6 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tracing::{Instrument, info_span};
 use wharf_core::LoginProvider;
+use wharf_core::admission::Admission;
 use wharf_vfs::StoreCache;
 
 use crate::passive::PortPool;
@@ -45,6 +46,8 @@ pub(crate) struct Shared {
     pub sessions: SessionCounts,
     pub ports: Arc<PortPool>,
     pub tls_cache: Arc<dyn StoresServerSessions>,
+    /// Connections in the login phase (see [`wharf_core::admission`]).
+    pub admission: Admission,
 }
 
 /// Serves explicit FTPS on `listener`: [`serve_listeners`] without an implicit port.
@@ -84,6 +87,7 @@ pub async fn serve_listeners(
         ports: PortPool::new(config.passive_ports.clone()),
         tls_cache: tls::session_cache(),
         sessions: SessionCounts::default(),
+        admission: Admission::new(config.admission),
         config,
         login,
         stores,

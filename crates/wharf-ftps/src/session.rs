@@ -16,6 +16,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_rustls::TlsAcceptor;
+use wharf_core::admission::PreAuth;
 use wharf_vfs::{CreateOptions, EntryKind, HashAlgorithm, VfsError, VirtualPath, WriteMode};
 
 use crate::ack::AckEarly;
@@ -101,6 +102,16 @@ pub(crate) async fn run(
     };
     let span = tracing::Span::current();
     span.record("client", tracing::field::display(client));
+    let pre_auth = match shared.admission.admit(client.ip()) {
+        Ok(pre_auth) => pre_auth,
+        Err(refusal) => {
+            tracing::info!(reason = %refusal, "connection refused");
+            if mode == Mode::Explicit {
+                let _ = socket.try_write(format!("421 {refusal}\r\n").as_bytes());
+            }
+            return;
+        }
+    };
     if client == peer {
         tracing::debug!(?mode, "connection accepted");
     } else {
@@ -159,6 +170,7 @@ pub(crate) async fn run(
         rename_from: None,
         passive: None,
         started: Instant::now(),
+        pre_auth: Some(pre_auth),
         session_id,
         shared,
     };
@@ -329,6 +341,8 @@ struct Session {
     /// The listener of the last PASV/EPSV, waiting for its data command.
     passive: Option<PassiveListener>,
     started: Instant,
+    /// The connection's place in the login phase, given up once logged in.
+    pre_auth: Option<PreAuth>,
 }
 
 /// Resolves once `shutdown` is true (or its sender is gone).
@@ -641,6 +655,9 @@ impl Session {
         {
             Ok(user) => {
                 self.user = Some(user);
+                if let Some(pre_auth) = self.pre_auth.take() {
+                    pre_auth.logged_in();
+                }
                 self.cwd = VirtualPath::root();
                 self.send(Reply::new(230, "Logged in.")).await
             }

@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tracing::{Instrument, info_span};
+use wharf_core::admission::{Admission, AdmissionLimits, PreAuth};
 use wharf_core::{
     EventSink, LoginError, LoginGrant, LoginProvider, LoginRequest, LoginSecret, Protocol, Username,
 };
@@ -35,6 +36,8 @@ pub struct SftpConfig {
     pub max_connections: usize,
     /// A connection that has not finished key exchange and authentication by then is closed.
     pub login_timeout: Duration,
+    /// Connections taken into the login phase (see [`Admission`]).
+    pub admission: AdmissionLimits,
     /// A connection with no traffic for this long is closed.
     pub idle_timeout: Duration,
     /// Authentication attempts per connection, all methods together (each public key a
@@ -52,7 +55,8 @@ impl SftpConfig {
         SftpConfig {
             host_keys,
             max_connections: 1024,
-            login_timeout: Duration::from_secs(60),
+            login_timeout: Duration::from_secs(20),
+            admission: AdmissionLimits::default(),
             idle_timeout: Duration::from_secs(600),
             max_auth_attempts: 10,
             max_password_attempts: MAX_PASSWORD_ATTEMPTS,
@@ -134,6 +138,7 @@ pub async fn serve(
     let russh_config = Arc::new(config.russh_config());
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let sessions = SessionCounts::default();
+    let admission = Admission::new(config.admission);
     // Handles open in the whole gateway (see `OpenFiles`).
     let process_open_files = Arc::new(AtomicUsize::new(0));
     let stopping = async |limit: Arc<Semaphore>| {
@@ -173,6 +178,15 @@ pub async fn serve(
                 return stopping(limit).await;
             }
         };
+        let pre_auth = match admission.admit(peer.ip()) {
+            Ok(pre_auth) => pre_auth,
+            Err(refusal) => {
+                tracing::info!(client = %peer, reason = %refusal, "connection refused");
+                // Lines before the SSH version string are shown to the user by OpenSSH.
+                let _ = socket.try_write(format!("{refusal}\r\n").as_bytes());
+                continue;
+            }
+        };
         let _ = socket.set_nodelay(true);
         let open_files = OpenFiles::for_connection(&process_open_files);
         let mut stop = shutdown.clone();
@@ -187,6 +201,7 @@ pub async fn serve(
             session_id: session_id.clone(),
             grant: None,
             authenticated: Arc::new(AtomicBool::new(false)),
+            pre_auth: Some(pre_auth),
             slot: None,
             refusal: None,
             offered_key: None,
@@ -456,6 +471,8 @@ struct Connection {
     /// Whether authentication has finished (granted or turned away with a reason); the login
     /// watchdog disconnects connections where it has not by the login deadline.
     authenticated: Arc<AtomicBool>,
+    /// The connection's place in the login phase, given up once logged in.
+    pre_auth: Option<PreAuth>,
     /// This connection's place in the user's session count, held from a successful
     /// authentication until the connection (this handler) is dropped.
     slot: Option<SessionSlot>,
@@ -616,6 +633,9 @@ impl Connection {
             }
         }
         self.authenticated.store(true, Ordering::Release);
+        if let Some(pre_auth) = self.pre_auth.take() {
+            pre_auth.logged_in();
+        }
         Auth::Accept
     }
 

@@ -5,6 +5,7 @@ use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use wharf_core::admission::{AdmissionLimits, Startups};
 use wharf_ftps::PassiveHost;
 
 #[derive(Parser)]
@@ -127,8 +128,32 @@ pub struct SftpOptions {
     #[arg(long, env = "WHARF_SFTP_IDLE_TIMEOUT", default_value_t = 600)]
     pub sftp_idle_timeout: u64,
     /// Seconds a new SFTP connection has to finish key exchange and log in.
-    #[arg(long, env = "WHARF_SFTP_LOGIN_TIMEOUT", default_value_t = 60)]
+    #[arg(long, env = "WHARF_SFTP_LOGIN_TIMEOUT", default_value_t = 20)]
     pub sftp_login_timeout: u64,
+}
+
+/// Which new connections the gateways take before they log in (each listener on its own).
+#[derive(Args, Clone)]
+pub struct AdmissionArgs {
+    /// Connections from one client address that may be logging in at once, per gateway
+    /// (an IPv6 address counts by its /64; loopback is not limited). Behind a load balancer,
+    /// turn on the PROXY protocol so that this sees the clients' addresses.
+    #[arg(long, env = "WHARF_MAX_CONNECTIONS_PER_IP", default_value_t = 10,
+        value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_ip: u32,
+    /// OpenSSH's MaxStartups for connections that are logging in, per gateway:
+    /// start:rate:full refuses rate% of new connections past `start`, rising to all at `full`.
+    #[arg(long, env = "WHARF_MAX_STARTUPS", default_value = "128:30:512")]
+    pub max_startups: Startups,
+}
+
+impl AdmissionArgs {
+    pub fn limits(&self) -> AdmissionLimits {
+        AdmissionLimits {
+            per_address: usize::try_from(self.max_connections_per_ip).unwrap_or(usize::MAX),
+            startups: self.max_startups,
+        }
+    }
 }
 
 #[derive(Args, Clone)]
@@ -190,6 +215,8 @@ pub struct ServeArgs {
     pub sftp: SftpOptions,
     #[command(flatten)]
     pub ftps: FtpsOptions,
+    #[command(flatten)]
+    pub admission: AdmissionArgs,
     /// Token gateways started separately use to reach this control plane
     /// [default: generated into <data-dir>/gateway-token].
     #[arg(long, env = "WHARF_GATEWAY_TOKEN", hide_env_values = true)]
@@ -228,6 +255,8 @@ pub struct SftpGatewayArgs {
     pub data: DataDirArgs,
     #[command(flatten)]
     pub sftp: SftpOptions,
+    #[command(flatten)]
+    pub admission: AdmissionArgs,
     /// URL of the control plane, e.g. http://10.0.0.5:8080.
     #[arg(
         long,
@@ -248,6 +277,8 @@ pub struct FtpsGatewayArgs {
     pub data: DataDirArgs,
     #[command(flatten)]
     pub ftps: FtpsOptions,
+    #[command(flatten)]
+    pub admission: AdmissionArgs,
     /// Host name partners connect to: a certificate generated on first start names it.
     #[arg(long, env = "WHARF_PUBLIC_HOST", default_value = "localhost")]
     pub public_host: String,

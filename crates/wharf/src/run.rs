@@ -70,6 +70,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         sftp,
         SftpConfig {
             events: Some(events.clone()),
+            admission: args.admission.limits(),
             ..sftp_config(host_keys, &args.sftp)
         },
         login.clone(),
@@ -80,6 +81,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         ftps,
         FtpsConfig {
             events: Some(events),
+            admission: args.admission.limits(),
             ..ftps_config(tls, &args.ftps)
         },
         login,
@@ -162,6 +164,7 @@ pub async fn ftps_gateway(args: FtpsGatewayArgs) -> Result<()> {
         ftps,
         FtpsConfig {
             events: Some(events),
+            admission: args.admission.limits(),
             ..ftps_config(tls, &args.ftps)
         },
         login,
@@ -194,6 +197,7 @@ pub async fn sftp_gateway(args: SftpGatewayArgs) -> Result<()> {
         sftp,
         SftpConfig {
             events: Some(events),
+            admission: args.admission.limits(),
             ..sftp_config(host_keys, &args.sftp)
         },
         login,
