@@ -511,3 +511,34 @@ async fn idle_connections_from_one_address_cannot_lock_partners_out() {
     again.read_exact(&mut banner).await.unwrap();
     assert_eq!(&banner, b"SSH-2.0-Wharf");
 }
+
+/// Clients that send half a request's headers and stop cannot hold the API's connections: the
+/// server closes them once the header timeout (10 s) passes, and serves others meanwhile. 200
+/// such connections used to stay open indefinitely.
+#[tokio::test]
+async fn half_sent_api_requests_are_cut_off() {
+    use tokio::io::AsyncReadExt;
+    let wharf = Wharf::start().await;
+    let mut slow = Vec::new();
+    for _ in 0..50 {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", wharf.api_port))
+            .await
+            .unwrap();
+        stream
+            .write_all(b"GET /v1/users HTTP/1.1\r\nHost: wharf\r\n")
+            .await
+            .unwrap();
+        slow.push(stream);
+    }
+    let (status, _) = wharf.api(Method::GET, "/v1/users", None).await;
+    assert_eq!(status, 200, "the API answers others meanwhile");
+    for stream in &mut slow {
+        let mut rest = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(25), stream.read_to_end(&mut rest)).await;
+        assert!(
+            closed.is_ok(),
+            "a half-sent request kept its connection open"
+        );
+    }
+}

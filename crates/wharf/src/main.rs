@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod http;
 mod run;
 
 use std::io::IsTerminal;

@@ -439,18 +439,11 @@ async fn bind(addr: std::net::SocketAddr, what: &str) -> Result<TcpListener> {
 async fn serve_api(
     listener: TcpListener,
     router: axum::Router,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> Result<()> {
     // Peer addresses reach the handlers (`clientIp` of objects-API events).
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = stop.wait_for(|s| *s).await;
-    })
-    .await
-    .context("the API server failed")
+    crate::http::serve(listener, router, stop).await;
+    Ok(())
 }
 
 async fn serve_sftp(
