@@ -8,6 +8,7 @@ use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use rand::RngExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::time::{Instant, timeout_at};
 use tokio_rustls::TlsAcceptor;
@@ -32,8 +33,6 @@ pub(crate) struct PortPool {
 }
 
 struct PoolState {
-    /// Index of the port tried first next time, so ports are used in turn.
-    next: u32,
     in_use: HashSet<u16>,
 }
 
@@ -44,7 +43,6 @@ impl PortPool {
             first,
             count: u32::from(last.saturating_sub(first)) + 1,
             state: Mutex::new(PoolState {
-                next: 0,
                 in_use: HashSet::new(),
             }),
         })
@@ -54,13 +52,15 @@ impl PortPool {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A listener on `ip` and a free port of the range. Ports in use by another process are
-    /// skipped; fails when none is left.
+    /// A listener on `ip` and a free port of the range, tried from a random one: the next
+    /// session's port cannot be guessed from this one's, so another client cannot be first on
+    /// it. Ports in use by another process are skipped; fails when none is left.
     pub(crate) fn bind(self: &Arc<Self>, ip: IpAddr) -> io::Result<PassiveListener> {
         let mut state = self.lock();
         let mut last_error = None;
+        let start = rand::rng().random_range(0..self.count);
         for i in 0..self.count {
-            let index = (state.next + i) % self.count;
+            let index = (start + i) % self.count;
             let Ok(offset) = u16::try_from(index) else {
                 continue;
             };
@@ -71,7 +71,6 @@ impl PortPool {
             match listen(SocketAddr::new(ip, port)) {
                 Ok(listener) => {
                     state.in_use.insert(port);
-                    state.next = (index + 1) % self.count;
                     return Ok(PassiveListener {
                         listener,
                         port,
@@ -244,7 +243,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn ports_are_taken_in_turn_and_given_back() {
+    async fn ports_are_taken_and_given_back() {
         // Find two free neighbouring ports for the test.
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let start = probe.local_addr().unwrap().port();
@@ -259,6 +258,27 @@ mod tests {
         assert_eq!(pool.in_use(), 0);
         let again = pool.bind(ip).unwrap();
         assert_eq!(again.port(), start, "the port is reused");
+    }
+
+    /// Ports are handed out from a random one: a client that saw one session's port cannot
+    /// tell the next. (In order, the next was the previous one plus one.)
+    #[tokio::test]
+    async fn ports_are_handed_out_at_random() {
+        let pool = PortPool::new(41000..=41999);
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let mut seen = Vec::new();
+        for _ in 0..8 {
+            let Ok(listener) = pool.bind(ip) else {
+                continue;
+            };
+            seen.push(listener.port());
+        }
+        assert!(
+            seen.len() >= 4,
+            "too few ports of 41000-41999 were free: {seen:?}"
+        );
+        let in_order = seen.windows(2).all(|pair| pair[1] == pair[0] + 1);
+        assert!(!in_order, "ports were handed out in order: {seen:?}");
     }
 
     #[tokio::test]
