@@ -59,6 +59,20 @@ pub async fn create_user(
     JsonBody(request): JsonBody<CreateUserRequest>,
 ) -> Result<(StatusCode, Json<CreatedUser>), ApiError> {
     let mut errors = Vec::new();
+    if let Some(username) = &request.username
+        && username
+            .as_str()
+            .eq_ignore_ascii_case(super::objects::API_USERNAME)
+    {
+        // Events of the objects API carry this name: a partner must not pass for it.
+        errors.push(FieldError {
+            field: "username".into(),
+            message: format!(
+                "'{}' is reserved: events of the objects API carry it",
+                super::objects::API_USERNAME
+            ),
+        });
+    }
     let description = validate_description(&request.description, &mut errors);
     let password = new_password(
         request.password_options.as_ref(),

@@ -92,6 +92,13 @@ async fn a_home_stored_before_the_rule_still_lists_and_can_be_fixed(db: TestDb) 
 async fn a_taken_name_is_a_409_naming_the_field(db: TestDb) {
     let app = TestApp::spawn(db).await;
     app.create_root_user("sam").await;
+    // The objects API's own name in events is not for partners, in any case.
+    for reserved in ["wharf-api", "Wharf-API"] {
+        let body = json!({"description": "x", "homeDirectory": "/x", "username": reserved});
+        let problem =
+            expect_problem(app.post("/v1/users", &body).await, 400, Some("username")).await;
+        assert!(problem.to_string().contains("reserved"), "{problem}");
+    }
     let body = json!({"description": "Again", "homeDirectory": "/", "username": "sam"});
     let problem = expect_problem(app.post("/v1/users", &body).await, 409, Some("username")).await;
     assert_eq!(problem["type"], "https://wharf.dev/problems/conflict");
