@@ -556,3 +556,34 @@ async fn half_sent_api_requests_are_cut_off() {
         );
     }
 }
+
+/// Other accounts on the host cannot read the database (password hashes, webhook secrets,
+/// bucket credentials) or the keys, even in a data directory they may enter: the database
+/// used to be created 0644.
+#[tokio::test]
+async fn the_database_and_keys_are_the_owners_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let data_dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(data_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let wharf = Wharf::start_with(StartOptions {
+        data_dir: Some(data_dir),
+        ..StartOptions::default()
+    })
+    .await;
+    let dir = wharf.data_dir.path();
+    let mut files = vec!["gateway-token".to_owned()];
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if name.starts_with("wharf.db") {
+            files.push(name);
+        }
+    }
+    assert!(files.iter().any(|f| f == "wharf.db"), "{files:?}");
+    for file in files {
+        let mode = std::fs::metadata(dir.join(&file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{file} is {mode:o}");
+    }
+}

@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -225,6 +225,30 @@ fn prepare_data_dir(dir: &Path) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// A SQLite database holds password hashes, webhook secrets and bucket credentials: its file
+/// is made (or made again) readable by the owner only, whatever the umask or the directory's
+/// mode. SQLite gives its `-wal` and `-shm` files the database file's mode.
+fn owner_only_sqlite_file(database_url: &str) -> Result<()> {
+    let Some(rest) = database_url.strip_prefix("sqlite://") else {
+        return Ok(());
+    };
+    let path = Path::new(rest.split('?').next().unwrap_or(rest));
+    if path.as_os_str().is_empty() || rest.starts_with(":memory:") {
+        return Ok(());
+    }
+    let made = match fs::metadata(path) {
+        Ok(_) => fs::set_permissions(path, fs::Permissions::from_mode(0o600)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map(drop),
+        Err(e) => Err(e),
+    };
+    made.with_context(|| format!("cannot make {} readable by its owner only", path.display()))
+}
+
 fn load_host_keys(data_dir: &Path, sftp: &SftpOptions) -> Result<HostKeys> {
     let dir = sftp
         .host_key_dir
@@ -362,6 +386,7 @@ async fn open_control_plane(
         .database_url
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("wharf.db").display()));
+    owner_only_sqlite_file(&database_url)?;
     let bucket_url = match &options.bucket_url {
         Some(url) => url.clone(),
         None => {
