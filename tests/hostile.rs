@@ -587,3 +587,77 @@ async fn the_database_and_keys_are_the_owners_only() {
         assert_eq!(mode & 0o077, 0, "{file} is {mode:o}");
     }
 }
+
+/// RSA user keys are at least 2048 bits and sign with SHA-2: the API refuses a 1024-bit key,
+/// and a client that offers only `ssh-rsa` (SHA-1) signatures is turned away while the same
+/// key with rsa-sha2 logs in. Both used to be accepted.
+#[tokio::test]
+async fn rsa_keys_need_2048_bits_and_sha2_signatures() {
+    let wharf = Wharf::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rsa = |bits: &str| {
+        let path = dir.path().join(format!("rsa-{bits}"));
+        let made = std::process::Command::new("ssh-keygen")
+            .args([
+                "-q", "-t", "rsa", "-b", bits, "-N", "", "-C", "partner", "-f",
+            ])
+            .arg(&path)
+            .status()
+            .expect("ssh-keygen");
+        assert!(made.success());
+        let public = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+        (path, public.trim().to_owned())
+    };
+    let (_, weak) = rsa("1024");
+    let (key, public) = rsa("2048");
+    let (status, problem) = wharf
+        .api(
+            Method::POST,
+            "/v1/users",
+            Some(json!({"description": "weak", "homeDirectory": "/weak", "publicKeys": [weak]})),
+        )
+        .await;
+    assert_eq!(status, 400, "{problem}");
+    assert!(problem.to_string().contains("2048"), "{problem}");
+    let (user, _) = wharf
+        .create_user("/rsa", json!({"publicKeys": [public]}))
+        .await;
+
+    let sftp = |algorithms: Option<&str>| {
+        let mut cmd = tokio::process::Command::new("sftp");
+        cmd.args(["-F", "/dev/null", "-o", "StrictHostKeyChecking=no"])
+            .args(["-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes"])
+            .args(["-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=20"])
+            .arg("-i")
+            .arg(&key)
+            .arg("-P")
+            .arg(wharf.sftp_port.to_string());
+        if let Some(algorithms) = algorithms {
+            cmd.arg("-o")
+                .arg(format!("PubkeyAcceptedAlgorithms={algorithms}"));
+        }
+        cmd.arg("-b")
+            .arg("-")
+            .arg(format!("{user}@127.0.0.1"))
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        cmd
+    };
+    let sha2 = sftp(None).output().await.unwrap();
+    assert!(sha2.status.success(), "rsa-sha2: {}", text(&sha2));
+    // OpenSSH limited to ssh-rsa does not even offer it: the server no longer lists it in
+    // server-sig-algs. A client that signs with SHA-1 anyway (russh without a hash) is refused.
+    let sha1 = sftp(Some("ssh-rsa")).output().await.unwrap();
+    assert!(!sha1.status.success(), "ssh-rsa: {}", text(&sha1));
+    assert!(
+        !rust_key_login(wharf.sftp_port, &user, &key).await,
+        "an ssh-rsa (SHA-1) signature logged in"
+    );
+    assert!(
+        wharf
+            .log_text()
+            .contains("ssh-rsa (SHA-1) signature refused"),
+        "{}",
+        wharf.log_text()
+    );
+}

@@ -15,7 +15,14 @@ pub enum PublicKeyError {
     Base64,
     #[error("the key data does not match its type")]
     Mismatch,
+    #[error(
+        "RSA keys need at least {MIN_RSA_BITS} bits; this one has {0} (make one with ssh-keygen -t ed25519, or -t rsa -b 4096)"
+    )]
+    WeakRsa(u32),
 }
+
+/// The smallest RSA modulus accepted (NIST SP 800-131A; OpenSSH refuses smaller ones too).
+pub const MIN_RSA_BITS: u32 = 2048;
 
 const ALGORITHMS: &[&str] = &[
     "ssh-ed25519",
@@ -34,6 +41,22 @@ pub struct PublicKey {
     algorithm: String,
     blob: Vec<u8>,
     comment: String,
+}
+
+/// The size in bits of the modulus of an `ssh-rsa` key, from the blob after its name: the
+/// exponent `e` and the modulus `n` as SSH mpints.
+fn rsa_modulus_bits(fields: &[u8]) -> Option<u32> {
+    let field = |data: &[u8]| -> Option<(usize, usize)> {
+        let len = u32::from_be_bytes(data.get(..4)?.try_into().ok()?) as usize;
+        (data.len() >= 4 + len).then_some((4, 4 + len))
+    };
+    let (_, e_end) = field(fields)?;
+    let rest = &fields[e_end..];
+    let (n_start, n_end) = field(rest)?;
+    let n = &rest[n_start..n_end];
+    let first = n.iter().position(|&b| b != 0)?;
+    let significant = u32::try_from(n.len() - first).ok()?;
+    Some(significant * 8 - n[first].leading_zeros())
 }
 
 impl PublicKey {
@@ -63,6 +86,12 @@ impl PublicKey {
             .ok_or(PublicKeyError::Mismatch)?;
         if blob.get(4..4 + name_len) != Some(algorithm.as_bytes()) || blob.len() <= 4 + name_len {
             return Err(PublicKeyError::Mismatch);
+        }
+        if algorithm == "ssh-rsa" {
+            let bits = rsa_modulus_bits(&blob[4 + name_len..]).ok_or(PublicKeyError::Mismatch)?;
+            if bits < MIN_RSA_BITS {
+                return Err(PublicKeyError::WeakRsa(bits));
+            }
         }
         let comment = parts.collect::<Vec<_>>().join(" ");
         Ok(PublicKey {
@@ -106,6 +135,9 @@ impl PublicKey {
 mod tests {
     use super::*;
 
+    const WEAK_RSA: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQDA4oQBdl/q7nW/1L8bV4chW+UYvcvKCveOcU5/7G3uv5rnbHW91kI+srd0QL8+OE6qUt/zcECl52RzyKm/8h3v78vQL8PFC9WbLN5hHUo+SwJT5xWH/1waaqv4hBxdaScZY5Pasvzsi7QZld2NeG69adgdd6Tb5y+LH5sYxXv1lQ== weak";
+    const RSA_2048: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQDHsyENT9DbSd0UPSQcpa3dJ0JbogEyLGxUc/bdiIn/AxynE8ZMwXcTLSZZYx4Ie0rEBTpqvjg72ahuPImnEJAJIHnUtbl8/4e/AW3YdzrLtAoIsoPHvNpq98+qH0BpeQCsgv7UqO8hTr86AmkQw2AMet+0cAepTVoUSzgtSVFFtfIQ11seHt4c+SmBRrLLnFRM2xgaNnof32J2XRc+FyM6ygczi++2LRqbT9AfPZD6/CN6tOuOPFgZGwo0WD16tfT9P2W/Wra0zXBa+fhU7KIHZlLKdrwIqj65vardsORxygyOjLSNtM+pPzXtciix4IvIXJ+5bp296vOHwSpSNiNB ok";
+
     // Generated with ssh-keygen -t ed25519; the fingerprint is what ssh-keygen -l printed.
     const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOg1F+/tvgtP97Py6h1YOqMj6LRkMYLb8zXrFmMDp1kZ alice@laptop";
     const FINGERPRINT: &str = "SHA256:vB+bEyONOIRhyDTzUqfKNLfpxpa+B2kwTaM58YmIiJQ";
@@ -140,6 +172,12 @@ mod tests {
             PublicKey::parse("ssh-ed25519 AAAAB3NzaC1yc2EAAAADAQAB").unwrap_err(),
             PublicKeyError::Mismatch
         );
+        // RSA keys below 2048 bits are refused (made with ssh-keygen -t rsa -b 1024 / 2048).
+        assert_eq!(
+            PublicKey::parse(WEAK_RSA).unwrap_err(),
+            PublicKeyError::WeakRsa(1024)
+        );
+        assert_eq!(PublicKey::parse(RSA_2048).unwrap().algorithm(), "ssh-rsa");
         assert_eq!(
             PublicKey::parse(
                 "ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIOg1F+/tvgtP97Py6h1YOqMj6LRkMYLb8zXrFmMDp1kZ"

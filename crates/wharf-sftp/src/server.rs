@@ -12,6 +12,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use russh::keys::PublicKey as SshPublicKey;
+use russh::keys::{Algorithm, EcdsaCurve, HashAlg};
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, MethodKind, MethodSet, Preferred, SshId, cipher};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -96,11 +97,39 @@ impl SftpConfig {
                     cipher::AES_192_CTR,
                     cipher::AES_256_CTR,
                 ]),
+                key: std::borrow::Cow::Borrowed(SIGNATURE_ALGORITHMS),
                 ..Preferred::default()
             },
             ..Default::default()
         }
     }
+}
+
+/// Host key and user signature algorithms (also advertised as `server-sig-algs`): russh's
+/// defaults without `ssh-rsa`, whose signatures use SHA-1. RSA keys sign with rsa-sha2-256 or
+/// rsa-sha2-512, which every maintained client does (OpenSSH since 7.2, PuTTY since 0.75).
+const SIGNATURE_ALGORITHMS: &[Algorithm] = &[
+    Algorithm::Ed25519,
+    Algorithm::Ecdsa {
+        curve: EcdsaCurve::NistP256,
+    },
+    Algorithm::Ecdsa {
+        curve: EcdsaCurve::NistP384,
+    },
+    Algorithm::Ecdsa {
+        curve: EcdsaCurve::NistP521,
+    },
+    Algorithm::Rsa {
+        hash: Some(HashAlg::Sha512),
+    },
+    Algorithm::Rsa {
+        hash: Some(HashAlg::Sha256),
+    },
+];
+
+/// Whether a user key's signature algorithm is refused: `ssh-rsa`, whose signatures use SHA-1.
+fn sha1_signature(algorithm: &Algorithm) -> bool {
+    matches!(algorithm, Algorithm::Rsa { hash: None })
 }
 
 /// Password attempts per connection by default (OpenSSH's clients ask three times too).
@@ -714,6 +743,10 @@ impl russh::server::Handler for Connection {
         user: &str,
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
+        if sha1_signature(offer.algorithm) {
+            tracing::info!(user = %user, "ssh-rsa (SHA-1) signature refused; use rsa-sha2-256/512");
+            return Ok(self.still_offered());
+        }
         let Ok(line) = offer.public_key.to_openssh() else {
             return Ok(Auth::reject());
         };
@@ -734,6 +767,9 @@ impl russh::server::Handler for Connection {
     ) -> Result<Auth, Self::Error> {
         // The signature is verified now: record the login for real (this also re-checks the
         // user, which may have been disabled since the query).
+        if sha1_signature(key.algorithm) {
+            return Ok(self.reject(user, "publickey (ssh-rsa, SHA-1)"));
+        }
         let Ok(line) = key.public_key.to_openssh() else {
             return Ok(self.reject(user, "publickey"));
         };
