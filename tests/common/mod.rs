@@ -732,15 +732,7 @@ pub struct RawSftp {
 }
 
 pub async fn raw_sftp(port: u16, user: &str, password: &str) -> RawSftp {
-    let config = Arc::new(client::Config::default());
-    let mut session = client::connect(config, ("127.0.0.1", port), AcceptAnyHostKey)
-        .await
-        .expect("connect");
-    let auth = session
-        .authenticate_password(user, password)
-        .await
-        .expect("auth");
-    assert!(auth.success(), "login failed");
+    let session = raw::password_connection(port, user, password).await;
     let channel = session.channel_open_session().await.expect("channel");
     channel
         .request_subsystem(true, "sftp")

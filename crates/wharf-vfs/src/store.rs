@@ -803,7 +803,8 @@ impl StoreCache {
     }
 
     /// Whether a sweeper runs for the bucket `name`.
-    pub fn sweeps(&self, name: &wharf_core::BucketName) -> bool {
+    #[cfg(test)]
+    fn sweeps(&self, name: &wharf_core::BucketName) -> bool {
         self.sweepers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

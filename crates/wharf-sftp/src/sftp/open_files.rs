@@ -37,13 +37,13 @@ impl OpenFiles {
 
     /// Counts one more open handle, or says which cap is reached.
     pub(crate) fn open(&self) -> Result<(), String> {
-        increment_below(&self.connection, MAX_OPEN_PER_CONNECTION).map_err(|()| {
-            format!(
+        if !increment_below(&self.connection, MAX_OPEN_PER_CONNECTION) {
+            return Err(format!(
                 "too many open files (at most {MAX_OPEN_PER_CONNECTION} per connection); close \
                  some and retry"
-            )
-        })?;
-        if increment_below(&self.process, MAX_OPEN_PER_PROCESS).is_err() {
+            ));
+        }
+        if !increment_below(&self.process, MAX_OPEN_PER_PROCESS) {
             self.connection.fetch_sub(1, Ordering::AcqRel);
             return Err("the server has too many open files; retry later".to_owned());
         }
@@ -57,13 +57,13 @@ impl OpenFiles {
     }
 }
 
-fn increment_below(count: &AtomicUsize, cap: usize) -> Result<(), ()> {
+/// Adds one to `count` unless it is at `cap` already; whether it did.
+fn increment_below(count: &AtomicUsize, cap: usize) -> bool {
     count
         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
             (n < cap).then_some(n + 1)
         })
-        .map(|_| ())
-        .map_err(|_| ())
+        .is_ok()
 }
 
 #[cfg(test)]
