@@ -661,3 +661,99 @@ async fn rsa_keys_need_2048_bits_and_sha2_signatures() {
         wharf.log_text()
     );
 }
+
+/// A brute force from one address is banned across both gateways: wrong passwords over SFTP
+/// and FTPS count together (a guessed user name counts double), then every login from the
+/// address is refused without its password being checked, then its new connections are turned
+/// away at once, while partners elsewhere log in as usual. The operator sees the ban and lifts
+/// it. 1,500 guesses at 40/s from one address used to be checked one by one, delaying a real
+/// partner's login to 3.8 s.
+#[tokio::test]
+async fn a_brute_force_is_banned_on_every_gateway() {
+    use tokio::io::AsyncBufReadExt;
+    let wharf = Wharf::start().await;
+    let (partner, partner_password) = wharf.create_user("/partner", json!({})).await;
+    let attacker = ExtraAddress::add();
+    let dir = tempfile::tempdir().unwrap();
+
+    // SFTP: one connection, three wrong passwords for a user that does not exist (6 points).
+    let config = std::sync::Arc::new(russh::client::Config::default());
+    let stream = attacker.connect(wharf.sftp_port).await;
+    let mut ssh = russh::client::connect_stream(config.clone(), stream, AcceptAnyHostKey)
+        .await
+        .expect("an SSH connection");
+    for n in 0..3 {
+        let auth = ssh
+            .authenticate_password("ghost", format!("guess-{n}"))
+            .await
+            .expect("an answer");
+        assert!(!auth.success());
+    }
+    drop(ssh);
+    // FTPS: five more (10 points): 16 of the 15 that ban.
+    let curl = |user: String, password: String| {
+        let ip = attacker.0.to_string();
+        let dir = dir.path().to_owned();
+        async move {
+            let url = ftps_url(wharf.ftps_port, "/");
+            curl_ftps(
+                &user,
+                &password,
+                &dir,
+                &["--interface", &ip, "--list-only", &url],
+            )
+            .await
+        }
+    };
+    for n in 0..5 {
+        let out = curl("ghost".into(), format!("guess-{n}")).await;
+        assert!(!out.status.success());
+        assert!(text(&out).contains("530"), "{}", text(&out));
+    }
+    // Banned: even the right password is refused, and the FTPS gateway closes the connection.
+    let out = curl(partner.clone(), partner_password.clone()).await;
+    assert!(!out.status.success(), "{}", text(&out));
+    // New connections from the address are turned away at once, on both gateways.
+    let mut line = String::new();
+    let ftps = attacker.connect(wharf.ftps_port).await;
+    tokio::io::BufReader::new(ftps)
+        .read_line(&mut line)
+        .await
+        .unwrap();
+    assert!(line.starts_with("421 too many failed logins"), "{line}");
+    let stream = attacker.connect(wharf.sftp_port).await;
+    let mut ssh = russh::client::connect_stream(config.clone(), stream, AcceptAnyHostKey)
+        .await
+        .expect("the SFTP gateway has not heard of the ban yet");
+    let auth = ssh
+        .authenticate_password(partner.as_str(), partner_password.as_str())
+        .await;
+    assert!(
+        !auth.is_ok_and(|a| a.success()),
+        "the right password from a banned address"
+    );
+    drop(ssh);
+    let mut line = String::new();
+    let sftp = attacker.connect(wharf.sftp_port).await;
+    tokio::io::BufReader::new(sftp)
+        .read_line(&mut line)
+        .await
+        .unwrap();
+    assert!(line.starts_with("too many failed logins"), "{line}");
+
+    // Partners elsewhere are served as usual.
+    another_partner_is_served(&wharf, &partner, &partner_password).await;
+
+    // The operator sees the ban, and lifts it.
+    let out = wharf.cli(&["bans", "list"]).await;
+    let listed = text(&out);
+    assert!(listed.contains(&format!("{}/32", attacker.0)), "{listed}");
+    let out = wharf
+        .cli(&["bans", "lift", "--address", &attacker.0.to_string()])
+        .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let (status, body) = wharf.api(Method::GET, "/v1/bans", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["items"], json!([]));
+    assert!(wharf.log_text().contains("banned after failed logins"));
+}

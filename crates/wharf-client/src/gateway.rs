@@ -7,7 +7,9 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde::Serialize;
 use url::Url;
-use wharf_core::api::{PASSWORD_DISABLED_PROBLEM, PROBLEM_TYPE_BASE, Problem};
+use wharf_core::api::{
+    ADDRESS_BANNED_PROBLEM, PASSWORD_DISABLED_PROBLEM, PROBLEM_TYPE_BASE, Problem,
+};
 use wharf_core::{LoginError, LoginGrant, LoginProvider, LoginRequest};
 
 use crate::ClientError;
@@ -65,6 +67,18 @@ impl LoginProvider for HttpLoginProvider {
                 .await
                 .map_err(|e| LoginError::Unavailable(format!("bad login reply: {e}"))),
             StatusCode::FORBIDDEN => Err(refusal(&response.bytes().await.unwrap_or_default())),
+            StatusCode::TOO_MANY_REQUESTS => {
+                let retry_after = response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map_or(Duration::from_secs(60), Duration::from_secs);
+                Err(ban(
+                    &response.bytes().await.unwrap_or_default(),
+                    retry_after,
+                ))
+            }
             StatusCode::NOT_FOUND => Err(LoginError::Denied),
             StatusCode::UNAUTHORIZED => Err(LoginError::Unavailable(
                 "the control plane rejected this gateway's token (check WHARF_GATEWAY_TOKEN)"
@@ -84,6 +98,16 @@ fn refusal(body: &[u8]) -> LoginError {
     match serde_json::from_slice::<Problem>(body) {
         Ok(problem) if problem.kind == password_disabled => LoginError::PasswordDisabled,
         _ => LoginError::Denied,
+    }
+}
+
+/// The ban a 429 problem document stands for: [`LoginError::AddressBanned`] for its own
+/// problem type, [`LoginError::UserBanned`] for anything else.
+fn ban(body: &[u8], retry_after: Duration) -> LoginError {
+    let address_banned = format!("{PROBLEM_TYPE_BASE}{ADDRESS_BANNED_PROBLEM}");
+    match serde_json::from_slice::<Problem>(body) {
+        Ok(problem) if problem.kind == address_banned => LoginError::AddressBanned { retry_after },
+        _ => LoginError::UserBanned { retry_after },
     }
 }
 
@@ -241,5 +265,21 @@ mod tests {
         ] {
             assert!(matches!(refusal(&body), LoginError::Denied));
         }
+    }
+
+    #[test]
+    fn a_429_is_an_address_ban_only_for_its_own_problem_type() {
+        let problem =
+            |kind: &str| format!(r#"{{"type":"{kind}","title":"t","status":429}}"#).into_bytes();
+        let wait = Duration::from_secs(42);
+        assert!(matches!(
+            ban(&problem("https://wharf.dev/problems/address-banned"), wait),
+            LoginError::AddressBanned { retry_after } if retry_after == wait
+        ));
+        assert!(matches!(
+            ban(&problem("https://wharf.dev/problems/user-banned"), wait),
+            LoginError::UserBanned { retry_after } if retry_after == wait
+        ));
+        assert!(matches!(ban(b"", wait), LoginError::UserBanned { .. }));
     }
 }

@@ -63,10 +63,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 use wharf_core::api::{
-    Bucket, BucketList, BucketObject, CreateBucketRequest, CreateUserRequest, CreateWebhookRequest,
-    CreatedUser, CreatedWebhook, Delivery, DeliveryList, EventList, MAX_OBJECT_PAGE_SIZE,
-    NewPassword, ObjectList, PasswordOptions, Problem, ResetPasswordRequest, ServerInfo,
-    UpdateUserRequest, UpdateWebhookRequest, User, UserList, Webhook, WebhookList,
+    Ban, BanKind, BanList, Bucket, BucketList, BucketObject, CreateBucketRequest,
+    CreateUserRequest, CreateWebhookRequest, CreatedUser, CreatedWebhook, Delivery, DeliveryList,
+    EventList, MAX_OBJECT_PAGE_SIZE, NewPassword, ObjectList, PasswordOptions, Problem,
+    ResetPasswordRequest, ServerInfo, UpdateUserRequest, UpdateWebhookRequest, User, UserList,
+    Webhook, WebhookList,
 };
 use wharf_core::{Event, EventType};
 
@@ -622,6 +623,45 @@ impl Client {
             let page = self.list_webhooks(Some(size), token.as_deref()).await?;
             Ok((page.items, page.next_page_token))
         })
+    }
+
+    /// One page of the bans in force after failed logins (of `kind` only, if given), by kind
+    /// and target.
+    pub async fn list_bans(
+        &self,
+        kind: Option<BanKind>,
+        page_size: Option<u32>,
+        page_token: Option<&str>,
+    ) -> Result<BanList, ClientError> {
+        let mut url = self.url("v1/bans")?;
+        if let Some(kind) = kind {
+            url.query_pairs_mut().append_pair("kind", kind.as_str());
+        }
+        page_query(&mut url, page_size, page_token);
+        self.send::<(), _>(Method::GET, url, None).await
+    }
+
+    /// Every ban in force, page after page, as a stream.
+    pub fn bans(&self) -> impl Stream<Item = Result<Ban, ClientError>> + '_ {
+        let size = self.stream_page_size(1000);
+        paginate(move |token| async move {
+            let page = self.list_bans(None, Some(size), token.as_deref()).await?;
+            Ok((page.items, page.next_page_token))
+        })
+    }
+
+    /// Lifts the ban of a client address (for an IPv6 /64, any address in it).
+    pub async fn lift_address_ban(&self, address: std::net::IpAddr) -> Result<(), ClientError> {
+        let url = self.path_url(&["v1", "bans", "addresses", &address.to_string()])?;
+        self.request::<()>(Method::DELETE, url, None).await?;
+        Ok(())
+    }
+
+    /// Lifts the ban of a user name (password logins for it work again).
+    pub async fn lift_user_ban(&self, username: &str) -> Result<(), ClientError> {
+        let url = self.path_url(&["v1", "bans", "users", username])?;
+        self.request::<()>(Method::DELETE, url, None).await?;
+        Ok(())
     }
 
     /// A webhook (without its secret).

@@ -22,6 +22,7 @@
 mod admin_key;
 mod api;
 mod certificate;
+pub mod defender;
 pub mod delivery;
 pub mod events;
 mod local_root;
@@ -44,9 +45,10 @@ pub use admin_key::AdminKeySource;
 pub use api::public_storage_url;
 pub use certificate::certificate_sha256;
 pub use local_root::LocalBucketRoot;
-pub use options::{ControlPlaneOptions, LoopGuard, RetrySchedule};
+pub use options::{ControlPlaneOptions, DefenderOptions, LoopGuard, RetrySchedule};
 
 use crate::api::AppState;
+use crate::defender::Defender;
 use crate::events::DatabaseEvents;
 use crate::login::DatabaseLogin;
 use crate::metrics::Metrics;
@@ -225,7 +227,12 @@ impl ControlPlane {
         if let Ok(count) = store.count_users().await {
             metrics.set_users(count);
         }
-        let login = Arc::new(DatabaseLogin::new(store.clone(), metrics.clone()));
+        let defender = Defender::new(store.clone(), options.defender.clone(), metrics.clone());
+        let login = Arc::new(DatabaseLogin::new(
+            store.clone(),
+            metrics.clone(),
+            defender.clone(),
+        ));
         let gateway_token_digest = if config.gateway_token.is_empty() {
             Vec::new()
         } else {
@@ -245,6 +252,7 @@ impl ControlPlane {
         });
         let tasks = BackgroundTasks::default();
         tasks.push(tokio::spawn(worker.clone().run()));
+        tasks.push(tokio::spawn(forget_old_scores_forever(defender)));
         tasks.push(tokio::spawn(reconcile_forever(
             store.clone(),
             stores.clone(),
@@ -317,6 +325,20 @@ impl ControlPlane {
     /// The options it runs with.
     pub fn options(&self) -> &ControlPlaneOptions {
         &self.state.options
+    }
+}
+
+/// Deletes the defender's rows nobody needs any more, hourly.
+async fn forget_old_scores_forever(defender: Defender) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(60 * 60));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        match defender.forget_old().await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(rows = n, "forgot old failed-login scores"),
+            Err(e) => tracing::warn!(error = %e, "cannot forget old failed-login scores"),
+        }
     }
 }
 

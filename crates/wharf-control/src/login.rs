@@ -6,6 +6,7 @@ use wharf_core::{
     LoginError, LoginGrant, LoginProvider, LoginRequest, LoginSecret, PublicKey, Username,
 };
 
+use crate::defender::Defender;
 use crate::metrics::Metrics;
 use crate::passwords;
 use crate::store::{self, Store};
@@ -18,11 +19,16 @@ const MAX_PASSWORD_BYTES: usize = 1024;
 pub struct DatabaseLogin {
     store: Store,
     metrics: Metrics,
+    defender: Defender,
 }
 
 impl DatabaseLogin {
-    pub(crate) fn new(store: Store, metrics: Metrics) -> Self {
-        DatabaseLogin { store, metrics }
+    pub(crate) fn new(store: Store, metrics: Metrics, defender: Defender) -> Self {
+        DatabaseLogin {
+            store,
+            metrics,
+            defender,
+        }
     }
 
     /// Unknown user, wrong secret and disabled user all give [`LoginError::Denied`], after the
@@ -30,14 +36,34 @@ impl DatabaseLogin {
     /// tells them apart. A password for an enabled user without password login gives
     /// [`LoginError::PasswordDisabled`], after that same work. A database failure is
     /// [`LoginError::Unavailable`].
+    ///
+    /// A banned address, or a password for a banned user name, is refused first, without
+    /// looking at the secret ([`LoginError::AddressBanned`], [`LoginError::UserBanned`]); a
+    /// failed password counts towards such bans (see [`crate::defender`]).
     pub async fn check(&self, request: LoginRequest) -> Result<LoginGrant, LoginError> {
         let protocol = request.protocol.as_str();
-        let result = self.check_inner(&request).await;
+        let client_ip = request.client_ip.parse().ok();
+        let password = matches!(request.secret, LoginSecret::Password { .. });
+        let result = match self
+            .defender
+            .check(client_ip, &request.username, password)
+            .await
+        {
+            Ok(()) => self.check_inner(&request).await,
+            Err(banned) => Err((banned, None)),
+        };
+        if let Err((_, Some(known))) = &result {
+            self.defender
+                .failed(client_ip, &request.username, *known)
+                .await;
+        }
+        let result = result.map_err(|(e, _)| e);
         let outcome = match &result {
             Ok(_) if request.probe => "probe",
             Ok(_) => "success",
             Err(LoginError::Denied) => "denied",
             Err(LoginError::PasswordDisabled) => "password_disabled",
+            Err(LoginError::AddressBanned { .. } | LoginError::UserBanned { .. }) => "banned",
             Err(LoginError::Unavailable(_)) => "error",
         };
         self.metrics.observe_login(protocol, outcome);
@@ -61,7 +87,12 @@ impl DatabaseLogin {
         result
     }
 
-    async fn check_inner(&self, request: &LoginRequest) -> Result<LoginGrant, LoginError> {
+    /// The grant, or the refusal and, for a failed password, whether its user exists (what
+    /// the defender counts).
+    async fn check_inner(
+        &self,
+        request: &LoginRequest,
+    ) -> Result<LoginGrant, (LoginError, Option<bool>)> {
         let username = Username::parse(&request.username).ok();
         let found = match &username {
             Some(username) => self
@@ -70,7 +101,8 @@ impl DatabaseLogin {
                 .await
                 .map_err(|e| {
                     tracing::error!(error = %e, "login: cannot read the user");
-                    LoginError::Unavailable("the user database is unavailable".into())
+                    let e = LoginError::Unavailable("the user database is unavailable".into());
+                    (e, None)
                 })?,
             None => None,
         };
@@ -88,6 +120,10 @@ impl DatabaseLogin {
                         .map(|(user, _)| user.password_hash.clone());
                     passwords::verify_login_password(&request.username, password.clone(), hash)
                         .await
+                        .map_err(|busy| {
+                            tracing::warn!("login refused: {busy}");
+                            (LoginError::Unavailable(busy.to_string()), None)
+                        })?
                 }
             }
             LoginSecret::PublicKey { public_key } => match (PublicKey::parse(public_key), &found) {
@@ -99,12 +135,13 @@ impl DatabaseLogin {
                 _ => false,
             },
         };
+        let counted = tried_password.then_some(found.is_some());
         let (user, bucket) = match found {
             Some((user, bucket)) if accepted && !user.disabled => (user, bucket),
             Some((user, _)) if tried_password && !user.password_enabled && !user.disabled => {
-                return Err(LoginError::PasswordDisabled);
+                return Err((LoginError::PasswordDisabled, counted));
             }
-            _ => return Err(LoginError::Denied),
+            _ => return Err((LoginError::Denied, counted)),
         };
         if !request.probe {
             // A plain UPDATE per login: "within seconds" precision without a write queue.
@@ -188,7 +225,8 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let login = DatabaseLogin::new(store.clone(), Metrics::new());
+        let defender = Defender::new(store.clone(), Default::default(), Metrics::new());
+        let login = DatabaseLogin::new(store.clone(), Metrics::new(), defender);
 
         let slots = passwords::take_every_slot().await;
         for (user, password) in [

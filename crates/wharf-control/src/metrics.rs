@@ -13,6 +13,7 @@ pub struct Metrics {
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     logins: IntCounterVec,
+    bans: IntCounterVec,
     users: IntGauge,
 }
 
@@ -41,9 +42,17 @@ impl Metrics {
         let logins = IntCounterVec::new(
             Opts::new(
                 "wharf_logins_total",
-                "Gateway login checks, by protocol and result (success, denied, error).",
+                "Gateway login checks, by protocol and result (success, denied, banned, error, …).",
             ),
             &["protocol", "result"],
+        )
+        .expect("valid metric");
+        let bans = IntCounterVec::new(
+            Opts::new(
+                "wharf_bans_total",
+                "Bans imposed by the defender after failed logins, by kind (address, user).",
+            ),
+            &["kind"],
         )
         .expect("valid metric");
         let users = IntGauge::new("wharf_users", "Users in the database.").expect("valid metric");
@@ -51,6 +60,7 @@ impl Metrics {
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
             Box::new(logins.clone()),
+            Box::new(bans.clone()),
             Box::new(users.clone()),
         ] {
             registry
@@ -62,6 +72,7 @@ impl Metrics {
             http_requests,
             http_duration,
             logins,
+            bans,
             users,
         }
     }
@@ -79,6 +90,10 @@ impl Metrics {
 
     pub fn observe_login(&self, protocol: &str, result: &str) {
         self.logins.with_label_values(&[protocol, result]).inc();
+    }
+
+    pub fn observe_ban(&self, kind: &str) {
+        self.bans.with_label_values(&[kind]).inc();
     }
 
     pub fn set_users(&self, count: i64) {

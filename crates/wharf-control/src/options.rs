@@ -35,6 +35,46 @@ pub struct ControlPlaneOptions {
     /// Pauses a webhook that receives too many deliveries too fast (see [`LoopGuard`]);
     /// `None` turns the guard off.
     pub loop_guard: Option<LoopGuard>,
+    /// Bans after failed logins (see [`crate::defender`]).
+    pub defender: DefenderOptions,
+}
+
+/// The defender's rules (see [`crate::defender`]).
+#[derive(Debug, Clone)]
+pub struct DefenderOptions {
+    /// Client addresses never counted nor banned (the operator's own networks, monitoring).
+    pub safe_list: Vec<ipnet::IpNet>,
+    /// Points within `window` that ban an address (its /64 for IPv6): a failed password for a
+    /// user name that does not exist counts 2, any other failed password 1. 0: addresses are
+    /// never banned.
+    pub address_threshold: u32,
+    /// Failed passwords for one user name within `window` (from any address) that ban
+    /// password logins for it. 0: user names are never banned.
+    pub user_threshold: u32,
+    /// How far back failures count.
+    pub window: Duration,
+    /// The first ban's length; each ban in a row lasts twice as long as the one before.
+    pub ban_time: Duration,
+    /// The longest ban.
+    pub max_ban_time: Duration,
+}
+
+impl Default for DefenderOptions {
+    /// Loopback safe; 15 points ban an address and 30 failures a user name, within 30
+    /// minutes; bans of 15 minutes, doubling up to a day.
+    fn default() -> Self {
+        DefenderOptions {
+            safe_list: vec![
+                "127.0.0.0/8".parse().expect("a valid network"),
+                "::1/128".parse().expect("a valid network"),
+            ],
+            address_threshold: 15,
+            user_threshold: 30,
+            window: Duration::from_secs(30 * 60),
+            ban_time: Duration::from_secs(15 * 60),
+            max_ban_time: Duration::from_secs(24 * 60 * 60),
+        }
+    }
 }
 
 impl Default for ControlPlaneOptions {
@@ -49,6 +89,7 @@ impl Default for ControlPlaneOptions {
             pending_upload_timeout: Duration::from_secs(10 * 60),
             reconcile_interval: Duration::from_secs(60),
             loop_guard: Some(LoopGuard::default()),
+            defender: DefenderOptions::default(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! passwords and API keys.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,12 +16,66 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 /// How many hashes run at once: one per core. Argon2 with its default parameters (argon2id,
 /// 19 MiB, 2 passes) takes tens of milliseconds of CPU per call, so more at once would only
 /// share the cores; a login storm queues instead of exhausting memory.
-static HASHING_SLOTS: LazyLock<Semaphore> = LazyLock::new(|| Semaphore::new(hashing_threads()));
+static HASHING_SLOTS: LazyLock<Gate> =
+    LazyLock::new(|| Gate::new(hashing_threads(), 64 * hashing_threads()));
 
 /// The threads that run argon2, one per slot. Hashing never waits for a thread of tokio's
 /// blocking pool, which every local-disk file operation shares: a flood of slow file calls
 /// cannot hold up logins, nor a login storm file calls.
 static HASHERS: LazyLock<HashPool> = LazyLock::new(|| HashPool::start(hashing_threads()));
+
+/// Slots, and a bounded queue for them: 64 waiting hashes per slot at most. Past that a new
+/// one is refused at once ([`Busy`]) rather than queued: a login storm (a brute force from
+/// many addresses, a reconnect wave) gets fast "try again" answers instead of making every
+/// login wait behind it, and the queue's memory stays bounded. At tens of milliseconds per
+/// hash per core, a full queue is drained in a few seconds. Logins whose password was verified
+/// recently skip the queue (see [`Verified`]).
+struct Gate {
+    slots: Semaphore,
+    /// Hashes waiting for a slot now.
+    waiting: AtomicUsize,
+    max_waiting: usize,
+}
+
+/// A place in a [`Gate`]'s queue, left when dropped (also when the waiting login is
+/// abandoned).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Gate {
+    fn new(slots: usize, max_waiting: usize) -> Gate {
+        Gate {
+            slots: Semaphore::new(slots),
+            waiting: AtomicUsize::new(0),
+            max_waiting,
+        }
+    }
+
+    /// A free slot, or one after waiting in the queue; [`Busy`] when the queue is full.
+    async fn enter(&self) -> Result<SemaphorePermit<'_>, Busy> {
+        if let Ok(permit) = self.slots.try_acquire() {
+            return Ok(permit);
+        }
+        self.waiting
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max_waiting).then_some(n + 1)
+            })
+            .map_err(|_| Busy)?;
+        let _waiting = Waiting(&self.waiting);
+        // The semaphore is never closed.
+        self.slots.acquire().await.map_err(|_| Busy)
+    }
+}
+
+/// Every hashing slot is taken and the queue for them is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("too many passwords are being checked at once; try again in a moment")]
+pub struct Busy;
 
 fn hashing_threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
@@ -92,15 +147,17 @@ struct Slot {
 }
 
 impl Slot {
-    async fn acquire() -> Option<Slot> {
-        let permit = HASHING_SLOTS.acquire().await.ok()?;
+    /// A free slot, or a place in the bounded queue for one; [`Busy`] when that is full too
+    /// (or the slots are closed, which they never are).
+    async fn acquire() -> Result<Slot, Busy> {
+        let permit = HASHING_SLOTS.enter().await?;
         let memory = MEMORY
             .lock()
             .map(|mut kept| kept.pop())
             .ok()
             .flatten()
             .unwrap_or_default();
-        Some(Slot {
+        Ok(Slot {
             _permit: permit,
             memory,
         })
@@ -112,6 +169,7 @@ impl Slot {
 #[cfg(test)]
 pub(crate) async fn take_every_slot() -> SemaphorePermit<'static> {
     HASHING_SLOTS
+        .slots
         .acquire_many(hashing_threads() as u32)
         .await
         .expect("the hashing slots are open")
@@ -233,12 +291,16 @@ fn login_key(username: &str, phc: &str) -> String {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("password hashing failed: {0}")]
-pub struct HashError(String);
+pub enum HashError {
+    #[error(transparent)]
+    Busy(#[from] Busy),
+    #[error("password hashing failed: {0}")]
+    Failed(String),
+}
 
 /// The argon2id PHC string of `password` with a new random salt, in `memory`.
 fn hash_with(password: &str, memory: &mut Vec<Block>) -> Result<String, HashError> {
-    let error = |e: &dyn std::fmt::Display| HashError(e.to_string());
+    let error = |e: &dyn std::fmt::Display| HashError::Failed(e.to_string());
     let params = Params::default();
     let blocks = params.block_count();
     let mut salt = [0u8; 16];
@@ -300,22 +362,19 @@ fn verify_in(password: &str, phc: &str, memory: &mut Vec<Block>) -> bool {
 
 /// The argon2id PHC string of `password` (salt generated).
 pub async fn hash_password(password: String) -> Result<String, HashError> {
-    let mut slot = Slot::acquire()
-        .await
-        .ok_or_else(|| HashError("the hashing slots are closed".to_owned()))?;
+    let mut slot = Slot::acquire().await?;
     HASHERS
         .run(move || hash_with(&password, &mut slot.memory))
         .await
-        .ok_or_else(|| HashError("password hashing failed".to_owned()))?
+        .ok_or_else(|| HashError::Failed("the hashing thread failed".to_owned()))?
 }
 
 /// Whether `password` matches `hash`. With no hash (unknown user), checks against a dummy hash
 /// and returns `false`, taking the same time. An unreadable stored hash is a mismatch.
-pub async fn verify_password(password: String, hash: Option<String>) -> bool {
-    let Some(mut slot) = Slot::acquire().await else {
-        return false;
-    };
-    HASHERS
+/// [`Busy`] when too many checks wait already.
+pub async fn verify_password(password: String, hash: Option<String>) -> Result<bool, Busy> {
+    let mut slot = Slot::acquire().await?;
+    let matches = HASHERS
         .run(move || {
             let known = hash.is_some();
             let hash = hash.as_deref().unwrap_or(DUMMY_HASH.as_str());
@@ -323,25 +382,30 @@ pub async fn verify_password(password: String, hash: Option<String>) -> bool {
             known && matches
         })
         .await
-        .unwrap_or(false)
+        .unwrap_or(false);
+    Ok(matches)
 }
 
 /// [`verify_password`] for a login by `username` (whose stored hash is `hash`): a password
 /// that matched the same user's same stored hash in the last [`VERIFIED_TTL`] is accepted
 /// without running argon2 again (see [`Verified`]).
-pub async fn verify_login_password(username: &str, password: String, hash: Option<String>) -> bool {
+pub async fn verify_login_password(
+    username: &str,
+    password: String,
+    hash: Option<String>,
+) -> Result<bool, Busy> {
     let Some(phc) = hash else {
         return verify_password(password, None).await;
     };
     let key = login_key(username, &phc);
     if VERIFIED.remembers(&key, &password, Instant::now()) {
-        return true;
+        return Ok(true);
     }
-    let matches = verify_password(password.clone(), Some(phc)).await;
+    let matches = verify_password(password.clone(), Some(phc)).await?;
     if matches {
         VERIFIED.remember(&key, &password, Instant::now());
     }
-    matches
+    Ok(matches)
 }
 
 const BASE62: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -372,6 +436,8 @@ pub fn api_key_prefix(key: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[test]
@@ -428,21 +494,56 @@ mod tests {
     /// Another user with a copy of the same stored hash is not served from the first one's
     /// entry.
     #[tokio::test]
+    async fn past_the_queue_a_hash_is_refused_at_once() {
+        let gate = Arc::new(Gate::new(1, 2));
+        let held = gate.enter().await.unwrap();
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let gate = gate.clone();
+                tokio::spawn(async move { gate.enter().await.map(drop) })
+            })
+            .collect();
+        while gate.waiting.load(Ordering::Acquire) < 2 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(gate.enter().await.err(), Some(Busy), "the queue is full");
+        drop(held);
+        for waiter in waiters {
+            assert_eq!(
+                waiter.await.unwrap(),
+                Ok(()),
+                "the queued ones get their turn"
+            );
+        }
+        assert_eq!(gate.waiting.load(Ordering::Acquire), 0);
+        // An abandoned wait leaves the queue.
+        let held = gate.enter().await.unwrap();
+        let abandoned = tokio::time::timeout(Duration::from_millis(20), gate.enter()).await;
+        assert!(abandoned.is_err());
+        assert_eq!(gate.waiting.load(Ordering::Acquire), 0);
+        drop(held);
+    }
+
+    #[tokio::test]
     async fn a_verified_password_skips_argon2_for_the_same_user_until_it_changes() {
         let hash = hash_password("remember me".into()).await.unwrap();
         let check = |user: &'static str, password: &'static str| {
             verify_login_password(user, password.into(), Some(hash.clone()))
         };
-        assert!(!check("alice", "wrong").await);
+        assert!(!check("alice", "wrong").await.unwrap());
         assert!(!VERIFIED.remembers(&login_key("alice", &hash), "wrong", Instant::now()));
-        assert!(check("alice", "remember me").await);
+        assert!(check("alice", "remember me").await.unwrap());
         assert!(VERIFIED.remembers(&login_key("alice", &hash), "remember me", Instant::now()));
-        assert!(!verify_login_password("alice", "remember me".into(), None).await);
+        assert!(
+            !verify_login_password("alice", "remember me".into(), None)
+                .await
+                .unwrap()
+        );
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let _taken = HASHING_SLOTS.acquire_many(cpus as u32).await.unwrap();
+        let _taken = HASHING_SLOTS.slots.acquire_many(cpus as u32).await.unwrap();
         let remembered =
             tokio::time::timeout(Duration::from_secs(5), check("alice", "remember me")).await;
-        assert_eq!(remembered, Ok(true), "answered without a hashing slot");
+        assert_eq!(remembered, Ok(Ok(true)), "answered without a hashing slot");
         let waits = Duration::from_millis(300);
         let wrong = tokio::time::timeout(waits, check("alice", "wrong")).await;
         assert!(wrong.is_err(), "a wrong password waits for argon2");
@@ -478,10 +579,18 @@ mod tests {
     async fn hashes_and_verifies() {
         let hash = hash_password("correct horse".into()).await.unwrap();
         assert!(hash.starts_with("$argon2id$"));
-        assert!(verify_password("correct horse".into(), Some(hash.clone())).await);
-        assert!(!verify_password("wrong".into(), Some(hash)).await);
-        assert!(!verify_password("anything".into(), None).await);
-        assert!(!verify_password("x".into(), Some("not a hash".into())).await);
+        assert!(
+            verify_password("correct horse".into(), Some(hash.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(!verify_password("wrong".into(), Some(hash)).await.unwrap());
+        assert!(!verify_password("anything".into(), None).await.unwrap());
+        assert!(
+            !verify_password("x".into(), Some("not a hash".into()))
+                .await
+                .unwrap()
+        );
     }
 
     /// The pooled-memory hashing agrees with the argon2 crate's own PHC hashing and
@@ -511,8 +620,16 @@ mod tests {
             .hash_password(b"s3cret")
             .unwrap()
             .to_string();
-        assert!(verify_password("s3cret".into(), Some(theirs.clone())).await);
-        assert!(!verify_password("s3cret ".into(), Some(theirs)).await);
+        assert!(
+            verify_password("s3cret".into(), Some(theirs.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !verify_password("s3cret ".into(), Some(theirs))
+                .await
+                .unwrap()
+        );
 
         let params = Params::new(8 * 1024, 3, 2, Some(24)).unwrap();
         let argon2i = Argon2::new(Algorithm::Argon2i, Version::V0x10, params)
@@ -530,7 +647,7 @@ mod tests {
             } else {
                 (ours.clone(), "s3cret")
             };
-            verify_password(password.into(), Some(hash))
+            async move { verify_password(password.into(), Some(hash)).await.unwrap() }
         });
         assert!(
             futures::future::join_all(checks)
@@ -538,7 +655,11 @@ mod tests {
                 .into_iter()
                 .all(|ok| ok)
         );
-        assert!(!verify_password("legacy".into(), Some(argon2i.replace("m=8192", "m=4096"))).await);
+        assert!(
+            !verify_password("legacy".into(), Some(argon2i.replace("m=8192", "m=4096")))
+                .await
+                .unwrap()
+        );
     }
 
     #[test]

@@ -18,8 +18,11 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, AnyPool, Connection, Executor, Row};
 use wharf_core::{BucketName, BucketStorage, HomeDirectory, Permissions, Username};
 
+mod bans;
 mod direct;
 pub mod events;
+
+pub use bans::{BanRecord, Score};
 
 pub use events::{
     AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryRecord, DeliveryStatus, EventFilter,

@@ -13,10 +13,18 @@
 //!   instead of taking every slot, and a partner retrying still gets in.
 //!
 //! A connection leaves the login phase when it logs in ([`PreAuth::logged_in`]) or ends.
+//!
+//! When the control plane answers a login with [`crate::LoginError::AddressBanned`], the
+//! gateway notes the ban here ([`Admission::ban`]) and turns new connections from that address
+//! away at once, without a handshake or a question to the control plane, for at most
+//! [`MAX_LOCAL_BAN`] at a time (so a ban lifted through the API ends here soon after).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use rand::RngExt;
 
@@ -95,7 +103,17 @@ pub enum Refusal {
     PerAddress(usize),
     #[error("the server is busy with other logins; retry in a moment")]
     Startups,
+    #[error("too many failed logins from your address; retry later")]
+    Banned,
 }
+
+/// How long a gateway turns an address away on its own after the control plane said it is
+/// banned; past this it asks again.
+pub const MAX_LOCAL_BAN: Duration = Duration::from_secs(60);
+
+/// Most banned addresses a gateway remembers; past it, expired ones are dropped, then new
+/// bans are not remembered (the control plane still refuses their logins).
+const MAX_LOCAL_BANS: usize = 65_536;
 
 /// The connections of one listener that are in the login phase. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -113,6 +131,8 @@ struct Inner {
 struct State {
     total: usize,
     per_address: HashMap<IpAddr, usize>,
+    /// Addresses (by [`address_key`]) the control plane said are banned, until when.
+    banned: HashMap<IpAddr, Instant>,
 }
 
 impl Admission {
@@ -152,6 +172,14 @@ impl Admission {
             }
         }
         let key = address_key(client);
+        if let Some(key) = key
+            && let Some(until) = state.banned.get(&key)
+        {
+            if *until > Instant::now() {
+                return Err(Refusal::Banned);
+            }
+            state.banned.remove(&key);
+        }
         if let Some(key) = key {
             let count = state.per_address.entry(key).or_default();
             if *count >= limits.per_address {
@@ -165,6 +193,27 @@ impl Admission {
             key,
             done: false,
         })
+    }
+
+    /// Turns new connections from `client` (its /64 for IPv6) away for `duration`, at most
+    /// [`MAX_LOCAL_BAN`]. Loopback is never turned away.
+    pub fn ban(&self, client: IpAddr, duration: Duration) {
+        let Some(key) = address_key(client) else {
+            return;
+        };
+        let now = Instant::now();
+        let until = now + duration.min(MAX_LOCAL_BAN);
+        let mut state = self
+            .inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if state.banned.len() >= MAX_LOCAL_BANS {
+            state.banned.retain(|_, until| *until > now);
+        }
+        if state.banned.len() < MAX_LOCAL_BANS || state.banned.contains_key(&key) {
+            state.banned.insert(key, until);
+        }
     }
 
     /// Connections in the login phase now.
@@ -194,20 +243,23 @@ impl Admission {
     }
 }
 
-/// The address a connection counts under: IPv4 as it is, IPv6 by its /64; `None` for
+/// The network a client address stands for when counting or banning it: an IPv4 address
+/// alone (/32), an IPv6 address by its /64, which one host or home usually owns whole (an
+/// IPv4-mapped IPv6 address is IPv4). The control plane's defender counts by it too.
+pub fn client_network(client: IpAddr) -> IpNet {
+    match client.to_canonical() {
+        IpAddr::V4(v4) => IpNet::V4(Ipv4Net::from(v4)),
+        IpAddr::V6(v6) => IpNet::V6(Ipv6Net::new_assert(v6, 64).trunc()),
+    }
+}
+
+/// The address a connection counts under ([`client_network`]'s first address); `None` for
 /// loopback, which is not limited.
 fn address_key(client: IpAddr) -> Option<IpAddr> {
-    let client = client.to_canonical();
-    if client.is_loopback() {
+    if client.to_canonical().is_loopback() {
         return None;
     }
-    Some(match client {
-        IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(bits.into())
-        }
-    })
+    Some(client_network(client).network())
 }
 
 /// A connection in the login phase; it leaves it when logged in or dropped.
@@ -303,6 +355,46 @@ mod tests {
         assert_eq!(admission.in_login(), 4);
         drop((held, third, fourth));
         assert_eq!(admission.in_login(), 0);
+    }
+
+    #[test]
+    fn a_banned_address_is_turned_away_until_the_ban_ends() {
+        let admission = Admission::new(AdmissionLimits::default());
+        admission.ban(ip("203.0.113.7"), Duration::from_secs(3600));
+        admission.ban(ip("2001:db8:1:2::1"), Duration::from_millis(50));
+        admission.ban(ip("127.0.0.1"), Duration::from_secs(3600));
+        assert_eq!(
+            admission.admit(ip("203.0.113.7")).unwrap_err(),
+            Refusal::Banned
+        );
+        assert_eq!(
+            admission.admit(ip("::ffff:203.0.113.7")).unwrap_err(),
+            Refusal::Banned
+        );
+        assert!(admission.admit(ip("2001:db8:1:2::99")).is_err(), "same /64");
+        assert!(admission.admit(ip("203.0.113.8")).is_ok());
+        assert!(
+            admission.admit(ip("127.0.0.1")).is_ok(),
+            "loopback is never banned"
+        );
+        // Never longer than MAX_LOCAL_BAN here, whatever the control plane said.
+        let until = admission.inner.state.lock().unwrap().banned[&ip("203.0.113.7")];
+        assert!(until <= Instant::now() + MAX_LOCAL_BAN);
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(admission.admit(ip("2001:db8:1:2::99")).is_ok(), "ended");
+    }
+
+    #[test]
+    fn clients_count_by_address_or_ipv6_slash_64() {
+        assert_eq!(client_network(ip("192.0.2.1")).to_string(), "192.0.2.1/32");
+        assert_eq!(
+            client_network(ip("::ffff:192.0.2.1")).to_string(),
+            "192.0.2.1/32"
+        );
+        assert_eq!(
+            client_network(ip("2001:db8:1:2:3:4:5:6")).to_string(),
+            "2001:db8:1:2::/64"
+        );
     }
 
     #[test]

@@ -8,8 +8,11 @@ use utoipa::ToSchema;
 
 use crate::{BucketName, HomeDirectory, Permissions, Username};
 
+mod bans;
 mod objects;
 mod webhooks;
+
+pub use bans::{Ban, BanKind, BanList};
 
 pub use objects::{
     BucketObject, DEFAULT_OBJECT_PAGE_SIZE, MAX_OBJECT_PAGE_SIZE, ObjectKind, ObjectList,
@@ -34,6 +37,12 @@ pub const PROBLEM_TYPE_BASE: &str = "https://wharf.dev/problems/";
 /// The slug of the 403 problem `POST /internal/v1/login` answers for
 /// [`crate::LoginError::PasswordDisabled`] (the other refusals are `login-denied`).
 pub const PASSWORD_DISABLED_PROBLEM: &str = "password-disabled";
+/// The slug of the 429 problem `POST /internal/v1/login` answers for
+/// [`crate::LoginError::AddressBanned`] (with `Retry-After`).
+pub const ADDRESS_BANNED_PROBLEM: &str = "address-banned";
+/// The slug of the 429 problem `POST /internal/v1/login` answers for
+/// [`crate::LoginError::UserBanned`] (with `Retry-After`).
+pub const USER_BANNED_PROBLEM: &str = "user-banned";
 
 /// How to generate a password.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]

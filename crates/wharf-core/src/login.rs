@@ -4,6 +4,7 @@
 //! run the same checks.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -107,6 +108,17 @@ pub enum LoginError {
     /// [`LoginError::Denied`].
     #[error("password login is disabled for this user")]
     PasswordDisabled,
+    /// Too many failed logins came from the partner's address (its IPv6 /64): every login
+    /// from it is refused, before its secret is looked at, for `retry_after`. A gateway may
+    /// turn new connections from the address away for that long (or less) without asking.
+    #[error("too many failed logins from this address; try again in {}s", retry_after.as_secs())]
+    AddressBanned { retry_after: Duration },
+    /// Too many failed password logins for this user name: password logins for it are
+    /// refused, before the password is looked at, for `retry_after`; public keys still work.
+    /// Unknown user names are counted and banned as known ones are, so this tells nobody
+    /// whether the user exists.
+    #[error("too many failed logins for this user; try again in {}s", retry_after.as_secs())]
+    UserBanned { retry_after: Duration },
     /// The control plane could not be asked (network, overload): the partner should retry.
     #[error("login service unavailable: {0}")]
     Unavailable(String),

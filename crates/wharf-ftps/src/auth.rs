@@ -30,6 +30,10 @@ pub(crate) enum LoginFailure {
     Denied,
     #[error("too many sessions for user {user} (limit {limit}); close one and retry")]
     TooManySessions { user: Username, limit: u32 },
+    /// Too many failed logins from the client's address (the connection ends) or for the
+    /// user name.
+    #[error("too many failed logins {}; try again later", if *.address { "from your address" } else { "for this user" })]
+    Banned { address: bool },
     /// The control plane could not be asked, or the bucket not opened: try again later.
     #[error("{0}")]
     Unavailable(&'static str),
@@ -74,6 +78,15 @@ async fn try_log_in(
         Err(LoginError::Denied | LoginError::PasswordDisabled) => {
             tracing::info!(user = %username, "login failed");
             return Err(LoginFailure::Denied);
+        }
+        Err(e @ LoginError::AddressBanned { retry_after }) => {
+            tracing::info!(user = %username, error = %e, "login refused: the address is banned");
+            shared.admission.ban(client_ip, retry_after);
+            return Err(LoginFailure::Banned { address: true });
+        }
+        Err(e @ LoginError::UserBanned { .. }) => {
+            tracing::info!(user = %username, error = %e, "login refused: the user name is banned");
+            return Err(LoginFailure::Banned { address: false });
         }
         Err(e @ LoginError::Unavailable(_)) => {
             tracing::warn!(error = %e, "login service unavailable");

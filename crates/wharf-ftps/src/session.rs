@@ -673,6 +673,13 @@ impl Session {
             Err(e @ LoginFailure::TooManySessions { .. }) => {
                 self.send(Reply::new(530, e.to_string())).await
             }
+            Err(e @ LoginFailure::Banned { address: false }) => {
+                self.send(Reply::new(530, e.to_string())).await
+            }
+            Err(e @ LoginFailure::Banned { address: true }) => {
+                self.say(421, e.to_string()).await?;
+                Ok(Flow::Close)
+            }
             Err(e @ LoginFailure::Unavailable(_)) => {
                 self.say(421, e.to_string()).await?;
                 Ok(Flow::Close)

@@ -231,6 +231,8 @@ pub async fn serve(
             grant: None,
             authenticated: Arc::new(AtomicBool::new(false)),
             pre_auth: Some(pre_auth),
+            admission: admission.clone(),
+            address_banned: false,
             slot: None,
             refusal: None,
             offered_key: None,
@@ -502,6 +504,11 @@ struct Connection {
     authenticated: Arc<AtomicBool>,
     /// The connection's place in the login phase, given up once logged in.
     pre_auth: Option<PreAuth>,
+    /// The listener's admission, told when the control plane says the client's address is
+    /// banned.
+    admission: Admission,
+    /// The control plane said the client's address is banned: no method is offered any more.
+    address_banned: bool,
     /// This connection's place in the user's session count, held from a successful
     /// authentication until the connection (this handler) is dropped.
     slot: Option<SessionSlot>,
@@ -578,10 +585,13 @@ enum Checked {
     Denied,
     /// The user exists and logs in with public keys only.
     PasswordDisabled,
+    /// Too many failed logins: from the client's address (nothing more is offered) or for
+    /// the user name (passwords are no longer offered).
+    Banned,
 }
 
 impl Connection {
-    async fn check(&self, user: &str, secret: LoginSecret, probe: bool) -> Checked {
+    async fn check(&mut self, user: &str, secret: LoginSecret, probe: bool) -> Checked {
         let request = LoginRequest {
             protocol: Protocol::Sftp,
             username: user.to_owned(),
@@ -594,6 +604,17 @@ impl Connection {
             Ok(grant) => Checked::Granted(grant),
             Err(LoginError::Denied) => Checked::Denied,
             Err(LoginError::PasswordDisabled) => Checked::PasswordDisabled,
+            Err(e @ LoginError::AddressBanned { retry_after }) => {
+                tracing::info!(user = %user, error = %e, "login refused: the address is banned");
+                self.admission.ban(self.peer.ip(), retry_after);
+                self.address_banned = true;
+                Checked::Banned
+            }
+            Err(e @ LoginError::UserBanned { .. }) => {
+                tracing::info!(user = %user, error = %e, "login refused: the user name is banned");
+                self.password_attempts_left = 0;
+                Checked::Banned
+            }
             Err(e @ LoginError::Unavailable(_)) => {
                 tracing::warn!(error = %e, "login service unavailable");
                 Checked::Denied
@@ -612,7 +633,7 @@ impl Connection {
         let secret = LoginSecret::Password { password };
         match self.check(user, secret, false).await {
             Checked::Granted(grant) => self.accept(grant),
-            Checked::Denied => self.reject(user, method),
+            Checked::Denied | Checked::Banned => self.reject(user, method),
             Checked::PasswordDisabled => {
                 tracing::info!(user = %user, method, "login failed: the user logs in with keys only");
                 self.password_disabled = true;
@@ -623,6 +644,9 @@ impl Connection {
 
     /// The methods still on offer to this connection.
     fn methods(&self) -> MethodSet {
+        if self.address_banned {
+            return MethodSet::empty();
+        }
         let mut methods = all_methods();
         if self.password_attempts_left == 0 || self.password_disabled {
             methods.remove(MethodKind::Password);
@@ -756,7 +780,7 @@ impl russh::server::Handler for Connection {
                 self.offered_key = Some((offer.public_key.clone(), grant));
                 Auth::Accept
             }
-            Checked::Denied | Checked::PasswordDisabled => self.still_offered(),
+            Checked::Denied | Checked::PasswordDisabled | Checked::Banned => self.still_offered(),
         })
     }
 
@@ -777,7 +801,9 @@ impl russh::server::Handler for Connection {
         let secret = LoginSecret::PublicKey { public_key: line };
         Ok(match self.check(user, secret, false).await {
             Checked::Granted(grant) => self.accept(grant),
-            Checked::Denied | Checked::PasswordDisabled => self.reject(user, "publickey"),
+            Checked::Denied | Checked::PasswordDisabled | Checked::Banned => {
+                self.reject(user, "publickey")
+            }
         })
     }
 

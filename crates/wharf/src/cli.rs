@@ -24,9 +24,9 @@ pub struct Cli {
 pub enum Command {
     /// Run everything in one process: control plane (API), SFTP gateway and FTPS gateway, on
     /// SQLite and a local-disk bucket by default.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run the control plane (REST API, database) alone.
-    ControlPlane(ControlPlaneArgs),
+    ControlPlane(Box<ControlPlaneArgs>),
     /// Run an SFTP gateway alone; it asks the control plane who may log in.
     SftpGateway(SftpGatewayArgs),
     /// Run an FTPS gateway alone; it asks the control plane who may log in.
@@ -40,6 +40,9 @@ pub enum Command {
     /// Manage webhooks: signed deliveries of file events, with their delivery log.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
+    /// Bans after failed logins: list them, lift one.
+    #[command(subcommand)]
+    Bans(BansCommand),
     /// List file events: uploads, failed uploads, deletes, renames, new directories.
     #[command(subcommand)]
     Events(EventsCommand),
@@ -110,6 +113,78 @@ pub struct ControlPlaneOptions {
     /// bucket must bring its own in its options.
     #[arg(long, env = "WHARF_ALLOW_HOST_CREDENTIALS")]
     pub allow_host_credentials: bool,
+    #[command(flatten)]
+    pub defender: DefenderArgs,
+}
+
+/// The defender: bans after failed logins, held in the database so that every gateway
+/// enforces them. Bans are listed and lifted with `wharf bans` or `/v1/bans`.
+#[derive(Args, Clone)]
+pub struct DefenderArgs {
+    /// Client networks never counted nor banned: comma-separated addresses or CIDRs (your
+    /// office, your monitoring). `none` counts loopback too.
+    #[arg(long, env = "WHARF_DEFENDER_SAFE_LIST", value_delimiter = ',',
+        default_value = "127.0.0.0/8,::1/128", value_parser = parse_network)]
+    pub defender_safe_list: Vec<Network>,
+    /// Points from one client address (an IPv6 /64) within the window that ban it from
+    /// logging in: a failed password counts 1, or 2 for a user name that does not exist.
+    /// 0 turns address bans off.
+    #[arg(long, env = "WHARF_DEFENDER_ADDRESS_THRESHOLD", default_value_t = 15)]
+    pub defender_address_threshold: u32,
+    /// Failed passwords for one user name within the window, from any addresses, that ban
+    /// password logins for it (public keys still work). 0 turns user bans off.
+    #[arg(long, env = "WHARF_DEFENDER_USER_THRESHOLD", default_value_t = 30)]
+    pub defender_user_threshold: u32,
+    /// Seconds failed logins count for.
+    #[arg(long, env = "WHARF_DEFENDER_WINDOW", default_value_t = 30 * 60,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub defender_window: u64,
+    /// Seconds of a first ban; each ban in a row lasts twice as long as the one before.
+    #[arg(long, env = "WHARF_DEFENDER_BAN_TIME", default_value_t = 15 * 60,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub defender_ban_time: u64,
+    /// Seconds of the longest ban.
+    #[arg(long, env = "WHARF_DEFENDER_MAX_BAN_TIME", default_value_t = 24 * 60 * 60,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub defender_max_ban_time: u64,
+}
+
+/// A network in a list where `none` (or nothing) stands for no network.
+#[derive(Clone, Copy, Debug)]
+pub struct Network(Option<ipnet::IpNet>);
+
+/// `203.0.113.0/24`, `2001:db8::/48`, a single address, or `none`.
+fn parse_network(text: &str) -> Result<Network, String> {
+    let text = text.trim();
+    if text.is_empty() || text.eq_ignore_ascii_case("none") {
+        return Ok(Network(None));
+    }
+    if let Ok(ip) = text.parse::<std::net::IpAddr>() {
+        return Ok(Network(Some(ipnet::IpNet::from(ip))));
+    }
+    text.parse::<ipnet::IpNet>()
+        .map(|net| Network(Some(net.trunc())))
+        .map_err(|_| format!("'{text}' is not an IP address or network (CIDR)"))
+}
+
+/// The networks of a list of [`Network`]s.
+pub fn networks(list: &[Network]) -> Vec<ipnet::IpNet> {
+    list.iter().filter_map(|n| n.0).collect()
+}
+
+impl DefenderArgs {
+    pub fn options(&self) -> wharf_control::DefenderOptions {
+        wharf_control::DefenderOptions {
+            safe_list: networks(&self.defender_safe_list),
+            address_threshold: self.defender_address_threshold,
+            user_threshold: self.defender_user_threshold,
+            window: std::time::Duration::from_secs(self.defender_window),
+            ban_time: std::time::Duration::from_secs(self.defender_ban_time),
+            max_ban_time: std::time::Duration::from_secs(
+                self.defender_max_ban_time.max(self.defender_ban_time),
+            ),
+        }
+    }
 }
 
 #[derive(Args, Clone)]
@@ -454,6 +529,27 @@ pub enum UsersCommand {
         username: String,
         #[command(flatten)]
         password: ChosenPassword,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum BansCommand {
+    /// List the bans in force: client addresses (every login refused) and user names
+    /// (password logins refused).
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Lift a ban now: logins are accepted again and past failures forgotten.
+    Lift {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// A banned client address (for an IPv6 /64 ban, any address in it).
+        #[arg(long, conflicts_with = "user", required_unless_present = "user")]
+        address: Option<std::net::IpAddr>,
+        /// A banned user name.
+        #[arg(long)]
+        user: Option<String>,
     },
 }
 

@@ -12,16 +12,16 @@ use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use wharf_client::{Client, ClientError, EventFilter, MAX_PAGE_SIZE};
 use wharf_core::api::{
-    Bucket, BucketObject, CreateBucketRequest, CreateUserRequest, CreateWebhookRequest, Delivery,
-    DeliveryList, DeliveryState, EventList, MAX_OBJECT_PAGE_SIZE, ObjectKind, ObjectList,
-    PasswordOptions, UpdateUserRequest, UpdateWebhookRequest, User, Webhook, WebhookFilter,
-    WebhookList,
+    Ban, BanList, Bucket, BucketObject, CreateBucketRequest, CreateUserRequest,
+    CreateWebhookRequest, Delivery, DeliveryList, DeliveryState, EventList, MAX_OBJECT_PAGE_SIZE,
+    ObjectKind, ObjectList, PasswordOptions, UpdateUserRequest, UpdateWebhookRequest, User,
+    Webhook, WebhookFilter, WebhookList,
 };
 use wharf_core::{BucketName, Event, HomeDirectory, Username};
 
 use crate::cli::{
-    ApiArgs, BucketsCommand, ChosenPassword, EventsCommand, ObjectsCommand, UsersCommand,
-    WebhooksCommand,
+    ApiArgs, BansCommand, BucketsCommand, ChosenPassword, EventsCommand, ObjectsCommand,
+    UsersCommand, WebhooksCommand,
 };
 
 fn client(api: &ApiArgs) -> Result<Client> {
@@ -620,6 +620,64 @@ where
         }
     }
     Ok((items, page_token))
+}
+
+pub async fn bans(command: BansCommand) -> Result<()> {
+    match command {
+        BansCommand::List { api } => {
+            let items: Vec<Ban> = client(&api)?.bans().try_collect().await?;
+            if api.json {
+                return print_json(&BanList {
+                    items,
+                    next_page_token: None,
+                });
+            }
+            if items.is_empty() {
+                println!("No bans in force.");
+                return Ok(());
+            }
+            let rows = items
+                .iter()
+                .map(|b| {
+                    vec![
+                        b.kind.to_string(),
+                        b.target.clone(),
+                        b.banned_until.format("%Y-%m-%d %H:%M:%S").to_string(),
+                        b.ban_count.to_string(),
+                    ]
+                })
+                .collect::<Vec<_>>();
+            print_table(
+                &[
+                    Column::left("KIND", 7),
+                    Column::left("TARGET", usize::MAX),
+                    Column::left("UNTIL", 20),
+                    Column::last("BANS IN A ROW"),
+                ],
+                &rows,
+            );
+            Ok(())
+        }
+        BansCommand::Lift { api, address, user } => {
+            let client = client(&api)?;
+            let lifted = match (address, user) {
+                (Some(address), _) => {
+                    client.lift_address_ban(address).await?;
+                    address.to_string()
+                }
+                (None, Some(user)) => {
+                    client.lift_user_ban(&user).await?;
+                    user
+                }
+                (None, None) => anyhow::bail!("give --address or --user"),
+            };
+            if api.json {
+                return print_json(&serde_json::json!({ "lifted": lifted }));
+            }
+            println!("Lifted the ban of {lifted}");
+            Ok(())
+        }
+    }
 }
 
 pub async fn webhooks(command: WebhooksCommand) -> Result<()> {

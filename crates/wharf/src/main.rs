@@ -80,11 +80,11 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => {
                 init_tracing(Some(&args.log));
-                run::serve(args).await
+                run::serve(*args).await
             }
             Command::ControlPlane(args) => {
                 init_tracing(Some(&args.log));
-                run::control_plane(args).await
+                run::control_plane(*args).await
             }
             Command::SftpGateway(args) => {
                 init_tracing(Some(&args.log));
@@ -105,6 +105,10 @@ fn main() -> ExitCode {
             Command::Webhooks(command) => {
                 init_tracing(None);
                 commands::webhooks(command).await
+            }
+            Command::Bans(command) => {
+                init_tracing(None);
+                commands::bans(command).await
             }
             Command::Events(command) => {
                 init_tracing(None);

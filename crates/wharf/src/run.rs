@@ -422,6 +422,7 @@ async fn open_control_plane(
             give_up_after: Duration::from_secs(options.webhook_retry_period),
             ..wharf_control::RetrySchedule::default()
         },
+        defender: options.defender.options(),
         ..wharf_control::ControlPlaneOptions::default()
     };
     let control = ControlPlane::open_with(config, control_options)

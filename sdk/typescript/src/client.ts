@@ -33,6 +33,9 @@ export type ServerInfo = Schemas["ServerInfo"];
 export type BucketObject = Schemas["BucketObject"];
 export type ObjectList = Schemas["ObjectList"];
 export type ObjectKind = Schemas["ObjectKind"];
+export type Ban = Schemas["Ban"];
+export type BanKind = Schemas["BanKind"];
+export type BanList = Schemas["BanList"];
 
 /** The query parameters of an operation (`pageSize`, `pageToken`, filters, …). */
 type Query<Op extends keyof operations> = NonNullable<operations[Op]["parameters"]["query"]>;
@@ -42,6 +45,7 @@ export type ListEventsParams = Query<"listEvents">;
 export type ListWebhooksParams = Query<"listWebhooks">;
 export type ListDeliveriesParams = Query<"listDeliveries">;
 export type ListObjectsParams = Query<"listObjects">;
+export type ListBansParams = Query<"listBans">;
 
 /** The raw, fully typed openapi-fetch client over every path of `openapi/openapi.json`. */
 export type WharfApiClient = Client<paths>;
@@ -82,6 +86,7 @@ export class Wharf {
   readonly webhooks: WebhooksApi;
   readonly server: ServerApi;
   readonly objects: ObjectsApi;
+  readonly bans: BansApi;
 
   constructor(options: WharfOptions) {
     if (!options || typeof options.baseUrl !== "string" || options.baseUrl === "") {
@@ -113,6 +118,39 @@ export class Wharf {
     this.events = new EventsApi(this.api);
     this.webhooks = new WebhooksApi(this.api);
     this.server = new ServerApi(this.api);
+    this.bans = new BansApi(this.api);
+  }
+}
+
+/** Bans after failed logins: client addresses and user names, held on every gateway. */
+export class BansApi {
+  constructor(private readonly api: WharfApiClient) {}
+
+  listPage(params: ListBansParams = {}): Promise<BanList> {
+    return unwrap(this.api.GET("/v1/bans", { params: { query: params } }));
+  }
+
+  /** Every ban in force, page after page. */
+  list(params: Omit<ListBansParams, "pageToken"> = {}): AsyncIterableIterator<Ban> {
+    return paginate((pageToken) => this.listPage({ ...params, ...token(pageToken) }));
+  }
+
+  /** Lifts the ban of a client address (for an IPv6 /64, any address in it). */
+  async liftAddress(address: string): Promise<void> {
+    await unwrap(
+      this.api.DELETE("/v1/bans/addresses/{address}", {
+        params: { path: { address: id("address", address) } },
+      }),
+    );
+  }
+
+  /** Lifts the ban of a user name: its password logins work again. */
+  async liftUser(username: string): Promise<void> {
+    await unwrap(
+      this.api.DELETE("/v1/bans/users/{username}", {
+        params: { path: { username: id("username", username) } },
+      }),
+    );
   }
 }
 

@@ -62,7 +62,8 @@ export interface paths {
          *     gets a 403 of type `password-disabled`, after the same work as a wrong password, so that an
          *     SFTP gateway can stop offering the password method. Authenticated with the gateway token,
          *     not an API key. With `probe: true` the check records no login (SSH asks whether a key is
-         *     acceptable before proving possession).
+         *     acceptable before proving possession). After too many failed passwords the client address,
+         *     or password logins for the user name, are banned for a while (429).
          */
         post: operations["checkLogin"];
         delete?: never;
@@ -151,6 +152,69 @@ export interface paths {
         put?: never;
         post?: never;
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/bans": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List bans
+         * @description The bans in force after failed logins, by kind and target: client addresses (every login
+         *     refused) and user names (password logins refused; public keys still work). Bans hold on
+         *     every gateway. Pass `nextPageToken` as `pageToken` for the next page.
+         */
+        get: operations["listBans"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/bans/addresses/{address}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Lift an address's ban
+         * @description Logins from the address (any address in a banned IPv6 /64) are accepted again, on every
+         *     gateway within a minute, and its failed logins are forgotten.
+         */
+        delete: operations["liftAddressBan"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/bans/users/{username}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Lift a user name's ban
+         * @description Password logins for the user name are accepted again, and its failed logins are forgotten.
+         */
+        delete: operations["liftUserBan"];
         options?: never;
         head?: never;
         patch?: never;
@@ -540,6 +604,43 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** @description A ban in force. */
+        Ban: {
+            /**
+             * Format: int32
+             * @description Bans of this target in a row, this one included: each lasts twice as long as the one
+             *     before (up to the longest ban); a target without a ban for a day starts again at one.
+             */
+            banCount: number;
+            /**
+             * Format: date-time
+             * @description When the ban ends on its own.
+             */
+            bannedUntil: string;
+            kind: components["schemas"]["BanKind"];
+            /**
+             * Format: date-time
+             * @description The last failed login counted against the target.
+             */
+            lastFailureAt: string;
+            /**
+             * @description `203.0.113.7/32` or `2001:db8:1:2::/64` for an address; the user name as typed for a
+             *     user (unknown names are banned too, so that a ban tells nobody whether a user exists).
+             * @example 203.0.113.7/32
+             */
+            target: string;
+        };
+        /**
+         * @description What a ban applies to.
+         * @enum {string}
+         */
+        BanKind: "address" | "user";
+        /** @description One page of bans, by kind and target. */
+        BanList: {
+            items: components["schemas"]["Ban"][];
+            /** @description Pass as `pageToken` to get the next page; absent on the last page. */
+            nextPageToken?: string | null;
+        };
         /**
          * @description `POST /internal/v1/uploads`: an upload about to be committed (step 1). `data.size` and
          *     `data.sha256` are those of the complete file.
@@ -1192,6 +1293,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Login refused without checking the secret after too many failed logins: type `…/address-banned` (every login from the client address) or `…/user-banned` (password logins for the user name); `Retry-After` says for how long */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The user database is not answering */
             503: {
                 headers: {
@@ -1369,6 +1479,138 @@ export interface operations {
                 };
                 content: {
                     "text/plain": string;
+                };
+            };
+        };
+    };
+    listBans: {
+        parameters: {
+            query?: {
+                /** @description `address` or `user`: bans of that kind only. */
+                kind?: components["schemas"]["BanKind"];
+                /** @description How many bans per page, 1 to 1000 (default 100). */
+                pageSize?: number;
+                /** @description `nextPageToken` of the previous page (of the same kind). */
+                pageToken?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of bans */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BanList"];
+                };
+            };
+            /** @description Bad kind, pageSize or pageToken (the parameter is named) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or wrong API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    liftAddressBan: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description An IPv4 or IPv6 address (for an IPv6 ban, any address in its /64) */
+                address: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Lifted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not an IP address */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or wrong API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The address is not banned */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    liftUserBan: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The banned user name */
+                username: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Lifted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Missing or wrong API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The user name is not banned */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };

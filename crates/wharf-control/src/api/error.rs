@@ -2,7 +2,10 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use wharf_core::api::{FieldError, PASSWORD_DISABLED_PROBLEM, PROBLEM_TYPE_BASE, Problem};
+use wharf_core::api::{
+    ADDRESS_BANNED_PROBLEM, FieldError, PASSWORD_DISABLED_PROBLEM, PROBLEM_TYPE_BASE, Problem,
+    USER_BANNED_PROBLEM,
+};
 
 use crate::store::StoreError;
 
@@ -31,6 +34,12 @@ pub enum ApiError {
     /// 403: a gateway login with a password for a user who logs in with public keys only
     /// ([`wharf_core::LoginError::PasswordDisabled`]).
     PasswordLoginDisabled,
+    /// 429: a gateway login from an address the defender banned, for `retry_after` more
+    /// ([`wharf_core::LoginError::AddressBanned`]).
+    AddressBanned { retry_after: std::time::Duration },
+    /// 429: a gateway password login for a user name the defender banned
+    /// ([`wharf_core::LoginError::UserBanned`]).
+    UserBanned { retry_after: std::time::Duration },
     /// 403: the operation is not allowed (e.g. removing a bucket's root directory).
     Forbidden(String),
     /// 404.
@@ -92,6 +101,16 @@ impl ApiError {
                 StatusCode::FORBIDDEN,
                 PASSWORD_DISABLED_PROBLEM,
                 "Password login disabled",
+            ),
+            ApiError::AddressBanned { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                ADDRESS_BANNED_PROBLEM,
+                "Address banned",
+            ),
+            ApiError::UserBanned { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                USER_BANNED_PROBLEM,
+                "User banned",
             ),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
@@ -161,6 +180,20 @@ impl ApiError {
                 Some("this user logs in with public keys only".to_owned()),
                 vec![],
             ),
+            ApiError::AddressBanned { retry_after } => (
+                Some(format!(
+                    "too many failed logins from this address; banned for {} s more",
+                    retry_after.as_secs()
+                )),
+                vec![],
+            ),
+            ApiError::UserBanned { retry_after } => (
+                Some(format!(
+                    "too many failed password logins for this user; banned for {} s more",
+                    retry_after.as_secs()
+                )),
+                vec![],
+            ),
             ApiError::Taken(error) => (
                 Some(format!("{}: {}", error.field, error.message)),
                 vec![error.clone()],
@@ -218,6 +251,13 @@ impl IntoResponse for ApiError {
             && let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}"))
         {
             headers.insert(header::CONTENT_RANGE, value);
+        }
+        if let ApiError::AddressBanned { retry_after } | ApiError::UserBanned { retry_after } = self
+        {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after.as_secs().max(1)),
+            );
         }
         if status == StatusCode::UNAUTHORIZED {
             headers.append(

@@ -25,7 +25,8 @@ use super::extract::{GatewayAuth, JsonBody};
 /// gets a 403 of type `password-disabled`, after the same work as a wrong password, so that an
 /// SFTP gateway can stop offering the password method. Authenticated with the gateway token,
 /// not an API key. With `probe: true` the check records no login (SSH asks whether a key is
-/// acceptable before proving possession).
+/// acceptable before proving possession). After too many failed passwords the client address,
+/// or password logins for the user name, are banned for a while (429).
 #[utoipa::path(
     post,
     path = "/internal/v1/login",
@@ -37,6 +38,7 @@ use super::extract::{GatewayAuth, JsonBody};
         (status = 400, description = "Malformed body (the field is named)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong gateway token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Login refused: type `…/login-denied` (unknown user, wrong secret, disabled user) or `…/password-disabled` (a password for a user who logs in with public keys only)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Login refused without checking the secret after too many failed logins: type `…/address-banned` (every login from the client address) or `…/user-banned` (password logins for the user name); `Retry-After` says for how long", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The user database is not answering", body = Problem, content_type = "application/problem+json"),
     ),
     security(("gatewayToken" = []))
@@ -50,6 +52,10 @@ pub async fn login(
         Ok(grant) => Ok(Json(grant)),
         Err(LoginError::Denied) => Err(ApiError::LoginDenied),
         Err(LoginError::PasswordDisabled) => Err(ApiError::PasswordLoginDisabled),
+        Err(LoginError::AddressBanned { retry_after }) => {
+            Err(ApiError::AddressBanned { retry_after })
+        }
+        Err(LoginError::UserBanned { retry_after }) => Err(ApiError::UserBanned { retry_after }),
         Err(LoginError::Unavailable(reason)) => Err(ApiError::ServiceUnavailable(reason)),
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP application: `/v1` (API key), `/internal/v1/…` (gateway token), operations
 //! endpoints, the OpenAPI document and its docs UI.
 
+mod bans;
 mod buckets;
 mod error;
 mod events;
@@ -85,6 +86,7 @@ pub type SharedState = Arc<AppState>;
         (name = "server", description = "How partners connect."),
         (name = "events", description = "File events: completed and failed uploads, deletes, renames, new directories."),
         (name = "webhooks", description = "Signed deliveries of events (Standard Webhooks), with retries and a delivery log."),
+        (name = "bans", description = "Client addresses and user names banned for a while after too many failed logins, on every gateway."),
         (name = "operations", description = "Health, readiness and metrics (no authentication)."),
         (name = "internal", description = "Called by the SFTP/FTPS gateways with the gateway token."),
     ),
@@ -153,6 +155,9 @@ fn v1_routes() -> OpenApiRouter<SharedState> {
         .routes(routes!(webhooks::test_webhook))
         .routes(routes!(webhooks::list_deliveries))
         .routes(routes!(webhooks::retry_delivery))
+        .routes(routes!(bans::list_bans))
+        .routes(routes!(bans::lift_address_ban))
+        .routes(routes!(bans::lift_user_ban))
 }
 
 fn internal_routes() -> OpenApiRouter<SharedState> {

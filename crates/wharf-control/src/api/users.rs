@@ -108,7 +108,7 @@ pub async fn create_user(
     let password = password.make();
     let password_hash = passwords::hash_password(password.clone())
         .await
-        .map_err(|e| ApiError::internal("cannot hash a password", e))?;
+        .map_err(hash_failed)?;
     let mut new_user = NewUser {
         username: request.username.clone().unwrap_or_else(generate_username),
         description,
@@ -165,6 +165,14 @@ pub async fn create_user(
             user: user_view(&state, record),
         }),
     ))
+}
+
+/// A failed password hash: busy is a 503 to retry, anything else a 500.
+fn hash_failed(e: passwords::HashError) -> ApiError {
+    match e {
+        passwords::HashError::Busy(busy) => ApiError::ServiceUnavailable(busy.to_string()),
+        e => ApiError::internal("cannot hash a password", e),
+    }
 }
 
 /// Query parameters of `GET /v1/users`. The struct documents them in the OpenAPI document;
@@ -465,7 +473,7 @@ pub async fn reset_password(
     let password = password.make();
     let hash = passwords::hash_password(password.clone())
         .await
-        .map_err(|e| ApiError::internal("cannot hash a password", e))?;
+        .map_err(hash_failed)?;
     if !state
         .store
         .set_password_hash(&username, &hash, store::now())

@@ -7,6 +7,7 @@ mod api;
 mod api_rules;
 mod buckets;
 mod common;
+mod defender;
 mod events;
 mod max_sessions;
 mod objects;
