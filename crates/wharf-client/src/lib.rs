@@ -888,12 +888,16 @@ impl Client {
         content_length: Option<u64>,
     ) -> Result<BucketObject, ClientError> {
         let url = self.object_url(bucket, key, false)?;
+        let body: reqwest::Body = body.into();
+        // A body in memory has a known length; the API refuses a PUT with neither length nor
+        // chunked encoding, which is how hyper sends an empty body.
+        let known = body.as_bytes().map(|bytes| bytes.len() as u64);
         let mut request = self
             .transfers
             .put(url)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .body(body);
-        if let Some(length) = content_length {
+        if let Some(length) = content_length.or(known) {
             request = request.header(reqwest::header::CONTENT_LENGTH, length);
         }
         Ok(self.execute(request).await?.json().await?)

@@ -395,6 +395,11 @@ async fn upload(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/octet-stream"),
         );
+        // A streamed body of a length not known yet, as the API asks of HTTP/1 requests.
+        forward.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         let put = console.api.send(
             &session.key,
             Method::PUT,

@@ -367,9 +367,10 @@ pub(crate) async fn reconcile_once(
 }
 
 /// Is the pending upload's object in the bucket? Yes if an object with the recorded size is
-/// there and was written at or after the event's time, or, when it is older (the last-modified
-/// time of a multipart upload can be its start, and clocks differ), if its content has the
-/// recorded SHA-256. An error means "cannot tell now".
+/// there and its content has the recorded SHA-256: a size and a recent date alone could be
+/// another upload's object, written since (an upload of the same size over it). An event
+/// without a SHA-256 (none is recorded without one today) falls back to the date: written at or
+/// after the event's time. An error means "cannot tell now".
 async fn inspect(
     store: &Store,
     stores: &StoreCache,
@@ -395,11 +396,12 @@ async fn inspect(
     if pending.data.size.is_some_and(|size| size != meta.size) {
         return Ok(Verdict::NotCommitted);
     }
-    if meta.last_modified >= pending.time {
-        return Ok(Verdict::Committed);
-    }
     let Some(expected) = &pending.data.sha256 else {
-        return Ok(Verdict::NotCommitted);
+        return Ok(if meta.last_modified >= pending.time {
+            Verdict::Committed
+        } else {
+            Verdict::NotCommitted
+        });
     };
     let actual = sha256_of(objects.as_ref(), &key).await?;
     Ok(if actual.eq_ignore_ascii_case(expected) {

@@ -50,6 +50,8 @@ pub enum ApiError {
     Conflict(String),
     /// 409: a field's value is taken (a duplicate username or bucket name); the field is named.
     Taken(FieldError),
+    /// 411: a body of unknown length (neither `Content-Length` nor chunked).
+    LengthRequired,
     /// 413.
     PayloadTooLarge,
     /// 415.
@@ -122,6 +124,11 @@ impl ApiError {
             ApiError::Conflict(_) | ApiError::Taken(_) => {
                 (StatusCode::CONFLICT, "conflict", "Conflict")
             }
+            ApiError::LengthRequired => (
+                StatusCode::LENGTH_REQUIRED,
+                "length-required",
+                "Length required",
+            ),
             ApiError::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload-too-large",
@@ -206,6 +213,13 @@ impl ApiError {
             | ApiError::ServiceUnavailable(detail) => (Some(detail.clone()), vec![]),
             ApiError::MethodNotAllowed => (
                 Some("this resource does not support the request method".to_owned()),
+                vec![],
+            ),
+            ApiError::LengthRequired => (
+                Some(
+                    "send the content with Content-Length (0 for an empty file) or chunked"
+                        .to_owned(),
+                ),
                 vec![],
             ),
             ApiError::PayloadTooLarge => (

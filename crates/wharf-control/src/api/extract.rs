@@ -82,6 +82,14 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 /// Deserialises `bytes`, naming the field at fault when it fails.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Every request body is an object; serde would read a struct from an array too
+    // (`[null, null]` as an update that changes nothing).
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::InvalidRequest {
+            detail: "the body must be a JSON object".to_owned(),
+            errors: vec![],
+        });
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(json_error)?;
     deserializer.end().map_err(|e| ApiError::InvalidRequest {

@@ -725,6 +725,7 @@ async fn ensure_parents(
         (status = 401, description = "Missing or wrong API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such bucket", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The key is a directory, or a file is where a parent directory should be", body = Problem, content_type = "application/problem+json"),
+        (status = 411, description = "A file's content without `Content-Length` or chunked encoding (send `Content-Length: 0` for an empty file)", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The bucket's storage failed, or the upload could not be recorded; nothing was changed", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The bucket's storage cannot be opened", body = Problem, content_type = "application/problem+json"),
     ),
@@ -734,9 +735,21 @@ pub async fn put_object(
     State(state): State<SharedState>,
     ObjectPath { bucket, key }: ObjectPath,
     caller: Caller,
+    version: axum::http::Version,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<BucketObject>), ApiError> {
     let (path, directory) = parse_key("key", &key)?;
+    // Over HTTP/1, a file's content has a length or is chunked: a request with neither is
+    // most likely a client that forgot the body, and would replace the file with an empty
+    // one. (HTTP/2 ends every body explicitly.)
+    if !directory
+        && version <= axum::http::Version::HTTP_11
+        && !headers.contains_key(axum::http::header::CONTENT_LENGTH)
+        && !headers.contains_key(axum::http::header::TRANSFER_ENCODING)
+    {
+        return Err(ApiError::LengthRequired);
+    }
     let key = key_of(&path);
     let vfs = bucket_vfs(&state, &bucket, &caller).await?;
     if directory {

@@ -15,6 +15,7 @@ crate::on_both_databases!(
     last_connected_at_is_null_until_the_first_login,
     generated_usernames_have_no_look_alikes,
     the_server_shows_the_ftps_certificate_fingerprint,
+    bodies_must_be_json_objects,
 );
 
 async fn reserved_names_are_no_home(db: TestDb) {
@@ -207,4 +208,37 @@ async fn the_server_shows_the_ftps_certificate_fingerprint(db: TestDb) {
         wharf_control::certificate_sha256(CERTIFICATE.as_bytes()).as_deref(),
         Some(OPENSSL_FINGERPRINT)
     );
+}
+
+/// Every request body is a JSON object: an array (which serde would read field by field) or a
+/// scalar is a 400 that says so, and changes nothing.
+async fn bodies_must_be_json_objects(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    app.create_root_user("olga").await;
+    for body in ["[null,null]", "[]", "null", "42", "\"x\""] {
+        let response = app
+            .http
+            .patch(app.url("/v1/users/olga"))
+            .bearer_auth(&app.key)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let problem = expect_problem(response, 400, None).await;
+        assert!(
+            problem["detail"].as_str().unwrap().contains("JSON object"),
+            "{body}: {problem}"
+        );
+    }
+    let response = app
+        .http
+        .post(app.url("/v1/users"))
+        .bearer_auth(&app.key)
+        .header("content-type", "application/json")
+        .body(r#"["a", "/"]"#)
+        .send()
+        .await
+        .unwrap();
+    expect_problem(response, 400, None).await;
 }

@@ -498,6 +498,11 @@ async fn reconciler_settles_stale_uploads(db: TestDb) {
     std::fs::write(dir.join("older.bin"), b"world").unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
     let older = begin("older.bin", b"hello").await;
+    // A newer object of the same size with other content (another upload over it): the
+    // SHA-256 tells it apart; size and date used to pass it as this upload's.
+    let replaced = begin("replaced.bin", b"hello").await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    std::fs::write(dir.join("replaced.bin"), b"HELLO").unwrap();
     // Settled by its gateway in time: the reconciler leaves it alone.
     let settled = begin("settled.bin", b"hello").await;
     sink.settle_upload(&settled, false, Some("disconnected".into()))
@@ -506,7 +511,7 @@ async fn reconciler_settles_stale_uploads(db: TestDb) {
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let mut events = std::collections::HashMap::new();
-    for id in [&committed, &missing, &early, &older] {
+    for id in [&committed, &missing, &early, &older, &replaced] {
         loop {
             let response = app.get(&format!("/v1/events/{id}")).await;
             if response.status() == 200 {
@@ -523,23 +528,23 @@ async fn reconciler_settles_stale_uploads(db: TestDb) {
     assert_eq!(events[&committed]["type"], "file.created");
     assert!(events[&committed]["data"].get("error").is_none());
     assert_eq!(events[&early]["type"], "file.created");
-    for id in [&missing, &older] {
+    for id in [&missing, &older, &replaced] {
         assert_eq!(events[id]["type"], "file.upload_failed", "{}", events[id]);
         assert_eq!(events[id]["data"]["error"], GATEWAY_STOPPED);
         assert_eq!(events[id]["data"]["size"], 5);
     }
     let settled = get_event(&app, &settled).await;
     assert_eq!(settled["data"]["error"], "disconnected");
-    let got = receiver.wait_for("/hook", 5).await;
+    let got = receiver.wait_for("/hook", 6).await;
     let mut delivered: Vec<String> = got
         .iter()
         .map(|r| r.json()["id"].as_str().unwrap().to_owned())
         .collect();
     delivered.sort();
     delivered.dedup();
-    assert_eq!(delivered.len(), 5);
+    assert_eq!(delivered.len(), 6);
     assert_eq!(
         deliveries(&app, hook["id"].as_str().unwrap()).await.len(),
-        5
+        6
     );
 }

@@ -24,6 +24,7 @@ crate::on_both_databases!(
     uploads_are_recorded_as_api_events,
     objects_need_an_api_key,
     objects_on_an_s3_bucket,
+    a_file_without_a_body_length_is_refused,
 );
 
 const OBJECTS: &str = "/v1/buckets/default/objects";
@@ -38,10 +39,13 @@ fn random_bytes(len: usize) -> Vec<u8> {
     data
 }
 
+/// A PUT with its `Content-Length`, which hyper leaves out for an empty body (and the API
+/// then refuses with 411, as S3 does).
 async fn put(app: &TestApp, key: &str, body: Vec<u8>) -> reqwest::Response {
     app.http
         .put(app.url(&format!("{OBJECTS}/{key}")))
         .bearer_auth(&app.key)
+        .header(reqwest::header::CONTENT_LENGTH, body.len())
         .body(body)
         .send()
         .await
@@ -794,4 +798,31 @@ async fn objects_on_an_s3_bucket(db: TestDb) {
     let response = app.delete(&format!("{objects}/in?recursive=true")).await;
     assert_eq!(response.status(), 204);
     assert_eq!(s3.keys("acme-files"), Vec::<String>::new());
+}
+
+/// Over HTTP/1.1, a PUT of a file with neither `Content-Length` nor chunked encoding has no
+/// body: most likely a client that forgot it. It is a 411, and the file is left as it was; an
+/// explicit `Content-Length: 0` creates an empty file.
+async fn a_file_without_a_body_length_is_refused(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    let created = put(&app, "keep.txt", b"keep me".to_vec()).await;
+    assert_eq!(created.status().as_u16(), 201);
+    let mut stream = TcpStream::connect(app.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let head = format!(
+        "PUT {OBJECTS}/keep.txt HTTP/1.1\r\nHost: wharf.test\r\nAuthorization: Bearer {}\r\n\
+         Connection: close\r\n\r\n",
+        app.key
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).await.unwrap();
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 411"), "{reply}");
+    assert!(reply.contains("length-required"), "{reply}");
+    let kept = app.get(&format!("{OBJECTS}/keep.txt")).await;
+    assert_eq!(kept.bytes().await.unwrap().as_ref(), b"keep me");
+    let (status, _) = raw_request(&app, "PUT", &format!("{OBJECTS}/empty.txt"), b"").await;
+    assert_eq!(status, 201);
 }
