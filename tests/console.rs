@@ -853,3 +853,66 @@ async fn key_only_users_and_chosen_passwords() {
     assert!(!sftp_login_works(&wharf, &username, chosen).await);
     browser.close().await;
 }
+
+/// Without a browser: the bans page lists a ban after failed logins and lifts it (with the
+/// session's CSRF token).
+#[tokio::test]
+async fn bans_are_listed_and_lifted() {
+    let wharf = Wharf::start_with(StartOptions {
+        extra_args: vec![
+            "--defender-safe-list".into(),
+            "none".into(),
+            "--defender-address-threshold".into(),
+            "2".into(),
+        ],
+        ..StartOptions::default()
+    })
+    .await;
+    // One guess at a user that does not exist counts 2: loopback (not safe here) is banned.
+    assert!(rust_sftp(wharf.sftp_port, "nobody", "guess").await.is_err());
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let cookie = format!("wharf_console={ADMIN_KEY}");
+    let page = http
+        .get(format!("{}/ui/bans", wharf.api_url()))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("127.0.0.1/32"), "{page}");
+    let token = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a CSRF token in the form")
+        .to_owned();
+    let lifted = http
+        .post(format!("{}/ui/bans/lift", wharf.api_url()))
+        .header("Cookie", &cookie)
+        .header("Origin", wharf.api_url())
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={token}&kind=address&target=127.0.0.1%2F32"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lifted.status(), 303);
+    assert_eq!(lifted.headers()["location"], "/ui/bans?notice=lifted");
+    let (status, body) = wharf.api(Method::GET, "/v1/bans", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["items"], serde_json::json!([]));
+    let page = http
+        .get(format!("{}/ui/bans?notice=lifted", wharf.api_url()))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("No bans in force."), "{page}");
+}

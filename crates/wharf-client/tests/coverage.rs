@@ -58,6 +58,9 @@ fn every_public_operation_has_a_client_method() {
         "testWebhook" => Client::test_webhook;
         "listDeliveries" => Client::webhook_deliveries, Client::deliveries;
         "retryDelivery" => Client::retry_delivery;
+        "listBans" => Client::list_bans, Client::bans;
+        "liftAddressBan" => Client::lift_address_ban;
+        "liftUserBan" => Client::lift_user_ban;
     };
 
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../openapi/openapi.json");

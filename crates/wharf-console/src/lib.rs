@@ -19,6 +19,7 @@
 //!   token on every change; cross-site requests refused.
 
 mod api;
+mod bans;
 mod events;
 mod files;
 mod session;
@@ -66,6 +67,7 @@ pub fn with_console(api: Router) -> Router {
         .merge(files::routes())
         .merge(webhooks::routes())
         .merge(events::routes())
+        .merge(bans::routes())
         .route("/ui/{*rest}", any(not_found))
         .with_state(console)
         // Uploads stream through; forms are small and read by `Bytes` (2 MB by default).
