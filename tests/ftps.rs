@@ -724,7 +724,11 @@ async fn twenty_concurrent_small_uploads_over_tls13_all_succeed() {
 #[tokio::test]
 async fn proxy_protocol_v1_and_v2_give_the_real_client_address() {
     let wharf = Wharf::start_with(StartOptions {
-        extra_args: vec!["--ftps-proxy-protocol".into()],
+        extra_args: vec![
+            "--ftps-proxy-protocol".into(),
+            "--trusted-proxies".into(),
+            "127.0.0.1".into(),
+        ],
         ..StartOptions::default()
     })
     .await;
@@ -877,4 +881,33 @@ async fn opts_mlst_selects_the_facts_of_mlst_and_mlsd() {
         "{}",
         text(&out)
     );
+}
+
+/// A data connection must resume the control connection's TLS session by default, so that
+/// another program on the client's address cannot race the client to its passive port and
+/// take its data: Python's ftplib as it comes (no reuse) is refused with vsftpd's 522, the
+/// session goes on, and `--ftps-tls-session-resumption enabled` accepts it. Every other client
+/// of the suite (curl, lftp, ftplib with the usual fix) resumes.
+#[tokio::test]
+async fn data_connections_must_resume_the_control_session_unless_allowed() {
+    let wharf = Wharf::start().await;
+    let (user, password) = wharf.create_user("/reuse", json!({})).await;
+    let out = ftplib_client_with("no-reuse", wharf.ftps_port, &user, &password, &["refused"]).await;
+    ok(&out, "ftplib without session reuse, enforced");
+
+    let lenient = Wharf::start_with(StartOptions {
+        extra_args: vec!["--ftps-tls-session-resumption".into(), "enabled".into()],
+        ..StartOptions::default()
+    })
+    .await;
+    let (user, password) = lenient.create_user("/reuse", json!({})).await;
+    let out = ftplib_client_with(
+        "no-reuse",
+        lenient.ftps_port,
+        &user,
+        &password,
+        &["accepted"],
+    )
+    .await;
+    ok(&out, "ftplib without session reuse, enabled");
 }

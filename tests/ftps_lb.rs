@@ -132,6 +132,8 @@ impl Cluster {
                     .arg("--ftps-passive-host")
                     .arg(LB_IP)
                     .arg("--ftps-proxy-protocol")
+                    .arg("--trusted-proxies")
+                    .arg(LB_IP)
                     .arg("--control-plane-url")
                     .arg(format!("http://127.0.0.1:{api_port}"))
                     .env("WHARF_GATEWAY_TOKEN", GATEWAY_TOKEN)
@@ -346,14 +348,21 @@ async fn curl(source: &str, user: &str, password: &str, cwd: &Path, args: &[&str
 
 /// A Python ftplib.FTP_TLS session from a given source address: PASV (the advertised address
 /// is used as given), an upload, a download and a listing. Prints the PASV port it got and the
-/// downloaded file's SHA-256.
+/// downloaded file's SHA-256. Its data connections resume the control connection's TLS
+/// session, as the gateways require (the usual fix for ftplib).
 const FTPLIB_SESSION: &str = r#"
 import ftplib, hashlib, io, ssl, sys
 port, user, password, source, name, path = sys.argv[1:7]
 ctx = ssl.create_default_context()
 ctx.check_hostname = False
 ctx.verify_mode = ssl.CERT_NONE
-ftp = ftplib.FTP_TLS(context=ctx, timeout=60, source_address=(source, 0))
+class ReusingFTP_TLS(ftplib.FTP_TLS):
+    def ntransfercmd(self, cmd, rest=None):
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        if self._prot_p:
+            conn = self.context.wrap_socket(conn, server_hostname=self.host, session=self.sock.session)
+        return conn, size
+ftp = ReusingFTP_TLS(context=ctx, timeout=60, source_address=(source, 0))
 ftp.trust_server_pasv_ipv4_address = True
 ftp.connect("127.0.0.1", int(port))
 ftp.login(user, password)

@@ -757,3 +757,159 @@ async fn a_brute_force_is_banned_on_every_gateway() {
     assert_eq!(body["items"], json!([]));
     assert!(wharf.log_text().contains("banned after failed logins"));
 }
+
+/// Another program on the partner's address that connects to the passive port first gets
+/// nothing: the data connection must resume the control connection's TLS session, which only
+/// the partner holds, so the file is never sent to the thief, and the partner is told (522)
+/// and retries. The thief used to receive the victim's RETR data while the victim got 226.
+#[tokio::test]
+async fn a_passive_port_race_steals_no_data() {
+    let wharf = Wharf::start().await;
+    let (user, password) = wharf.create_user("/victim", json!({})).await;
+    let out = ftplib_client("theft", wharf.ftps_port, &user, &password).await;
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        wharf
+            .log_text()
+            .contains("did not resume the control connection's TLS session")
+    );
+}
+
+/// With the PROXY protocol on, only the trusted balancers may name the client: a header from
+/// any other peer is not believed and its connection is dropped, so a client cannot pass for
+/// another address (to dodge its bans, or to open another client's data connections). Any
+/// peer's header used to be believed.
+#[tokio::test]
+async fn proxy_headers_count_only_from_trusted_proxies() {
+    use tokio::io::AsyncReadExt;
+    let wharf = Wharf::start_with(StartOptions {
+        extra_args: vec![
+            "--ftps-proxy-protocol".into(),
+            "--trusted-proxies".into(),
+            "127.0.0.1".into(),
+        ],
+        ..StartOptions::default()
+    })
+    .await;
+    let header = format!(
+        "PROXY TCP4 203.0.113.9 127.0.0.1 40000 {}\r\n",
+        wharf.ftps_port
+    );
+    // From the trusted balancer: served.
+    let mut trusted = tokio::net::TcpStream::connect(("127.0.0.1", wharf.ftps_port))
+        .await
+        .unwrap();
+    trusted.write_all(header.as_bytes()).await.unwrap();
+    let mut greeting = [0u8; 4];
+    trusted.read_exact(&mut greeting).await.unwrap();
+    assert_eq!(&greeting, b"220 ");
+    // From anyone else: dropped without a greeting.
+    let stranger = ExtraAddress::add();
+    let mut spoofed = stranger.connect(wharf.ftps_port).await;
+    spoofed.write_all(header.as_bytes()).await.unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), spoofed.read_to_end(&mut rest)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?} {rest:?}");
+    assert!(wharf.log_text().contains("not a trusted proxy"));
+}
+
+/// Sessions do not outlive their user: gateways re-check every open session with the control
+/// plane (here every second), and end those whose user was disabled or whose password was
+/// reset, over SFTP and FTPS, while other partners go on; a session also ends at the maximum
+/// session duration. A disabled, reset or deleted user's session used to keep uploading.
+#[tokio::test]
+async fn sessions_end_when_their_user_is_disabled_or_reset() {
+    let wharf = Wharf::start_with(StartOptions {
+        extra_args: vec!["--session-recheck-interval".into(), "1".into()],
+        ..StartOptions::default()
+    })
+    .await;
+    let (disabled, disabled_password) = wharf.create_user("/disabled", json!({})).await;
+    let (reset, reset_password) = wharf.create_user("/reset", json!({})).await;
+    let (ftps_user, ftps_password) = wharf.create_user("/ftps", json!({})).await;
+    let (other, other_password) = wharf.create_user("/other", json!({})).await;
+
+    let gone = rust_sftp(wharf.sftp_port, &disabled, &disabled_password)
+        .await
+        .unwrap();
+    let changed = rust_sftp(wharf.sftp_port, &reset, &reset_password)
+        .await
+        .unwrap();
+    let stays = rust_sftp(wharf.sftp_port, &other, &other_password)
+        .await
+        .unwrap();
+    let port = wharf.ftps_port;
+    let (u, p) = (ftps_user.clone(), ftps_password.clone());
+    let held = tokio::spawn(async move { ftplib_client("held", port, &u, &p).await });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let (status, _) = wharf
+        .api(
+            Method::PATCH,
+            &format!("/v1/users/{disabled}"),
+            Some(json!({"disabled": true})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = wharf
+        .api(Method::POST, &format!("/v1/users/{reset}/password"), None)
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = wharf
+        .api(
+            Method::PATCH,
+            &format!("/v1/users/{ftps_user}"),
+            Some(json!({"disabled": true})),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    // Within a few re-checks, the sessions are over: every call fails.
+    for session in [&gone, &changed] {
+        let over = tokio::time::timeout(Duration::from_secs(20), async {
+            while session.sftp.read_dir("/").await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+        .await;
+        assert!(over.is_ok(), "a session outlived its user's change");
+    }
+    let out = held.await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("421 Your session has ended"), "{printed}");
+    // The other partner was not disturbed.
+    stays.put("/still.txt", b"here").await.expect("upload");
+    assert!(wharf.log_text().contains("ending the session"));
+
+    // A session ends at the maximum duration however active it is.
+    let short = Wharf::start_with(StartOptions {
+        extra_args: vec![
+            "--session-recheck-interval".into(),
+            "1".into(),
+            "--max-session-duration".into(),
+            "2".into(),
+        ],
+        ..StartOptions::default()
+    })
+    .await;
+    let (user, password) = short.create_user("/short", json!({})).await;
+    let session = rust_sftp(short.sftp_port, &user, &password).await.unwrap();
+    let over = tokio::time::timeout(Duration::from_secs(20), async {
+        while session.sftp.read_dir("/").await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(over.is_ok(), "a session outlived the maximum duration");
+    assert!(short.log_text().contains("time limit"));
+}

@@ -23,6 +23,18 @@ Usage: ftps_ftplib_client.py MODE PORT USERNAME PASSWORD
   MODE mlst-opts   OPTS MLST selects the facts of MLST and MLSD
   MODE proxy       PROXY protocol (extra arguments: VERSION 1|2, CLIENT_IP): control and data
                    connections carry a header; a connection without one is dropped
+  MODE theft       another program on the client's address connects to the passive port
+                   first (with a TLS session of its own) and gets nothing of a RETR; the
+                   client is told (522) and its next transfer works
+  MODE held        logs in and stays (NOOP every half second) until the server ends the session
+                   with 421, which it prints; fails after 30 s
+  MODE no-reuse    ftplib as it comes, whose data connections do not resume the control
+                   connection's TLS session (extra argument: refused|accepted, what the server
+                   must do with them)
+
+Every other mode resumes the control connection's TLS session on data connections
+(ReusingFTP_TLS), as servers that require it (vsftpd's require_ssl_reuse, Wharf by default)
+need; it is the usual fix for ftplib.
 Exits non-zero with a message on the first thing that is wrong.
 """
 import ftplib
@@ -34,6 +46,18 @@ import ssl
 import sys
 
 
+class ReusingFTP_TLS(ftplib.FTP_TLS):
+    """ftplib.FTP_TLS whose data connections resume the control connection's TLS session."""
+
+    def ntransfercmd(self, cmd, rest=None):
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        if self._prot_p:
+            conn = self.context.wrap_socket(
+                conn, server_hostname=self.host, session=self.sock.session
+            )
+        return conn, size
+
+
 def context() -> ssl.SSLContext:
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
@@ -42,7 +66,7 @@ def context() -> ssl.SSLContext:
 
 
 def connect(port: int, user: str, password: str) -> ftplib.FTP_TLS:
-    ftp = ftplib.FTP_TLS(context=context(), timeout=60)
+    ftp = ReusingFTP_TLS(context=context(), timeout=60)
     ftp.connect("127.0.0.1", port)
     ftp.login(user, password)  # sends AUTH TLS first
     ftp.prot_p()
@@ -84,7 +108,7 @@ def full(port: int, user: str, password: str) -> None:
     plain.close()
 
     # A wrong password is refused.
-    bad = ftplib.FTP_TLS(context=context(), timeout=30)
+    bad = ReusingFTP_TLS(context=context(), timeout=30)
     bad.connect("127.0.0.1", port)
     refused("wrong password", lambda: bad.login(user, password + "x"), "530")
     bad.close()
@@ -210,7 +234,7 @@ def write_only(port: int, user: str, password: str) -> None:
 
 def limit(port: int, user: str, password: str) -> None:
     first = connect(port, user, password)
-    second = ftplib.FTP_TLS(context=context(), timeout=30)
+    second = ReusingFTP_TLS(context=context(), timeout=30)
     second.connect("127.0.0.1", port)
     refused("a second session over maxSessions 1", lambda: second.login(user, password), "530")
     second.close()
@@ -229,7 +253,7 @@ def limit(port: int, user: str, password: str) -> None:
     print("ftplib limit: ok")
 
 
-class ImplicitFTP_TLS(ftplib.FTP_TLS):
+class ImplicitFTP_TLS(ReusingFTP_TLS):
     """FTP_TLS for implicit FTPS: the control socket is TLS from the first byte (ftplib then
     skips AUTH TLS at login, as the socket is already an SSLSocket)."""
 
@@ -395,7 +419,7 @@ def feat_line(ftp, name: str) -> str:
 
 
 def hash_mode(port: int, user: str, password: str) -> None:
-    plain = ftplib.FTP_TLS(context=context(), timeout=30)
+    plain = ReusingFTP_TLS(context=context(), timeout=30)
     plain.connect("127.0.0.1", port)
     plain.auth()
     refused("HASH before login", lambda: plain.sendcmd("HASH x"), "530")
@@ -655,7 +679,7 @@ def proxy_header(version: str, client_ip: str, dst_port: int, src_port: int = 40
     return V2_SIGNATURE + bytes([0x21, 0x11]) + len(body).to_bytes(2, "big") + body
 
 
-class ProxiedFTP_TLS(ftplib.FTP_TLS):
+class ProxiedFTP_TLS(ReusingFTP_TLS):
     """FTP_TLS behind a pretend load balancer: a PROXY header first on the control connection
     and (while `header_on_data`) on every data connection."""
 
@@ -687,7 +711,10 @@ class ProxiedFTP_TLS(ftplib.FTP_TLS):
             resp = self.getresp()
         if resp[0] != "1":
             raise ftplib.error_reply(resp)
-        return self.context.wrap_socket(conn, server_hostname=self.host), None
+        conn = self.context.wrap_socket(
+            conn, server_hostname=self.host, session=self.sock.session
+        )
+        return conn, None
 
 
 def proxy(port: int, user: str, password: str, version: str, client_ip: str) -> None:
@@ -719,6 +746,95 @@ def proxy(port: int, user: str, password: str, version: str, client_ip: str) -> 
     print("ftplib proxy: ok")
 
 
+def theft(port: int, user: str, password: str) -> None:
+    ftp = connect(port, user, password)
+    secret = b"the victim's invoice " * 1000
+    put(ftp, "secret.txt", secret)
+    host, data_port = ftp.makepasv()
+    # The thief: same address, connects first, a full TLS handshake of its own.
+    thief = socket.create_connection((host, data_port), 30)
+    # The server takes the data connection (and its handshake) once the command arrives.
+    ftp.putcmd("RETR secret.txt")
+    stolen = b""
+    try:
+        thief = context().wrap_socket(thief, server_hostname=host)
+        thief.settimeout(30)
+        while True:
+            chunk = thief.recv(65536)
+            if not chunk:
+                break
+            stolen += chunk
+    except OSError:
+        pass
+    finally:
+        thief.close()
+    assert stolen == b"", f"the thief read {len(stolen)} bytes of the victim's file"
+    # The victim hears why (preliminary 150 first if the server sent one).
+    reply = ""
+    try:
+        reply = ftp.getresp()
+        if reply.startswith("150"):
+            reply = ftp.getresp()
+    except (ftplib.error_perm, ftplib.error_temp) as e:
+        reply = str(e)
+    assert reply.startswith("522") or reply.startswith("425"), f"the victim was told: {reply}"
+    # The victim's next transfer works.
+    assert get(ftp, "secret.txt") == secret, "the victim's retry"
+    ftp.quit()
+    print("ftplib theft: ok")
+
+
+def held(port: int, user: str, password: str) -> None:
+    import time
+    ftp = connect(port, user, password)
+    print("logged in", flush=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            ftp.voidcmd("NOOP")
+        except ftplib.error_temp as e:
+            print(f"ended: {e}")
+            return
+        except (EOFError, OSError) as e:
+            raise AssertionError(f"closed without a 421: {e!r}")
+        time.sleep(0.5)
+    raise AssertionError("the session was not ended within 30 s")
+
+
+def no_reuse(port: int, user: str, password: str, expected: str) -> None:
+    ftp = ftplib.FTP_TLS(context=context(), timeout=60)
+    ftp.connect("127.0.0.1", port)
+    ftp.login(user, password)
+    ftp.prot_p()
+    data = b"no session reuse\n"
+    if expected == "accepted":
+        put(ftp, "no-reuse.txt", data)
+        assert get(ftp, "no-reuse.txt") == data, "round trip without session reuse"
+    else:
+        reply = None
+        try:
+            put(ftp, "no-reuse.txt", data)
+        except (ftplib.error_perm, ftplib.error_temp) as e:
+            reply = str(e)
+        except OSError:
+            # The server closed the data connection after the handshake: the transfer's
+            # reply is still to be read on the control connection.
+            try:
+                ftp.voidresp()
+            except (ftplib.error_perm, ftplib.error_temp) as e:
+                reply = str(e)
+        assert reply is not None, "a data connection without session reuse was accepted"
+        assert reply.startswith("522"), f"refused, but not with 522: {reply}"
+        assert "resume" in reply, f"the refusal does not say why: {reply}"
+        # The session goes on: a client that reuses its session is served.
+        ftp.quit()
+        ftp = connect(port, user, password)
+        put(ftp, "no-reuse.txt", data)
+        assert get(ftp, "no-reuse.txt") == data, "round trip with session reuse"
+    ftp.quit()
+    print(f"ftplib no-reuse ({expected}): ok")
+
+
 if __name__ == "__main__":
     mode, port, username, password = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
     extra = sys.argv[5:]
@@ -738,4 +854,7 @@ if __name__ == "__main__":
         "prot-c": prot_c,
         "garbage": garbage,
         "proxy": proxy,
+        "no-reuse": no_reuse,
+        "theft": theft,
+        "held": held,
     }[mode](port, username, password, *extra)

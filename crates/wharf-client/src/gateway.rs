@@ -10,7 +10,10 @@ use url::Url;
 use wharf_core::api::{
     ADDRESS_BANNED_PROBLEM, PASSWORD_DISABLED_PROBLEM, PROBLEM_TYPE_BASE, Problem,
 };
-use wharf_core::{LoginError, LoginGrant, LoginProvider, LoginRequest};
+use wharf_core::{
+    CheckSessionsReply, CheckSessionsRequest, LoginError, LoginGrant, LoginProvider, LoginRequest,
+    SessionCheck,
+};
 
 use crate::ClientError;
 
@@ -86,6 +89,40 @@ impl LoginProvider for HttpLoginProvider {
             )),
             other => Err(LoginError::Unavailable(format!(
                 "control plane answered HTTP {other}"
+            ))),
+        }
+    }
+
+    async fn check_sessions(&self, sessions: &[SessionCheck]) -> Result<Vec<bool>, LoginError> {
+        self.post_check(sessions).await
+    }
+}
+
+impl HttpLoginProvider {
+    async fn post_check(&self, sessions: &[SessionCheck]) -> Result<Vec<bool>, LoginError> {
+        let url = self
+            .url
+            .join("/internal/v1/sessions/check")
+            .map_err(|e| LoginError::Unavailable(e.to_string()))?;
+        let body = CheckSessionsRequest {
+            sessions: sessions.to_vec(),
+        };
+        let response = self
+            .http
+            .post(url)
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| LoginError::Unavailable(e.to_string()))?;
+        match response.status() {
+            StatusCode::OK => response
+                .json::<CheckSessionsReply>()
+                .await
+                .map(|reply| reply.valid)
+                .map_err(|e| LoginError::Unavailable(format!("bad session check reply: {e}"))),
+            other => Err(LoginError::Unavailable(format!(
+                "control plane answered the session check with HTTP {other}"
             ))),
         }
     }

@@ -2,8 +2,10 @@
 //! (gateways in other processes) and [`crate::ControlPlane::login_provider`] (`wharf serve`), so
 //! there is one code path for who may log in.
 
+use sha2::{Digest, Sha256};
 use wharf_core::{
-    LoginError, LoginGrant, LoginProvider, LoginRequest, LoginSecret, PublicKey, Username,
+    LoginError, LoginGrant, LoginProvider, LoginRequest, LoginSecret, PublicKey, SessionCheck,
+    Username,
 };
 
 use crate::defender::Defender;
@@ -107,6 +109,7 @@ impl DatabaseLogin {
             None => None,
         };
         let tried_password = matches!(request.secret, LoginSecret::Password { .. });
+        let mut credential = String::new();
         let accepted = match &request.secret {
             LoginSecret::Password { password } => {
                 if password.len() > MAX_PASSWORD_BYTES {
@@ -118,6 +121,9 @@ impl DatabaseLogin {
                         .as_ref()
                         .filter(|(user, _)| user.password_enabled)
                         .map(|(user, _)| user.password_hash.clone());
+                    if let Some(hash) = &hash {
+                        credential = password_credential(hash);
+                    }
                     passwords::verify_login_password(&request.username, password.clone(), hash)
                         .await
                         .map_err(|busy| {
@@ -127,11 +133,13 @@ impl DatabaseLogin {
                 }
             }
             LoginSecret::PublicKey { public_key } => match (PublicKey::parse(public_key), &found) {
-                (Ok(offered), Some((user, _))) => user
-                    .public_keys
-                    .iter()
-                    .filter_map(|line| PublicKey::parse(line).ok())
-                    .any(|key| key.same_key(&offered)),
+                (Ok(offered), Some((user, _))) => {
+                    credential = key_credential(&offered);
+                    user.public_keys
+                        .iter()
+                        .filter_map(|line| PublicKey::parse(line).ok())
+                        .any(|key| key.same_key(&offered))
+                }
                 _ => false,
             },
         };
@@ -159,14 +167,67 @@ impl DatabaseLogin {
             home_directory: user.home_directory,
             permissions: user.permissions,
             max_sessions: user.max_sessions,
+            credential,
         })
     }
+
+    /// For each session, whether its user exists and is enabled and its credential still logs
+    /// in (see [`wharf_core::session_watch`]). Each user is read once.
+    pub async fn check_sessions(&self, sessions: &[SessionCheck]) -> Result<Vec<bool>, LoginError> {
+        let mut users = std::collections::HashMap::new();
+        let mut valid = Vec::with_capacity(sessions.len());
+        for session in sessions {
+            if !users.contains_key(&session.username) {
+                let user = self.store.get_user(&session.username).await.map_err(|e| {
+                    tracing::error!(error = %e, "session check: cannot read the user");
+                    LoginError::Unavailable("the user database is unavailable".into())
+                })?;
+                users.insert(session.username.clone(), user);
+            }
+            let still = match users.get(&session.username).and_then(Option::as_ref) {
+                Some(user) if !user.disabled => {
+                    let credential = session.credential.as_str();
+                    if credential.is_empty() {
+                        // A session from before credentials were told: checked by user only.
+                        true
+                    } else if credential.starts_with("password:") {
+                        user.password_enabled
+                            && password_credential(&user.password_hash) == credential
+                    } else {
+                        user.public_keys
+                            .iter()
+                            .filter_map(|line| PublicKey::parse(line).ok())
+                            .any(|key| key_credential(&key) == credential)
+                    }
+                }
+                _ => false,
+            };
+            valid.push(still);
+        }
+        Ok(valid)
+    }
+}
+
+/// A session's credential when it logged in with a password: a digest of the stored hash
+/// (which a new password, or a reset, replaces), never of the password.
+fn password_credential(stored_hash: &str) -> String {
+    let digest = hex::encode(Sha256::digest(stored_hash.as_bytes()));
+    format!("password:{}", &digest[..32])
+}
+
+/// A session's credential when it logged in with a public key: the key's fingerprint.
+fn key_credential(key: &PublicKey) -> String {
+    format!("key:{}", key.fingerprint())
 }
 
 #[async_trait::async_trait]
 impl LoginProvider for DatabaseLogin {
     async fn login(&self, request: LoginRequest) -> Result<LoginGrant, LoginError> {
         self.check(request).await
+    }
+
+    async fn check_sessions(&self, sessions: &[SessionCheck]) -> Result<Vec<bool>, LoginError> {
+        DatabaseLogin::check_sessions(self, sessions).await
     }
 }
 

@@ -12,13 +12,17 @@ pub mod login;
 mod names;
 mod permissions;
 mod public_key;
+pub mod session_watch;
 
 pub use events::{Event, EventData, EventError, EventSink, EventType};
 pub use home::{
     DIRECTORY_MARKER, HomeDirectory, HomeDirectoryError, MAX_HOME_DIRECTORY_BYTES, RESERVED_NAMES,
     UPLOAD_JOURNAL, is_reserved_name,
 };
-pub use login::{BucketStorage, LoginError, LoginGrant, LoginProvider, LoginRequest, LoginSecret};
+pub use login::{
+    BucketStorage, CheckSessionsReply, CheckSessionsRequest, LoginError, LoginGrant, LoginProvider,
+    LoginRequest, LoginSecret, SessionCheck,
+};
 pub use names::{
     BucketName, NameError, PasswordError, USERNAME_ALPHABET, Username, check_password,
     generate_password, generate_username,

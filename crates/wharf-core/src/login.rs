@@ -88,6 +88,38 @@ pub struct LoginGrant {
     /// planes older than this field, which means the default (10).
     #[serde(default = "default_max_sessions")]
     pub max_sessions: u32,
+    /// Which of the user's credentials logged in (opaque: a digest of the password hash or
+    /// of the public key). The gateway re-checks its open sessions with it
+    /// ([`LoginProvider::check_sessions`]): a session ends when its user is disabled or
+    /// deleted, or when the credential it logged in with is changed or removed. Empty in
+    /// replies of control planes older than this field: such sessions are re-checked by
+    /// user only.
+    #[serde(default)]
+    pub credential: String,
+}
+
+/// One open session, as a gateway re-checks it: its user and the credential it logged in with
+/// ([`LoginGrant::credential`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SessionCheck {
+    pub username: Username,
+    #[serde(default)]
+    pub credential: String,
+}
+
+/// `POST /internal/v1/sessions/check`: open sessions of a gateway.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CheckSessionsRequest {
+    pub sessions: Vec<SessionCheck>,
+}
+
+/// The reply to [`CheckSessionsRequest`]: for each session, in order, whether it may go on.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckSessionsReply {
+    pub valid: Vec<bool>,
 }
 
 fn default_max_sessions() -> u32 {
@@ -128,6 +160,11 @@ pub enum LoginError {
 #[async_trait::async_trait]
 pub trait LoginProvider: Send + Sync + 'static {
     async fn login(&self, request: LoginRequest) -> Result<LoginGrant, LoginError>;
+
+    /// For each open session, in order, whether it may go on: its user exists and is enabled,
+    /// and the credential it logged in with still logs in. Only [`LoginError::Unavailable`]
+    /// fails it.
+    async fn check_sessions(&self, sessions: &[SessionCheck]) -> Result<Vec<bool>, LoginError>;
 }
 
 #[cfg(test)]

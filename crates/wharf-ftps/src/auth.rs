@@ -4,7 +4,10 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use wharf_core::{LoginError, LoginRequest, LoginSecret, Protocol, Username};
+use std::sync::Arc;
+
+use wharf_core::session_watch::{Ending, Registration};
+use wharf_core::{LoginError, LoginRequest, LoginSecret, Protocol, SessionCheck, Username};
 use wharf_vfs::{SessionIdentity, Vfs};
 
 use crate::server::Shared;
@@ -19,7 +22,11 @@ const REJECTION_TIME: Duration = Duration::from_millis(500);
 pub(crate) struct LoggedIn {
     pub username: Username,
     pub vfs: Vfs,
+    /// Told when the session must end (its user disabled or deleted, its credential changed,
+    /// its time up); see [`wharf_core::session_watch`].
+    pub ending: tokio::sync::watch::Receiver<Option<Ending>>,
     _slot: SessionSlot,
+    _watched: Registration,
 }
 
 /// Why a login did not succeed.
@@ -130,9 +137,17 @@ async fn try_log_in(
     }
     tracing::Span::current().record("user", tracing::field::display(&grant.username));
     tracing::info!(user = %grant.username, home = %grant.home_directory, "login succeeded");
+    let (end, ending) = tokio::sync::watch::channel(None);
+    let check = SessionCheck {
+        username: grant.username.clone(),
+        credential: grant.credential,
+    };
+    let watched = shared.watch.register(check, Arc::new(end));
     Ok(LoggedIn {
         username: grant.username,
         vfs,
+        ending,
         _slot: slot,
+        _watched: watched,
     })
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use wharf_core::EventSink;
 use wharf_core::admission::AdmissionLimits;
+use wharf_core::session_watch::WatchOptions;
 
 use crate::TlsFiles;
 
@@ -38,6 +39,18 @@ pub struct FtpsConfig {
     /// balancer, which names the real client; a connection without a valid one is dropped.
     /// Data connections may carry one too. Off: the socket's peer is the client.
     pub proxy_protocol: bool,
+    /// The load balancers whose PROXY headers are believed. With `proxy_protocol`, a control
+    /// connection from any other peer is dropped (a client must not name its own address), and
+    /// a data connection from one is checked by its own address.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// A data connection must resume the control connection's TLS session, so that only the
+    /// client holding the control connection can open it (another program on the client's
+    /// address cannot race it to the passive port and take its data). Clients that cannot
+    /// resume (Python's ftplib as is, some old ones) need this off.
+    pub require_tls_resumption: bool,
+    /// How often logged-in sessions are re-checked with the control plane, and how long one
+    /// may last (see [`wharf_core::session_watch`]).
+    pub session_watch: WatchOptions,
     /// Where sessions report uploads, deletes, renames and new directories (none: no events).
     pub events: Option<Arc<dyn EventSink>>,
 }
@@ -54,12 +67,21 @@ impl fmt::Debug for FtpsConfig {
             .field("admission", &self.admission)
             .field("data_timeout", &self.data_timeout)
             .field("proxy_protocol", &self.proxy_protocol)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("require_tls_resumption", &self.require_tls_resumption)
+            .field("session_watch", &self.session_watch)
             .field("events", &self.events.is_some())
             .finish()
     }
 }
 
 impl FtpsConfig {
+    /// Whether `peer` may send a PROXY header (PROXY protocol on, and `peer` a trusted proxy).
+    pub(crate) fn proxy_from(&self, peer: std::net::IpAddr) -> bool {
+        let peer = peer.to_canonical();
+        self.proxy_protocol && self.trusted_proxies.iter().any(|net| net.contains(&peer))
+    }
+
     pub fn new(tls: TlsFiles) -> Self {
         FtpsConfig {
             tls,
@@ -71,6 +93,9 @@ impl FtpsConfig {
             admission: AdmissionLimits::default(),
             data_timeout: Duration::from_secs(30),
             proxy_protocol: false,
+            trusted_proxies: Vec::new(),
+            require_tls_resumption: true,
+            session_watch: WatchOptions::default(),
             events: None,
         }
     }

@@ -138,6 +138,8 @@ pub(crate) enum DataError {
     Tls(io::Error),
     #[error("TLS handshake on the data connection timed out")]
     TlsTimeout,
+    #[error("the data connection did not resume the control connection's TLS session")]
+    NotResumed,
 }
 
 /// Who may open the data connection of a session, and how.
@@ -147,18 +149,22 @@ pub(crate) struct DataPolicy {
     pub client_ip: IpAddr,
     /// The control connection's TCP peer (the load balancer's address when one is in front).
     pub control_peer_ip: IpAddr,
-    /// PROXY protocol enabled: a data connection may start with a header.
-    pub proxy_protocol: bool,
-    /// TLS for data connections (the control connection's session cache, no tickets).
+    /// PROXY protocol enabled: the trusted proxies, whose data connections may start with a
+    /// header.
+    pub proxies: Option<Vec<ipnet::IpNet>>,
+    /// TLS for data connections (the control connection's sessions, no tickets).
     pub acceptor: TlsAcceptor,
+    /// Refuse a data connection that does not resume one of the control connection's TLS
+    /// sessions (see [`crate::FtpsConfig::require_tls_resumption`]).
+    pub require_resumption: bool,
     /// For the connection and, again, for the TLS handshake.
     pub timeout: Duration,
 }
 
 impl DataPolicy {
     /// Accepts the data connection on `listener` (connections from other addresses are
-    /// dropped and waited past), then frees the port and runs the TLS handshake. A data
-    /// connection may resume the control connection's TLS session.
+    /// dropped and waited past), then frees the port and runs the TLS handshake, which must
+    /// resume the control connection's TLS session when so required.
     pub(crate) async fn open(&self, listener: PassiveListener) -> Result<DataStream, DataError> {
         let secs = self.timeout.as_secs();
         let deadline = Instant::now() + self.timeout;
@@ -189,6 +195,9 @@ impl DataPolicy {
                 let resumed = tls.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
                 tracing::debug!(version = ?tls.protocol_version(), resumed,
                     "data connection encrypted");
+                if self.require_resumption && !resumed {
+                    return Err(DataError::NotResumed);
+                }
                 Ok(stream)
             }
             Ok(Err(e)) => Err(DataError::Tls(e)),
@@ -197,8 +206,9 @@ impl DataPolicy {
     }
 
     /// Whether the connection from `peer` belongs to this session: from the client's address,
-    /// as the socket or its PROXY header says. Without a header, the control connection's
-    /// peer is accepted too (a load balancer that adds headers to control connections only).
+    /// as the socket or, from a trusted proxy, its PROXY header says. From a trusted proxy
+    /// without a header, the control connection's peer is accepted too (a load balancer that
+    /// adds headers to control connections only).
     async fn check_peer(
         &self,
         tcp: &mut TcpStream,
@@ -206,7 +216,11 @@ impl DataPolicy {
         deadline: Instant,
     ) -> Result<(), &'static str> {
         let tcp_ip = peer.ip().to_canonical();
-        if !self.proxy_protocol {
+        let from_proxy = self
+            .proxies
+            .as_ref()
+            .is_some_and(|proxies| proxies.iter().any(|net| net.contains(&tcp_ip)));
+        if !from_proxy {
             return if tcp_ip == self.client_ip {
                 Ok(())
             } else {

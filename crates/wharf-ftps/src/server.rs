@@ -5,18 +5,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::server::StoresServerSessions;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tracing::{Instrument, info_span};
 use wharf_core::LoginProvider;
 use wharf_core::admission::Admission;
+use wharf_core::session_watch::SessionWatch;
 use wharf_vfs::StoreCache;
 
 use crate::passive::PortPool;
 use crate::session::{self, Mode};
 use crate::sessions::SessionCounts;
-use crate::{FtpsConfig, TlsError, tls};
+use crate::{FtpsConfig, TlsError};
 
 /// The first line a client of the explicit port sees.
 pub const GREETING: &str = "Wharf FTPS ready. TLS is required: AUTH TLS, then log in.";
@@ -45,9 +45,10 @@ pub(crate) struct Shared {
     pub stores: Arc<StoreCache>,
     pub sessions: SessionCounts,
     pub ports: Arc<PortPool>,
-    pub tls_cache: Arc<dyn StoresServerSessions>,
     /// Connections in the login phase (see [`wharf_core::admission`]).
     pub admission: Admission,
+    /// Logged-in sessions, re-checked with the control plane.
+    pub watch: SessionWatch,
 }
 
 /// Serves explicit FTPS on `listener`: [`serve_listeners`] without an implicit port.
@@ -85,9 +86,9 @@ pub async fn serve_listeners(
     }
     let shared = Arc::new(Shared {
         ports: PortPool::new(config.passive_ports.clone()),
-        tls_cache: tls::session_cache(),
         sessions: SessionCounts::default(),
         admission: Admission::new(config.admission),
+        watch: SessionWatch::start(login.clone(), config.session_watch),
         config,
         login,
         stores,

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_rustls::TlsAcceptor;
 use wharf_core::admission::PreAuth;
+use wharf_core::session_watch::{self, Ending};
 use wharf_vfs::{CreateOptions, EntryKind, HashAlgorithm, VfsError, VirtualPath, WriteMode};
 
 use crate::ack::AckEarly;
@@ -83,6 +84,10 @@ pub(crate) async fn run(
         }
     };
     let (client, advertised) = if shared.config.proxy_protocol {
+        if !shared.config.proxy_from(peer.ip()) {
+            tracing::warn!(%peer, "connection dropped: PROXY protocol is on and the peer is not a trusted proxy");
+            return;
+        }
         match timeout(PROXY_TIMEOUT, proxy::read_header(&mut socket)).await {
             Ok(Ok(header)) => (
                 header.source.unwrap_or(peer),
@@ -117,7 +122,7 @@ pub(crate) async fn run(
     } else {
         tracing::debug!(?mode, via = %peer, "connection accepted (PROXY protocol)");
     }
-    let tls = match shared.config.tls.connection_tls(&shared.tls_cache) {
+    let tls = match shared.config.tls.connection_tls() {
         Ok(tls) => tls,
         Err(e) => {
             // The certificate files changed into something unusable since start-up.
@@ -161,6 +166,7 @@ pub(crate) async fn run(
         epsv_all: false,
         pending_user: None,
         user: None,
+        ending: None,
         failed_logins: 0,
         commands_before_login: 0,
         cwd: VirtualPath::root(),
@@ -328,6 +334,8 @@ struct Session {
     epsv_all: bool,
     pending_user: Option<String>,
     user: Option<LoggedIn>,
+    /// Told when the logged-in session must end (see [`wharf_core::session_watch`]).
+    ending: Option<tokio::sync::watch::Receiver<Option<Ending>>>,
     failed_logins: u32,
     commands_before_login: u32,
     cwd: VirtualPath,
@@ -373,6 +381,11 @@ impl Session {
                 line = timeout_at(deadline, self.control.next_line()) => line,
                 _ = stopped(shutdown) => {
                     let _ = self.say(421, "The server is shutting down; reconnect later.").await;
+                    return;
+                }
+                ending = session_watch::ended(&mut self.ending) => {
+                    tracing::info!(reason = ending.message(), "ending the session");
+                    let _ = self.say(421, capitalized(ending.message())).await;
                     return;
                 }
             };
@@ -654,6 +667,7 @@ impl Session {
         .await
         {
             Ok(user) => {
+                self.ending = Some(user.ending.clone());
                 self.user = Some(user);
                 if let Some(pre_auth) = self.pre_auth.take() {
                     pre_auth.logged_in();
@@ -1187,8 +1201,13 @@ impl Session {
         DataPolicy {
             client_ip: self.client_ip,
             control_peer_ip: self.peer_ip,
-            proxy_protocol: self.shared.config.proxy_protocol,
+            proxies: self
+                .shared
+                .config
+                .proxy_protocol
+                .then(|| self.shared.config.trusted_proxies.clone()),
             acceptor: TlsAcceptor::from(self.tls.data.clone()),
+            require_resumption: self.shared.config.require_tls_resumption,
             timeout: self.shared.config.data_timeout,
         }
     }
@@ -1378,6 +1397,13 @@ impl Session {
                     }
                     return self.send(reply).await;
                 }
+                ending = session_watch::ended(&mut self.ending) => {
+                    // Dropping the transfer aborts it: an upload leaves nothing.
+                    tracing::info!(reason = ending.message(), "ending the session during a transfer");
+                    self.say(426, "Transfer aborted.").await?;
+                    self.say(421, capitalized(ending.message())).await?;
+                    return Ok(Flow::Close);
+                }
                 line = self.control.read_line(), if reading => match line {
                     Ok(Some(line)) => match command::parse(&line).map(|c| c.verb) {
                         Ok(Verb::Abor) => {
@@ -1421,7 +1447,24 @@ enum Job {
 
 fn data_error(e: DataError) -> Reply {
     tracing::info!(error = %e, "no usable data connection");
+    if let DataError::NotResumed = e {
+        // vsftpd's answer to the same refusal, which clients and their users know.
+        return Reply::new(
+            522,
+            "Data connection refused: it must resume the control connection's TLS session \
+             (turn on TLS session reuse in the client).",
+        );
+    }
     Reply::new(425, format!("Cannot open the data connection: {e}."))
+}
+
+/// `text` with its first letter upper-case, as FTP reply texts are.
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect::<String>() + ".",
+        None => String::new(),
+    }
 }
 
 /// A path in double quotes, as PWD and MKD reply it (quotes in it doubled, RFC 959).

@@ -3,30 +3,68 @@
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ServerSessionMemoryCache, StoresServerSessions};
+use rustls::server::StoresServerSessions;
 
-/// TLS sessions a gateway remembers for resumption.
-const SESSION_CACHE_SIZE: usize = 4096;
+/// TLS sessions one control connection remembers: its own (a TLS 1.2 session id, or the TLS
+/// 1.3 tickets it was sent), and a few renegotiated or re-keyed ones.
+const SESSIONS_PER_CONNECTION: usize = 8;
 
-/// The gateway's TLS session cache, shared by all its connections: a data connection resumes
-/// the control connection's session (TLS 1.2 session id or TLS 1.3 ticket), as curl, lftp and
-/// FileZilla try to, and as servers that require it have taught them (curl/curl#3002).
-pub(crate) fn session_cache() -> Arc<dyn StoresServerSessions> {
-    ServerSessionMemoryCache::new(SESSION_CACHE_SIZE)
+/// The TLS sessions of one control connection, and only those: its data connections resume
+/// them (TLS 1.2 session id or TLS 1.3 ticket, as curl, lftp, FileZilla and WinSCP do), and a
+/// data connection that resumes one proves it comes from the client that holds the control
+/// connection's secrets, not from another program on the same address that raced it to the
+/// passive port (vsftpd's `require_ssl_reuse`).
+///
+/// Unlike a shared cache, a session is not taken out when used: a client resumes the same
+/// TLS 1.3 ticket for each of its data connections (which send no new tickets, see
+/// [`ConnectionTls::data`]). Single use protects 0-RTT data against replay; 0-RTT is off.
+#[derive(Debug, Default)]
+pub(crate) struct ConnectionSessions {
+    /// Oldest first.
+    sessions: Mutex<Vec<(Vec<u8>, Vec<u8>)>>,
 }
 
-/// The TLS configurations of one control connection and its data connections.
+impl StoresServerSessions for ConnectionSessions {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        sessions.retain(|(k, _)| *k != key);
+        if sessions.len() >= SESSIONS_PER_CONNECTION {
+            sessions.remove(0);
+        }
+        sessions.push((key, value));
+        true
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        sessions
+            .iter()
+            .find(|(k, _)| k.as_slice() == key)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.get(key)
+    }
+
+    fn can_cache(&self) -> bool {
+        true
+    }
+}
+
+/// The TLS configurations of one control connection and its data connections, sharing the
+/// connection's own [`ConnectionSessions`].
 pub(crate) struct ConnectionTls {
     /// The control connection: TLS 1.3 tickets are sent (the client reads this connection, and
     /// resumes its data connections with them).
     pub control: Arc<rustls::ServerConfig>,
-    /// Data connections: the same certificate and session cache, but no TLS 1.3 tickets. A
-    /// ticket the client never reads (it only sends, on an upload) makes its kernel answer
-    /// the close with a reset, and the upload would be lost (vsftpd's `426` with TLS 1.3).
+    /// Data connections: the same certificate and sessions, but no TLS 1.3 tickets. A ticket
+    /// the client never reads (it only sends, on an upload) makes its kernel answer the close
+    /// with a reset, and the upload would be lost (vsftpd's `426` with TLS 1.3).
     pub data: Arc<rustls::ServerConfig>,
 }
 
@@ -171,13 +209,10 @@ impl TlsFiles {
     }
 
     /// The configurations for a new control connection, from the files as they are now (a
-    /// renewed certificate is used without a restart), resuming sessions through `cache`.
-    pub(crate) fn connection_tls(
-        &self,
-        cache: &Arc<dyn StoresServerSessions>,
-    ) -> Result<ConnectionTls, TlsError> {
+    /// renewed certificate is used without a restart), with a session store of its own.
+    pub(crate) fn connection_tls(&self) -> Result<ConnectionTls, TlsError> {
         let mut control = self.server_config()?;
-        control.session_storage = cache.clone();
+        control.session_storage = Arc::new(ConnectionSessions::default());
         let mut data = control.clone();
         data.send_tls13_tickets = 0;
         Ok(ConnectionTls {

@@ -21,8 +21,10 @@ use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tracing::{Instrument, info_span};
 use wharf_core::admission::{Admission, AdmissionLimits, PreAuth};
+use wharf_core::session_watch::{self, EndSender, Registration, SessionWatch, WatchOptions};
 use wharf_core::{
-    EventSink, LoginError, LoginGrant, LoginProvider, LoginRequest, LoginSecret, Protocol, Username,
+    EventSink, LoginError, LoginGrant, LoginProvider, LoginRequest, LoginSecret, Protocol,
+    SessionCheck, Username,
 };
 use wharf_vfs::{MemoryBudget, SessionIdentity, StoreCache, Vfs};
 
@@ -49,6 +51,9 @@ pub struct SftpConfig {
     pub max_password_attempts: usize,
     /// Where sessions report uploads, deletes, renames and new directories (none: no events).
     pub events: Option<Arc<dyn EventSink>>,
+    /// How often open sessions are re-checked with the control plane, and how long one may
+    /// last (see [`wharf_core::session_watch`]).
+    pub session_watch: WatchOptions,
 }
 
 impl SftpConfig {
@@ -62,6 +67,7 @@ impl SftpConfig {
             max_auth_attempts: 10,
             max_password_attempts: MAX_PASSWORD_ATTEMPTS,
             events: None,
+            session_watch: WatchOptions::default(),
         }
     }
 
@@ -168,6 +174,7 @@ pub async fn serve(
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let sessions = SessionCounts::default();
     let admission = Admission::new(config.admission);
+    let open_sessions = SessionWatch::start(login.clone(), config.session_watch);
     // Handles open in the whole gateway (see `OpenFiles`).
     let process_open_files = Arc::new(AtomicUsize::new(0));
     let stopping = async |limit: Arc<Semaphore>| {
@@ -221,6 +228,8 @@ pub async fn serve(
         let mut stop = shutdown.clone();
         let session_id = new_session_id();
         let span = info_span!("sftp", session = %session_id, client = %peer);
+        let (end, ending) = watch::channel(None);
+        let mut ending = Some(ending);
         let handler = Connection {
             login: login.clone(),
             stores: stores.clone(),
@@ -233,6 +242,9 @@ pub async fn serve(
             pre_auth: Some(pre_auth),
             admission: admission.clone(),
             address_banned: false,
+            watch: open_sessions.clone(),
+            end: Arc::new(end),
+            registration: None,
             slot: None,
             refusal: None,
             offered_key: None,
@@ -254,6 +266,7 @@ pub async fn serve(
                 let deadline = tokio::time::Instant::now() + login_timeout;
                 let cut = CancellationToken::new();
                 let socket = Cuttable::new(socket, cut.clone());
+                let cut_now = cut.clone();
                 let session = match tokio::time::timeout_at(
                     deadline,
                     russh::server::run_stream(russh_config, socket, handler),
@@ -283,9 +296,29 @@ pub async fn serve(
                     }
                 });
                 let handle = session.handle();
+                let told = handle.clone();
+                tokio::pin!(session);
                 let ended = tokio::select! {
-                    ended = session => ended,
+                    ended = &mut session => ended,
                     never = end_when_idle(&mut stop, handle, open_files) => match never {},
+                    ending = session_watch::ended(&mut ending) => {
+                        tracing::info!(reason = ending.message(), "ending the session");
+                        let _ = told
+                            .disconnect(
+                                russh::Disconnect::ByApplication,
+                                ending.message().into(),
+                                String::new(),
+                            )
+                            .await;
+                        // A client that does not close in time is cut off.
+                        match tokio::time::timeout(Duration::from_secs(5), &mut session).await {
+                            Ok(ended) => ended,
+                            Err(_) => {
+                                cut_now.cancel();
+                                session.await
+                            }
+                        }
+                    }
                 };
                 match ended {
                     Ok(()) => tracing::debug!("connection closed"),
@@ -509,6 +542,11 @@ struct Connection {
     admission: Admission,
     /// The control plane said the client's address is banned: no method is offered any more.
     address_banned: bool,
+    /// The gateway's open sessions, re-checked with the control plane; this one registers
+    /// when it logs in, and is told through `end` when it must end.
+    watch: SessionWatch,
+    end: Arc<EndSender>,
+    registration: Option<Registration>,
     /// This connection's place in the user's session count, held from a successful
     /// authentication until the connection (this handler) is dropped.
     slot: Option<SessionSlot>,
@@ -673,6 +711,11 @@ impl Connection {
             Ok(slot) => {
                 tracing::info!(user = %grant.username, home = %grant.home_directory,
                     "login succeeded");
+                let check = SessionCheck {
+                    username: grant.username.clone(),
+                    credential: grant.credential.clone(),
+                };
+                self.registration = Some(self.watch.register(check, self.end.clone()));
                 self.slot = Some(slot);
                 self.grant = Some(grant);
             }

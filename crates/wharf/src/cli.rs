@@ -231,6 +231,29 @@ impl AdmissionArgs {
     }
 }
 
+/// How long logged-in sessions may go on (each gateway on its own, asking the control plane).
+#[derive(Args, Clone)]
+pub struct SessionArgs {
+    /// Seconds between re-checks of every open session with the control plane: a session
+    /// whose user was disabled or deleted, or whose password or key changed, ends within this.
+    #[arg(long, env = "WHARF_SESSION_RECHECK_INTERVAL", default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub session_recheck_interval: u64,
+    /// Seconds a session may last, however busy; 0: no limit.
+    #[arg(long, env = "WHARF_MAX_SESSION_DURATION", default_value_t = 24 * 60 * 60)]
+    pub max_session_duration: u64,
+}
+
+impl SessionArgs {
+    pub fn watch_options(&self) -> wharf_core::session_watch::WatchOptions {
+        wharf_core::session_watch::WatchOptions {
+            interval: std::time::Duration::from_secs(self.session_recheck_interval),
+            max_duration: (self.max_session_duration > 0)
+                .then(|| std::time::Duration::from_secs(self.max_session_duration)),
+        }
+    }
+}
+
 #[derive(Args, Clone)]
 pub struct FtpsOptions {
     /// Address of the FTPS gateway (explicit TLS: clients send AUTH TLS; TLS is required for
@@ -272,8 +295,30 @@ pub struct FtpsOptions {
     /// Expect a PROXY protocol header (v1 or v2) from a load balancer on every FTPS control
     /// connection, so logs, logins and events see the real client address; connections
     /// without one are dropped. Data connections may carry one too.
-    #[arg(long, env = "WHARF_FTPS_PROXY_PROTOCOL")]
+    #[arg(long, env = "WHARF_FTPS_PROXY_PROTOCOL", requires = "trusted_proxies")]
     pub ftps_proxy_protocol: bool,
+    /// The load balancers whose PROXY headers are believed: comma-separated addresses or
+    /// CIDRs. With --ftps-proxy-protocol, connections from any other peer are dropped (a
+    /// client must not name its own address).
+    #[arg(long, env = "WHARF_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_network)]
+    pub trusted_proxies: Vec<Network>,
+    /// Whether a data connection must resume the control connection's TLS session (as
+    /// vsftpd's require_ssl_reuse and AWS Transfer Family's default): `enforced` proves it
+    /// comes from the client holding the control connection, so another program on the same
+    /// address cannot take its data; `enabled` also accepts clients that cannot resume
+    /// (Python's ftplib as is).
+    #[arg(long, env = "WHARF_FTPS_TLS_SESSION_RESUMPTION", value_enum,
+        default_value_t = TlsResumption::Enforced)]
+    pub ftps_tls_session_resumption: TlsResumption,
+}
+
+/// `--ftps-tls-session-resumption`.
+#[derive(ValueEnum, Clone, Copy, PartialEq, Eq)]
+pub enum TlsResumption {
+    /// Data connections must resume the control connection's TLS session.
+    Enforced,
+    /// Data connections may resume it, or not.
+    Enabled,
 }
 
 fn parse_passive_host(s: &str) -> Result<PassiveHost, wharf_ftps::ConfigError> {
@@ -292,6 +337,8 @@ pub struct ServeArgs {
     pub ftps: FtpsOptions,
     #[command(flatten)]
     pub admission: AdmissionArgs,
+    #[command(flatten)]
+    pub sessions: SessionArgs,
     /// Token gateways started separately use to reach this control plane
     /// [default: generated into <data-dir>/gateway-token].
     #[arg(long, env = "WHARF_GATEWAY_TOKEN", hide_env_values = true)]
@@ -332,6 +379,8 @@ pub struct SftpGatewayArgs {
     pub sftp: SftpOptions,
     #[command(flatten)]
     pub admission: AdmissionArgs,
+    #[command(flatten)]
+    pub sessions: SessionArgs,
     /// URL of the control plane, e.g. http://10.0.0.5:8080.
     #[arg(
         long,
@@ -354,6 +403,8 @@ pub struct FtpsGatewayArgs {
     pub ftps: FtpsOptions,
     #[command(flatten)]
     pub admission: AdmissionArgs,
+    #[command(flatten)]
+    pub sessions: SessionArgs,
     /// Host name partners connect to: a certificate generated on first start names it.
     #[arg(long, env = "WHARF_PUBLIC_HOST", default_value = "localhost")]
     pub public_host: String,

@@ -71,6 +71,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         SftpConfig {
             events: Some(events.clone()),
             admission: args.admission.limits(),
+            session_watch: args.sessions.watch_options(),
             ..sftp_config(host_keys, &args.sftp)
         },
         login.clone(),
@@ -82,6 +83,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         FtpsConfig {
             events: Some(events),
             admission: args.admission.limits(),
+            session_watch: args.sessions.watch_options(),
             ..ftps_config(tls, &args.ftps)
         },
         login,
@@ -165,6 +167,7 @@ pub async fn ftps_gateway(args: FtpsGatewayArgs) -> Result<()> {
         FtpsConfig {
             events: Some(events),
             admission: args.admission.limits(),
+            session_watch: args.sessions.watch_options(),
             ..ftps_config(tls, &args.ftps)
         },
         login,
@@ -198,6 +201,7 @@ pub async fn sftp_gateway(args: SftpGatewayArgs) -> Result<()> {
         SftpConfig {
             events: Some(events),
             admission: args.admission.limits(),
+            session_watch: args.sessions.watch_options(),
             ..sftp_config(host_keys, &args.sftp)
         },
         login,
@@ -317,7 +321,14 @@ fn print_ftps(listeners: &FtpsListeners, ftps: &FtpsOptions) -> Result<()> {
         println!("  FTPS:       {}  (implicit TLS)", implicit.local_addr()?);
     }
     if ftps.ftps_proxy_protocol {
-        println!("  FTPS:       PROXY protocol header required on every connection");
+        println!(
+            "  FTPS:       PROXY protocol header required on every connection, from {}",
+            crate::cli::networks(&ftps.trusted_proxies)
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     Ok(())
 }
@@ -329,6 +340,9 @@ fn ftps_config(tls: TlsFiles, options: &FtpsOptions) -> FtpsConfig {
     config.idle_timeout = Duration::from_secs(options.ftps_idle_timeout.max(1));
     config.max_connections = options.ftps_max_connections.max(1);
     config.proxy_protocol = options.ftps_proxy_protocol;
+    config.trusted_proxies = crate::cli::networks(&options.trusted_proxies);
+    config.require_tls_resumption =
+        options.ftps_tls_session_resumption == crate::cli::TlsResumption::Enforced;
     config
 }
 

@@ -72,6 +72,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/internal/v1/sessions/check": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Re-check open sessions (gateways only)
+         * @description For each session, in order: whether its user still exists and is enabled, and the
+         *     credential it logged in with (`credential` of the login's grant) still logs in. A gateway
+         *     sends all its open sessions at once, every 30 seconds, and ends those that are not.
+         */
+        post: operations["checkSessions"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/internal/v1/uploads": {
         parameters: {
             query?: never;
@@ -712,6 +734,14 @@ export interface components {
             /** @description `file:///…`, `s3://…`, `gs://…` or `az://…`. */
             url: string;
         };
+        /** @description The reply to [`CheckSessionsRequest`]: for each session, in order, whether it may go on. */
+        CheckSessionsReply: {
+            valid: boolean[];
+        };
+        /** @description `POST /internal/v1/sessions/check`: open sessions of a gateway. */
+        CheckSessionsRequest: {
+            sessions: components["schemas"]["SessionCheck"][];
+        };
         /** @description `POST /v1/buckets`: register a bucket that already exists in its object store. */
         CreateBucketRequest: {
             /** @description The bucket's name in Wharf (users refer to it as `bucketName`). */
@@ -905,6 +935,15 @@ export interface components {
         /** @description What a gateway needs to serve a logged-in user. */
         LoginGrant: {
             bucket: components["schemas"]["BucketStorage"];
+            /**
+             * @description Which of the user's credentials logged in (opaque: a digest of the password hash or
+             *     of the public key). The gateway re-checks its open sessions with it
+             *     ([`LoginProvider::check_sessions`]): a session ends when its user is disabled or
+             *     deleted, or when the credential it logged in with is changed or removed. Empty in
+             *     replies of control planes older than this field: such sessions are re-checked by
+             *     user only.
+             */
+            credential?: string;
             homeDirectory: components["schemas"]["HomeDirectory"];
             /**
              * Format: int32
@@ -1046,6 +1085,14 @@ export interface components {
             /** Format: int32 */
             sftpPort: number;
             version: string;
+        };
+        /**
+         * @description One open session, as a gateway re-checks it: its user and the credential it logged in with
+         *     ([`LoginGrant::credential`]).
+         */
+        SessionCheck: {
+            credential?: string;
+            username: components["schemas"]["Username"];
         };
         /** @description `POST /internal/v1/uploads/{eventId}/settle`: how the commit went (step 2). */
         SettleUploadRequest: {
@@ -1295,6 +1342,57 @@ export interface operations {
             };
             /** @description Login refused without checking the secret after too many failed logins: type `…/address-banned` (every login from the client address) or `…/user-banned` (password logins for the user name); `Retry-After` says for how long */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The user database is not answering */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    checkSessions: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CheckSessionsRequest"];
+            };
+        };
+        responses: {
+            /** @description Whether each session may go on */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CheckSessionsReply"];
+                };
+            };
+            /** @description Malformed body (the field is named), or too many sessions */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or wrong gateway token */
+            401: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2053,6 +2151,15 @@ export interface operations {
             };
             /** @description The key is a directory, or a file is where a parent directory should be */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A file's content without `Content-Length` or chunked encoding (send `Content-Length: 0` for an empty file) */
+            411: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -9,7 +9,10 @@ use wharf_core::api::Problem;
 use wharf_core::events::{
     BeginUploadRequest, PendingUpload, RecordEventRequest, RecordedEvent, SettleUploadRequest,
 };
-use wharf_core::{EventData, EventType, LoginError, LoginGrant, LoginRequest};
+use wharf_core::{
+    CheckSessionsReply, CheckSessionsRequest, EventData, EventType, LoginError, LoginGrant,
+    LoginRequest,
+};
 
 use crate::events::check_event_data;
 use crate::store::SettleOutcome;
@@ -57,6 +60,45 @@ pub async fn login(
         }
         Err(LoginError::UserBanned { retry_after }) => Err(ApiError::UserBanned { retry_after }),
         Err(LoginError::Unavailable(reason)) => Err(ApiError::ServiceUnavailable(reason)),
+    }
+}
+
+/// Most sessions in one check.
+const MAX_SESSION_CHECKS: usize = 100_000;
+
+/// Re-check open sessions (gateways only)
+///
+/// For each session, in order: whether its user still exists and is enabled, and the
+/// credential it logged in with (`credential` of the login's grant) still logs in. A gateway
+/// sends all its open sessions at once, every 30 seconds, and ends those that are not.
+#[utoipa::path(
+    post,
+    path = "/internal/v1/sessions/check",
+    tag = "internal",
+    operation_id = "checkSessions",
+    request_body = CheckSessionsRequest,
+    responses(
+        (status = 200, description = "Whether each session may go on", body = CheckSessionsReply),
+        (status = 400, description = "Malformed body (the field is named), or too many sessions", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong gateway token", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The user database is not answering", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("gatewayToken" = []))
+)]
+pub async fn check_sessions(
+    State(state): State<SharedState>,
+    _gateway: GatewayAuth,
+    JsonBody(request): JsonBody<CheckSessionsRequest>,
+) -> Result<Json<CheckSessionsReply>, ApiError> {
+    if request.sessions.len() > MAX_SESSION_CHECKS {
+        return Err(ApiError::invalid_field(
+            "sessions",
+            format!("at most {MAX_SESSION_CHECKS} per request"),
+        ));
+    }
+    match state.login.check_sessions(&request.sessions).await {
+        Ok(valid) => Ok(Json(CheckSessionsReply { valid })),
+        Err(e) => Err(ApiError::ServiceUnavailable(e.to_string())),
     }
 }
 

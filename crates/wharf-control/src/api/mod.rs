@@ -163,6 +163,7 @@ fn v1_routes() -> OpenApiRouter<SharedState> {
 fn internal_routes() -> OpenApiRouter<SharedState> {
     OpenApiRouter::new()
         .routes(routes!(internal::login))
+        .routes(routes!(internal::check_sessions))
         .routes(routes!(internal::record_event))
         .routes(routes!(internal::begin_upload))
         .routes(routes!(internal::settle_upload))

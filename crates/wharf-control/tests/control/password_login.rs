@@ -12,6 +12,7 @@ crate::on_both_databases!(
     password_login_can_be_turned_off_and_on_again,
     an_operator_chooses_the_password,
     chosen_passwords_follow_the_rules_of_generated_ones,
+    open_sessions_are_valid_while_their_credential_logs_in,
 );
 
 /// A password of 20 characters that meets every rule.
@@ -322,4 +323,111 @@ async fn chosen_passwords_follow_the_rules_of_generated_ones(db: TestDb) {
     // No user was created by the refused requests.
     let list: Value = app.get("/v1/users").await.json().await.unwrap();
     assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+}
+
+/// A gateway re-checks its open sessions by user and credential: a password session ends
+/// when the password is reset, a key session when its key is removed, every session when the
+/// user is disabled or deleted; the same answers in process and over HTTP.
+async fn open_sessions_are_valid_while_their_credential_logs_in(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    app.create_user(json!({
+        "description": "Both", "homeDirectory": "/", "username": "bea",
+        "password": CHOSEN, "publicKeys": [KEY, crate::common::OTHER_KEY],
+    }))
+    .await;
+    let provider = app.control.login_provider();
+    let by_password = provider
+        .login(login("bea", password(CHOSEN)))
+        .await
+        .unwrap();
+    let by_key = provider.login(login("bea", key(KEY))).await.unwrap();
+    assert!(
+        by_password.credential.starts_with("password:"),
+        "{}",
+        by_password.credential
+    );
+    assert!(
+        by_key.credential.starts_with("key:SHA256:"),
+        "{}",
+        by_key.credential
+    );
+    assert!(!by_password.credential.contains(CHOSEN));
+    let sessions = [
+        wharf_core::SessionCheck {
+            username: by_password.username.clone(),
+            credential: by_password.credential.clone(),
+        },
+        wharf_core::SessionCheck {
+            username: by_key.username.clone(),
+            credential: by_key.credential.clone(),
+        },
+    ];
+    let over_http = |app: &TestApp| {
+        let body = json!({ "sessions": sessions });
+        let request = app
+            .http
+            .post(app.url("/internal/v1/sessions/check"))
+            .bearer_auth(GATEWAY_TOKEN)
+            .json(&body);
+        async move {
+            let reply: Value = request.send().await.unwrap().json().await.unwrap();
+            reply["valid"].clone()
+        }
+    };
+    assert_eq!(
+        provider.check_sessions(&sessions).await.unwrap(),
+        [true, true]
+    );
+    assert_eq!(over_http(&app).await, json!([true, true]));
+
+    // A new password ends the password session only.
+    let response = app.post("/v1/users/bea/password", &json!({})).await;
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(
+        provider.check_sessions(&sessions).await.unwrap(),
+        [false, true]
+    );
+    // Removing the key ends its session; the other key's sessions would go on.
+    app.patch(
+        "/v1/users/bea",
+        &json!({"publicKeys": [crate::common::OTHER_KEY]}),
+    )
+    .await
+    .error_for_status()
+    .unwrap();
+    assert_eq!(
+        provider.check_sessions(&sessions).await.unwrap(),
+        [false, false]
+    );
+    assert_eq!(over_http(&app).await, json!([false, false]));
+    // A disabled or deleted user's sessions all end.
+    let other = provider
+        .login(login("bea", key(crate::common::OTHER_KEY)))
+        .await
+        .unwrap();
+    let check = [wharf_core::SessionCheck {
+        username: other.username,
+        credential: other.credential,
+    }];
+    assert_eq!(provider.check_sessions(&check).await.unwrap(), [true]);
+    app.patch("/v1/users/bea", &json!({"disabled": true}))
+        .await
+        .error_for_status()
+        .unwrap();
+    assert_eq!(provider.check_sessions(&check).await.unwrap(), [false]);
+    app.delete("/v1/users/bea")
+        .await
+        .error_for_status()
+        .unwrap();
+    assert_eq!(provider.check_sessions(&check).await.unwrap(), [false]);
+    // Only the gateway token may ask.
+    let response = app
+        .http
+        .post(app.url("/internal/v1/sessions/check"))
+        .bearer_auth(&app.key)
+        .json(&json!({"sessions": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
 }
