@@ -339,3 +339,7 @@ mod tests {
         assert_eq!(list_path("-a my dir"), "my dir");
     }
 }
+
+#[cfg(test)]
+#[path = "command_props.rs"]
+mod props;

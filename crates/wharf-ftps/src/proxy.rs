@@ -308,3 +308,7 @@ mod tests {
         assert!(!starts_header(0x16));
     }
 }
+
+#[cfg(test)]
+#[path = "proxy_props.rs"]
+mod props;

@@ -233,3 +233,7 @@ mod tests {
         assert_eq!(VirtualPath::root().join("z").unwrap().to_string(), "/z");
     }
 }
+
+#[cfg(test)]
+#[path = "path_props.rs"]
+mod props;

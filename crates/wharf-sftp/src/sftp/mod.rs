@@ -563,3 +563,6 @@ mod tests {
         assert_eq!(parse_write(&Bytes::from(read)), None);
     }
 }
+
+#[cfg(test)]
+mod props;
