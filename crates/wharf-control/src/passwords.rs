@@ -15,7 +15,8 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// How many hashes run at once: one per core. Argon2 with its default parameters (argon2id,
 /// 19 MiB, 2 passes) takes tens of milliseconds of CPU per call, so more at once would only
-/// share the cores; a login storm queues instead of exhausting memory.
+/// share the cores; a login storm waits in [`Gate`]'s bounded queue, or is refused past it,
+/// instead of exhausting memory.
 static HASHING_SLOTS: LazyLock<Gate> =
     LazyLock::new(|| Gate::new(hashing_threads(), 64 * hashing_threads()));
 
