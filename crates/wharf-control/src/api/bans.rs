@@ -11,7 +11,7 @@ use wharf_core::api::{Ban, BanKind, BanList, Problem};
 
 use super::SharedState;
 use super::error::ApiError;
-use super::extract::UserPath;
+use super::extract::{UserPath, bad_page_token, page_size};
 use crate::defender::address_target;
 use crate::store::{self, BanRecord};
 
@@ -56,25 +56,11 @@ impl ListBansParams {
                     })?);
                 }
                 "pageSize" => {
-                    parsed.page_size = value
-                        .parse::<u32>()
-                        .ok()
-                        .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
-                        .ok_or_else(|| {
-                            ApiError::invalid_field(
-                                "pageSize",
-                                format!("must be an integer from 1 to {MAX_PAGE_SIZE}"),
-                            )
-                        })?;
+                    parsed.page_size = page_size(&value, MAX_PAGE_SIZE)?;
                 }
                 "pageToken" if value.is_empty() => parsed.after = None,
                 "pageToken" => {
-                    parsed.after = Some(decode_page_token(&value).ok_or_else(|| {
-                        ApiError::invalid_field(
-                            "pageToken",
-                            "not a page token from this API; pass nextPageToken as it came",
-                        )
-                    })?);
+                    parsed.after = Some(decode_page_token(&value).ok_or_else(bad_page_token)?);
                 }
                 _ => {}
             }

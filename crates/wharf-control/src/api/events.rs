@@ -11,6 +11,7 @@ use wharf_core::{Event, EventType};
 
 use super::SharedState;
 use super::error::ApiError;
+use super::extract::{bad_page_token, page_size};
 use crate::store::EventFilter;
 
 pub const DEFAULT_PAGE_SIZE: u32 = 25;
@@ -29,16 +30,7 @@ impl Page {
     pub fn accept(&mut self, name: &str, value: &str, id_prefix: &str) -> Result<bool, ApiError> {
         match name {
             "pageSize" => {
-                self.size = value
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::invalid_field(
-                            "pageSize",
-                            format!("must be an integer from 1 to {MAX_PAGE_SIZE}"),
-                        )
-                    })?;
+                self.size = page_size(value, MAX_PAGE_SIZE)?;
                 Ok(true)
             }
             "pageToken" if value.is_empty() => {
@@ -51,12 +43,7 @@ impl Page {
                     .ok()
                     .and_then(|b| String::from_utf8(b).ok())
                     .filter(|id| id.starts_with(id_prefix) && id.is_ascii())
-                    .ok_or_else(|| {
-                        ApiError::invalid_field(
-                            "pageToken",
-                            "not a page token from this API; pass nextPageToken as it came",
-                        )
-                    })?;
+                    .ok_or_else(bad_page_token)?;
                 self.cursor = Some(id);
                 Ok(true)
             }

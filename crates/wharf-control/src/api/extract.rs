@@ -81,6 +81,25 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 /// Deserialises `bytes`, naming the field at fault when it fails.
+/// The `pageSize` query parameter of a list: an integer from 1 to `max`, else a 400 naming it.
+pub fn page_size(value: &str, max: u32) -> Result<u32, ApiError> {
+    value
+        .parse::<u32>()
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| {
+            ApiError::invalid_field("pageSize", format!("must be an integer from 1 to {max}"))
+        })
+}
+
+/// The 400 of a `pageToken` this API did not hand out.
+pub fn bad_page_token() -> ApiError {
+    ApiError::invalid_field(
+        "pageToken",
+        "not a page token from this API; pass nextPageToken as it came",
+    )
+}
+
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     // Every request body is an object; serde would read a struct from an array too
     // (`[null, null]` as an update that changes nothing).

@@ -37,7 +37,7 @@ use wharf_vfs::{
 
 use super::SharedState;
 use super::error::ApiError;
-use super::extract::BucketPath;
+use super::extract::{BucketPath, bad_page_token, page_size};
 
 /// The username in the events of changes made through this API (see the module
 /// documentation). A valid [`Username`], so events keep their shape; partners' events carry
@@ -324,16 +324,7 @@ impl ListQuery {
                 "prefix" if value.is_empty() || value == "/" => parsed.prefix = VirtualPath::root(),
                 "prefix" => parsed.prefix = parse_key("prefix", &value)?.0,
                 "pageSize" => {
-                    parsed.page_size = value
-                        .parse::<u32>()
-                        .ok()
-                        .filter(|n| (1..=MAX_OBJECT_PAGE_SIZE).contains(n))
-                        .ok_or_else(|| {
-                            ApiError::invalid_field(
-                                "pageSize",
-                                format!("must be an integer from 1 to {MAX_OBJECT_PAGE_SIZE}"),
-                            )
-                        })?;
+                    parsed.page_size = page_size(&value, MAX_OBJECT_PAGE_SIZE)?;
                 }
                 "pageToken" if value.is_empty() => parsed.cursor = None,
                 "pageToken" => {
@@ -350,13 +341,6 @@ impl ListQuery {
         }
         Ok(parsed)
     }
-}
-
-fn bad_page_token() -> ApiError {
-    ApiError::invalid_field(
-        "pageToken",
-        "not a page token from this API; pass nextPageToken as it came",
-    )
 }
 
 /// List objects

@@ -18,7 +18,7 @@ use wharf_core::{
 
 use super::SharedState;
 use super::error::ApiError;
-use super::extract::{JsonBody, OptionalJsonBody, UserPath};
+use super::extract::{JsonBody, OptionalJsonBody, UserPath, bad_page_token};
 use crate::passwords;
 use crate::store::{self, BucketRecord, NewUser, StoreError, UserChanges, UserRecord};
 
@@ -204,26 +204,12 @@ impl ListUsersParams {
         for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
             match &*name {
                 "pageSize" => {
-                    page_size = value
-                        .parse::<u32>()
-                        .ok()
-                        .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
-                        .ok_or_else(|| {
-                            ApiError::invalid_field(
-                                "pageSize",
-                                format!("must be an integer from 1 to {MAX_PAGE_SIZE}"),
-                            )
-                        })?;
+                    page_size = super::extract::page_size(&value, MAX_PAGE_SIZE)?;
                 }
                 // An empty token is the first page, as if absent.
                 "pageToken" if value.is_empty() => after = None,
                 "pageToken" => {
-                    after = Some(decode_page_token(&value).ok_or_else(|| {
-                        ApiError::invalid_field(
-                            "pageToken",
-                            "not a page token from this API; pass nextPageToken as it came",
-                        )
-                    })?);
+                    after = Some(decode_page_token(&value).ok_or_else(bad_page_token)?);
                 }
                 "search" if value.trim().is_empty() => search = None,
                 "search" => {
