@@ -149,9 +149,9 @@ pub(crate) struct DataPolicy {
     pub client_ip: IpAddr,
     /// The control connection's TCP peer (the load balancer's address when one is in front).
     pub control_peer_ip: IpAddr,
-    /// PROXY protocol enabled: the trusted proxies, whose data connections may start with a
-    /// header.
-    pub proxies: Option<Vec<ipnet::IpNet>>,
+    /// The gateway's state: its configuration says which peers may start a data connection
+    /// with a PROXY header ([`crate::FtpsConfig::proxy_from`]).
+    pub shared: std::sync::Arc<crate::server::Shared>,
     /// TLS for data connections (the control connection's sessions, no tickets).
     pub acceptor: TlsAcceptor,
     /// Refuse a data connection that does not resume one of the control connection's TLS
@@ -216,11 +216,7 @@ impl DataPolicy {
         deadline: Instant,
     ) -> Result<(), &'static str> {
         let tcp_ip = peer.ip().to_canonical();
-        let from_proxy = self
-            .proxies
-            .as_ref()
-            .is_some_and(|proxies| proxies.iter().any(|net| net.contains(&tcp_ip)));
-        if !from_proxy {
+        if !self.shared.config.proxy_from(tcp_ip) {
             return if tcp_ip == self.client_ip {
                 Ok(())
             } else {

@@ -1201,11 +1201,7 @@ impl Session {
         DataPolicy {
             client_ip: self.client_ip,
             control_peer_ip: self.peer_ip,
-            proxies: self
-                .shared
-                .config
-                .proxy_protocol
-                .then(|| self.shared.config.trusted_proxies.clone()),
+            shared: self.shared.clone(),
             acceptor: TlsAcceptor::from(self.tls.data.clone()),
             require_resumption: self.shared.config.require_tls_resumption,
             timeout: self.shared.config.data_timeout,
