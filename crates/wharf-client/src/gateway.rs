@@ -248,7 +248,16 @@ impl wharf_core::EventSink for HttpEventSink {
         &self,
         data: wharf_core::EventData,
     ) -> Result<String, wharf_core::EventError> {
-        let body = wharf_core::events::BeginUploadRequest { data };
+        self.begin_change(wharf_core::EventType::FileCreated, data)
+            .await
+    }
+
+    async fn begin_change(
+        &self,
+        event_type: wharf_core::EventType,
+        data: wharf_core::EventData,
+    ) -> Result<String, wharf_core::EventError> {
+        let body = wharf_core::events::BeginUploadRequest { event_type, data };
         let reply = self
             .post("/internal/v1/uploads", &body, BEGIN_ATTEMPTS)
             .await?;

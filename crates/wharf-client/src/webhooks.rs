@@ -24,7 +24,9 @@
 //!     if payload["type"] == "file.created" {
 //!         let event: wharf_client::wharf_core::Event =
 //!             serde_json::from_value(payload).expect("a file event");
-//!         println!("new file {} ({:?} bytes)", event.data.key, event.data.size);
+//!         if let Some(file) = event.data.file() {
+//!             println!("new file {} ({:?} bytes)", file.key, file.size);
+//!         }
 //!     }
 //!     StatusCode::NO_CONTENT
 //! }

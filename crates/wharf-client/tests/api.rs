@@ -650,8 +650,9 @@ async fn objects_round_trip() {
     };
     let events: Vec<_> = wharf.events(&filter).try_collect().await.unwrap();
     assert_eq!(events.len(), 1, "{events:?}");
-    assert_eq!(events[0].data.size, Some(data.len() as u64));
-    assert_eq!(events[0].data.sha256, stored.sha256);
+    let file = events[0].data.file().expect("a file event");
+    assert_eq!(file.size, Some(data.len() as u64));
+    assert_eq!(file.sha256, stored.sha256);
     assert_eq!(wharf.get_event(&events[0].id).await.unwrap(), events[0]);
 }
 
@@ -724,8 +725,9 @@ async fn webhook_deliveries_verify() {
         if kind == "file.created" {
             let event: wharf_client::wharf_core::Event =
                 serde_json::from_value(payload.clone()).unwrap();
-            assert_eq!(event.data.key, "in/order.csv");
-            assert_eq!(event.data.size, Some(11));
+            let file = event.data.file().expect("a file event");
+            assert_eq!(file.key, "in/order.csv");
+            assert_eq!(file.size, Some(11));
         }
         types.insert(kind);
 

@@ -97,19 +97,29 @@ async fn list(
     let rows = page
         .items
         .into_iter()
-        .map(|e| EventRow {
-            id: e.id,
-            time: time(Some(e.time), ""),
-            kind: e.event_type.as_str().to_owned(),
-            kind_class: e.event_type.as_str().replace('.', "-"),
-            bucket: e.data.bucket_name.to_string(),
-            key: e.data.key,
-            previous_key: e.data.previous_key.unwrap_or_default(),
-            size: e.data.size.map(size).unwrap_or_default(),
-            username: e.data.username.to_string(),
-            protocol: e.data.protocol.as_str().to_owned(),
-            client_ip: e.data.client_ip,
-            error: e.data.error.unwrap_or_default(),
+        .map(|e| {
+            let file = e.data.file();
+            EventRow {
+                id: e.id.clone(),
+                time: time(Some(e.time), ""),
+                kind: e.event_type.as_str().to_owned(),
+                kind_class: e.event_type.as_str().replace('.', "-"),
+                bucket: file.map(|d| d.bucket_name.to_string()).unwrap_or_default(),
+                key: file.map_or_else(|| e.data.subject(), |d| d.key.clone()),
+                previous_key: file
+                    .and_then(|d| d.previous_key.clone())
+                    .unwrap_or_default(),
+                size: file.and_then(|d| d.size).map(size).unwrap_or_default(),
+                username: e.data.username().unwrap_or_default().to_owned(),
+                protocol: e
+                    .data
+                    .protocol()
+                    .map(|p| p.as_str())
+                    .unwrap_or("")
+                    .to_owned(),
+                client_ip: e.data.client_ip().to_owned(),
+                error: file.and_then(|d| d.error.clone()).unwrap_or_default(),
+            }
         })
         .collect();
     if query.rows == "1" {

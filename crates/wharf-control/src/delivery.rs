@@ -18,7 +18,7 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
-use wharf_core::{Event, EventData, EventType};
+use wharf_core::{Event, EventPayload, EventType};
 
 use crate::options::ControlPlaneOptions;
 use crate::store::events::later;
@@ -143,7 +143,7 @@ fn payload(delivery: &ClaimedDelivery) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("the stored event data is unreadable: {e}"))?;
     let value = match EventType::parse(&delivery.event_type) {
         Some(event_type) => {
-            let data: EventData = serde_json::from_value(data)
+            let data: EventPayload = serde_json::from_value(data)
                 .map_err(|e| format!("the stored event data is unreadable: {e}"))?;
             serde_json::to_value(Event {
                 id: delivery.event_id.clone(),
@@ -320,8 +320,9 @@ impl Worker {
         }
         let body = payload(delivery)?;
         let timestamp = Utc::now().timestamp();
-        let signature = sign(&delivery.secret, &delivery.event_id, timestamp, &body)
-            .map_err(|e| e.to_string())?;
+        let secret = delivery.secret.as_deref().map_err(Clone::clone)?;
+        let signature =
+            sign(secret, &delivery.event_id, timestamp, &body).map_err(|e| e.to_string())?;
         let response = self
             .http
             .post(url)

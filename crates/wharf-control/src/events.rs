@@ -11,7 +11,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use tracing::Instrument;
-use wharf_core::{Event, EventData, EventError, EventSink, EventType};
+use wharf_core::{Event, EventData, EventError, EventPayload, EventSink, EventType};
 use wharf_vfs::StoreCache;
 
 use crate::options::ControlPlaneOptions;
@@ -117,6 +117,37 @@ impl Drop for SettleTicket {
     }
 }
 
+/// Why a pending event is refused: uploads and the changes recorded pending first only.
+pub fn check_pending_event(
+    event_type: EventType,
+    data: &EventData,
+) -> Result<(), (&'static str, &'static str)> {
+    if !matches!(
+        event_type,
+        EventType::FileCreated
+            | EventType::FileDeleted
+            | EventType::FileRenamed
+            | EventType::DirectoryCreated
+    ) {
+        return Err((
+            "type",
+            "one of file.created, file.deleted, file.renamed, directory.created",
+        ));
+    }
+    check_event_data(data)
+}
+
+/// Why a file event is refused (the field and the reason).
+pub fn check_file_event(
+    event_type: EventType,
+    data: &EventData,
+) -> Result<(), (&'static str, &'static str)> {
+    if !event_type.is_file_event() {
+        return Err(("type", "gateways report file and directory events only"));
+    }
+    check_event_data(data)
+}
+
 /// Why event data is refused (the field and the reason).
 pub fn check_event_data(data: &EventData) -> Result<(), (&'static str, &'static str)> {
     if data.key.is_empty() {
@@ -161,32 +192,38 @@ impl DatabaseEvents {
     pub async fn record_event(
         &self,
         event_type: EventType,
-        data: &EventData,
+        data: &EventPayload,
     ) -> Result<Event, StoreError> {
+        self.barrier().await;
         let (event, deliveries) = self
             .store
             .insert_event(event_type, data, EventStatus::Recorded, &self.policy)
             .await?;
-        tracing::info!(event = %event.id, r#type = %event_type, bucket = %data.bucket_name,
-            key = %data.key, username = %data.username, deliveries, "event recorded");
+        tracing::info!(event = %event.id, r#type = %event_type,
+            bucket = data.bucket_name().map(|b| b.as_str()), key = data.key(),
+            username = data.username(), deliveries, "event recorded");
         if deliveries > 0 {
             self.wake();
         }
         Ok(event)
     }
 
-    /// Step 1 of an upload: a pending `file.created`.
-    pub async fn begin(&self, data: &EventData) -> Result<String, StoreError> {
+    /// Step 1 of an upload (a pending `file.created`) or of a delete, rename or new directory.
+    pub async fn begin(
+        &self,
+        event_type: EventType,
+        data: &EventData,
+    ) -> Result<String, StoreError> {
         let (event, _) = self
             .store
             .insert_event(
-                EventType::FileCreated,
-                data,
+                event_type,
+                &EventPayload::File(data.clone()),
                 EventStatus::Pending,
                 &self.policy,
             )
             .await?;
-        tracing::debug!(event = %event.id, key = %data.key, "upload event pending");
+        tracing::debug!(event = %event.id, r#type = %event_type, key = %data.key, "event pending");
         Ok(event.id)
     }
 
@@ -212,7 +249,10 @@ impl DatabaseEvents {
                 }
             }
             SettleOutcome::AlreadySettled(t) => {
-                tracing::debug!(event = event_id, r#type = %t, "upload event was settled already")
+                tracing::debug!(event = event_id, r#type = %t, "event was settled already")
+            }
+            SettleOutcome::Forgotten => {
+                tracing::debug!(event = event_id, "pending change not made: forgotten")
             }
             SettleOutcome::NotFound => {}
         }
@@ -226,11 +266,6 @@ impl DatabaseEvents {
         committed: bool,
         error: Option<String>,
     ) -> Result<(), EventError> {
-        let wanted = if committed {
-            EventType::FileCreated
-        } else {
-            EventType::FileUploadFailed
-        };
         match self
             .settle(event_id, committed, error)
             .await
@@ -239,15 +274,21 @@ impl DatabaseEvents {
             SettleOutcome::NotFound => Err(EventError::Rejected(format!(
                 "no pending upload event '{event_id}'"
             ))),
-            SettleOutcome::Settled { .. } => Ok(()),
+            SettleOutcome::Settled { .. } | SettleOutcome::Forgotten => Ok(()),
             // Settling twice the same way (a retry) is not an error.
-            SettleOutcome::AlreadySettled(t) if t == wanted.as_str() => Ok(()),
+            SettleOutcome::AlreadySettled(t) if settled_alike(&t, committed) => Ok(()),
             // The reconciler came first and saw otherwise.
             SettleOutcome::AlreadySettled(t) => Err(EventError::Rejected(format!(
                 "upload event '{event_id}' was settled before as {t}"
             ))),
         }
     }
+}
+
+/// Whether an event already settled as type `t` is what settling it `committed` would have made
+/// (a retry): anything but a failed upload if committed, a failed upload if not.
+pub(crate) fn settled_alike(t: &str, committed: bool) -> bool {
+    (t == EventType::FileUploadFailed.as_str()) != committed
 }
 
 pub(crate) fn outbox_policy(options: &ControlPlaneOptions) -> OutboxPolicy {
@@ -266,10 +307,18 @@ fn unavailable(e: StoreError) -> EventError {
 #[async_trait::async_trait]
 impl EventSink for DatabaseEvents {
     async fn begin_upload(&self, data: EventData) -> Result<String, EventError> {
-        check_event_data(&data)
+        self.begin_change(EventType::FileCreated, data).await
+    }
+
+    async fn begin_change(
+        &self,
+        event_type: EventType,
+        data: EventData,
+    ) -> Result<String, EventError> {
+        check_pending_event(event_type, &data)
             .map_err(|(field, message)| EventError::Rejected(format!("{field}: {message}")))?;
         self.barrier().await;
-        self.begin(&data).await.map_err(unavailable)
+        self.begin(event_type, &data).await.map_err(unavailable)
     }
 
     async fn settle_upload(
@@ -295,8 +344,7 @@ impl EventSink for DatabaseEvents {
         // when no webhook wants deliveries. Only while no earlier settle is still running,
         // so settles keep the order their uploads committed in.
         if committed && settles.idle() && self.store.settle_committed_direct(event_id) {
-            tracing::info!(event = event_id, r#type = %EventType::FileCreated, deliveries = 0,
-                "upload event settled");
+            tracing::info!(event = event_id, deliveries = 0, "event settled");
             return Ok(());
         }
         let ticket = settles.start();
@@ -316,10 +364,9 @@ impl EventSink for DatabaseEvents {
     }
 
     async fn record(&self, event_type: EventType, data: EventData) -> Result<String, EventError> {
-        check_event_data(&data)
+        check_file_event(event_type, &data)
             .map_err(|(field, message)| EventError::Rejected(format!("{field}: {message}")))?;
-        self.barrier().await;
-        self.record_event(event_type, &data)
+        self.record_event(event_type, &data.into())
             .await
             .map(|e| e.id)
             .map_err(unavailable)
@@ -356,21 +403,27 @@ pub(crate) async fn reconcile_once(
             }
         };
         let committed = verdict == Verdict::Committed;
-        tracing::info!(event = %pending.id, key = %pending.data.key, committed,
-            "settling an upload event the gateway never settled");
+        tracing::info!(event = %pending.id, r#type = %pending.event_type,
+            key = %pending.data.key, committed,
+            "settling an event the gateway never settled");
         let error = (!committed).then(|| GATEWAY_STOPPED.to_owned());
-        if let SettleOutcome::Settled { .. } = events.settle(&pending.id, committed, error).await? {
+        if let SettleOutcome::Settled { .. } | SettleOutcome::Forgotten =
+            events.settle(&pending.id, committed, error).await?
+        {
             settled += 1;
         }
     }
     Ok(settled)
 }
 
-/// Is the pending upload's object in the bucket? Yes if an object with the recorded size is
-/// there and its content has the recorded SHA-256: a size and a recent date alone could be
-/// another upload's object, written since (an upload of the same size over it). An event
-/// without a SHA-256 (none is recorded without one today) falls back to the date: written at or
-/// after the event's time. An error means "cannot tell now".
+/// Was the pending event's change made? An error means "cannot tell now".
+///
+/// An upload was if an object with the recorded size is there and its content has the recorded
+/// SHA-256: a size and a recent date alone could be another upload's object, written since (an
+/// upload of the same size over it). An event without a SHA-256 (none is recorded without one
+/// today) falls back to the date: written at or after the event's time. A delete was if the
+/// key is gone; a rename if the new key is there and the old one gone; a new directory if its
+/// marker is there.
 async fn inspect(
     store: &Store,
     stores: &StoreCache,
@@ -386,8 +439,29 @@ async fn inspect(
     let objects = stores
         .get(&bucket.storage())
         .map_err(|e| format!("cannot open the bucket: {e}"))?;
-    let key =
-        Path::parse(&pending.data.key).unwrap_or_else(|_| Path::from(pending.data.key.as_str()));
+    let path = |key: &str| Path::parse(key).unwrap_or_else(|_| Path::from(key));
+    let key = path(&pending.data.key);
+    let made = |yes: bool| {
+        if yes {
+            Verdict::Committed
+        } else {
+            Verdict::NotCommitted
+        }
+    };
+    match pending.event_type {
+        EventType::FileDeleted => return Ok(made(!present(objects.as_ref(), &key).await?)),
+        EventType::DirectoryCreated => {
+            let marker = key.clone().join(wharf_core::DIRECTORY_MARKER);
+            return Ok(made(present(objects.as_ref(), &marker).await?));
+        }
+        EventType::FileRenamed => {
+            let from = path(pending.data.previous_key.as_deref().unwrap_or_default());
+            let to_there = present(objects.as_ref(), &key).await?;
+            let from_gone = !present(objects.as_ref(), &from).await?;
+            return Ok(made(to_there && from_gone));
+        }
+        _ => {}
+    }
     let meta = match objects.head(&key).await {
         Ok(meta) => meta,
         Err(object_store::Error::NotFound { .. }) => return Ok(Verdict::NotCommitted),
@@ -409,6 +483,17 @@ async fn inspect(
     } else {
         Verdict::NotCommitted
     })
+}
+
+/// Whether `key` is an object, or a directory with anything in it.
+async fn present(objects: &dyn ObjectStore, key: &Path) -> Result<bool, String> {
+    match objects.head(key).await {
+        Ok(_) => return Ok(true),
+        Err(object_store::Error::NotFound { .. }) => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    let first = objects.list(Some(key)).try_next().await;
+    first.map(|o| o.is_some()).map_err(|e| e.to_string())
 }
 
 async fn sha256_of(objects: &dyn ObjectStore, key: &Path) -> Result<String, String> {

@@ -2,13 +2,20 @@
 //! (gateways in other processes) and [`crate::ControlPlane::login_provider`] (`wharf serve`), so
 //! there is one code path for who may log in.
 
+use std::sync::Arc;
+
 use sha2::{Digest, Sha256};
+use wharf_core::api::BanKind;
+use wharf_core::{
+    BanData, EventPayload, EventType, LoginFailedData, LoginFailureReason, LoginMethod,
+};
 use wharf_core::{
     LoginError, LoginGrant, LoginProvider, LoginRequest, LoginSecret, PublicKey, SessionCheck,
     Username,
 };
 
-use crate::defender::Defender;
+use crate::defender::{Defender, NewBan};
+use crate::events::DatabaseEvents;
 use crate::metrics::Metrics;
 use crate::passwords;
 use crate::store::{self, Store};
@@ -16,20 +23,38 @@ use crate::store::{self, Store};
 /// Passwords longer than this are refused without hashing (no generated password comes close).
 const MAX_PASSWORD_BYTES: usize = 1024;
 
-/// Checks logins against the users in the [`Store`].
+/// The characters of a typed user name kept in a `user.login_failed` event.
+const MAX_EVENT_USERNAME_CHARS: usize = 128;
+
+/// Checks logins against the users in the [`Store`], and records `user.login_failed`,
+/// `ip.banned` and `user.banned` events.
 #[derive(Clone)]
 pub struct DatabaseLogin {
     store: Store,
     metrics: Metrics,
     defender: Defender,
+    events: Arc<DatabaseEvents>,
+}
+
+/// A refused login worth an event: why, and for a password, whether its user exists (what the
+/// defender counts).
+struct Failure {
+    reason: LoginFailureReason,
+    password_of_known_user: Option<bool>,
 }
 
 impl DatabaseLogin {
-    pub(crate) fn new(store: Store, metrics: Metrics, defender: Defender) -> Self {
+    pub(crate) fn new(
+        store: Store,
+        metrics: Metrics,
+        defender: Defender,
+        events: Arc<DatabaseEvents>,
+    ) -> Self {
         DatabaseLogin {
             store,
             metrics,
             defender,
+            events,
         }
     }
 
@@ -42,6 +67,10 @@ impl DatabaseLogin {
     /// A banned address, or a password for a banned user name, is refused first, without
     /// looking at the secret ([`LoginError::AddressBanned`], [`LoginError::UserBanned`]); a
     /// failed password counts towards such bans (see [`crate::defender`]).
+    ///
+    /// Each refusal after a look at the secret is recorded as `user.login_failed` (SSH's key
+    /// queries excepted: clients offer keys that are not the user's as a matter of course),
+    /// and each ban it imposes as `ip.banned` or `user.banned`.
     pub async fn check(&self, request: LoginRequest) -> Result<LoginGrant, LoginError> {
         let protocol = request.protocol.as_str();
         let client_ip = request.client_ip.parse().ok();
@@ -54,10 +83,18 @@ impl DatabaseLogin {
             Ok(()) => self.check_inner(&request).await,
             Err(banned) => Err((banned, None)),
         };
-        if let Err((_, Some(known))) = &result {
-            self.defender
-                .failed(client_ip, &request.username, *known)
-                .await;
+        if let Err((_, Some(failure))) = &result {
+            let bans = match failure.password_of_known_user {
+                Some(known) => {
+                    self.defender
+                        .failed(client_ip, &request.username, known)
+                        .await
+                }
+                None => Vec::new(),
+            };
+            if !request.probe {
+                self.record_failure(&request, failure.reason, &bans).await;
+            }
         }
         let result = result.map_err(|(e, _)| e);
         let outcome = match &result {
@@ -89,12 +126,61 @@ impl DatabaseLogin {
         result
     }
 
-    /// The grant, or the refusal and, for a failed password, whether its user exists (what
-    /// the defender counts).
+    /// Records `user.login_failed` and the bans it imposed. A failure to record is logged: the
+    /// login is refused either way.
+    async fn record_failure(
+        &self,
+        request: &LoginRequest,
+        reason: LoginFailureReason,
+        bans: &[NewBan],
+    ) {
+        let method = match request.secret {
+            LoginSecret::Password { .. } => LoginMethod::Password,
+            LoginSecret::PublicKey { .. } => LoginMethod::Publickey,
+        };
+        let mut events = vec![(
+            EventType::UserLoginFailed,
+            EventPayload::LoginFailed(LoginFailedData {
+                username: request
+                    .username
+                    .chars()
+                    .take(MAX_EVENT_USERNAME_CHARS)
+                    .collect(),
+                protocol: request.protocol,
+                method,
+                reason,
+                client_ip: request.client_ip.clone(),
+                session_id: request.session_id.clone(),
+            }),
+        )];
+        for ban in bans {
+            let (event_type, address, username) = match ban.kind {
+                BanKind::Address => (EventType::IpBanned, Some(ban.target.clone()), None),
+                BanKind::User => (EventType::UserBanned, None, Some(ban.target.clone())),
+            };
+            events.push((
+                event_type,
+                EventPayload::Ban(BanData {
+                    address,
+                    username,
+                    until: ban.until,
+                    ban_count: ban.ban_count,
+                    client_ip: request.client_ip.clone(),
+                }),
+            ));
+        }
+        for (event_type, data) in events {
+            if let Err(e) = self.events.record_event(event_type, &data).await {
+                tracing::warn!(r#type = %event_type, error = %e, "cannot record a login event");
+            }
+        }
+    }
+
+    /// The grant, or the refusal and, where it looked at the secret, why it failed.
     async fn check_inner(
         &self,
         request: &LoginRequest,
-    ) -> Result<LoginGrant, (LoginError, Option<bool>)> {
+    ) -> Result<LoginGrant, (LoginError, Option<Failure>)> {
         let username = Username::parse(&request.username).ok();
         let found = match &username {
             Some(username) => self
@@ -143,13 +229,39 @@ impl DatabaseLogin {
                 _ => false,
             },
         };
-        let counted = tried_password.then_some(found.is_some());
+        let known = found.is_some();
+        let failure = |reason| Failure {
+            reason,
+            password_of_known_user: tried_password.then_some(known),
+        };
         let (user, bucket) = match found {
             Some((user, bucket)) if accepted && !user.disabled => (user, bucket),
             Some((user, _)) if tried_password && !user.password_enabled && !user.disabled => {
-                return Err((LoginError::PasswordDisabled, counted));
+                let failure = failure(LoginFailureReason::PasswordLoginDisabled);
+                return Err((LoginError::PasswordDisabled, Some(failure)));
             }
-            _ => return Err((LoginError::Denied, counted)),
+            None => {
+                return Err((
+                    LoginError::Denied,
+                    Some(failure(LoginFailureReason::UnknownUser)),
+                ));
+            }
+            Some(_) if !accepted && tried_password => {
+                return Err((
+                    LoginError::Denied,
+                    Some(failure(LoginFailureReason::WrongPassword)),
+                ));
+            }
+            Some(_) if !accepted => {
+                let failure = failure(LoginFailureReason::KeyNotAuthorized);
+                return Err((LoginError::Denied, Some(failure)));
+            }
+            Some(_) => {
+                return Err((
+                    LoginError::Denied,
+                    Some(failure(LoginFailureReason::UserDisabled)),
+                ));
+            }
         };
         if !request.probe {
             // A plain UPDATE per login: "within seconds" precision without a write queue.
@@ -287,7 +399,12 @@ mod tests {
                 .unwrap();
         }
         let defender = Defender::new(store.clone(), Default::default(), Metrics::new());
-        let login = DatabaseLogin::new(store.clone(), Metrics::new(), defender);
+        let events = Arc::new(DatabaseEvents::new(
+            store.clone(),
+            &Default::default(),
+            Default::default(),
+        ));
+        let login = DatabaseLogin::new(store.clone(), Metrics::new(), defender, events);
 
         let slots = passwords::take_every_slot().await;
         for (user, password) in [

@@ -18,9 +18,12 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, AnyPool, Connection, Executor, Row};
 use wharf_core::{BucketName, BucketStorage, HomeDirectory, Permissions, Username};
 
+use crate::secrets::{SecretKeys, SecretsError};
+
 mod bans;
 mod direct;
 pub mod events;
+mod sealed;
 
 pub use bans::{BanRecord, Score};
 
@@ -79,6 +82,9 @@ pub enum StoreError {
     /// A row that this version cannot read (edited by hand, or written by a newer version).
     #[error("unreadable row in table {table}: {detail}")]
     Corrupt { table: &'static str, detail: String },
+    /// A sealed secret that the secrets key file cannot open.
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -233,6 +239,9 @@ pub struct Store {
     /// On a SQLite file, the connection that upload events are written through first (see
     /// [`direct`]).
     direct: Option<Arc<direct::DirectSqlite>>,
+    /// What seals webhook secrets and bucket options ([`crate::secrets`]); without it (a store
+    /// opened by a unit test) they are kept in clear.
+    secrets: Option<Arc<SecretKeys>>,
 }
 
 // Macros rather than consts so that queries stay `&'static str` (sqlx's `SqlSafeStr`).
@@ -340,6 +349,7 @@ impl Store {
             pool,
             backend,
             direct,
+            secrets: None,
         })
     }
 
@@ -420,7 +430,7 @@ impl Store {
         options: &BTreeMap<String, String>,
     ) -> Result<BucketRecord, StoreError> {
         let created_at = now();
-        let options_json = serde_json::to_string(options).expect("a string map serialises");
+        let options_json = self.seal_options(name, options);
         sqlx::query(
             "INSERT INTO buckets (name, url, options, is_default, created_at) \
              VALUES ($1, $2, $3, 0, $4)",
@@ -449,7 +459,7 @@ impl Store {
         .bind(name.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| bucket_from_row(&r)).transpose()
+        row.map(|r| bucket_from_row(self, &r)).transpose()
     }
 
     /// The bucket users go to when created without a `bucketName`.
@@ -461,7 +471,7 @@ impl Store {
         ))
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| bucket_from_row(&r)).transpose()
+        row.map(|r| bucket_from_row(self, &r)).transpose()
     }
 
     /// All buckets, by name.
@@ -473,7 +483,7 @@ impl Store {
         ))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(bucket_from_row).collect()
+        rows.iter().map(|r| bucket_from_row(self, r)).collect()
     }
 
     /// Removes a bucket that is not the default and that no user lives in. The objects in its
@@ -596,7 +606,7 @@ impl Store {
         let bucket = BucketRecord {
             name: parse_column(&row, "name", "buckets", BucketName::parse)?,
             url: row.try_get("url")?,
-            options: options_from_json(&row.try_get::<String, _>("options")?)?,
+            options: self.open_options(&row)?,
             is_default: row.try_get::<i64, _>("is_default")? != 0,
             created_at: from_millis(row.try_get("bucket_created_at")?, "buckets")?,
         };
@@ -819,13 +829,6 @@ fn keys_to_json(keys: &[String]) -> String {
     serde_json::to_string(keys).expect("a list of strings serialises")
 }
 
-fn options_from_json(json: &str) -> Result<BTreeMap<String, String>, StoreError> {
-    serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
-        table: "buckets",
-        detail: format!("options: {e}"),
-    })
-}
-
 fn parse_column<T, E: std::fmt::Display>(
     row: &AnyRow,
     column: &'static str,
@@ -874,11 +877,11 @@ fn user_from_row(row: &AnyRow) -> Result<UserRecord, StoreError> {
     })
 }
 
-fn bucket_from_row(row: &AnyRow) -> Result<BucketRecord, StoreError> {
+fn bucket_from_row(store: &Store, row: &AnyRow) -> Result<BucketRecord, StoreError> {
     Ok(BucketRecord {
         name: parse_column(row, "name", "buckets", BucketName::parse)?,
         url: row.try_get("url")?,
-        options: options_from_json(&row.try_get::<String, _>("options")?)?,
+        options: store.open_options(row)?,
         is_default: row.try_get::<i64, _>("is_default")? != 0,
         created_at: from_millis(row.try_get("created_at")?, "buckets")?,
     })

@@ -69,7 +69,11 @@ pub struct CreateUserRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bucket_name: Option<BucketName>,
     /// How to generate the password; not together with `password`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "object_only",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub password_options: Option<PasswordOptions>,
     /// A password chosen by the operator instead of a generated one (e.g. to keep a partner's
     /// password when moving from another server): 16 to 128 characters, no control
@@ -187,7 +191,11 @@ pub struct UserList {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ResetPasswordRequest {
     /// How to generate the new password; not together with `password`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "object_only",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub password_options: Option<PasswordOptions>,
     /// The new password, chosen by the operator instead of a generated one: 16 to 128
     /// characters, no control characters, no whitespace at either end. Does not change
@@ -346,6 +354,48 @@ pub struct Problem {
     /// The offending fields, when the request body or query was at fault.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+}
+
+/// Reads an optional nested object from a JSON object only: serde would read a struct from an
+/// array too (`"filter": [null, null]`). The map is handed on as it comes, so errors still name
+/// the nested field (`passwordOptions.length`).
+pub(crate) fn object_only<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    use std::marker::PhantomData;
+
+    use serde::de::value::MapAccessDeserializer;
+    use serde::de::{MapAccess, Visitor};
+
+    struct Object<T>(PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for Object<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::deserialize(MapAccessDeserializer::new(map))
+        }
+    }
+    struct OptionalObject<T>(PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for OptionalObject<T> {
+        type Value = Option<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object or null")
+        }
+        fn visit_none<E>(self) -> Result<Option<T>, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Option<T>, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
+            d.deserialize_map(Object(PhantomData)).map(Some)
+        }
+    }
+    deserializer.deserialize_option(OptionalObject(PhantomData))
 }
 
 #[cfg(test)]

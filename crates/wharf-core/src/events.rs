@@ -1,4 +1,5 @@
-//! The file-event contract: what the VFS reports when a file or directory changes, and how.
+//! The event contract: what the VFS reports when a file or directory changes, and how; and the
+//! login and ban events the control plane records itself ([`EventPayload`]).
 //!
 //! [`EventSink`] is implemented in-process by the control plane (for `wharf serve`, writing
 //! the events table and the webhook outbox) and over HTTP by the client crate (for the
@@ -20,6 +21,11 @@
 //!
 //! A pending event that is never settled (the gateway crashed between the two steps) is
 //! settled by the control plane itself after a while, by looking at the object in the store.
+//!
+//! Deletes, renames and new directories are recorded the same way
+//! ([`EventSink::begin_change`] before the change, the settle after it), so that no change a
+//! client was told of goes unrecorded: a pending change that is settled as not done, or that
+//! the control plane finds not done in the store, is forgotten.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -44,16 +50,42 @@ pub enum EventType {
     FileRenamed,
     #[serde(rename = "directory.created")]
     DirectoryCreated,
+    /// A login was refused ([`LoginFailedData`]); refusals of an address or name already
+    /// banned are not recorded (they cost nothing and could be sent by the thousand).
+    #[serde(rename = "user.login_failed")]
+    UserLoginFailed,
+    /// Failed logins banned a client address (its /64 for IPv6) ([`BanData`]).
+    #[serde(rename = "ip.banned")]
+    IpBanned,
+    /// Failed passwords banned password logins for a user name ([`BanData`]).
+    #[serde(rename = "user.banned")]
+    UserBanned,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 5] = [
+    pub const ALL: [EventType; 8] = [
         EventType::FileCreated,
         EventType::FileUploadFailed,
         EventType::FileDeleted,
         EventType::FileRenamed,
         EventType::DirectoryCreated,
+        EventType::UserLoginFailed,
+        EventType::IpBanned,
+        EventType::UserBanned,
     ];
+
+    /// Whether events of this type are about a file or directory ([`EventData`]): the ones
+    /// gateways report, and the only ones a webhook's bucket and prefix filters match.
+    pub fn is_file_event(self) -> bool {
+        matches!(
+            self,
+            EventType::FileCreated
+                | EventType::FileUploadFailed
+                | EventType::FileDeleted
+                | EventType::FileRenamed
+                | EventType::DirectoryCreated
+        )
+    }
 
     /// The wire name (`file.created`, …).
     pub fn as_str(self) -> &'static str {
@@ -63,6 +95,9 @@ impl EventType {
             EventType::FileDeleted => "file.deleted",
             EventType::FileRenamed => "file.renamed",
             EventType::DirectoryCreated => "directory.created",
+            EventType::UserLoginFailed => "user.login_failed",
+            EventType::IpBanned => "ip.banned",
+            EventType::UserBanned => "user.banned",
         }
     }
 
@@ -79,7 +114,7 @@ impl std::fmt::Display for EventType {
     }
 }
 
-/// The `data` of an event: what happened to which key, and who did it.
+/// The `data` of a file event: what happened to which key, and who did it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventData {
@@ -106,6 +141,174 @@ pub struct EventData {
     pub error: Option<String>,
 }
 
+/// How a refused login tried to sign in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LoginMethod {
+    Password,
+    Publickey,
+}
+
+/// Why a login was refused (`user.login_failed`). Operators see it; partners never do (they
+/// all get the same "denied").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum LoginFailureReason {
+    /// No user has this name.
+    UnknownUser,
+    /// The password is not the user's (or is longer than any password can be).
+    WrongPassword,
+    /// The public key is not one of the user's.
+    KeyNotAuthorized,
+    /// The user is disabled.
+    UserDisabled,
+    /// The user signs in with keys only.
+    PasswordLoginDisabled,
+}
+
+impl LoginMethod {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoginMethod::Password => "password",
+            LoginMethod::Publickey => "publickey",
+        }
+    }
+}
+
+impl LoginFailureReason {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoginFailureReason::UnknownUser => "unknown-user",
+            LoginFailureReason::WrongPassword => "wrong-password",
+            LoginFailureReason::KeyNotAuthorized => "key-not-authorized",
+            LoginFailureReason::UserDisabled => "user-disabled",
+            LoginFailureReason::PasswordLoginDisabled => "password-login-disabled",
+        }
+    }
+}
+
+/// The `data` of `user.login_failed`. Never holds the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginFailedData {
+    /// The name as the client sent it (it may name no user; at most 128 characters kept).
+    pub username: String,
+    pub protocol: Protocol,
+    pub method: LoginMethod,
+    pub reason: LoginFailureReason,
+    /// The client's address (from PROXY protocol when behind a load balancer).
+    pub client_ip: String,
+    /// The gateway's id of the session.
+    pub session_id: String,
+}
+
+/// The `data` of `ip.banned` (with `address`) and `user.banned` (with `username`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BanData {
+    /// The banned network: `203.0.113.7/32`, or the /64 of an IPv6 address (`ip.banned`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// The user name whose password logins are banned (`user.banned`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// When the ban ends (`DELETE /v1/bans/…` lifts it sooner).
+    pub until: DateTime<Utc>,
+    /// Its number in a row of bans of this target (each lasts twice as long as the last).
+    pub ban_count: u32,
+    /// The address of the failed login that imposed the ban.
+    pub client_ip: String,
+}
+
+/// The `data` of an event; which one its `type` says: file and directory events carry
+/// [`EventData`], `user.login_failed` [`LoginFailedData`], `ip.banned` and `user.banned`
+/// [`BanData`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum EventPayload {
+    File(EventData),
+    LoginFailed(LoginFailedData),
+    Ban(BanData),
+}
+
+impl EventPayload {
+    /// The file event's data, if this is one.
+    pub fn file(&self) -> Option<&EventData> {
+        match self {
+            EventPayload::File(data) => Some(data),
+            _ => None,
+        }
+    }
+
+    /// The bucket a file event happened in.
+    pub fn bucket_name(&self) -> Option<&BucketName> {
+        self.file().map(|data| &data.bucket_name)
+    }
+
+    /// The key a file event is about.
+    pub fn key(&self) -> Option<&str> {
+        self.file().map(|data| data.key.as_str())
+    }
+
+    /// The user the event is about, if any (a login's name as typed; none for `ip.banned`).
+    pub fn username(&self) -> Option<&str> {
+        match self {
+            EventPayload::File(data) => Some(data.username.as_str()),
+            EventPayload::LoginFailed(data) => Some(&data.username),
+            EventPayload::Ban(data) => data.username.as_deref(),
+        }
+    }
+
+    /// The protocol of the session the event came from (none for a ban).
+    pub fn protocol(&self) -> Option<Protocol> {
+        match self {
+            EventPayload::File(data) => Some(data.protocol),
+            EventPayload::LoginFailed(data) => Some(data.protocol),
+            EventPayload::Ban(_) => None,
+        }
+    }
+
+    /// What the event is about, in one line for tables: the key (`old -> new` for a rename),
+    /// a refused login's reason and method, a ban's target and end.
+    pub fn subject(&self) -> String {
+        match self {
+            EventPayload::File(data) => match &data.previous_key {
+                Some(previous) => format!("{previous} -> {}", data.key),
+                None => data.key.clone(),
+            },
+            EventPayload::LoginFailed(data) => {
+                format!("{} ({})", data.reason.as_str(), data.method.as_str())
+            }
+            EventPayload::Ban(data) => format!(
+                "{} banned until {}",
+                data.address
+                    .as_deref()
+                    .or(data.username.as_deref())
+                    .unwrap_or_default(),
+                data.until
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        }
+    }
+
+    /// The client address the event came from.
+    pub fn client_ip(&self) -> &str {
+        match self {
+            EventPayload::File(data) => &data.client_ip,
+            EventPayload::LoginFailed(data) => &data.client_ip,
+            EventPayload::Ban(data) => &data.client_ip,
+        }
+    }
+}
+
+impl From<EventData> for EventPayload {
+    fn from(data: EventData) -> Self {
+        EventPayload::File(data)
+    }
+}
+
 /// One event as recorded and delivered: the Standard Webhooks payload shape.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -115,7 +318,7 @@ pub struct Event {
     #[serde(rename = "type")]
     pub event_type: EventType,
     pub time: DateTime<Utc>,
-    pub data: EventData,
+    pub data: EventPayload,
 }
 
 /// `POST /internal/v1/events`: an event a gateway reports (anything but an upload's start).
@@ -127,12 +330,21 @@ pub struct RecordEventRequest {
     pub data: EventData,
 }
 
-/// `POST /internal/v1/uploads`: an upload about to be committed (step 1). `data.size` and
-/// `data.sha256` are those of the complete file.
+/// `POST /internal/v1/uploads`: an upload about to be committed (step 1), or a delete, rename
+/// or new directory about to be made. For an upload, `data.size` and `data.sha256` are those
+/// of the complete file.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BeginUploadRequest {
+    /// `file.created` (the default) for an upload; `file.deleted`, `file.renamed` or
+    /// `directory.created` for a change.
+    #[serde(rename = "type", default = "file_created")]
+    pub event_type: EventType,
     pub data: EventData,
+}
+
+fn file_created() -> EventType {
+    EventType::FileCreated
 }
 
 /// The reply to [`BeginUploadRequest`]: the pending event's id.
@@ -178,6 +390,16 @@ pub trait EventSink: Send + Sync + 'static {
     /// Step 1 of an upload: records a pending `file.created`; returns its id. The caller must
     /// not commit the upload if this fails.
     async fn begin_upload(&self, data: EventData) -> Result<String, EventError>;
+
+    /// Step 1 of a delete, rename or new directory (`event_type`): records it pending before
+    /// the change is made; returns its id. The caller must not make the change if this fails,
+    /// and settles it afterwards like an upload: `committed` if the change was made (the event
+    /// is recorded and delivered), not if it failed (the pending event is forgotten).
+    async fn begin_change(
+        &self,
+        event_type: EventType,
+        data: EventData,
+    ) -> Result<String, EventError>;
 
     /// Step 2 of an upload: the commit succeeded (`committed`) or failed (`error` says why).
     async fn settle_upload(
@@ -229,7 +451,7 @@ mod tests {
             time: DateTime::parse_from_rfc3339("2026-11-28T12:00:00Z")
                 .unwrap()
                 .with_timezone(&Utc),
-            data: EventData {
+            data: EventPayload::File(EventData {
                 bucket_name: BucketName::parse("default").unwrap(),
                 key: "alice/in/x.edi".into(),
                 size: Some(5),
@@ -240,7 +462,7 @@ mod tests {
                 session_id: "s-1".into(),
                 previous_key: None,
                 error: None,
-            },
+            }),
         };
         let v = serde_json::to_value(&event).unwrap();
         assert_eq!(v["type"], "file.created");
@@ -250,5 +472,64 @@ mod tests {
         assert_eq!(v["data"]["sessionId"], "s-1");
         assert_eq!(v["data"]["sha256"], "ab");
         assert!(v["data"].get("previousKey").is_none());
+        let back: Event = serde_json::from_value(v).unwrap();
+        assert_eq!(back, event);
+    }
+
+    #[test]
+    fn login_and_ban_payloads_read_back_as_themselves() {
+        let time = DateTime::parse_from_rfc3339("2026-12-07T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        for data in [
+            EventPayload::LoginFailed(LoginFailedData {
+                username: "mallory".into(),
+                protocol: Protocol::Ftps,
+                method: LoginMethod::Password,
+                reason: LoginFailureReason::UnknownUser,
+                client_ip: "198.18.0.1".into(),
+                session_id: "s-2".into(),
+            }),
+            EventPayload::Ban(BanData {
+                address: Some("198.18.0.1/32".into()),
+                username: None,
+                until: time,
+                ban_count: 1,
+                client_ip: "198.18.0.1".into(),
+            }),
+            EventPayload::Ban(BanData {
+                address: None,
+                username: Some("alice".into()),
+                until: time,
+                ban_count: 2,
+                client_ip: "198.18.0.1".into(),
+            }),
+        ] {
+            let json = serde_json::to_value(&data).unwrap();
+            assert!(json.get("bucketName").is_none(), "{json}");
+            assert_eq!(serde_json::from_value::<EventPayload>(json).unwrap(), data);
+        }
+        let json = serde_json::json!({"username": "mallory", "protocol": "sftp",
+            "method": "publickey", "reason": "key-not-authorized", "clientIp": "::1",
+            "sessionId": "s"});
+        for reason in [
+            LoginFailureReason::UnknownUser,
+            LoginFailureReason::WrongPassword,
+            LoginFailureReason::KeyNotAuthorized,
+            LoginFailureReason::UserDisabled,
+            LoginFailureReason::PasswordLoginDisabled,
+        ] {
+            assert_eq!(serde_json::to_value(reason).unwrap(), reason.as_str());
+        }
+        for method in [LoginMethod::Password, LoginMethod::Publickey] {
+            assert_eq!(serde_json::to_value(method).unwrap(), method.as_str());
+        }
+        assert!(matches!(
+            serde_json::from_value::<EventPayload>(json).unwrap(),
+            EventPayload::LoginFailed(LoginFailedData {
+                reason: LoginFailureReason::KeyNotAuthorized,
+                ..
+            })
+        ));
     }
 }

@@ -191,6 +191,7 @@ impl utoipa::PartialSchema for HomeDirectory {
                  user.",
             ))
             .max_length(Some(MAX_HOME_DIRECTORY_BYTES))
+            .pattern(Some(r"^/[^\u0000-\u001F\u007F-\u009F\\]*$"))
             .examples(["/alice"])
             .into()
     }

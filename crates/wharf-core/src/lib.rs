@@ -14,7 +14,10 @@ mod permissions;
 mod public_key;
 pub mod session_watch;
 
-pub use events::{Event, EventData, EventError, EventSink, EventType};
+pub use events::{
+    BanData, Event, EventData, EventError, EventPayload, EventSink, EventType, LoginFailedData,
+    LoginFailureReason, LoginMethod,
+};
 pub use home::{
     DIRECTORY_MARKER, HomeDirectory, HomeDirectoryError, MAX_HOME_DIRECTORY_BYTES, RESERVED_NAMES,
     UPLOAD_JOURNAL, is_reserved_name,

@@ -14,7 +14,7 @@ use crate::api::PASSWORD_LENGTH_RANGE;
 pub struct NameError(&'static str);
 
 macro_rules! string_newtype {
-    ($name:ident, $example:literal, $desc:literal) => {
+    ($name:ident, $example:literal, $pattern:literal, $desc:literal) => {
         impl $name {
             pub fn as_str(&self) -> &str {
                 &self.0
@@ -47,6 +47,7 @@ macro_rules! string_newtype {
                 utoipa::openapi::ObjectBuilder::new()
                     .schema_type(utoipa::openapi::schema::Type::String)
                     .description(Some($desc))
+                    .pattern(Some($pattern))
                     .examples([$example])
                     .into()
             }
@@ -91,6 +92,7 @@ impl Username {
 string_newtype!(
     Username,
     "K4XQ7T3M",
+    "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
     "Login name: 1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit. Generated ones \
      are 8 upper-case letters and digits without look-alikes (no 0, O, 1, I, 2, Z, 5, S, 8, B)."
 );
@@ -129,6 +131,7 @@ impl BucketName {
 string_newtype!(
     BucketName,
     "default",
+    "^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$",
     "Bucket name: 3-63 of a-z 0-9 -, starting and ending with a letter or digit."
 );
 

@@ -2628,6 +2628,23 @@ impl wharf_core::EventSink for RecordingSink {
         Ok("evt_1".into())
     }
 
+    async fn begin_change(
+        &self,
+        event_type: wharf_core::EventType,
+        data: wharf_core::EventData,
+    ) -> Result<String, wharf_core::EventError> {
+        if self.refuse.load(Ordering::SeqCst) {
+            return Err(wharf_core::EventError::Unavailable("down".into()));
+        }
+        let line = match &data.previous_key {
+            Some(previous) => format!("begin {event_type} {previous} -> {}", data.key),
+            None => format!("begin {event_type} {}", data.key),
+        };
+        self.calls.lock().unwrap().push(line);
+        self.data.lock().unwrap().push(data);
+        Ok("evt_c".into())
+    }
+
     async fn settle_upload(
         &self,
         event_id: &str,
@@ -2679,7 +2696,8 @@ async fn changes_are_reported_as_events() {
         assert_eq!(
             sink.take(),
             vec![
-                "directory.created acme/in".to_owned(),
+                "begin directory.created acme/in".to_owned(),
+                "settle evt_c true".to_owned(),
                 "begin acme/in/a.bin".to_owned(),
                 "settle evt_1 true".to_owned()
             ]
@@ -2699,8 +2717,10 @@ async fn changes_are_reported_as_events() {
         assert_eq!(
             sink.take(),
             vec![
-                "file.renamed acme/in/a.bin -> acme/in/b.bin".to_owned(),
-                "file.deleted acme/in/b.bin".to_owned()
+                "begin file.renamed acme/in/a.bin -> acme/in/b.bin".to_owned(),
+                "settle evt_c true".to_owned(),
+                "begin file.deleted acme/in/b.bin".to_owned(),
+                "settle evt_c true".to_owned()
             ]
         );
         // Refused operations report nothing.
@@ -2742,6 +2762,21 @@ async fn changes_are_reported_as_events() {
         let message = storage_message(refused.commit().await);
         assert!(message.contains("could not be recorded"), "{message}");
         assert_err!(vfs.stat(&p("/in/e.bin")).await, VfsError::NotFound);
+        assert!(sink.take().is_empty());
+        // Nor is a delete, a rename or a new directory made.
+        sink.refuse.store(false, Ordering::SeqCst);
+        upload(&vfs, "/in/f.bin", b"keep", 4).await;
+        sink.take();
+        sink.refuse.store(true, Ordering::SeqCst);
+        let message = storage_message(vfs.remove(&p("/in/f.bin")).await);
+        assert!(message.contains("could not be recorded"), "{message}");
+        let message = storage_message(vfs.rename(&p("/in/f.bin"), &p("/in/g.bin"), false).await);
+        assert!(message.contains("could not be recorded"), "{message}");
+        let message = storage_message(vfs.mkdir(&p("/in/new")).await);
+        assert!(message.contains("could not be recorded"), "{message}");
+        assert!(vfs.stat(&p("/in/f.bin")).await.is_ok());
+        assert_err!(vfs.stat(&p("/in/g.bin")).await, VfsError::NotFound);
+        assert_err!(vfs.stat(&p("/in/new")).await, VfsError::NotFound);
         assert!(sink.take().is_empty());
     })
     .await;

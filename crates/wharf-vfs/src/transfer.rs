@@ -1026,7 +1026,7 @@ fn part_result(
     }
 }
 
-fn storage_error(message: String) -> VfsError {
+pub(crate) fn storage_error(message: String) -> VfsError {
     VfsError::Storage(object_store::Error::Generic {
         store: "wharf-vfs",
         source: message.into(),

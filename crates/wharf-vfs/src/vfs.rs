@@ -296,22 +296,42 @@ impl Vfs {
         }
     }
 
-    /// Records an event about a change that has been made. The change stands whatever
-    /// happens here; an event that cannot be recorded is logged as an error.
-    async fn emit(&self, event_type: EventType, key: &Path, previous: Option<&Path>) {
+    /// Records a change about to be made as a pending event (see [`wharf_core::events`]):
+    /// `None` without an event sink. The change must not be made if this fails: the client
+    /// hears that it could not be recorded.
+    async fn begin_change(
+        &self,
+        event_type: EventType,
+        key: &Path,
+        previous: Option<&Path>,
+    ) -> Result<Option<String>, VfsError> {
         let Some((sink, bucket)) = &self.inner.events else {
-            return;
+            return Ok(None);
         };
         let mut data = self.event_data(bucket, key);
         data.previous_key = previous.map(ToString::to_string);
-        if let Err(e) = sink.record(event_type, data).await {
-            tracing::error!(
-                session = %self.identity().session_id,
-                %key,
-                event = %event_type,
-                error = %e,
-                "could not record an event"
-            );
+        match sink.begin_change(event_type, data).await {
+            Ok(id) => Ok(Some(id)),
+            Err(e) => {
+                tracing::error!(session = %self.identity().session_id, %key,
+                    event = %event_type, error = %e, "cannot record a change; not making it");
+                Err(crate::transfer::storage_error(format!(
+                    "the change could not be recorded, so it was not made ({e}); retry later"
+                )))
+            }
+        }
+    }
+
+    /// Settles what [`Vfs::begin_change`] began: `done` if the change was made. A failure is
+    /// logged: the control plane settles a pending change it is not told about by looking at
+    /// the store.
+    async fn settle_change(&self, pending: Option<String>, done: bool) {
+        let (Some(id), Some((sink, _))) = (pending, &self.inner.events) else {
+            return;
+        };
+        if let Err(e) = sink.settle_upload_later(&id, done, None).await {
+            tracing::warn!(session = %self.identity().session_id, event = %id, error = %e,
+                "could not settle a change's event; the control plane will settle it");
         }
     }
 
@@ -554,10 +574,12 @@ impl Vfs {
         if existing?.is_some() {
             return Err(VfsError::AlreadyExists);
         }
-        self.store()
-            .put(&marker_key(&key), PutPayload::new())
+        let pending = self
+            .begin_change(EventType::DirectoryCreated, &key, None)
             .await?;
-        self.emit(EventType::DirectoryCreated, &key, None).await;
+        let made = self.store().put(&marker_key(&key), PutPayload::new()).await;
+        self.settle_change(pending, made.is_ok()).await;
+        made?;
         Ok(())
     }
 
@@ -604,9 +626,13 @@ impl Vfs {
         let key = self.key(path);
         match lookup(self.store(), &key).await? {
             Some(Found::File(_)) => {
-                self.store().delete(&key).await?;
+                let pending = self
+                    .begin_change(EventType::FileDeleted, &key, None)
+                    .await?;
+                let deleted = self.store().delete(&key).await;
+                self.settle_change(pending, deleted.is_ok()).await;
+                deleted?;
                 self.inner.hashes.forget(&key);
-                self.emit(EventType::FileDeleted, &key, None).await;
                 Ok(())
             }
             Some(Found::Directory(_)) => Err(VfsError::IsADirectory),
@@ -680,26 +706,32 @@ impl Vfs {
                  replaces a file)",
             ));
         }
-        match (source, target) {
-            (Found::File(_), None) => self.rename_file(&from_key, &to_key, false).await?,
-            (Found::File(_), Some(Found::File(_))) => {
-                self.rename_file(&from_key, &to_key, true).await?
-            }
+        // `Some(overwrite)` moves a file, `None` a directory.
+        let file = match (source, target) {
+            (Found::File(_), None) => Some(false),
+            (Found::File(_), Some(Found::File(_))) => Some(true),
             (Found::File(_), Some(Found::Directory(_))) => return Err(VfsError::IsADirectory),
             (Found::Directory(_), Some(Found::File(_))) => return Err(VfsError::NotADirectory),
             (Found::Directory(_), Some(Found::Directory(_))) => {
                 if !is_empty_directory(self.store(), &to_key).await? {
                     return Err(VfsError::DirectoryNotEmpty);
                 }
-                self.rename_directory(&from_key, &to_key).await?
+                None
             }
-            (Found::Directory(_), None) => self.rename_directory(&from_key, &to_key).await?,
-        }
+            (Found::Directory(_), None) => None,
+        };
+        let pending = self
+            .begin_change(EventType::FileRenamed, &to_key, Some(&from_key))
+            .await?;
+        let moved = match file {
+            Some(overwrite) => self.rename_file(&from_key, &to_key, overwrite).await,
+            None => self.rename_directory(&from_key, &to_key).await,
+        };
+        self.settle_change(pending, moved.is_ok()).await;
+        moved?;
         self.inner.uploaded.moved(&from_key, &to_key);
         self.inner.hashes.forget(&from_key);
         self.inner.hashes.forget(&to_key);
-        self.emit(EventType::FileRenamed, &to_key, Some(&from_key))
-            .await;
         Ok(())
     }
 

@@ -108,6 +108,13 @@ pub struct ControlPlaneOptions {
     /// directory nor be inside it elsewhere than in buckets/. --bucket-url is not limited.
     #[arg(long, env = "WHARF_LOCAL_BUCKET_ROOT")]
     pub local_bucket_root: Option<PathBuf>,
+    /// The key file that seals webhook secrets and bucket credentials in the database
+    /// (AES-256-GCM): one base64 key of 32 bytes per line (`openssl rand -base64 32`), the
+    /// first sealing, the others opening older values during a rotation. Created with a new
+    /// key if missing [default: <data-dir>/secrets.key]. Every control plane on one database
+    /// needs the same file; keep a copy outside the database's backups.
+    #[arg(long, env = "WHARF_SECRETS_KEY_FILE")]
+    pub secrets_key_file: Option<PathBuf>,
     /// Let buckets registered through the API use this host's own cloud credentials (its
     /// environment, instance or pod role, credential files). Off: each s3://, gs:// or az://
     /// bucket must bring its own in its options.

@@ -17,7 +17,7 @@ use wharf_core::api::{
     ObjectKind, ObjectList, PasswordOptions, UpdateUserRequest, UpdateWebhookRequest, User,
     Webhook, WebhookFilter, WebhookList,
 };
-use wharf_core::{BucketName, Event, HomeDirectory, Username};
+use wharf_core::{BucketName, Event, EventPayload, HomeDirectory, Username};
 
 use crate::cli::{
     ApiArgs, BansCommand, BucketsCommand, ChosenPassword, EventsCommand, ObjectsCommand,
@@ -938,17 +938,17 @@ pub async fn events(command: EventsCommand) -> Result<()> {
             let rows = items
                 .iter()
                 .map(|e| {
-                    let key = match &e.data.previous_key {
-                        Some(previous) => format!("{previous} -> {}", e.data.key),
-                        None => e.data.key.clone(),
-                    };
                     vec![
                         e.time.format("%Y-%m-%d %H:%M:%S").to_string(),
                         e.event_type.to_string(),
-                        e.data.username.to_string(),
-                        e.data.protocol.to_string(),
-                        e.data.size.map(|s| s.to_string()).unwrap_or_default(),
-                        key,
+                        e.data.username().unwrap_or_default().to_owned(),
+                        e.data.protocol().map(|p| p.to_string()).unwrap_or_default(),
+                        e.data
+                            .file()
+                            .and_then(|d| d.size)
+                            .map(|s| s.to_string())
+                            .unwrap_or_default(),
+                        e.data.subject(),
                     ]
                 })
                 .collect::<Vec<_>>();
@@ -1252,27 +1252,49 @@ fn last_attempt(delivery: &Delivery) -> String {
 }
 
 fn print_event(event: &Event) {
-    let data = &event.data;
     println!("Id:          {}", event.id);
     println!("Type:        {}", event.event_type);
     println!("Time:        {}", event.time.to_rfc3339());
-    println!("Bucket:      {}", data.bucket_name);
-    println!("Key:         {}", data.key);
-    if let Some(previous) = &data.previous_key {
-        println!("Previous:    {previous}");
-    }
-    if let Some(size) = data.size {
-        println!("Size:        {size}");
-    }
-    if let Some(sha256) = &data.sha256 {
-        println!("SHA-256:     {sha256}");
-    }
-    println!("Username:    {}", data.username);
-    println!("Protocol:    {}", data.protocol);
-    println!("Client IP:   {}", data.client_ip);
-    println!("Session:     {}", data.session_id);
-    if let Some(error) = &data.error {
-        println!("Error:       {error}");
+    match &event.data {
+        EventPayload::File(data) => {
+            println!("Bucket:      {}", data.bucket_name);
+            println!("Key:         {}", data.key);
+            if let Some(previous) = &data.previous_key {
+                println!("Previous:    {previous}");
+            }
+            if let Some(size) = data.size {
+                println!("Size:        {size}");
+            }
+            if let Some(sha256) = &data.sha256 {
+                println!("SHA-256:     {sha256}");
+            }
+            println!("Username:    {}", data.username);
+            println!("Protocol:    {}", data.protocol);
+            println!("Client IP:   {}", data.client_ip);
+            println!("Session:     {}", data.session_id);
+            if let Some(error) = &data.error {
+                println!("Error:       {error}");
+            }
+        }
+        EventPayload::LoginFailed(data) => {
+            println!("Username:    {}", data.username);
+            println!("Protocol:    {}", data.protocol);
+            println!("Method:      {}", data.method.as_str());
+            println!("Reason:      {}", data.reason.as_str());
+            println!("Client IP:   {}", data.client_ip);
+            println!("Session:     {}", data.session_id);
+        }
+        EventPayload::Ban(data) => {
+            if let Some(address) = &data.address {
+                println!("Address:     {address}");
+            }
+            if let Some(username) = &data.username {
+                println!("Username:    {username}");
+            }
+            println!("Until:       {}", data.until.to_rfc3339());
+            println!("Ban count:   {}", data.ban_count);
+            println!("Client IP:   {}", data.client_ip);
+        }
     }
 }
 

@@ -409,6 +409,16 @@ async fn open_control_plane(
             format!("file://{}", dir.display())
         }
     };
+    let secrets_key_file = options
+        .secrets_key_file
+        .clone()
+        .unwrap_or_else(|| data_dir.join("secrets.key"));
+    let (secret_keys, created) = wharf_control::secrets::load_or_create(&secrets_key_file)?;
+    if created {
+        tracing::info!(path = %secrets_key_file.display(),
+            "created the secrets key that seals webhook secrets and bucket credentials; keep a \
+             copy apart from the database's backups");
+    }
     let config = ControlPlaneConfig {
         database_url,
         data_dir: data_dir.to_owned(),
@@ -420,6 +430,7 @@ async fn open_control_plane(
         gateway_token,
         host_keys,
         ftps_certificate_file,
+        secret_keys: std::sync::Arc::new(secret_keys),
     };
     if options.webhook_deny_private_targets {
         tracing::warn!(

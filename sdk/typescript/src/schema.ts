@@ -104,10 +104,12 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Begin an upload's event (gateways only)
+         * Begin an upload's or a change's event (gateways only)
          * @description Step 1 of an upload, before the object is committed: stores a pending `file.created` with
          *     the final size and SHA-256. It is neither listed nor delivered until it is settled. A
-         *     gateway must not commit an upload whose event could not be begun.
+         *     gateway must not commit an upload whose event could not be begun. With `type`
+         *     `file.deleted`, `file.renamed` or `directory.created`, the same for a change about to be
+         *     made; settled as not committed, such a pending event is forgotten.
          */
         post: operations["beginUpload"];
         delete?: never;
@@ -652,6 +654,25 @@ export interface components {
              */
             target: string;
         };
+        /** @description The `data` of `ip.banned` (with `address`) and `user.banned` (with `username`). */
+        BanData: {
+            /** @description The banned network: `203.0.113.7/32`, or the /64 of an IPv6 address (`ip.banned`). */
+            address?: string | null;
+            /**
+             * Format: int32
+             * @description Its number in a row of bans of this target (each lasts twice as long as the last).
+             */
+            banCount: number;
+            /** @description The address of the failed login that imposed the ban. */
+            clientIp: string;
+            /**
+             * Format: date-time
+             * @description When the ban ends (`DELETE /v1/bans/…` lifts it sooner).
+             */
+            until: string;
+            /** @description The user name whose password logins are banned (`user.banned`). */
+            username?: string | null;
+        };
         /**
          * @description What a ban applies to.
          * @enum {string}
@@ -664,11 +685,17 @@ export interface components {
             nextPageToken?: string | null;
         };
         /**
-         * @description `POST /internal/v1/uploads`: an upload about to be committed (step 1). `data.size` and
-         *     `data.sha256` are those of the complete file.
+         * @description `POST /internal/v1/uploads`: an upload about to be committed (step 1), or a delete, rename
+         *     or new directory about to be made. For an upload, `data.size` and `data.sha256` are those
+         *     of the complete file.
          */
         BeginUploadRequest: {
             data: components["schemas"]["EventData"];
+            /**
+             * @description `file.created` (the default) for an upload; `file.deleted`, `file.renamed` or
+             *     `directory.created` for a change.
+             */
+            type?: components["schemas"]["EventType"];
         };
         /** @description A bucket: where users' home directories live. */
         Bucket: {
@@ -803,6 +830,7 @@ export interface components {
             events: components["schemas"]["EventType"][];
             filter?: components["schemas"]["WebhookFilter"] | null;
             /**
+             * Format: uri
              * @description Where deliveries are POSTed: an `http://` or `https://` URL.
              * @example https://example.com/wharf-events
              */
@@ -874,14 +902,14 @@ export interface components {
         DeliveryState: "pending" | "succeeded" | "dead";
         /** @description One event as recorded and delivered: the Standard Webhooks payload shape. */
         Event: {
-            data: components["schemas"]["EventData"];
+            data: components["schemas"]["EventPayload"];
             /** @description `evt_…`, unique; also the `webhook-id` of its deliveries. */
             id: string;
             /** Format: date-time */
             time: string;
             type: components["schemas"]["EventType"];
         };
-        /** @description The `data` of an event: what happened to which key, and who did it. */
+        /** @description The `data` of a file event: what happened to which key, and who did it. */
         EventData: {
             bucketName: components["schemas"]["BucketName"];
             /** @description The partner's address (from PROXY protocol when behind a load balancer). */
@@ -910,10 +938,16 @@ export interface components {
             nextPageToken?: string | null;
         };
         /**
+         * @description The `data` of an event; which one its `type` says: file and directory events carry
+         *     [`EventData`], `user.login_failed` [`LoginFailedData`], `ip.banned` and `user.banned`
+         *     [`BanData`].
+         */
+        EventPayload: components["schemas"]["EventData"] | components["schemas"]["LoginFailedData"] | components["schemas"]["BanData"];
+        /**
          * @description The kinds of events, with their wire names.
          * @enum {string}
          */
-        EventType: "file.created" | "file.upload_failed" | "file.deleted" | "file.renamed" | "directory.created";
+        EventType: "file.created" | "file.upload_failed" | "file.deleted" | "file.renamed" | "directory.created" | "user.login_failed" | "ip.banned" | "user.banned";
         /** @description One offending field in a problem document. */
         FieldError: {
             /** @description JSON path of the field (`homeDirectory`, `passwordOptions.length`, `publicKeys[1]`). */
@@ -932,6 +966,24 @@ export interface components {
             /** @description `SHA256:…`, as `ssh-keygen -l` prints it. */
             fingerprint: string;
         };
+        /** @description The `data` of `user.login_failed`. Never holds the secret. */
+        LoginFailedData: {
+            /** @description The client's address (from PROXY protocol when behind a load balancer). */
+            clientIp: string;
+            method: components["schemas"]["LoginMethod"];
+            protocol: components["schemas"]["Protocol"];
+            reason: components["schemas"]["LoginFailureReason"];
+            /** @description The gateway's id of the session. */
+            sessionId: string;
+            /** @description The name as the client sent it (it may name no user; at most 128 characters kept). */
+            username: string;
+        };
+        /**
+         * @description Why a login was refused (`user.login_failed`). Operators see it; partners never do (they
+         *     all get the same "denied").
+         * @enum {string}
+         */
+        LoginFailureReason: "unknown-user" | "wrong-password" | "key-not-authorized" | "user-disabled" | "password-login-disabled";
         /** @description What a gateway needs to serve a logged-in user. */
         LoginGrant: {
             bucket: components["schemas"]["BucketStorage"];
@@ -954,6 +1006,11 @@ export interface components {
             permissions: components["schemas"]["Permissions"];
             username: components["schemas"]["Username"];
         };
+        /**
+         * @description How a refused login tried to sign in.
+         * @enum {string}
+         */
+        LoginMethod: "password" | "publickey";
         /** @description `POST /internal/v1/login`: one login attempt seen by a gateway. */
         LoginRequest: {
             /** @description The partner's address (from PROXY protocol when behind a load balancer). */
@@ -1128,8 +1185,10 @@ export interface components {
             description?: string | null;
             /** @description `false` stops new deliveries; `true` also resumes a webhook paused by the loop guard. */
             enabled?: boolean | null;
+            /** @description The event types to deliver (at least one). */
             events?: components["schemas"]["EventType"][] | null;
             filter?: components["schemas"]["WebhookFilter"] | null;
+            /** Format: uri */
             url?: string | null;
         };
         /** @description A user as the API shows it. The password is never shown here. */
@@ -1195,7 +1254,11 @@ export interface components {
             updatedAt: string;
             url: string;
         };
-        /** @description Only the events matching every part given are delivered. */
+        /**
+         * @description Only the events matching every part given are delivered. An event without what a part looks
+         *     at does not match it: `bucketName` and `prefix` match file and directory events only, and
+         *     `username` no `ip.banned`.
+         */
         WebhookFilter: {
             bucketName?: components["schemas"]["BucketName"] | null;
             /**
@@ -2098,7 +2161,7 @@ export interface operations {
             cookie?: never;
         };
         /** @description The object's content, streamed; empty for a directory */
-        requestBody: {
+        requestBody?: {
             content: {
                 "application/octet-stream": string;
             };
@@ -2278,11 +2341,8 @@ export interface operations {
                 pageSize?: number;
                 /** @description `nextPageToken` of the previous page. */
                 pageToken?: string;
-                /**
-                 * @description Only events of this type (`file.created`, `file.upload_failed`, `file.deleted`,
-                 *     `file.renamed`, `directory.created`).
-                 */
-                type?: string;
+                /** @description Only events of this type. */
+                type?: components["schemas"]["EventType"];
                 /** @description Only events caused by this user. */
                 username?: string;
                 /** @description Only events whose bucket key starts with this (`alice/in/`; keys have no leading `/`). */

@@ -79,9 +79,9 @@ pub struct ListEventsParams {
     pub page_size: Option<u32>,
     /// `nextPageToken` of the previous page.
     pub page_token: Option<String>,
-    /// Only events of this type (`file.created`, `file.upload_failed`, `file.deleted`,
-    /// `file.renamed`, `directory.created`).
+    /// Only events of this type.
     #[serde(rename = "type")]
+    #[param(value_type = Option<EventType>)]
     pub event_type: Option<String>,
     /// Only events caused by this user.
     pub username: Option<String>,
@@ -137,9 +137,9 @@ pub async fn list_events(
                     })
                     .transpose()?;
             }
-            "username" => filter.username = value,
-            "prefix" => filter.prefix = value,
-            "bucketName" => filter.bucket_name = value,
+            "username" => filter.username = no_control("username", value)?,
+            "prefix" => filter.prefix = no_control("prefix", value)?,
+            "bucketName" => filter.bucket_name = no_control("bucketName", value)?,
             _ => {}
         }
     }
@@ -183,4 +183,15 @@ pub async fn get_event(
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("no event '{id}'")))
+}
+
+/// A filter value: no name or key has control characters, so one with them is a mistake.
+fn no_control(field: &'static str, value: Option<String>) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(v) if v.chars().any(char::is_control) => Err(ApiError::invalid_field(
+            field,
+            "must not contain control characters",
+        )),
+        v => Ok(v),
+    }
 }

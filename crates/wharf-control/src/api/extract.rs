@@ -46,6 +46,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJsonBody<T>
         if !json {
             return Err(ApiError::UnsupportedMediaType);
         }
+        // `null` is no body too (the schema of an optional body allows it).
+        if bytes.trim_ascii() == b"null" {
+            return Ok(OptionalJsonBody(None));
+        }
         Ok(OptionalJsonBody(Some(parse_json(&bytes)?)))
     }
 }
@@ -294,6 +298,20 @@ mod tests {
             field_of(r#"{"description":"d","homeDirectory":"/a","publicKeys":["a",2]}"#).0,
             "publicKeys[1]"
         );
+        // A nested object given as an array (serde would read a struct from one).
+        assert_eq!(
+            field_of(r#"{"description":"d","homeDirectory":"/a","passwordOptions":[16]}"#).0,
+            "passwordOptions"
+        );
+        let filter: Result<wharf_core::api::CreateWebhookRequest, _> = parse_json(
+            br#"{"url":"https://example.com/","events":["file.created"],"filter":[null,null]}"#,
+        );
+        assert!(filter.is_err(), "a filter must be an object");
+        let filter: wharf_core::api::CreateWebhookRequest = parse_json(
+            br#"{"url":"https://example.com/","events":["file.created"],"filter":null}"#,
+        )
+        .unwrap();
+        assert!(filter.filter.is_none());
         assert_eq!(field_of(r#"{"homeDirectory":"/a"}"#).0, "description");
         assert_eq!(
             field_of(r#"{"description":"d","homeDirectory":"/a","username":"a b"}"#).0,

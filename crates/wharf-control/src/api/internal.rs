@@ -9,12 +9,9 @@ use wharf_core::api::Problem;
 use wharf_core::events::{
     BeginUploadRequest, PendingUpload, RecordEventRequest, RecordedEvent, SettleUploadRequest,
 };
-use wharf_core::{
-    CheckSessionsReply, CheckSessionsRequest, EventData, EventType, LoginError, LoginGrant,
-    LoginRequest,
-};
+use wharf_core::{CheckSessionsReply, CheckSessionsRequest, LoginError, LoginGrant, LoginRequest};
 
-use crate::events::check_event_data;
+use crate::events::{check_file_event, check_pending_event, settled_alike};
 use crate::store::SettleOutcome;
 
 use super::SharedState;
@@ -102,10 +99,6 @@ pub async fn check_sessions(
     }
 }
 
-fn check_data(data: &EventData) -> Result<(), ApiError> {
-    check_event_data(data).map_err(|(field, message)| ApiError::invalid_field(field, message))
-}
-
 /// Record a file event (gateways only)
 ///
 /// A delete, rename, new directory, or an upload that failed before it could be committed.
@@ -130,19 +123,22 @@ pub async fn record_event(
     _gateway: GatewayAuth,
     JsonBody(request): JsonBody<RecordEventRequest>,
 ) -> Result<(StatusCode, Json<RecordedEvent>), ApiError> {
-    check_data(&request.data)?;
+    check_file_event(request.event_type, &request.data)
+        .map_err(|(field, message)| ApiError::invalid_field(field, message))?;
     let event = state
         .events
-        .record_event(request.event_type, &request.data)
+        .record_event(request.event_type, &request.data.into())
         .await?;
     Ok((StatusCode::CREATED, Json(RecordedEvent { id: event.id })))
 }
 
-/// Begin an upload's event (gateways only)
+/// Begin an upload's or a change's event (gateways only)
 ///
 /// Step 1 of an upload, before the object is committed: stores a pending `file.created` with
 /// the final size and SHA-256. It is neither listed nor delivered until it is settled. A
-/// gateway must not commit an upload whose event could not be begun.
+/// gateway must not commit an upload whose event could not be begun. With `type`
+/// `file.deleted`, `file.renamed` or `directory.created`, the same for a change about to be
+/// made; settled as not committed, such a pending event is forgotten.
 #[utoipa::path(
     post,
     path = "/internal/v1/uploads",
@@ -162,8 +158,12 @@ pub async fn begin_upload(
     _gateway: GatewayAuth,
     JsonBody(request): JsonBody<BeginUploadRequest>,
 ) -> Result<(StatusCode, Json<PendingUpload>), ApiError> {
-    check_data(&request.data)?;
-    let event_id = state.events.begin(&request.data).await?;
+    check_pending_event(request.event_type, &request.data)
+        .map_err(|(field, message)| ApiError::invalid_field(field, message))?;
+    let event_id = state
+        .events
+        .begin(request.event_type, &request.data)
+        .await?;
     Ok((StatusCode::CREATED, Json(PendingUpload { event_id })))
 }
 
@@ -199,18 +199,15 @@ pub async fn settle_upload(
     let Ok(Path(event_id)) = path else {
         return Err(ApiError::NotFound("no such upload event".into()));
     };
-    let wanted = if request.committed {
-        EventType::FileCreated
-    } else {
-        EventType::FileUploadFailed
-    };
     match state
         .events
         .settle(&event_id, request.committed, request.error)
         .await?
     {
-        SettleOutcome::Settled { .. } => Ok(StatusCode::NO_CONTENT),
-        SettleOutcome::AlreadySettled(t) if t == wanted.as_str() => Ok(StatusCode::NO_CONTENT),
+        SettleOutcome::Settled { .. } | SettleOutcome::Forgotten => Ok(StatusCode::NO_CONTENT),
+        SettleOutcome::AlreadySettled(t) if settled_alike(&t, request.committed) => {
+            Ok(StatusCode::NO_CONTENT)
+        }
         SettleOutcome::AlreadySettled(t) => Err(ApiError::Conflict(format!(
             "upload event '{event_id}' was settled before as {t}"
         ))),

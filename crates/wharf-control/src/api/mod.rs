@@ -3,6 +3,7 @@
 
 mod bans;
 mod buckets;
+mod constraints;
 mod error;
 mod events;
 mod extract;
@@ -176,13 +177,17 @@ fn ops_routes() -> OpenApiRouter<SharedState> {
         .routes(routes!(ops::metrics))
 }
 
-/// The OpenAPI document of every route.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    OpenApiRouter::<SharedState>::with_openapi(ApiDoc::openapi())
+/// The OpenAPI document of every route, with the constraints the annotations cannot state
+/// ([`constraints`]).
+pub fn openapi() -> serde_json::Value {
+    let doc = OpenApiRouter::<SharedState>::with_openapi(ApiDoc::openapi())
         .merge(v1_routes())
         .merge(internal_routes())
         .merge(ops_routes())
-        .into_openapi()
+        .into_openapi();
+    let mut value = serde_json::to_value(&doc).expect("the OpenAPI document serialises");
+    constraints::add(&mut value);
+    value
 }
 
 /// The whole HTTP application.
@@ -195,7 +200,7 @@ pub fn router(state: SharedState) -> Router {
     let (internal, _) = internal_routes().split_for_parts();
     let (ops, _) = ops_routes().split_for_parts();
     let docs: Router<SharedState> = SwaggerUi::new("/docs")
-        .url("/openapi.json", openapi())
+        .external_url_unchecked("/openapi.json", openapi())
         .into();
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()

@@ -195,7 +195,7 @@ mod tests {
         let (event, deliveries) = store
             .insert_event(
                 EventType::FileCreated,
-                &upload(key),
+                &upload(key).into(),
                 EventStatus::Pending,
                 &policy(),
             )
@@ -257,7 +257,7 @@ mod tests {
         assert_eq!(lane.written(), 2);
         let event = store.get_event(&id).await.unwrap().expect("settled");
         assert_eq!(event.event_type, EventType::FileCreated);
-        assert_eq!(event.data, upload("alice/in/a.edi"));
+        assert_eq!(event.data, upload("alice/in/a.edi").into());
         // Settled: the lane changes nothing more, and the pool says why.
         assert!(!store.settle_committed_direct(&id));
         let again = settle(&store, &id).await;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::any::{AnyArguments, AnyRow};
-use wharf_core::{BucketName, Event, EventData, EventType, Username};
+use wharf_core::{BucketName, Event, EventData, EventPayload, EventType, Username};
 
 use super::{Backend, Store, StoreError, from_millis, now, parse_column, to_millis};
 
@@ -61,6 +61,9 @@ pub struct EventFilter {
 #[derive(Debug, Clone)]
 pub struct PendingEvent {
     pub id: String,
+    /// `file.created` for an upload; `file.deleted`, `file.renamed` or `directory.created`
+    /// for a change.
+    pub event_type: EventType,
     pub time: DateTime<Utc>,
     pub data: EventData,
 }
@@ -75,6 +78,8 @@ pub enum SettleOutcome {
     },
     /// It was settled before (by the gateway or the reconciler) as this type.
     AlreadySettled(String),
+    /// A pending delete, rename or new directory settled as not done: it is gone.
+    Forgotten,
     NotFound,
 }
 
@@ -94,8 +99,6 @@ pub struct WebhookRecord {
     pub events: Vec<EventType>,
     pub filter: WebhookFilterRecord,
     pub description: String,
-    /// `whsec_…`; never log it.
-    pub secret: String,
     pub enabled: bool,
     /// Set by the loop guard: deliveries are kept but not sent until the webhook is enabled
     /// again.
@@ -119,16 +122,18 @@ impl std::fmt::Debug for WebhookRecord {
 
 impl WebhookRecord {
     /// Whether an event of this type with this data goes to this webhook.
-    pub fn matches(&self, event_type: EventType, data: &EventData) -> bool {
+    pub fn matches(&self, event_type: EventType, data: &EventPayload) -> bool {
         matches_filter(&self.events, &self.filter, event_type, data)
     }
 }
 
+/// Every part of the filter must match; an event without what a part looks at (a login has no
+/// bucket nor key, an address ban no user name) does not match it.
 fn matches_filter(
     events: &[EventType],
     filter: &WebhookFilterRecord,
     event_type: EventType,
-    data: &EventData,
+    data: &EventPayload,
 ) -> bool {
     if !events.contains(&event_type) {
         return false;
@@ -136,18 +141,21 @@ fn matches_filter(
     if filter
         .bucket_name
         .as_ref()
-        .is_some_and(|b| *b != data.bucket_name)
+        .is_some_and(|b| Some(b) != data.bucket_name())
     {
         return false;
     }
     if filter
         .username
         .as_ref()
-        .is_some_and(|u| *u != data.username)
+        .is_some_and(|u| Some(u.as_str()) != data.username())
     {
         return false;
     }
     if let Some(prefix) = &filter.prefix {
+        let Some(data) = data.file() else {
+            return false;
+        };
         // A rename matters to a prefix it leaves as well as to one it enters.
         let key_matches = data.key.starts_with(prefix.as_str());
         let previous_matches = data
@@ -244,7 +252,8 @@ pub struct ClaimedDelivery {
     pub id: String,
     pub webhook_id: String,
     pub url: String,
-    pub secret: String,
+    /// `whsec_…`, opened; never log it. An error if the stored one does not open.
+    pub secret: Result<String, String>,
     pub event_id: String,
     pub event_type: String,
     pub event_time: DateTime<Utc>,
@@ -332,11 +341,11 @@ fn event_types_to_json(events: &[EventType]) -> String {
     serde_json::to_string(&names).expect("a list of strings serialises")
 }
 
-fn data_to_json(data: &EventData) -> String {
+fn data_to_json(data: &impl serde::Serialize) -> String {
     serde_json::to_string(data).expect("event data serialises")
 }
 
-fn data_from_json(json: &str) -> Result<EventData, StoreError> {
+fn data_from_json<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, StoreError> {
     serde_json::from_str(json).map_err(|e| corrupt("events", format!("data: {e}")))
 }
 
@@ -353,7 +362,7 @@ fn event_from_row(row: &AnyRow) -> Result<Event, StoreError> {
 
 macro_rules! webhook_columns {
     () => {
-        "id, url, events, filter_bucket, filter_prefix, filter_username, description, secret, \
+        "id, url, events, filter_bucket, filter_prefix, filter_username, description, \
          enabled, paused_reason, created_at, updated_at"
     };
 }
@@ -384,7 +393,6 @@ fn webhook_from_row(row: &AnyRow) -> Result<WebhookRecord, StoreError> {
             username,
         },
         description: row.try_get("description")?,
-        secret: row.try_get("secret")?,
         enabled: row.try_get::<i64, _>("enabled")? != 0,
         paused_reason: row.try_get("paused_reason")?,
         created_at: from_millis(row.try_get("created_at")?, T)?,
@@ -431,12 +439,16 @@ impl Store {
     pub async fn insert_event(
         &self,
         event_type: EventType,
-        data: &EventData,
+        data: &EventPayload,
         status: EventStatus,
         policy: &OutboxPolicy,
     ) -> Result<(Event, usize), StoreError> {
         let (id, time) = time_ordered_id("evt_");
         let json = data_to_json(data);
+        // Events that are not about a file have no bucket nor key; an address ban no user.
+        let bucket_name = data.bucket_name().map_or("", BucketName::as_str);
+        let key = data.key().unwrap_or("");
+        let username = data.username().unwrap_or("");
         let webhooks = if status == EventStatus::Recorded {
             enabled_webhooks(&self.pool).await?
         } else {
@@ -449,9 +461,9 @@ impl Store {
                 .bind(event_type.as_str())
                 .bind(status.as_str())
                 .bind(to_millis(time))
-                .bind(data.bucket_name.as_str())
-                .bind(&data.key)
-                .bind(data.username.as_str())
+                .bind(bucket_name)
+                .bind(key)
+                .bind(username)
                 .bind(&json)
         };
         let deliveries = if webhooks.iter().any(|w| w.matches(event_type, data)) {
@@ -475,9 +487,9 @@ impl Store {
                                 event_type.as_str(),
                                 status.as_str(),
                                 to_millis(time),
-                                data.bucket_name.as_str(),
-                                data.key,
-                                data.username.as_str(),
+                                bucket_name,
+                                key,
+                                username,
                                 json,
                             ])
                     })
@@ -510,6 +522,20 @@ impl Store {
         } else {
             EventType::FileUploadFailed
         };
+        if !committed {
+            // A change that was not made leaves nothing to record.
+            let forgotten = sqlx::query(
+                "DELETE FROM events WHERE id = $1 AND status = $2 AND event_type <> $3",
+            )
+            .bind(id)
+            .bind(EventStatus::Pending.as_str())
+            .bind(EventType::FileCreated.as_str())
+            .execute(&self.pool)
+            .await?;
+            if forgotten.rows_affected() > 0 {
+                return Ok(SettleOutcome::Forgotten);
+            }
+        }
         if committed && self.settle_committed_direct(id) {
             return Ok(SettleOutcome::Settled {
                 event_type,
@@ -526,8 +552,8 @@ impl Store {
                 .fetch_optional(&self.pool)
                 .await?;
             return match claimed {
-                Some(_) => Ok(SettleOutcome::Settled {
-                    event_type,
+                Some(row) => Ok(SettleOutcome::Settled {
+                    event_type: claimed_type(&row)?,
                     deliveries: 0,
                 }),
                 None => self.settled_before(id).await,
@@ -543,7 +569,8 @@ impl Store {
             return self.settled_before(id).await;
         };
         let time = from_millis(row.try_get("occurred_at")?, "events")?;
-        let mut data = data_from_json(&row.try_get::<String, _>("data")?)?;
+        let event_type = claimed_type(&row)?;
+        let mut data: EventData = data_from_json(&row.try_get::<String, _>("data")?)?;
         let error = if committed {
             None
         } else {
@@ -557,6 +584,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        let data = EventPayload::File(data);
         let deliveries =
             create_deliveries(&mut tx, &webhooks, id, event_type, &data, time, policy).await?;
         tx.commit().await?;
@@ -575,7 +603,6 @@ impl Store {
                 .execute(rusqlite::params![
                     id,
                     EventStatus::Recorded.as_str(),
-                    EventType::FileCreated.as_str(),
                     EventStatus::Pending.as_str(),
                 ])
         });
@@ -640,14 +667,14 @@ impl Store {
         rows.iter().map(event_from_row).collect()
     }
 
-    /// Pending upload events begun before `before`, oldest first.
+    /// Pending events (uploads and changes) begun before `before`, oldest first.
     pub async fn stale_pending_uploads(
         &self,
         before: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<PendingEvent>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, occurred_at, data FROM events \
+            "SELECT id, event_type, occurred_at, data FROM events \
              WHERE status = $1 AND occurred_at < $2 ORDER BY occurred_at LIMIT $3",
         )
         .bind(EventStatus::Pending.as_str())
@@ -659,6 +686,7 @@ impl Store {
             .map(|row| {
                 Ok(PendingEvent {
                     id: row.try_get("id")?,
+                    event_type: claimed_type(row)?,
                     time: from_millis(row.try_get("occurred_at")?, "events")?,
                     data: data_from_json(&row.try_get::<String, _>("data")?)?,
                 })
@@ -683,7 +711,7 @@ impl Store {
         .bind(new.filter.prefix.as_deref())
         .bind(new.filter.username.as_ref().map(Username::as_str))
         .bind(&new.description)
-        .bind(&new.secret)
+        .bind(self.seal_webhook_secret(&id, &new.secret))
         .bind(to_millis(created_at))
         .execute(&self.pool)
         .await?;
@@ -693,7 +721,6 @@ impl Store {
             events: new.events.clone(),
             filter: new.filter.clone(),
             description: new.description.clone(),
-            secret: new.secret.clone(),
             enabled: true,
             paused_reason: None,
             created_at,
@@ -857,11 +884,16 @@ impl Store {
         .await?;
         rows.iter()
             .map(|row| {
+                let webhook_id: String = row.try_get("webhook_id")?;
+                // One webhook's unreadable secret fails its deliveries, not the batch.
+                let secret = self
+                    .open_webhook_secret(&webhook_id, &row.try_get::<String, _>("secret")?)
+                    .map_err(|e| format!("the webhook's signing secret does not open: {e}"));
                 Ok(ClaimedDelivery {
                     id: row.try_get("id")?,
-                    webhook_id: row.try_get("webhook_id")?,
+                    webhook_id,
                     url: row.try_get("url")?,
-                    secret: row.try_get("secret")?,
+                    secret,
                     event_id: row.try_get("event_id")?,
                     event_type: row.try_get("event_type")?,
                     event_time: from_millis(row.try_get("occurred_at")?, "events")?,
@@ -1078,24 +1110,34 @@ const INSERT_EVENT: &str = "INSERT INTO events (id, event_type, status, occurred
 
 /// [`claim_pending`] for a committed upload on the direct lane, only while no webhook is
 /// enabled: it changes nothing otherwise.
-const SETTLE_COMMITTED_WITHOUT_WEBHOOKS: &str = "UPDATE events SET status = ?2, \
-    event_type = ?3 WHERE id = ?1 AND status = ?4 \
+const SETTLE_COMMITTED_WITHOUT_WEBHOOKS: &str = "UPDATE events SET status = ?2 \
+    WHERE id = ?1 AND status = ?3 \
     AND NOT EXISTS (SELECT 1 FROM webhooks WHERE enabled = 1)";
 
-/// Claims a pending upload event as `event_type`, returning what its deliveries need; no row if
-/// it is not pending (any more).
+/// Claims a pending event, returning what its deliveries need; no row if it is not pending (any
+/// more). A pending upload (`file.created`) becomes `event_type`; a pending change keeps its
+/// type.
 fn claim_pending(
     id: &str,
     event_type: EventType,
 ) -> sqlx::query::Query<'_, sqlx::Any, AnyArguments> {
     sqlx::query(
-        "UPDATE events SET status = $2, event_type = $3 WHERE id = $1 AND status = $4 \
-         RETURNING occurred_at, data",
+        "UPDATE events SET status = $2, \
+         event_type = CASE WHEN event_type = $5 THEN $3 ELSE event_type END \
+         WHERE id = $1 AND status = $4 RETURNING occurred_at, data, event_type",
     )
     .bind(id)
     .bind(EventStatus::Recorded.as_str())
     .bind(event_type.as_str())
     .bind(EventStatus::Pending.as_str())
+    .bind(EventType::FileCreated.as_str())
+}
+
+/// The type a claimed row was recorded as.
+fn claimed_type(row: &AnyRow) -> Result<EventType, StoreError> {
+    parse_column(row, "event_type", "events", |s| {
+        EventType::parse(s).ok_or("unknown event type")
+    })
 }
 
 /// The enabled webhooks, in id order.
@@ -1117,7 +1159,7 @@ async fn create_deliveries(
     webhooks: &[WebhookRecord],
     event_id: &str,
     event_type: EventType,
-    data: &EventData,
+    data: &EventPayload,
     time: DateTime<Utc>,
     policy: &OutboxPolicy,
 ) -> Result<usize, StoreError> {

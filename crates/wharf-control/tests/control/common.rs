@@ -125,7 +125,15 @@ pub fn config(db: &TestDb, data_dir: &std::path::Path) -> ControlPlaneConfig {
         }],
         // Where `wharf serve` keeps its generated one; absent unless a test writes it.
         ftps_certificate_file: Some(data_dir.join("tls").join("ftps-cert.pem")),
+        secret_keys: secret_keys(),
     }
+}
+
+/// The secrets key of every test control plane (replicas on one database share it).
+pub const SECRETS_KEY: &str = "q2Vx0b8mKp3hJ7n4Tz9wLs6uYc1eRf5gAi8oDk2vBnM=";
+
+pub fn secret_keys() -> std::sync::Arc<wharf_control::SecretKeys> {
+    std::sync::Arc::new(wharf_control::SecretKeys::parse(SECRETS_KEY, "test").unwrap())
 }
 
 /// A control plane serving HTTP on a random loopback port, with an admin key.

@@ -8,10 +8,12 @@ use wharf_control::{ControlPlane, ControlPlaneOptions, DefenderOptions};
 use wharf_core::{LoginError, LoginRequest, LoginSecret, Protocol};
 
 use crate::common::{GATEWAY_TOKEN, KEY, TestApp, TestDb, config, expect_problem};
+use crate::receiver::{Receiver, create_webhook, fast_options};
 
 crate::on_both_databases!(
     failed_passwords_ban_the_address_then_the_user_name,
     bans_hold_on_every_replica_and_grow,
+    failed_logins_and_bans_are_events,
 );
 
 const PASSWORD: &str = "Correct-Horse-Battery-9!";
@@ -289,4 +291,168 @@ async fn bans_hold_on_every_replica_and_grow(db: TestDb) {
     assert!(left > chrono::Duration::milliseconds(1500), "{left}");
     assert!(left <= chrono::Duration::seconds(2), "{left}");
     other.shutdown().await;
+}
+
+/// Each refused login is a `user.login_failed` event with its reason (never the secret), and
+/// each ban an `ip.banned` or `user.banned` event; webhooks subscribe to them like file events.
+/// Key queries and refusals of what is already banned are not recorded.
+async fn failed_logins_and_bans_are_events(db: TestDb) {
+    let app = TestApp::spawn_with(
+        db,
+        ControlPlaneOptions {
+            defender: options(3, 3).defender,
+            ..fast_options()
+        },
+    )
+    .await;
+    create_alice(&app).await;
+    app.create_user(json!({
+        "description": "Bob", "homeDirectory": "/", "username": "bob",
+        "password": PASSWORD, "publicKeys": [], "passwordEnabled": false,
+    }))
+    .await;
+    let receiver = Receiver::start().await;
+    create_webhook(
+        &app,
+        json!({"url": receiver.url("/security"),
+               "events": ["user.login_failed", "ip.banned", "user.banned"]}),
+    )
+    .await;
+    // A bucket or prefix filter matches file events only: this one gets none of these.
+    create_webhook(
+        &app,
+        json!({"url": receiver.url("/files"),
+               "events": ["user.login_failed", "ip.banned", "file.created"],
+               "filter": {"prefix": "alice/"}}),
+    )
+    .await;
+    let login = app.control.login_provider();
+
+    let mut probe = with_key("alice", "192.0.2.20");
+    probe.secret = LoginSecret::PublicKey {
+        public_key: crate::common::OTHER_KEY.to_owned(),
+    };
+    probe.probe = true;
+    assert!(login.login(probe.clone()).await.is_err());
+    probe.probe = false;
+    assert!(login.login(probe).await.is_err());
+    let long_name = "x".repeat(300);
+    for (user, password, ip) in [
+        ("bob", PASSWORD, "192.0.2.20"),
+        ("alice", "wrong", "192.0.2.21"),
+        ("alice", "wrong", "192.0.2.22"),
+        (long_name.as_str(), "wrong", "192.0.2.23"),
+        // The third wrong password for alice bans the name, and makes 3 points for .23 (2
+        // for a name no user has, 1 for alice): the address is banned too.
+        ("alice", "wrong", "192.0.2.23"),
+    ] {
+        assert!(login.login(attempt(user, password, ip)).await.is_err());
+    }
+    // Refused as banned: not recorded again.
+    for _ in 0..3 {
+        assert!(matches!(
+            login.login(attempt("alice", PASSWORD, "192.0.2.23")).await,
+            Err(LoginError::AddressBanned { .. })
+        ));
+    }
+
+    let page: Value = app
+        .get("/v1/events?type=user.login_failed")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let reasons: Vec<(String, String, String)> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let d = &e["data"];
+            assert!(
+                d.get("password").is_none() && d.get("bucketName").is_none(),
+                "{e}"
+            );
+            (
+                d["username"].as_str().unwrap().chars().take(8).collect(),
+                d["reason"].as_str().unwrap().to_owned(),
+                d["method"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    // Newest first.
+    let expected = [
+        ("alice", "wrong-password", "password"),
+        ("xxxxxxxx", "unknown-user", "password"),
+        ("alice", "wrong-password", "password"),
+        ("alice", "wrong-password", "password"),
+        ("bob", "password-login-disabled", "password"),
+        ("alice", "key-not-authorized", "publickey"),
+    ];
+    let expected: Vec<(String, String, String)> = expected
+        .iter()
+        .map(|(u, r, m)| (u.to_string(), r.to_string(), m.to_string()))
+        .collect();
+    assert_eq!(reasons, expected);
+    let long = &page["items"][1]["data"];
+    assert_eq!(long["username"].as_str().unwrap().len(), 128, "kept short");
+    assert_eq!(long["clientIp"], "192.0.2.23");
+    assert_eq!(long["protocol"], "ftps");
+    let by_user: Value = app
+        .get("/v1/events?username=bob")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_user["items"].as_array().unwrap().len(), 1);
+
+    let bans: Value = app
+        .get("/v1/events?type=ip.banned")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let bans = bans["items"].as_array().unwrap();
+    assert_eq!(bans.len(), 1, "{bans:?}");
+    assert_eq!(bans[0]["data"]["address"], "192.0.2.23/32");
+    assert_eq!(bans[0]["data"]["banCount"], 1);
+    assert!(bans[0]["data"]["until"].is_string());
+    let user_bans: Value = app
+        .get("/v1/events?type=user.banned")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let user_bans = user_bans["items"].as_array().unwrap();
+    assert_eq!(user_bans.len(), 1, "{user_bans:?}");
+    assert_eq!(user_bans[0]["data"]["username"], "alice");
+    assert_eq!(user_bans[0]["data"]["clientIp"], "192.0.2.23");
+
+    // Delivered, signed like any event, as the same JSON /v1/events shows.
+    let got = receiver.wait_for("/security", 8).await;
+    let mut types: Vec<String> = got
+        .iter()
+        .map(|r| r.json()["type"].as_str().unwrap().to_owned())
+        .collect();
+    types.sort();
+    assert_eq!(
+        types,
+        [
+            "ip.banned",
+            "user.banned",
+            "user.login_failed",
+            "user.login_failed",
+            "user.login_failed",
+            "user.login_failed",
+            "user.login_failed",
+            "user.login_failed",
+        ]
+    );
+    let event: wharf_core::Event = serde_json::from_value(got[0].json()).unwrap();
+    assert!(matches!(
+        event.data,
+        wharf_core::EventPayload::LoginFailed(_)
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.requests_to("/security").len(), 8, "nothing more");
+    assert!(receiver.requests_to("/files").is_empty());
 }

@@ -22,6 +22,7 @@ crate::on_both_databases!(
     upload_settled_without_enabled_webhooks,
     upload_settled_later_comes_before_what_follows,
     reconciler_settles_stale_uploads,
+    changes_are_recorded_pending_first,
 );
 
 async fn internal_post(
@@ -457,7 +458,8 @@ async fn upload_settled_later_comes_before_what_follows(db: TestDb) {
     let event = app.control.store().get_event(&pending).await.unwrap();
     let event = event.expect("the settle finished before shutdown returned");
     assert_eq!(event.event_type, EventType::FileUploadFailed);
-    assert_eq!(event.data.error.as_deref(), Some("disconnected"));
+    let file = event.data.file().expect("a file event");
+    assert_eq!(file.error.as_deref(), Some("disconnected"));
 }
 
 async fn reconciler_settles_stale_uploads(db: TestDb) {
@@ -547,4 +549,119 @@ async fn reconciler_settles_stale_uploads(db: TestDb) {
         deliveries(&app, hook["id"].as_str().unwrap()).await.len(),
         6
     );
+}
+
+/// Deletes, renames and new directories are recorded pending first: settled as made they are
+/// listed and delivered, settled as not made they are forgotten, and those no gateway settles
+/// (it died between the change and the settle) are settled by the reconciler from the bucket.
+async fn changes_are_recorded_pending_first(db: TestDb) {
+    let options = ControlPlaneOptions {
+        pending_upload_timeout: Duration::from_millis(300),
+        ..fast_options()
+    };
+    let app = TestApp::spawn_with(db, options).await;
+    let receiver = Receiver::start().await;
+    create_webhook(
+        &app,
+        json!({"url": receiver.url("/hook"),
+               "events": ["file.deleted", "file.renamed", "directory.created"]}),
+    )
+    .await;
+    let dir = app.bucket_dir().join("alice");
+    std::fs::create_dir_all(&dir).unwrap();
+    let sink = app.control.event_sink();
+    let begin = |event_type: EventType, key: &str, previous: Option<&str>| {
+        let mut data = event_data("default", &format!("alice/{key}"), "alice");
+        data.previous_key = previous.map(|p| format!("alice/{p}"));
+        let sink = sink.clone();
+        async move { sink.begin_change(event_type, data).await.unwrap() }
+    };
+
+    // Pending: neither listed nor delivered.
+    let made = begin(EventType::FileDeleted, "made.edi", None).await;
+    assert_eq!(app.get(&format!("/v1/events/{made}")).await.status(), 404);
+    sink.settle_upload(&made, true, None).await.unwrap();
+    assert_eq!(get_event(&app, &made).await["type"], "file.deleted");
+    // Not made: gone, and settling it again is no error.
+    let failed = begin(EventType::FileRenamed, "b.edi", Some("a.edi")).await;
+    sink.settle_upload(&failed, false, None).await.unwrap();
+    assert_eq!(app.get(&format!("/v1/events/{failed}")).await.status(), 404);
+    // Over HTTP, as a gateway in another process does.
+    let body = json!({"type": "directory.created",
+                      "data": event_data("default", "alice/over-http", "alice")});
+    let response = internal_post(&app, "/internal/v1/uploads", Some(GATEWAY_TOKEN), &body).await;
+    assert_eq!(response.status(), 201);
+    let over_http = response.json::<Value>().await.unwrap()["eventId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let settle = internal_post(
+        &app,
+        &format!("/internal/v1/uploads/{over_http}/settle"),
+        Some(GATEWAY_TOKEN),
+        &json!({"committed": true}),
+    )
+    .await;
+    assert_eq!(settle.status(), 204);
+    assert_eq!(
+        get_event(&app, &over_http).await["type"],
+        "directory.created"
+    );
+    // A failed upload is no change to begin.
+    let bad = json!({"type": "file.upload_failed",
+                     "data": event_data("default", "alice/x", "alice")});
+    expect_problem(
+        internal_post(&app, "/internal/v1/uploads", Some(GATEWAY_TOKEN), &bad).await,
+        400,
+        Some("type"),
+    )
+    .await;
+
+    // The gateway died after (or before) the change: the bucket says which.
+    std::fs::write(dir.join("kept.edi"), b"x").unwrap();
+    let delete_made = begin(EventType::FileDeleted, "gone.edi", None).await;
+    let delete_not_made = begin(EventType::FileDeleted, "kept.edi", None).await;
+    std::fs::write(dir.join("new.edi"), b"x").unwrap();
+    std::fs::write(dir.join("old.edi"), b"x").unwrap();
+    let rename_made = begin(EventType::FileRenamed, "new.edi", Some("gone-too.edi")).await;
+    let rename_not_made = begin(EventType::FileRenamed, "newer.edi", Some("old.edi")).await;
+    std::fs::create_dir_all(dir.join("in")).unwrap();
+    std::fs::write(dir.join("in").join(wharf_core::DIRECTORY_MARKER), b"").unwrap();
+    let mkdir_made = begin(EventType::DirectoryCreated, "in", None).await;
+    let mkdir_not_made = begin(EventType::DirectoryCreated, "out", None).await;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    for id in [&delete_made, &rename_made, &mkdir_made] {
+        while app.get(&format!("/v1/events/{id}")).await.status() != 200 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{id} was never settled"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!(get_event(&app, &delete_made).await["type"], "file.deleted");
+    let renamed = get_event(&app, &rename_made).await;
+    assert_eq!(renamed["type"], "file.renamed");
+    assert_eq!(renamed["data"]["previousKey"], "alice/gone-too.edi");
+    assert_eq!(
+        get_event(&app, &mkdir_made).await["type"],
+        "directory.created"
+    );
+    // The changes not made are forgotten, not listed.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for id in [&delete_not_made, &rename_not_made, &mkdir_not_made] {
+        assert_eq!(app.get(&format!("/v1/events/{id}")).await.status(), 404);
+    }
+    let got = receiver.wait_for("/hook", 5).await;
+    let mut ids: Vec<String> = got
+        .iter()
+        .map(|r| r.json()["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    let mut expected = vec![made, over_http, delete_made, rename_made, mkdir_made];
+    expected.sort();
+    assert_eq!(ids, expected);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.requests_to("/hook").len(), 5, "nothing more");
 }

@@ -14,6 +14,7 @@ mod objects;
 mod openapi;
 mod password_login;
 mod receiver;
+mod secrets;
 mod store;
 mod webhooks;
 

@@ -7,7 +7,9 @@ use utoipa::ToSchema;
 
 use crate::{BucketName, Event, EventType, Username};
 
-/// Only the events matching every part given are delivered.
+/// Only the events matching every part given are delivered. An event without what a part looks
+/// at does not match it: `bucketName` and `prefix` match file and directory events only, and
+/// `username` no `ip.banned`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WebhookFilter {
@@ -18,7 +20,7 @@ pub struct WebhookFilter {
     /// rename matches if its old or its new key does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
-    /// Events caused by this user only.
+    /// Events caused by this user only (for `user.login_failed`, the name as typed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<Username>,
 }
@@ -28,11 +30,16 @@ pub struct WebhookFilter {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateWebhookRequest {
     /// Where deliveries are POSTed: an `http://` or `https://` URL.
-    #[schema(example = "https://example.com/wharf-events")]
+    #[schema(example = "https://example.com/wharf-events", format = "uri")]
     pub url: String,
     /// The event types to deliver (at least one).
+    #[schema(min_items = 1)]
     pub events: Vec<EventType>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "super::object_only",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub filter: Option<WebhookFilter>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
@@ -43,11 +50,18 @@ pub struct CreateWebhookRequest {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateWebhookRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = "uri")]
     pub url: Option<String>,
+    /// The event types to deliver (at least one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_items = 1)]
     pub events: Option<Vec<EventType>>,
     /// Replaces the whole filter (`{}` removes it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "super::object_only",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub filter: Option<WebhookFilter>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
