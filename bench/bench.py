@@ -201,18 +201,81 @@ def random_file(path, size):
 # Servers
 
 
+@dataclasses.dataclass
+class Pinning:
+    """Which cores the servers and the clients run on. On a machine shared with its clients, a
+    thread-pool server (Wharf) and process-per-connection servers (sshd, ProFTPD) compete for
+    CPU differently, and unpinned figures rank the scheduler, not the servers (issue 23). So by
+    default every server process (and everything it forks or spawns) runs on `servers` and
+    every client (hyperfine, sftp, lftp, curl, paramiko) on `clients`; `None` is unpinned.
+    Production gateways do not share cores with their partners' clients either."""
+    servers: set | None
+    clients: set | None
+
+    @staticmethod
+    def split(unpinned, server_cpus=None, client_cpus=None):
+        if unpinned:
+            return Pinning(None, None)
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            raise SystemExit("bench: pinning needs 2 cores or more; pass --unpinned")
+        half = len(cpus) // 2
+        servers = parse_cpus(server_cpus) if server_cpus else set(cpus[:half])
+        clients = parse_cpus(client_cpus) if client_cpus else set(cpus[half:])
+        if servers & clients:
+            raise SystemExit(f"bench: server cores {sorted(servers)} and client cores "
+                             f"{sorted(clients)} overlap")
+        return Pinning(servers, clients)
+
+    def describe(self):
+        if self.servers is None:
+            return "unpinned: servers and clients share every core (`--unpinned`)"
+        return (f"servers on core(s) {cpu_list(self.servers)}, clients on core(s) "
+                f"{cpu_list(self.clients)} (sched_setaffinity, inherited by every process a "
+                "server or client starts)")
+
+
+def parse_cpus(text):
+    """`0`, `0,2`, `0-3`: a set of core numbers."""
+    cpus = set()
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return cpus
+
+
+def cpu_list(cpus):
+    return ",".join(str(c) for c in sorted(cpus))
+
+
+def autogroup():
+    try:
+        value = Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip()
+    except OSError:
+        return "not available"
+    return {"0": "off", "1": "on"}.get(value, value)
+
+
+# Set by main() before any server starts.
+PINNING = Pinning(None, None)
+
+
 class Servers:
     """Every server process the benchmark starts; all of them are stopped on exit. Their pids
     are recorded in the state directory so a run that was killed outright (SIGKILL) has its
-    leftovers stopped by the next run, and nothing else."""
+    leftovers stopped by the next run, and nothing else. Each runs on the server cores
+    ([`Pinning`])."""
 
     def __init__(self):
         self.processes = []
 
     def spawn(self, name, cmd, env=None):
         logf = open(STATE / "log" / f"{name}.log", "a")
+        cores = PINNING.servers
+        pin = (lambda: os.sched_setaffinity(0, cores)) if cores else None
         proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                preexec_fn=pin)
         self.processes.append((name, proc))
         pids = {str(p.pid): " ".join(p.args) for _, p in self.processes}
         (STATE / "pids.json").write_text(json.dumps(pids))
@@ -1599,8 +1662,11 @@ def report(rows, failures, ctx, targets, negotiated, smoke, argv, out_dir, start
         "timed run is a whole client process (start-up, TCP connect, key exchange or TLS "
         "handshake, authentication and the transfer). e) reads the servers' memory, f) counts "
         "password logins per second, both over repeated rounds. MB/s = 10^6 bytes per "
-        "second; KiB = 1024 bytes. Client and servers share the machine's cores, so the "
-        "figures rank servers against each other; they are not capacity figures.",
+        "second; KiB = 1024 bytes. Servers and clients run on separate cores (below), as a "
+        "production gateway and its partners' clients do: on shared cores a thread-pool "
+        "server and process-per-connection servers compete for CPU differently, and the "
+        "figures would rank the scheduler. The figures rank servers against each other on "
+        "the same cores; they are not capacity figures.",
         "",
     ]
     if smoke:
@@ -1615,6 +1681,8 @@ def report(rows, failures, ctx, targets, negotiated, smoke, argv, out_dir, start
         f"took {elapsed / 60:.1f} minutes (not counting the build).",
         f"- Machine: {mach['cores']} cores, {mach['cpu']} (flags: {mach['cpu_flags']}), "
         f"{mach['memory_gib']} GiB memory, {mach['os']}, kernel {mach['kernel']}.",
+        f"- Cores: {PINNING.describe()}. Scheduler autogroup "
+        f"(`kernel.sched_autogroup_enabled`): {autogroup()}.",
         f"- Load average (1, 5, 15 min) at the start: {loads[0]}; at the end: {loads[1]}. "
         "Other work on the machine shows up as noise.",
         "- Versions: " + "; ".join(f"{k}: {v}" for k, v in vers.items()) + ".",
@@ -1921,9 +1989,8 @@ def report(rows, failures, ctx, targets, negotiated, smoke, argv, out_dir, start
             "`argon2` crate's defaults: 19 MiB of memory, 2 passes, 1 lane), run on a blocking "
             "thread with at most one per core at once; finding the user among the others is one "
             "primary-key lookup, and each accepted login also writes `last_connected_at` (one "
-            "SQLite UPDATE). With the client processes on the same cores, Wharf's rate is "
-            "about (cores left to the server) / (CPU per login), and the hash is most of that "
-            "CPU: its cost shows up one for one in SFTP and FTPS password logins (peers.md, "
+            "SQLite UPDATE). Wharf's rate is about (the servers' cores) / (CPU per login), "
+            "and the hash is most of that CPU: its cost shows up one for one in SFTP and FTPS password logins (peers.md, "
             "finding 6: pure-ftpd's argon2id default took ~2.7 s per login there). OpenSSH "
             "pays a fork and re-exec per connection plus one SHA-512-crypt (5000 rounds, a "
             "few ms); rclone compares a plain string, so its rate is about what the clients "
@@ -1956,6 +2023,9 @@ def report(rows, failures, ctx, targets, negotiated, smoke, argv, out_dir, start
     (out_dir / "benchmarks.md").write_text("\n".join(L))
     meta = dict(started=started.isoformat(), elapsed_s=round(elapsed, 1), smoke=smoke,
                 command=cmdline, machine=mach, versions=vers, load=loads,
+                pinning=dict(servers=sorted(PINNING.servers) if PINNING.servers else None,
+                             clients=sorted(PINNING.clients) if PINNING.clients else None,
+                             autogroup=autogroup()),
                 sizes=dataclasses.asdict(sizes), negotiated=negotiated, failures=failures)
     (out_dir / "benchmarks.json").write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))
     cols = ["target", "server", "proto", "store", "test", "variant", "unit", "min", "median",
@@ -2060,6 +2130,12 @@ def main():
     parser.add_argument("--out", help="where to write benchmarks.{md,json,csv,png} (default: "
                         "docs/, or a new temporary directory with --smoke, --targets or "
                         "--workloads)")
+    parser.add_argument("--unpinned", action="store_true",
+                        help="let servers and clients share every core (for comparison; the "
+                        "default pins servers and clients to separate cores)")
+    parser.add_argument("--server-cpus", help="cores for the servers, e.g. 0 or 0-1 (default: "
+                        "the first half of this process's cores)")
+    parser.add_argument("--client-cpus", help="cores for the clients (default: the other half)")
     parser.add_argument("--keep-state", action="store_true",
                         help=f"keep {STATE} (logs, batch files, data) after the run")
     args = parser.parse_args()
@@ -2099,6 +2175,13 @@ def main():
     want = 65536 if hard == resource.RLIM_INFINITY else hard
     if soft != resource.RLIM_INFINITY and soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+    global PINNING
+    PINNING = Pinning.split(args.unpinned, args.server_cpus, args.client_cpus)
+    if PINNING.clients:
+        # Every client is a child of this process and inherits its cores.
+        os.sched_setaffinity(0, PINNING.clients)
+    log(f"cores: {PINNING.describe()}; scheduler autogroup {autogroup()}")
 
     started = datetime.datetime.now(datetime.timezone.utc)
     git_describe()
