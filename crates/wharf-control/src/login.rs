@@ -7,11 +7,8 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use wharf_core::api::BanKind;
 use wharf_core::{
-    BanData, EventPayload, EventType, LoginFailedData, LoginFailureReason, LoginMethod,
-};
-use wharf_core::{
-    LoginError, LoginGrant, LoginProvider, LoginRequest, LoginSecret, PublicKey, SessionCheck,
-    Username,
+    BanData, EventPayload, EventType, LoginError, LoginFailedData, LoginFailureReason, LoginGrant,
+    LoginMethod, LoginProvider, LoginRequest, LoginSecret, PublicKey, SessionCheck, Username,
 };
 
 use crate::defender::{Defender, NewBan};

@@ -352,9 +352,7 @@ fn data_from_json<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, Store
 fn event_from_row(row: &AnyRow) -> Result<Event, StoreError> {
     Ok(Event {
         id: row.try_get("id")?,
-        event_type: parse_column(row, "event_type", "events", |s| {
-            EventType::parse(s).ok_or("unknown event type")
-        })?,
+        event_type: event_type_of(row)?,
         time: from_millis(row.try_get("occurred_at")?, "events")?,
         data: data_from_json(&row.try_get::<String, _>("data")?)?,
     })
@@ -553,7 +551,7 @@ impl Store {
                 .await?;
             return match claimed {
                 Some(row) => Ok(SettleOutcome::Settled {
-                    event_type: claimed_type(&row)?,
+                    event_type: event_type_of(&row)?,
                     deliveries: 0,
                 }),
                 None => self.settled_before(id).await,
@@ -569,7 +567,7 @@ impl Store {
             return self.settled_before(id).await;
         };
         let time = from_millis(row.try_get("occurred_at")?, "events")?;
-        let event_type = claimed_type(&row)?;
+        let event_type = event_type_of(&row)?;
         let mut data: EventData = data_from_json(&row.try_get::<String, _>("data")?)?;
         let error = if committed {
             None
@@ -686,7 +684,7 @@ impl Store {
             .map(|row| {
                 Ok(PendingEvent {
                     id: row.try_get("id")?,
-                    event_type: claimed_type(row)?,
+                    event_type: event_type_of(row)?,
                     time: from_millis(row.try_get("occurred_at")?, "events")?,
                     data: data_from_json(&row.try_get::<String, _>("data")?)?,
                 })
@@ -1133,8 +1131,8 @@ fn claim_pending(
     .bind(EventType::FileCreated.as_str())
 }
 
-/// The type a claimed row was recorded as.
-fn claimed_type(row: &AnyRow) -> Result<EventType, StoreError> {
+/// The `event_type` column of an events row.
+fn event_type_of(row: &AnyRow) -> Result<EventType, StoreError> {
     parse_column(row, "event_type", "events", |s| {
         EventType::parse(s).ok_or("unknown event type")
     })

@@ -116,40 +116,46 @@ impl Store {
     /// sealed with it (in clear from before encryption at rest, or sealed with an older key).
     /// Each row is updated only if it did not change meanwhile. Returns how many were.
     pub(crate) async fn reseal_secrets(&self, keys: &SecretKeys) -> Result<usize, StoreError> {
-        let mut resealed = 0;
-        let buckets = sqlx::query("SELECT name, options FROM buckets")
-            .fetch_all(&self.pool)
+        let buckets = self
+            .reseal_column(
+                keys,
+                "SELECT name AS row_key, options AS sealed FROM buckets",
+                "UPDATE buckets SET options = $3 WHERE name = $1 AND options = $2",
+                options_context,
+            )
             .await?;
-        for row in buckets {
-            let name: String = row.try_get("name")?;
-            let stored: String = row.try_get("options")?;
+        let webhooks = self
+            .reseal_column(
+                keys,
+                "SELECT id AS row_key, secret AS sealed FROM webhooks",
+                "UPDATE webhooks SET secret = $3 WHERE id = $1 AND secret = $2",
+                webhook_secret_context,
+            )
+            .await?;
+        Ok(buckets + webhooks)
+    }
+
+    /// [`Store::reseal_secrets`] for one column: `select` reads `(row_key, sealed)`, `update`
+    /// takes the row key, the value read and the new value.
+    async fn reseal_column(
+        &self,
+        keys: &SecretKeys,
+        select: &'static str,
+        update: &'static str,
+        context: fn(&str) -> String,
+    ) -> Result<usize, StoreError> {
+        let mut resealed = 0;
+        for row in sqlx::query(select).fetch_all(&self.pool).await? {
+            let row_key: String = row.try_get("row_key")?;
+            let stored: String = row.try_get("sealed")?;
+            // Empty bucket options are kept in clear: there is nothing to hide.
             if stored == NO_OPTIONS || !keys.needs_sealing(&stored) {
                 continue;
             }
-            let context = options_context(&name);
+            let context = context(&row_key);
             let sealed = keys.seal(&context, &keys.open(&context, &stored)?);
-            resealed +=
-                sqlx::query("UPDATE buckets SET options = $3 WHERE name = $1 AND options = $2")
-                    .bind(&name)
-                    .bind(&stored)
-                    .bind(sealed)
-                    .execute(&self.pool)
-                    .await?
-                    .rows_affected() as usize;
-        }
-        let webhooks = sqlx::query("SELECT id, secret FROM webhooks")
-            .fetch_all(&self.pool)
-            .await?;
-        for row in webhooks {
-            let id: String = row.try_get("id")?;
-            let stored: String = row.try_get("secret")?;
-            if !keys.needs_sealing(&stored) {
-                continue;
-            }
-            let context = webhook_secret_context(&id);
-            let sealed = keys.seal(&context, &keys.open(&context, &stored)?);
-            resealed += sqlx::query("UPDATE webhooks SET secret = $3 WHERE id = $1 AND secret = $2")
-                .bind(&id)
+            resealed += sqlx::query(update)
+                .bind(&row_key)
                 .bind(&stored)
                 .bind(sealed)
                 .execute(&self.pool)
